@@ -1,0 +1,344 @@
+//! Validated generation parameters.
+//!
+//! The API edge turns a request body into [`GenerationParams`] with
+//! [`GenerationParams::validate`]; from then on the queue and the engine rely
+//! on its invariants. Model-specific limits (a model's largest size) are the
+//! engine's to check, since only it knows the model.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::sampler::{SamplerKind, ScheduleKind};
+
+/// Hard limits that hold for every model. Model-specific limits are tighter.
+pub mod limits {
+    /// Images per request (OpenAI's limit).
+    pub const MAX_N: u32 = 10;
+    /// Denoising steps per image.
+    pub const MAX_STEPS: u32 = 150;
+    /// Largest side, in pixels, any model may be asked for.
+    pub const MAX_SIDE: u32 = 2048;
+    /// Smallest side, in pixels.
+    pub const MIN_SIDE: u32 = 8;
+    /// Prompt length in characters (tokenizers truncate further, with a warning).
+    pub const MAX_PROMPT_CHARS: usize = 4000;
+    /// Largest accepted guidance scale.
+    pub const MAX_GUIDANCE: f32 = 50.0;
+}
+
+/// Width and height in pixels, each a multiple of 8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Size {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+}
+
+impl Size {
+    /// A size, checked against the global limits.
+    pub fn new(width: u32, height: u32) -> Result<Self, ParamError> {
+        for (field, v) in [("width", width), ("height", height)] {
+            if !(limits::MIN_SIDE..=limits::MAX_SIDE).contains(&v) || v % 8 != 0 {
+                return Err(ParamError::new(
+                    "size",
+                    "invalid_size",
+                    format!(
+                        "{field} {v} must be a multiple of 8 between {} and {}",
+                        limits::MIN_SIDE,
+                        limits::MAX_SIDE
+                    ),
+                ));
+            }
+        }
+        Ok(Self { width, height })
+    }
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}x{}", self.width, self.height)
+    }
+}
+
+impl FromStr for Size {
+    type Err = ParamError;
+
+    /// Parses OpenAI's `"WxH"` form, e.g. `"512x512"`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            ParamError::new(
+                "size",
+                "invalid_size",
+                format!(
+                    "size `{}` must look like `WIDTHxHEIGHT`, e.g. `512x512`",
+                    s.chars().take(40).collect::<String>()
+                ),
+            )
+        };
+        let (w, h) = s.trim().split_once(['x', 'X']).ok_or_else(bad)?;
+        let w = w.trim().parse::<u32>().map_err(|_| bad())?;
+        let h = h.trim().parse::<u32>().map_err(|_| bad())?;
+        Size::new(w, h)
+    }
+}
+
+/// Scheduling tier of a job: synchronous requests go ahead of batch work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    /// A client is waiting on the connection.
+    Realtime,
+    /// Asynchronous work; runs when no realtime work is waiting.
+    Batch,
+}
+
+impl Tier {
+    /// The snake_case name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Tier::Realtime => "realtime",
+            Tier::Batch => "batch",
+        }
+    }
+}
+
+/// A parameter that failed validation: which field, a stable code, and a
+/// message that names the limit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ParamError {
+    /// The request field at fault, as named in the API (e.g. `size`, `n`).
+    pub field: &'static str,
+    /// Stable machine-readable code, e.g. `invalid_size`.
+    pub code: &'static str,
+    /// Human-readable explanation naming the limit.
+    pub message: String,
+}
+
+impl ParamError {
+    /// Builds an error.
+    pub fn new(field: &'static str, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Everything needed to generate a job's images, validated.
+///
+/// Image `i` of the job (0-based) uses seed `seed + i` (wrapping), so each
+/// image has its own generator and a batch reproduces the same pixels as the
+/// same images generated one at a time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerationParams {
+    /// Model name as listed by `/v1/models`.
+    pub model: String,
+    /// The prompt, trimmed, non-empty.
+    pub prompt: String,
+    /// Optional negative prompt (empty string when absent).
+    pub negative_prompt: String,
+    /// Output size.
+    pub size: Size,
+    /// Number of images, 1..=10.
+    pub n: u32,
+    /// Denoising steps, 1..=150.
+    pub steps: u32,
+    /// Classifier-free guidance scale; 1.0 or below disables guidance.
+    pub guidance_scale: f32,
+    /// Seed of the first image.
+    pub seed: u64,
+    /// Sampler; `None` means the model's default.
+    pub sampler: Option<SamplerKind>,
+    /// Sigma schedule.
+    pub schedule: ScheduleKind,
+    /// Image-to-image strength in [0, 1]; `None` for text-to-image.
+    pub strength: Option<f32>,
+}
+
+/// Unvalidated parameters, as they arrive from a request body or the CLI.
+/// `None` fields take the documented defaults.
+#[derive(Debug, Clone, Default)]
+pub struct RawParams {
+    /// Model name (required; the edge fills in the configured default).
+    pub model: String,
+    /// Prompt.
+    pub prompt: String,
+    /// Negative prompt.
+    pub negative_prompt: Option<String>,
+    /// `"WxH"`.
+    pub size: Option<String>,
+    /// Images; default 1.
+    pub n: Option<i64>,
+    /// Steps; the edge fills the model default.
+    pub steps: Option<i64>,
+    /// Guidance; the edge fills the model default.
+    pub guidance_scale: Option<f64>,
+    /// Seed; `None` draws one from the operating system.
+    pub seed: Option<u64>,
+    /// Sampler name.
+    pub sampler: Option<String>,
+    /// Schedule name; default `default`.
+    pub schedule: Option<String>,
+    /// Image-to-image strength.
+    pub strength: Option<f64>,
+}
+
+impl GenerationParams {
+    /// Validates raw parameters. `default_size` and `default_steps` and
+    /// `default_guidance` come from the model; `fresh_seed` is called only
+    /// when no seed was given (randomness stays an argument).
+    pub fn validate(
+        raw: RawParams,
+        default_size: Size,
+        default_steps: u32,
+        default_guidance: f32,
+        fresh_seed: impl FnOnce() -> u64,
+    ) -> Result<Self, ParamError> {
+        let prompt = raw.prompt.trim().to_string();
+        if prompt.is_empty() {
+            return Err(ParamError::new(
+                "prompt",
+                "invalid_prompt",
+                "prompt must not be empty or whitespace",
+            ));
+        }
+        if prompt.chars().count() > limits::MAX_PROMPT_CHARS {
+            return Err(ParamError::new(
+                "prompt",
+                "prompt_too_long",
+                format!("prompt must be at most {} characters", limits::MAX_PROMPT_CHARS),
+            ));
+        }
+        let negative_prompt = raw.negative_prompt.unwrap_or_default().trim().to_string();
+        if negative_prompt.chars().count() > limits::MAX_PROMPT_CHARS {
+            return Err(ParamError::new(
+                "negative_prompt",
+                "prompt_too_long",
+                format!("negative_prompt must be at most {} characters", limits::MAX_PROMPT_CHARS),
+            ));
+        }
+        let size = match raw.size.as_deref() {
+            None | Some("auto") => default_size,
+            Some(s) => s.parse()?,
+        };
+        let n = raw.n.unwrap_or(1);
+        if !(1..=limits::MAX_N as i64).contains(&n) {
+            return Err(ParamError::new(
+                "n",
+                "invalid_n",
+                format!("n must be between 1 and {}, got {n}", limits::MAX_N),
+            ));
+        }
+        let steps = raw.steps.unwrap_or(default_steps as i64);
+        if !(1..=limits::MAX_STEPS as i64).contains(&steps) {
+            return Err(ParamError::new(
+                "steps",
+                "invalid_steps",
+                format!("steps must be between 1 and {}, got {steps}", limits::MAX_STEPS),
+            ));
+        }
+        let guidance = raw.guidance_scale.unwrap_or(default_guidance as f64);
+        if !guidance.is_finite() || !(0.0..=limits::MAX_GUIDANCE as f64).contains(&guidance) {
+            return Err(ParamError::new(
+                "guidance_scale",
+                "invalid_guidance_scale",
+                format!(
+                    "guidance_scale must be a finite number between 0 and {}",
+                    limits::MAX_GUIDANCE
+                ),
+            ));
+        }
+        let sampler = match raw.sampler.as_deref() {
+            None | Some("") | Some("default") => None,
+            Some(s) => Some(s.parse::<SamplerKind>().map_err(|e| {
+                ParamError::new("sampler", "invalid_sampler", e.to_string())
+            })?),
+        };
+        let schedule = match raw.schedule.as_deref() {
+            None | Some("") => ScheduleKind::Default,
+            Some(s) => s.parse::<ScheduleKind>().map_err(|e| {
+                ParamError::new("schedule", "invalid_schedule", e.to_string())
+            })?,
+        };
+        let strength = match raw.strength {
+            None => None,
+            Some(s) if s.is_finite() && (0.0..=1.0).contains(&s) => Some(s as f32),
+            Some(s) => {
+                return Err(ParamError::new(
+                    "strength",
+                    "invalid_strength",
+                    format!("strength must be between 0 and 1, got {s}"),
+                ));
+            }
+        };
+        let seed = raw.seed.unwrap_or_else(fresh_seed);
+        Ok(Self {
+            model: raw.model,
+            prompt,
+            negative_prompt,
+            size,
+            n: n as u32,
+            steps: steps as u32,
+            guidance_scale: guidance as f32,
+            seed,
+            sampler,
+            schedule,
+            strength,
+        })
+    }
+
+    /// The seed of image `index` of this job.
+    pub fn image_seed(&self, index: u32) -> u64 {
+        self.seed.wrapping_add(index as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(prompt: &str) -> RawParams {
+        RawParams {
+            model: "m".into(),
+            prompt: prompt.into(),
+            ..Default::default()
+        }
+    }
+
+    fn validate(r: RawParams) -> Result<GenerationParams, ParamError> {
+        GenerationParams::validate(r, Size::new(32, 32).unwrap(), 20, 5.0, || 42)
+    }
+
+    #[test]
+    fn defaults_are_filled_and_seed_resolved() {
+        let p = validate(raw(" a red apple ")).unwrap();
+        assert_eq!(p.prompt, "a red apple");
+        assert_eq!(p.size, Size::new(32, 32).unwrap());
+        assert_eq!((p.n, p.steps, p.seed), (1, 20, 42));
+        assert_eq!(p.image_seed(3), 45);
+    }
+
+    #[test]
+    fn each_bad_field_is_named_with_its_code() {
+        let cases: Vec<(RawParams, &str, &str)> = vec![
+            (raw("   "), "prompt", "invalid_prompt"),
+            (RawParams { size: Some("513x512".into()), ..raw("x") }, "size", "invalid_size"),
+            (RawParams { size: Some("big".into()), ..raw("x") }, "size", "invalid_size"),
+            (RawParams { n: Some(0), ..raw("x") }, "n", "invalid_n"),
+            (RawParams { n: Some(11), ..raw("x") }, "n", "invalid_n"),
+            (RawParams { steps: Some(0), ..raw("x") }, "steps", "invalid_steps"),
+            (RawParams { guidance_scale: Some(f64::NAN), ..raw("x") }, "guidance_scale", "invalid_guidance_scale"),
+            (RawParams { sampler: Some("plms".into()), ..raw("x") }, "sampler", "invalid_sampler"),
+            (RawParams { strength: Some(1.5), ..raw("x") }, "strength", "invalid_strength"),
+        ];
+        for (r, field, code) in cases {
+            let e = validate(r).unwrap_err();
+            assert_eq!((e.field, e.code), (field, code), "{e}");
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The engine's one error type. Every failure the engine can meet is a
+//! variant here with a stable [`EngineError::code`]; the engine never panics
+//! on bad files or bad parameters.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong loading a model or generating with it.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A file the model folder must contain is absent.
+    #[error("missing file {path}")]
+    MissingFile {
+        /// The expected path.
+        path: PathBuf,
+    },
+    /// The folder's config names an architecture the engine does not support.
+    #[error("unknown architecture: {detail}")]
+    UnknownArchitecture {
+        /// What was found and what is supported.
+        detail: String,
+    },
+    /// A config file could not be read or parsed.
+    #[error("invalid config {path}: {detail}")]
+    InvalidConfig {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// A tensor's shape in the weights disagrees with the config.
+    #[error("shape mismatch for tensor `{tensor}` in {path}: config expects {expected:?}, weights have {found:?}")]
+    ShapeMismatch {
+        /// The weights file.
+        path: PathBuf,
+        /// The tensor name.
+        tensor: String,
+        /// Shape implied by the config.
+        expected: Vec<usize>,
+        /// Shape stored in the file.
+        found: Vec<usize>,
+    },
+    /// A tensor the config needs is not in the weights.
+    #[error("tensor `{tensor}` not found in {path}")]
+    MissingTensor {
+        /// The weights file (or folder).
+        path: PathBuf,
+        /// The tensor name.
+        tensor: String,
+    },
+    /// A tensor is stored in a dtype the engine cannot use.
+    #[error("tensor `{tensor}` in {path} has unsupported dtype {dtype} (supported: f32, f16, bf16)")]
+    UnsupportedDtype {
+        /// The weights file.
+        path: PathBuf,
+        /// The tensor name.
+        tensor: String,
+        /// The dtype found.
+        dtype: String,
+    },
+    /// A safetensors file is truncated or malformed.
+    #[error("corrupt weights file {path}: {detail}")]
+    CorruptWeights {
+        /// The weights file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Width or height is not a multiple of the model's factor or exceeds its limit.
+    #[error("invalid size {width}x{height}: {detail}")]
+    InvalidSize {
+        /// Requested width.
+        width: u32,
+        /// Requested height.
+        height: u32,
+        /// The rule broken, naming the limit.
+        detail: String,
+    },
+    /// Zero steps were asked for.
+    #[error("steps must be at least 1")]
+    ZeroSteps,
+    /// The guidance scale is NaN or infinite.
+    #[error("guidance_scale must be finite, got {0}")]
+    NonFiniteGuidance(f32),
+    /// Image-to-image strength outside [0, 1].
+    #[error("strength must be between 0 and 1, got {0}")]
+    InvalidStrength(f32),
+    /// The init image does not match the requested size.
+    #[error("init image is {found_w}x{found_h}, expected {width}x{height}")]
+    InitImageSize {
+        /// Requested width.
+        width: u32,
+        /// Requested height.
+        height: u32,
+        /// Init image width.
+        found_w: u32,
+        /// Init image height.
+        found_h: u32,
+    },
+    /// A batch mixed requests that cannot share one call.
+    #[error("requests in one batch must share size, steps, sampler, schedule, guidance and strength: {0}")]
+    IncompatibleBatch(String),
+    /// An empty batch.
+    #[error("a batch needs at least one request")]
+    EmptyBatch,
+    /// The sampler cannot be used with this model or schedule.
+    #[error("sampler {sampler} is not supported here: {detail}")]
+    UnsupportedSampler {
+        /// The sampler name.
+        sampler: String,
+        /// Why.
+        detail: String,
+    },
+    /// Cancelled between steps by the caller.
+    #[error("cancelled")]
+    Cancelled,
+    /// A tokenizer failure.
+    #[error("tokenizer error: {0}")]
+    Tokenizer(String),
+    /// An I/O failure reading the model folder.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A numeric failure inside the tensor library (a bug or out of memory).
+    #[error("tensor computation failed: {0}")]
+    Compute(String),
+}
+
+impl EngineError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::MissingFile { .. } => "model_file_missing",
+            EngineError::UnknownArchitecture { .. } => "unknown_architecture",
+            EngineError::InvalidConfig { .. } => "invalid_model_config",
+            EngineError::ShapeMismatch { .. } => "weight_shape_mismatch",
+            EngineError::MissingTensor { .. } => "weight_missing",
+            EngineError::UnsupportedDtype { .. } => "unsupported_dtype",
+            EngineError::CorruptWeights { .. } => "corrupt_weights",
+            EngineError::InvalidSize { .. } => "invalid_size",
+            EngineError::ZeroSteps => "invalid_steps",
+            EngineError::NonFiniteGuidance(_) => "invalid_guidance_scale",
+            EngineError::InvalidStrength(_) => "invalid_strength",
+            EngineError::InitImageSize { .. } => "invalid_image",
+            EngineError::IncompatibleBatch(_) => "incompatible_batch",
+            EngineError::EmptyBatch => "empty_batch",
+            EngineError::UnsupportedSampler { .. } => "invalid_sampler",
+            EngineError::Cancelled => "cancelled",
+            EngineError::Tokenizer(_) => "tokenizer_error",
+            EngineError::Io { .. } => "model_io_error",
+            EngineError::Compute(_) => "engine_error",
+        }
+    }
+
+    /// Whether the caller's request (rather than the model or the machine) is at fault.
+    pub fn is_bad_request(&self) -> bool {
+        matches!(
+            self,
+            EngineError::InvalidSize { .. }
+                | EngineError::ZeroSteps
+                | EngineError::NonFiniteGuidance(_)
+                | EngineError::InvalidStrength(_)
+                | EngineError::InitImageSize { .. }
+                | EngineError::UnsupportedSampler { .. }
+        )
+    }
+}
+
+impl From<candle_core::Error> for EngineError {
+    fn from(e: candle_core::Error) -> Self {
+        EngineError::Compute(e.to_string())
+    }
+}
+
+/// Shorthand for engine results.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
