@@ -11,13 +11,19 @@
 //! - [`image`]: an in-memory RGB picture.
 //! - [`sampler`]: sampler, sigma schedule and timestep spacing names.
 //! - [`params`]: validated generation parameters and their limits.
+//! - [`job`]: the lifecycle states of a job.
+//! - [`output`]: output format and delivery options carried by a job.
 
 pub mod ids;
 pub mod image;
+pub mod job;
+pub mod output;
 pub mod params;
 pub mod sampler;
 
 pub use ids::{ImageId, JobId, ParseIdError};
 pub use image::RgbImage;
+pub use job::JobStatus;
+pub use output::{OutputFormat, OutputOptions, ResponseFormat};
 pub use params::{GenerationParams, ParamError, RawParams, Size, Tier, limits};
 pub use sampler::{SamplerKind, ScheduleKind, TimestepSpacing, UnknownName};
