@@ -83,8 +83,12 @@ def main():
         ],
     }
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(out, f, indent=0, ensure_ascii=False)
+    entries = out.pop("entries")
+    with open(args.out, "w") as f:  # one entry per line: small, diffable
+        head = json.dumps(out, indent=1, ensure_ascii=False)
+        f.write(head[:-2] + ',\n "entries": [\n')
+        f.write(",\n".join(json.dumps(e, ensure_ascii=False) for e in entries))
+        f.write("\n ]\n}\n")
     print(f"{len(hashes)} hashes -> {args.out}; {stats}")
 
 

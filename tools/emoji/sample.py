@@ -15,6 +15,7 @@ BertModel / tokenizer.json) and runs classifier-free guidance:
 Image = clamp(x, -1, 1) mapped to [0, 255].
 """
 import argparse
+import inspect
 import json
 import os
 import sys
@@ -94,7 +95,8 @@ def generate(prompts, seeds, sched, steps, g):
             out = unet(inp, t, encoder_hidden_states=torch.cat([cond, uncond])).sample
             oc, ou = out.chunk(2)
             out = ou + g * (oc - ou)
-            x = sched.step(out, t, x, generator=gen).prev_sample
+            kw = {"generator": gen} if "generator" in inspect.signature(sched.step).parameters else {}
+            x = sched.step(out, t, x, **kw).prev_sample
         imgs.append(((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy())
     return imgs  # list over seeds of [P, H, W, 3]
 
