@@ -1,1 +1,16 @@
-fn main() {}
+//! The `easel` binary: parses flags, loads the config, calls library code.
+
+mod commands;
+
+use clap::Parser as _;
+
+fn main() -> std::process::ExitCode {
+    let cli = commands::Cli::parse();
+    match commands::run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,39 @@
-//! placeholder
+//! Easel's job system: the handle the server submits to, the in-process
+//! worker that runs jobs on the engine's own thread, and progress fan-out.
+//!
+//! This is the simple version of the design's steps 3–4: one worker, one
+//! job at a time, the queue in the store's `jobs` table. It is built so the
+//! full job system (leases, priority tiers with fair share, batching, a warm
+//! model pool, backpressure) grows inside it without changing the server:
+//! the server only sees [`Jobs`] (submit, get, list, cancel, watch, wait)
+//! and [`Models`].
+//!
+//! # Layout
+//! - [`handle`]: [`Jobs`], the cheap-to-clone handle; a job is stored
+//!   before `submit` returns.
+//! - [`worker`]: the worker loop, graceful shutdown, `run_pending` for tests.
+//! - [`engine_thread`]: the OS thread engine calls run on (never the async
+//!   runtime's threads).
+//! - [`pipeline`]: one job's work without a queue (engine, then encoding with
+//!   metadata); `easel generate` uses it too.
+//! - [`metadata`]: the text written into image files.
+//! - [`events`]: per-job broadcast channels; late watchers get the current
+//!   state first.
+//! - [`models`]: served models and their load state.
+//! - [`error`]: [`JobError`].
+
+pub mod engine_thread;
+pub mod error;
+pub mod events;
+pub mod handle;
+pub mod metadata;
+pub mod models;
+pub mod pipeline;
+pub mod worker;
+
+pub use error::JobError;
+pub use events::{EventHub, JobEvent, Subscription};
+pub use handle::{Jobs, NewJob, Watch, init_image_key, terminal_or_current_event};
+pub use models::{Generator, ModelLookupError, ModelSpec, ModelState, ModelStatus, Models};
+pub use pipeline::{RenderError, RenderedImage, check_for_model, image_requests, render};
+pub use worker::WorkerHandle;

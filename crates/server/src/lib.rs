@@ -1,1 +1,34 @@
-//! placeholder
+//! Easel's HTTP server: the OpenAI-compatible Images API, native async jobs
+//! with server-sent progress events, stored image records behind signed
+//! links, API keys, the OpenAPI document, and the one configuration tree.
+//!
+//! The server composes the other crates and owns nothing of their logic:
+//! requests are parsed at the edge into validated types
+//! ([`easel_core::GenerationParams`]) and only those reach the job system.
+//!
+//! # Layout
+//! - [`config`]: the typed configuration tree and its layers.
+//! - [`app`]: building and running the server; `run(listener, config, shutdown)`.
+//! - [`routes`]: one module per route group, and the router.
+//! - [`dto`]: request and response bodies and their validation.
+//! - [`error`]: [`ApiError`], the one error type, mapped to HTTP in one place.
+//! - [`extract`]: extractors with OpenAI-shaped rejections; the API-key check.
+//! - [`auth`]: API keys, hashed, compared in constant time.
+//! - [`signing`]: HMAC-signed, expiring image links.
+//! - [`state`]: what handlers share.
+//! - [`openapi`]: the OpenAPI document.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod dto;
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod routes;
+pub mod signing;
+pub mod state;
+
+pub use app::{Application, run, shutdown_signal};
+pub use config::{Config, Overrides};
+pub use error::{ApiError, ErrorKind};

@@ -1,0 +1,353 @@
+//! The job system's handle: what the server talks to.
+//!
+//! [`Jobs`] is cheap to clone. Submitting persists the job *before* it
+//! returns, so an acknowledged job survives a crash; the worker is then woken
+//! through a [`Notify`]. Reads go to the store, live progress to the
+//! [`EventHub`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use easel_core::{GenerationParams, JobId, JobStatus, OutputOptions, RgbImage, Tier};
+use easel_engine::CancelToken;
+use easel_store::{
+    Blobs, CancelOutcome, Db, Image, InsertOutcome, Job, JobFilter, JobPage, StoreError,
+};
+use tokio::sync::{Notify, broadcast};
+
+use crate::error::JobError;
+use crate::events::{EventHub, JobEvent, Subscription};
+use crate::models::Models;
+
+/// A validated job to submit.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// What to generate.
+    pub params: GenerationParams,
+    /// How to encode and deliver it.
+    pub output: OutputOptions,
+    /// Realtime (a client waits) or batch.
+    pub tier: Tier,
+    /// Who asked: the API key's name, or the request's `user` field when
+    /// authentication is off. Idempotency keys are unique per user.
+    pub user_id: Option<String>,
+    /// Client-chosen key: a retry with the same key returns the first job.
+    pub idempotency_key: Option<String>,
+    /// Image-to-image: the initial image, already at `params.size`.
+    pub init_image: Option<RgbImage>,
+}
+
+/// Why the worker cancelled a running job's token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CancelReason {
+    /// Its owner asked (DELETE, or a synchronous client left).
+    User,
+    /// Graceful shutdown ran out of time: put it back in the queue.
+    Shutdown,
+    /// The store gave the job's lease to someone else: drop the work.
+    LeaseLost,
+}
+
+pub(crate) struct Running {
+    pub(crate) token: CancelToken,
+    pub(crate) reason: Option<CancelReason>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) db: Db,
+    pub(crate) blobs: Blobs,
+    pub(crate) models: Models,
+    pub(crate) hub: EventHub,
+    pub(crate) wake: Notify,
+    pub(crate) accepting: AtomicBool,
+    pub(crate) running: Mutex<HashMap<JobId, Running>>,
+}
+
+/// The job system. Cheap to clone.
+#[derive(Clone)]
+pub struct Jobs {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// What a watcher of a job gets.
+pub enum Watch {
+    /// The job is live: its current state, then the events that follow.
+    Live(Subscription),
+    /// The job had already finished: its terminal event.
+    Finished(JobEvent),
+}
+
+/// The object-store key of a job's initial image (edits).
+pub fn init_image_key(id: JobId) -> String {
+    format!("inputs/{id}.png")
+}
+
+impl Jobs {
+    /// A job system over this store and these models. No worker runs until
+    /// [`Jobs::start_worker`].
+    pub fn new(db: Db, blobs: Blobs, models: Models) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                blobs,
+                models,
+                hub: EventHub::new(),
+                wake: Notify::new(),
+                accepting: AtomicBool::new(true),
+                running: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The served models.
+    pub fn models(&self) -> &Models {
+        &self.inner.models
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    /// The object store.
+    pub fn blobs(&self) -> &Blobs {
+        &self.inner.blobs
+    }
+
+    /// The event hub.
+    pub fn hub(&self) -> &EventHub {
+        &self.inner.hub
+    }
+
+    /// Puts jobs left `running` by a crash back in the queue. Call once at
+    /// startup, before the worker starts.
+    pub async fn recover(&self) -> Result<u64, JobError> {
+        let ids = self
+            .inner
+            .db
+            .requeue_running_on_startup()
+            .await
+            .map_err(JobError::Store)?;
+        if !ids.is_empty() {
+            tracing::warn!(
+                jobs = ids.len(),
+                "requeued jobs left running by an earlier process"
+            );
+        }
+        Ok(ids.len() as u64)
+    }
+
+    /// Persists a job and wakes the worker. Returns the stored job and
+    /// whether it was created now (`false`: an idempotent retry).
+    pub async fn submit(&self, job: NewJob) -> Result<(Job, bool), JobError> {
+        if !self.inner.accepting.load(Ordering::SeqCst) {
+            return Err(JobError::ShuttingDown);
+        }
+        let id = JobId::new();
+        if let Some(image) = &job.init_image {
+            // The initial image goes to the object store first: a job row
+            // must never point at an image that is not there.
+            let png = easel_media::encode(
+                image,
+                easel_core::OutputFormat::Png,
+                None,
+                &easel_media::Metadata::none(),
+            )
+            .map_err(|e| {
+                JobError::Param(easel_core::ParamError::new(
+                    "image",
+                    e.code(),
+                    e.to_string(),
+                ))
+            })?;
+            self.inner
+                .blobs
+                .put(&init_image_key(id), Bytes::from(png))
+                .await
+                .map_err(JobError::Blob)?;
+        }
+        let new = easel_store::NewJob {
+            id,
+            tier: job.tier,
+            user_id: job.user_id,
+            params: job.params,
+            options: job.output,
+            idempotency_key: job.idempotency_key,
+            correlation_id: None,
+        };
+        let has_init = job.init_image.is_some();
+        match self.inner.db.insert_job(new).await {
+            Ok(InsertOutcome::Created(record)) => {
+                self.inner
+                    .hub
+                    .publish(JobEvent::Queued { job_id: record.id });
+                self.inner.wake.notify_one();
+                Ok((record, true))
+            }
+            Ok(InsertOutcome::Existing(record)) => {
+                if has_init {
+                    let _ = self.inner.blobs.delete(&init_image_key(id)).await;
+                }
+                Ok((record, false))
+            }
+            Err(e) => {
+                if has_init {
+                    let _ = self.inner.blobs.delete(&init_image_key(id)).await;
+                }
+                Err(JobError::Store(e))
+            }
+        }
+    }
+
+    /// A job by id.
+    pub async fn get(&self, id: JobId) -> Result<Job, JobError> {
+        self.inner.db.get_job(id).await.map_err(|e| match e {
+            StoreError::JobNotFound(id) => JobError::NotFound(id),
+            other => JobError::Store(other),
+        })
+    }
+
+    /// A page of jobs, newest first.
+    pub async fn list(
+        &self,
+        status: Option<JobStatus>,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<JobPage, JobError> {
+        let filter = JobFilter {
+            status,
+            user_id: None,
+        };
+        self.inner
+            .db
+            .list_jobs(&filter, cursor, i64::from(limit))
+            .await
+            .map_err(JobError::Store)
+    }
+
+    /// An image record by id.
+    pub async fn image(&self, id: easel_core::ImageId) -> Result<Option<Image>, JobError> {
+        match self.inner.db.get_image(id).await {
+            Ok(image) => Ok(Some(image)),
+            Err(StoreError::ImageNotFound(_)) => Ok(None),
+            Err(e) => Err(JobError::Store(e)),
+        }
+    }
+
+    /// Cancels a job. A queued job is cancelled at once; a running one at
+    /// its next step (the worker then records it). A finished job is
+    /// returned unchanged.
+    pub async fn cancel(&self, id: JobId) -> Result<Job, JobError> {
+        let outcome = self.inner.db.cancel(id).await.map_err(|e| match e {
+            StoreError::JobNotFound(id) => JobError::NotFound(id),
+            other => JobError::Store(other),
+        })?;
+        match outcome {
+            CancelOutcome::Cancelled(job) => {
+                tracing::info!(job = %id, "queued job cancelled");
+                self.inner.hub.publish(JobEvent::Cancelled { job_id: id });
+                Ok(job)
+            }
+            // The store has the flag (for workers in other processes); the
+            // token stops this process's worker at its next step.
+            CancelOutcome::Requested(job) => {
+                self.cancel_running(id);
+                Ok(job)
+            }
+            CancelOutcome::AlreadyFinished(job) => Ok(job),
+        }
+    }
+
+    fn cancel_running(&self, id: JobId) {
+        let mut running = self.inner.running.lock().expect("running lock poisoned");
+        if let Some(r) = running.get_mut(&id) {
+            r.reason.get_or_insert(CancelReason::User);
+            r.token.cancel();
+        }
+    }
+
+    /// Subscribes to a job's events. A job that already finished yields its
+    /// terminal event.
+    pub async fn watch(&self, id: JobId) -> Result<Watch, JobError> {
+        let job = self.get(id).await?;
+        let fallback = || terminal_or_current_event(&job);
+        match self.inner.hub.subscribe(id, fallback) {
+            Some(sub) => Ok(Watch::Live(sub)),
+            None => Ok(Watch::Finished(terminal_or_current_event(&job))),
+        }
+    }
+
+    /// Waits until the job finishes and returns its final record. The
+    /// store is re-read now and then in case an event was missed. During
+    /// shutdown a job that is (back) in the queue ends the wait with
+    /// [`JobError::ShuttingDown`]: it will run after the restart.
+    pub async fn wait(&self, id: JobId) -> Result<Job, JobError> {
+        loop {
+            let mut sub = match self.watch(id).await? {
+                Watch::Finished(_) => return self.get(id).await,
+                Watch::Live(sub) => sub,
+            };
+            if sub.current.is_terminal() {
+                return self.get(id).await;
+            }
+            loop {
+                match tokio::time::timeout(Duration::from_secs(2), sub.receiver.recv()).await {
+                    Ok(Ok(event)) if event.is_terminal() => return self.get(id).await,
+                    // Put back in the queue by a shutdown: it runs after the restart.
+                    Ok(Ok(JobEvent::Queued { .. })) if !self.is_accepting() => {
+                        return Err(JobError::ShuttingDown);
+                    }
+                    Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
+                    Ok(Err(broadcast::error::RecvError::Closed)) => break,
+                    Err(_timeout) => {
+                        let job = self.get(id).await?;
+                        if job.status.is_terminal() {
+                            return Ok(job);
+                        }
+                        if job.status == JobStatus::Queued && !self.is_accepting() {
+                            return Err(JobError::ShuttingDown);
+                        }
+                    }
+                }
+            }
+            let job = self.get(id).await?;
+            if job.status.is_terminal() {
+                return Ok(job);
+            }
+        }
+    }
+
+    /// Stops taking new jobs (submissions fail with
+    /// [`JobError::ShuttingDown`]).
+    pub fn stop_accepting(&self) {
+        self.inner.accepting.store(false, Ordering::SeqCst);
+        self.inner.wake.notify_waiters();
+    }
+
+    /// Whether new jobs are taken.
+    pub fn is_accepting(&self) -> bool {
+        self.inner.accepting.load(Ordering::SeqCst)
+    }
+}
+
+/// The event that describes a stored job's state.
+pub fn terminal_or_current_event(job: &Job) -> JobEvent {
+    let job_id = job.id;
+    match job.status {
+        JobStatus::Queued => JobEvent::Queued { job_id },
+        JobStatus::Running => JobEvent::Started { job_id },
+        JobStatus::Succeeded => JobEvent::Completed {
+            job_id,
+            image_ids: job.image_ids.clone(),
+        },
+        JobStatus::Failed | JobStatus::Rejected => JobEvent::Failed {
+            job_id,
+            code: job.error_code.clone().unwrap_or_else(|| "failed".into()),
+            message: job.error_message.clone().unwrap_or_default(),
+        },
+        JobStatus::Cancelled => JobEvent::Cancelled { job_id },
+    }
+}

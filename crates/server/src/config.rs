@@ -1,0 +1,472 @@
+//! The one typed configuration tree, loaded once at startup.
+//!
+//! Layers, later ones winning: built-in defaults → `easel.toml` (or the file
+//! named by `--config`) → `EASEL_*` environment variables (nested keys joined
+//! with `__`, e.g. `EASEL_SERVER__LISTEN=0.0.0.0:8080`) → command-line flags.
+//! Every key, its default and its environment variable are listed in
+//! `docs/configuration.md`; keep the two in step.
+//!
+//! This is the only module of the server that reads the process environment.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{KeyHash, Scope};
+
+/// The top-level keys; environment variables are only read for these, so
+/// unrelated `EASEL_*` variables (say, a test's `EASEL_PYTHON`) are ignored.
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "data_dir",
+    "server",
+    "models",
+    "default_model",
+    "auth",
+    "urls",
+    "worker",
+    "limits",
+];
+
+/// Everything `easel serve` (and the other subcommands) can be configured with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Folder holding the SQLite database (`easel.db`), the image files
+    /// (`images/`) and the generated URL signing key (`signing.key`).
+    /// Default: `./easel-data`. Env: `EASEL_DATA_DIR`.
+    pub data_dir: PathBuf,
+    /// HTTP listener settings.
+    pub server: ServerConfig,
+    /// Models to serve. Default: one entry, `easel-emoji` at
+    /// `models/easel-emoji` (the bundled model). `--model PATH` replaces the
+    /// list with that one folder. Env: `EASEL_MODELS` (a TOML array).
+    pub models: Vec<ModelEntry>,
+    /// The model used when a request names none. Default: the first of
+    /// `models`. Env: `EASEL_DEFAULT_MODEL`.
+    pub default_model: Option<String>,
+    /// API keys.
+    pub auth: AuthConfig,
+    /// Signed, expiring image links.
+    pub urls: UrlConfig,
+    /// The in-process worker.
+    pub worker: WorkerConfig,
+    /// Input limits.
+    pub limits: LimitsConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./easel-data"),
+            server: ServerConfig::default(),
+            models: vec![ModelEntry {
+                name: "easel-emoji".into(),
+                path: PathBuf::from("models/easel-emoji"),
+            }],
+            default_model: None,
+            auth: AuthConfig::default(),
+            urls: UrlConfig::default(),
+            worker: WorkerConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+/// HTTP listener settings (`[server]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address and port to listen on. Default: `127.0.0.1:8080`. A
+    /// non-loopback address requires API keys (or `--insecure-no-auth`).
+    /// Env: `EASEL_SERVER__LISTEN`.
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes; larger bodies get 413
+    /// `payload_too_large`. Default: 16 MiB (16777216), room for an edits
+    /// upload of a few megapixels. Env: `EASEL_SERVER__BODY_LIMIT_BYTES`.
+    pub body_limit_bytes: usize,
+    /// Base of the links returned with `response_format=url`, e.g.
+    /// `https://images.example.com`. Default: unset, which uses the
+    /// request's `Host` header over `http://`. Env: `EASEL_SERVER__PUBLIC_URL`.
+    pub public_url: Option<String>,
+    /// On SIGTERM/SIGINT, how long the running job may take to finish before
+    /// it is cancelled and put back in the queue, in seconds. Default: 30.
+    /// Env: `EASEL_SERVER__SHUTDOWN_GRACE_SECONDS`.
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            body_limit_bytes: 16 * 1024 * 1024,
+            public_url: None,
+            shutdown_grace_seconds: 30,
+        }
+    }
+}
+
+/// One model to serve (`[[models]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
+    /// Name used in requests and listed by `/v1/models`.
+    pub name: String,
+    /// The diffusers model folder.
+    pub path: PathBuf,
+}
+
+/// API key settings (`[auth]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Accepted API keys, by hash. Default: none. When empty, requests are
+    /// not authenticated, which is allowed only on a loopback address.
+    /// Create one with `easel keys create`.
+    pub api_keys: Vec<ApiKeyEntry>,
+    /// Serve a non-loopback address without API keys. Default: `false`.
+    /// Flag: `--insecure-no-auth`. Env: `EASEL_AUTH__INSECURE_NO_AUTH`.
+    pub insecure_no_auth: bool,
+}
+
+/// One accepted API key (`[[auth.api_keys]]`). Only the key's hash is kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyEntry {
+    /// Who holds the key; recorded in logs and the audit table.
+    pub name: String,
+    /// `blake3:<64 hex>` (BLAKE3 of the key) or `sha256:<64 hex>`.
+    pub hash: KeyHash,
+    /// What the key may do. Default: `["generate"]`.
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<Scope>,
+}
+
+fn default_scopes() -> Vec<Scope> {
+    vec![Scope::Generate]
+}
+
+/// Signed image links (`[urls]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UrlConfig {
+    /// HMAC-SHA256 key for image links. Default: unset, in which case a
+    /// random key is generated on first start and kept in
+    /// `<data_dir>/signing.key`, so links survive restarts. Printed as `***`.
+    /// Env: `EASEL_URLS__SIGNING_KEY`.
+    pub signing_key: Option<Secret>,
+    /// How long a link stays valid, in seconds. Default: 3600.
+    /// Env: `EASEL_URLS__TTL_SECONDS`.
+    pub ttl_seconds: u64,
+}
+
+impl Default for UrlConfig {
+    fn default() -> Self {
+        Self {
+            signing_key: None,
+            ttl_seconds: 3600,
+        }
+    }
+}
+
+/// The in-process worker (`[worker]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Run the worker in this process. Default: `true`. Turning it off
+    /// makes an API-only server whose jobs stay queued (tests use this to
+    /// step jobs by hand). Env: `EASEL_WORKER__ENABLED`.
+    pub enabled: bool,
+    /// How long a synchronous request waits for its job before answering
+    /// 504 `timeout` (the job is then cancelled), in seconds. Default: 600.
+    /// Env: `EASEL_WORKER__SYNC_TIMEOUT_SECONDS`.
+    pub sync_timeout_seconds: u64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            sync_timeout_seconds: 600,
+        }
+    }
+}
+
+/// Input limits (`[limits]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest uploaded image accepted by `/v1/images/edits`, in pixels
+    /// (width × height as its header claims, checked before decoding).
+    /// Default: 16777216 (4096×4096). Env: `EASEL_LIMITS__MAX_UPLOAD_PIXELS`.
+    pub max_upload_pixels: u64,
+    /// Largest page of `GET /v1/jobs`. Default: 100.
+    /// Env: `EASEL_LIMITS__MAX_PAGE_SIZE`.
+    pub max_page_size: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_upload_pixels: 4096 * 4096,
+            max_page_size: 100,
+        }
+    }
+}
+
+/// A secret string: its `Debug` and `Serialize` forms print `***`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself; call only where it is used.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+/// Values given on the command line; `None` leaves the lower layers alone.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--config PATH`: the file layer. Default `easel.toml` in the working
+    /// directory, used only when present.
+    pub config_file: Option<PathBuf>,
+    /// `--model PATH`: serve this one folder, named after the folder.
+    pub model: Option<PathBuf>,
+    /// `--listen ADDR`.
+    pub listen: Option<SocketAddr>,
+    /// `--data-dir PATH`.
+    pub data_dir: Option<PathBuf>,
+    /// `--insecure-no-auth`.
+    pub insecure_no_auth: bool,
+}
+
+/// Why the configuration could not be loaded or is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A layer could not be parsed or has a wrong key or type.
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] Box<figment::Error>),
+    /// An explicitly named config file does not exist.
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    /// Values that parse but cannot be served.
+    #[error("{0}")]
+    Unusable(String),
+}
+
+impl Config {
+    /// Loads the layers: defaults, file, environment, flags.
+    pub fn load(overrides: &Overrides) -> Result<Config, ConfigError> {
+        let file = match &overrides.config_file {
+            Some(path) if !path.exists() => return Err(ConfigError::MissingFile(path.clone())),
+            Some(path) => path.clone(),
+            None => PathBuf::from("easel.toml"),
+        };
+        let env = Env::prefixed("EASEL_").split("__").filter(|key| {
+            let top = key.as_str().split('.').next().unwrap_or_default();
+            TOP_LEVEL_KEYS.contains(&top)
+        });
+        let mut figment = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(file))
+            .merge(env);
+        if let Some(path) = &overrides.model {
+            let name = model_name_for(path);
+            figment = figment
+                .merge(Serialized::default(
+                    "models",
+                    vec![ModelEntry {
+                        name: name.clone(),
+                        path: path.clone(),
+                    }],
+                ))
+                .merge(Serialized::default("default_model", name));
+        }
+        if let Some(listen) = overrides.listen {
+            figment = figment.merge(Serialized::default("server.listen", listen));
+        }
+        if let Some(dir) = &overrides.data_dir {
+            figment = figment.merge(Serialized::default("data_dir", dir));
+        }
+        if overrides.insecure_no_auth {
+            figment = figment.merge(Serialized::default("auth.insecure_no_auth", true));
+        }
+        let config: Config = figment.extract().map_err(Box::new)?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks what the types cannot: names unique, the default model listed.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let mut names: Vec<&str> = self.models.iter().map(|m| m.name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(ConfigError::Unusable(format!(
+                "model name `{}` is listed twice in `models`",
+                w[0]
+            )));
+        }
+        if let Some(default) = &self.default_model
+            && !self.models.iter().any(|m| &m.name == default)
+        {
+            return Err(ConfigError::Unusable(format!(
+                "default_model `{default}` is not one of the configured models ({})",
+                names.join(", ")
+            )));
+        }
+        if self.server.body_limit_bytes < 1024 {
+            return Err(ConfigError::Unusable(
+                "server.body_limit_bytes must be at least 1024".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses a non-loopback listener without API keys unless explicitly
+    /// allowed: an open image generator on a network is someone else's GPU
+    /// bill.
+    pub fn check_exposure(&self, listen: SocketAddr) -> Result<(), ConfigError> {
+        if !listen.ip().is_loopback()
+            && self.auth.api_keys.is_empty()
+            && !self.auth.insecure_no_auth
+        {
+            return Err(ConfigError::Unusable(format!(
+                "refusing to listen on {listen} without API keys: add an [[auth.api_keys]] entry \
+                 (create one with `easel keys create`), listen on 127.0.0.1, or pass \
+                 --insecure-no-auth"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The name of the default model: `default_model` or the first listed.
+    pub fn default_model_name(&self) -> Option<&str> {
+        self.default_model
+            .as_deref()
+            .or_else(|| self.models.first().map(|m| m.name.as_str()))
+    }
+
+    /// The effective configuration as TOML, secrets printed as `***`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
+    }
+
+    /// Path of the SQLite database.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("easel.db")
+    }
+
+    /// Folder of the stored images.
+    pub fn images_dir(&self) -> PathBuf {
+        self.data_dir.join("images")
+    }
+}
+
+/// A model's default name: its folder's name.
+pub fn model_name_for(path: &Path) -> String {
+    path.canonicalize()
+        .ok()
+        .as_deref()
+        .unwrap_or(path)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_listen_on_loopback_and_keep_data_in_easel_data() {
+        let c = Config::default();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database_path(), PathBuf::from("./easel-data/easel.db"));
+        assert_eq!(c.default_model_name(), Some("easel-emoji"));
+    }
+
+    #[test]
+    fn printed_config_hides_secrets() {
+        let mut c = Config::default();
+        c.urls.signing_key = Some(Secret::new("hunter2"));
+        let text = c.to_toml();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("***"));
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn printed_config_parses_back() {
+        let text = Config::default().to_toml();
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back.server.listen, Config::default().server.listen);
+    }
+
+    #[test]
+    fn file_then_env_then_flags_win_in_that_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "easel.toml",
+                "data_dir = \"from-file\"\n[server]\nlisten = \"127.0.0.1:9000\"\nbody_limit_bytes = 5000\n",
+            )?;
+            jail.set_env("EASEL_SERVER__LISTEN", "127.0.0.1:9001");
+            jail.set_env("EASEL_PYTHON", "/usr/bin/python3");
+            let c = Config::load(&Overrides::default()).unwrap();
+            assert_eq!(c.data_dir, PathBuf::from("from-file"));
+            assert_eq!(c.server.listen.port(), 9001);
+            assert_eq!(c.server.body_limit_bytes, 5000);
+            let c = Config::load(&Overrides {
+                listen: Some("127.0.0.1:9002".parse().unwrap()),
+                model: Some(PathBuf::from("some/tiny-model")),
+                ..Default::default()
+            })
+            .unwrap();
+            assert_eq!(c.server.listen.port(), 9002);
+            assert_eq!(c.models.len(), 1);
+            assert_eq!(c.default_model_name(), Some("tiny-model"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_typo_in_the_file_is_an_error() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("easel.toml", "[server]\nlisten_addr = \"127.0.0.1:9000\"\n")?;
+            let err = Config::load(&Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("listen_addr"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_public_listener_needs_keys_or_an_explicit_opt_out() {
+        let mut c = Config::default();
+        let public: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        assert!(c.check_exposure("127.0.0.1:0".parse().unwrap()).is_ok());
+        let err = c.check_exposure(public).unwrap_err();
+        assert!(err.to_string().contains("--insecure-no-auth"));
+        c.auth.insecure_no_auth = true;
+        assert!(c.check_exposure(public).is_ok());
+    }
+}

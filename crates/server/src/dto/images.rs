@@ -1,0 +1,202 @@
+//! Request and response bodies of the OpenAI Images routes, and their
+//! parsing into validated types.
+//!
+//! The DTOs are deliberately loose (every field optional, numbers as wide
+//! integers) so that a bad value reaches validation and gets its own stable
+//! code, instead of failing inside serde with a generic message.
+
+use easel_core::{GenerationParams, OutputOptions, RawParams};
+use easel_jobs::{Models, check_for_model};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+
+/// `POST /v1/images/generations` (OpenAI's request, plus Easel's extensions).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+pub struct CreateImageRequest {
+    /// Model name from `/v1/models`; default: the server's default model.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// What to draw. Required, not blank, at most 4000 characters.
+    #[serde(default)]
+    pub prompt: String,
+    /// Number of images, 1–10. Default 1.
+    #[serde(default)]
+    pub n: Option<i64>,
+    /// `"WIDTHxHEIGHT"`, e.g. `"32x32"`; `"auto"` or absent: the model's default.
+    #[serde(default)]
+    pub size: Option<String>,
+    /// `b64_json` (default) or `url` (a signed, expiring link).
+    #[serde(default)]
+    pub response_format: Option<String>,
+    /// `png` (default), `jpeg` or `webp`.
+    #[serde(default)]
+    pub output_format: Option<String>,
+    /// 0–100; for JPEG the quality. Ignored for lossless formats.
+    #[serde(default)]
+    pub output_compression: Option<i64>,
+    /// An end-user id, recorded with the job.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Accepted for compatibility and ignored.
+    #[serde(default)]
+    pub quality: Option<String>,
+    /// Accepted for compatibility and ignored.
+    #[serde(default)]
+    pub style: Option<String>,
+    /// Accepted for compatibility and ignored.
+    #[serde(default)]
+    pub background: Option<String>,
+    /// Accepted for compatibility and ignored.
+    #[serde(default)]
+    pub moderation: Option<String>,
+    /// Extension: seed of the first image (image `i` uses `seed + i`);
+    /// default: random, reported in the response.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Extension: denoising steps, 1–150; default: the model's.
+    #[serde(default)]
+    pub steps: Option<i64>,
+    /// Extension: classifier-free guidance, 0–50; default: the model's.
+    #[serde(default)]
+    pub guidance_scale: Option<f64>,
+    /// Extension: what not to draw.
+    #[serde(default)]
+    pub negative_prompt: Option<String>,
+    /// Extension: `euler`, `euler_ancestral`, `heun`, `dpmpp_2m`, `ddim`
+    /// or `lcm`; default: the model's.
+    #[serde(default)]
+    pub sampler: Option<String>,
+    /// Extension: sigma schedule, `default`, `karras` or `exponential`.
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// Extension (edits and jobs): image-to-image strength, 0–1.
+    #[serde(default)]
+    pub strength: Option<f64>,
+}
+
+/// A request parsed into the types the job system takes.
+#[derive(Debug, Clone)]
+pub struct ValidRequest {
+    /// Generation parameters, defaults filled, seed resolved.
+    pub params: GenerationParams,
+    /// Encoding and delivery.
+    pub output: OutputOptions,
+    /// End-user id.
+    pub user: Option<String>,
+}
+
+impl CreateImageRequest {
+    /// Validates against the named model's limits and defaults.
+    pub fn validate(self, models: &Models) -> Result<ValidRequest, ApiError> {
+        let output = parse_output(
+            self.response_format.as_deref(),
+            self.output_format.as_deref(),
+            self.output_compression,
+        )?;
+        let model = models.get(self.model.as_deref().filter(|m| !m.is_empty()))?;
+        let info = model.info();
+        let raw = RawParams {
+            model: info.name.clone(),
+            prompt: self.prompt,
+            negative_prompt: self.negative_prompt,
+            size: self.size,
+            n: self.n,
+            steps: self.steps,
+            guidance_scale: self.guidance_scale,
+            seed: self.seed,
+            sampler: self.sampler,
+            schedule: self.schedule,
+            strength: self.strength,
+        };
+        let params = GenerationParams::validate(
+            raw,
+            info.default_size,
+            info.default_steps,
+            info.default_guidance,
+            // Fresh seeds fit in 32 bits so they survive tools that store seeds as u32.
+            || u64::from(rand::random::<u32>()),
+        )?;
+        check_for_model(&params, info)?;
+        let user = self.user.map(|u| u.chars().take(256).collect());
+        Ok(ValidRequest {
+            params,
+            output,
+            user,
+        })
+    }
+}
+
+/// Parses the delivery options shared by every image route.
+pub fn parse_output(
+    response_format: Option<&str>,
+    output_format: Option<&str>,
+    output_compression: Option<i64>,
+) -> Result<OutputOptions, ApiError> {
+    let response_format = match response_format {
+        None | Some("") => Default::default(),
+        Some(s) => s.parse().map_err(|e: easel_core::UnknownName| {
+            ApiError::invalid("invalid_response_format", "response_format", e.to_string())
+        })?,
+    };
+    let output_format = match output_format {
+        None | Some("") => Default::default(),
+        Some(s) => s.parse().map_err(|e: easel_core::UnknownName| {
+            ApiError::invalid("invalid_output_format", "output_format", e.to_string())
+        })?,
+    };
+    let output_compression = match output_compression {
+        None => None,
+        Some(c @ 0..=100) => Some(c as u8),
+        Some(c) => {
+            return Err(ApiError::invalid(
+                "invalid_output_compression",
+                "output_compression",
+                format!("output_compression must be between 0 and 100, got {c}"),
+            ));
+        }
+    };
+    Ok(OutputOptions {
+        response_format,
+        output_format,
+        output_compression,
+    })
+}
+
+/// The OpenAI Images response, plus Easel's fields.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ImagesResponse {
+    /// Unix seconds when the job was created.
+    pub created: i64,
+    /// One entry per image.
+    pub data: Vec<ImageData>,
+    /// The file format of the images.
+    pub output_format: String,
+    /// `"WIDTHxHEIGHT"`.
+    pub size: String,
+    /// Extension: the job that made the images.
+    pub job_id: String,
+    /// Extension: the seed of the first image.
+    pub seed: u64,
+    /// Extension: the model that made them.
+    pub model: String,
+}
+
+/// One image of a response: `b64_json` or `url`, never both.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ImageData {
+    /// The encoded file, base64 (with `response_format=b64_json`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub b64_json: Option<String>,
+    /// A signed, expiring link to the file (with `response_format=url`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Always absent: Easel does not rewrite prompts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revised_prompt: Option<String>,
+    /// Extension: the stored image's id (`GET /v1/images/{id}`).
+    pub id: String,
+    /// Extension: this image's seed.
+    pub seed: u64,
+}

@@ -1,0 +1,182 @@
+//! Bodies of the native job routes.
+
+use easel_core::Tier;
+use easel_store::Job as JobRecord;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::dto::images::CreateImageRequest;
+use crate::error::ApiError;
+
+/// `POST /v1/jobs`: the generation request, plus the scheduling tier.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+pub struct CreateJobRequest {
+    /// What to generate (same fields as `/v1/images/generations`).
+    #[serde(flatten)]
+    pub request: CreateImageRequest,
+    /// `batch` (default) or `realtime`.
+    #[serde(default)]
+    pub tier: Option<String>,
+}
+
+impl CreateJobRequest {
+    /// The parsed tier.
+    pub fn tier(&self) -> Result<Tier, ApiError> {
+        match self.tier.as_deref().map(str::trim) {
+            None | Some("") | Some("batch") => Ok(Tier::Batch),
+            Some("realtime") => Ok(Tier::Realtime),
+            Some(other) => Err(ApiError::invalid(
+                "invalid_tier",
+                "tier",
+                format!(
+                    "tier must be `batch` or `realtime`, got `{}`",
+                    other.chars().take(40).collect::<String>()
+                ),
+            )),
+        }
+    }
+}
+
+/// Query of `GET /v1/jobs`.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+pub struct ListJobsQuery {
+    /// Only jobs in this state: `queued`, `running`, `succeeded`, `failed`,
+    /// `cancelled` or `rejected`.
+    pub status: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1 to `limits.max_page_size` (default 100); default 20.
+    pub limit: Option<i64>,
+}
+
+/// A job's generation parameters.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobParams {
+    /// Model name.
+    pub model: String,
+    /// Prompt.
+    pub prompt: String,
+    /// Negative prompt ("" for none).
+    pub negative_prompt: String,
+    /// Number of images.
+    pub n: u32,
+    /// `"WIDTHxHEIGHT"`.
+    pub size: String,
+    /// Denoising steps.
+    pub steps: u32,
+    /// Guidance scale.
+    pub guidance_scale: f32,
+    /// Seed of the first image.
+    pub seed: u64,
+    /// Sampler, or null for the model's default.
+    pub sampler: Option<String>,
+    /// Sigma schedule.
+    pub schedule: String,
+    /// Image-to-image strength, or null.
+    pub strength: Option<f32>,
+    /// `b64_json` or `url`.
+    pub response_format: String,
+    /// `png`, `jpeg` or `webp`.
+    pub output_format: String,
+    /// Compression 0–100, or null.
+    pub output_compression: Option<u8>,
+}
+
+/// A failed job's error.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobFailure {
+    /// Stable code.
+    pub code: String,
+    /// Human-readable message.
+    pub message: String,
+}
+
+/// Live progress of a running job.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobProgress {
+    /// Steps done.
+    pub step: u32,
+    /// Steps in total.
+    pub total: u32,
+}
+
+/// A job.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Job {
+    /// `job_…`.
+    pub id: String,
+    /// Always `job`.
+    pub object: String,
+    /// `queued`, `running`, `succeeded`, `failed`, `cancelled` or `rejected`.
+    pub status: String,
+    /// `realtime` or `batch`.
+    pub tier: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds, when it started running.
+    pub started_at: Option<i64>,
+    /// Unix seconds, when it finished.
+    pub finished_at: Option<i64>,
+    /// What it generates.
+    pub params: JobParams,
+    /// Who created it: the API key's name, or the request's `user`.
+    pub user: Option<String>,
+    /// The stored images, once succeeded.
+    pub image_ids: Vec<String>,
+    /// Why it failed.
+    pub error: Option<JobFailure>,
+    /// Steps done, while running.
+    pub progress: Option<JobProgress>,
+}
+
+impl Job {
+    /// The API view of a stored job, with live progress if known.
+    pub fn from_record(job: &JobRecord, progress: Option<(u32, u32)>) -> Self {
+        let p = &job.params;
+        Self {
+            id: job.id.to_string(),
+            object: "job".into(),
+            status: job.status.as_str().into(),
+            tier: job.tier.as_str().into(),
+            created_at: job.created_at.timestamp(),
+            started_at: job.started_at.map(|t| t.timestamp()),
+            finished_at: job.finished_at.map(|t| t.timestamp()),
+            params: JobParams {
+                model: p.model.clone(),
+                prompt: p.prompt.clone(),
+                negative_prompt: p.negative_prompt.clone(),
+                n: p.n,
+                size: p.size.to_string(),
+                steps: p.steps,
+                guidance_scale: p.guidance_scale,
+                seed: p.seed,
+                sampler: p.sampler.map(|s| s.as_str().into()),
+                schedule: p.schedule.as_str().into(),
+                strength: p.strength,
+                response_format: job.options.response_format.as_str().into(),
+                output_format: job.options.output_format.as_str().into(),
+                output_compression: job.options.output_compression,
+            },
+            user: job.user_id.clone(),
+            image_ids: job.image_ids.iter().map(|i| i.to_string()).collect(),
+            error: job.error_code.as_ref().map(|code| JobFailure {
+                code: code.clone(),
+                message: job.error_message.clone().unwrap_or_default(),
+            }),
+            progress: progress.map(|(step, total)| JobProgress { step, total }),
+        }
+    }
+}
+
+/// A page of jobs, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobList {
+    /// Always `list`.
+    pub object: String,
+    /// The jobs.
+    pub data: Vec<Job>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+    /// Whether another page follows.
+    pub has_more: bool,
+}

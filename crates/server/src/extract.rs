@@ -1,0 +1,106 @@
+//! Extractors whose rejections are [`ApiError`]s, and the API-key check.
+//!
+//! axum's own `Json`, `Query` and `Path` reject with plain-text bodies; these
+//! wrappers convert every rejection into the OpenAI error shape.
+
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::Response;
+use serde::de::DeserializeOwned;
+
+use crate::auth::{Principal, Scope};
+use crate::error::{ApiError, ErrorKind};
+use crate::state::AppState;
+
+/// `Json<T>` with OpenAI-shaped rejections.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
+        Ok(Self(value))
+    }
+}
+
+/// `Query<T>` with OpenAI-shaped rejections.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        Ok(Self(value))
+    }
+}
+
+/// A path id, parsed into its typed form; a malformed id is simply unknown
+/// (404 with the route's not-found code), as a client cannot tell the two apart.
+pub struct PathId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(id) =
+            axum::extract::Path::<String>::from_request_parts(parts, state).await?;
+        Ok(Self(id))
+    }
+}
+
+/// The bearer token of a request, if any.
+pub fn bearer_token(parts: &axum::http::HeaderMap) -> Option<&str> {
+    let value = parts.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+/// Who made the request; also a request extension set by [`require_key`].
+pub fn authenticate(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Result<Principal, ApiError> {
+    if !state.keys.required() {
+        return Ok(Principal::Anonymous);
+    }
+    let token = bearer_token(headers).ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::Unauthenticated,
+            "unauthorized",
+            "an API key is required: send `Authorization: Bearer <key>`",
+        )
+    })?;
+    state.keys.authenticate(token).ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::Unauthenticated,
+            "unauthorized",
+            "the API key is not valid",
+        )
+    })
+}
+
+/// Middleware for the `/v1` routes: a valid key with the `generate` scope
+/// (when keys are configured). The principal is stored as an extension.
+pub async fn require_key(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let principal = authenticate(&state, request.headers())?;
+    if !principal.allows(Scope::Generate) {
+        return Err(ApiError::new(
+            ErrorKind::Forbidden,
+            "forbidden",
+            format!("the key `{}` lacks the `generate` scope", principal.name()),
+        ));
+    }
+    request.extensions_mut().insert(principal);
+    Ok(next.run(request).await)
+}

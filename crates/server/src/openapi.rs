@@ -1,0 +1,64 @@
+//! The OpenAPI document served at `/openapi.json` and browsed at `/docs`.
+
+use utoipa::Modify;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use crate::routes::{content, health, images, jobs, models};
+
+/// The API description, built from the handlers' annotations.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Easel",
+        description = "Image generation with an OpenAI-compatible Images API, native async jobs \
+                       and stored, reproducible image records. Every error has the shape \
+                       `{\"error\": {\"message\", \"type\", \"param\", \"code\"}}` with a stable `code`."
+    ),
+    paths(
+        images::create_generation,
+        images::create_edit,
+        jobs::create_job,
+        jobs::get_job,
+        jobs::list_jobs,
+        jobs::cancel_job,
+        jobs::job_events,
+        content::get_image,
+        content::get_image_content,
+        models::list_models,
+        health::healthz,
+        health::readyz,
+    ),
+    components(schemas(
+        crate::dto::images::CreateImageRequest,
+        crate::dto::images::ImagesResponse,
+        crate::dto::images::ImageData,
+        crate::dto::jobs::CreateJobRequest,
+        crate::dto::jobs::Job,
+        crate::dto::jobs::JobList,
+        crate::error::ErrorBody,
+        crate::error::ErrorDetail,
+    )),
+    modifiers(&BearerAuth),
+    security(("api_key" = [])),
+    tags(
+        (name = "images", description = "OpenAI-compatible image routes and stored images"),
+        (name = "jobs", description = "Asynchronous jobs and their progress events"),
+        (name = "models", description = "Served models"),
+        (name = "health", description = "Probes"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Declares the bearer API key scheme.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}

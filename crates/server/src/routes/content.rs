@@ -1,0 +1,222 @@
+//! Stored images: `GET /v1/images/{id}` (the record) and
+//! `GET /v1/images/{id}/content` (the bytes, by API key or signed link).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use easel_core::ImageId;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ErrorKind};
+use crate::extract::{ApiQuery, PathId, authenticate};
+use crate::state::AppState;
+
+fn image_not_found(id: &str) -> ApiError {
+    ApiError::new(
+        ErrorKind::NotFound,
+        "image_not_found",
+        format!(
+            "image `{}` does not exist",
+            id.chars().take(80).collect::<String>()
+        ),
+    )
+}
+
+fn parse_image_id(text: &str) -> Result<ImageId, ApiError> {
+    text.parse().map_err(|_| image_not_found(text))
+}
+
+/// Seconds one stage of making the image took.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StageTimingDto {
+    /// `text_encode`, `denoise`, `decode` or `encode`.
+    pub stage: String,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+/// The record of a stored image: everything needed to reproduce it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ImageRecordDto {
+    /// `img_…`.
+    pub id: String,
+    /// Always `image`.
+    pub object: String,
+    /// The job that made it.
+    pub job_id: String,
+    /// Position within the job.
+    pub index: u32,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Prompt.
+    pub prompt: String,
+    /// Negative prompt.
+    pub negative_prompt: String,
+    /// This image's seed.
+    pub seed: u64,
+    /// Denoising steps.
+    pub steps: u32,
+    /// Guidance scale.
+    pub guidance_scale: f32,
+    /// Sampler used.
+    pub sampler: String,
+    /// Sigma schedule.
+    pub schedule: String,
+    /// Image-to-image strength, or null.
+    pub strength: Option<f32>,
+    /// Model name.
+    pub model: String,
+    /// Model content hash, `blake3:…`.
+    pub model_hash: String,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// `png`, `jpeg` or `webp`.
+    pub format: String,
+    /// File size.
+    pub bytes: u64,
+    /// SHA-256 of the file, hex.
+    pub sha256: String,
+    /// Seconds per stage, in the order the stages ran.
+    pub timings: Vec<StageTimingDto>,
+    /// Non-fatal notes from the engine.
+    pub warnings: Vec<String>,
+    /// A signed, expiring link to the bytes.
+    pub url: String,
+}
+
+/// An image's record.
+#[utoipa::path(
+    get,
+    path = "/v1/images/{id}",
+    tag = "images",
+    params(("id" = String, Path, description = "Image id, `img_…`")),
+    responses(
+        (status = 200, description = "The record", body = ImageRecordDto),
+        (status = 404, description = "No such image", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn get_image(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    PathId(id): PathId,
+) -> Result<Json<ImageRecordDto>, ApiError> {
+    let image_id = parse_image_id(&id)?;
+    let r = state
+        .jobs
+        .image(image_id)
+        .await?
+        .ok_or_else(|| image_not_found(&id))?;
+    let p = &r.params;
+    Ok(Json(ImageRecordDto {
+        id: r.id.to_string(),
+        object: "image".into(),
+        job_id: r.job_id.to_string(),
+        index: r.index_in_job,
+        created_at: r.created_at.timestamp(),
+        prompt: r.prompt.clone(),
+        negative_prompt: r.negative_prompt.clone(),
+        seed: r.seed,
+        steps: r.steps,
+        guidance_scale: r.guidance,
+        sampler: r.sampler.clone(),
+        schedule: r.schedule.clone(),
+        strength: p.strength,
+        model: r.model.clone(),
+        model_hash: r.model_hash.clone(),
+        width: r.width,
+        height: r.height,
+        format: r.format.as_str().into(),
+        bytes: r.byte_size,
+        sha256: r.sha256.clone(),
+        timings: r
+            .timings
+            .iter()
+            .map(|t| StageTimingDto {
+                stage: t.stage.clone(),
+                seconds: t.seconds,
+            })
+            .collect(),
+        warnings: r.warnings.clone(),
+        url: state.signed_url(image_id, &headers),
+    }))
+}
+
+/// The query of a signed link.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+pub struct SignedQuery {
+    /// Unix seconds after which the link is refused.
+    pub expires: Option<String>,
+    /// HMAC-SHA256 signature, hex.
+    pub sig: Option<String>,
+}
+
+/// An image's bytes. Reached through a signed link (`expires` and `sig`),
+/// or with an API key.
+#[utoipa::path(
+    get,
+    path = "/v1/images/{id}/content",
+    tag = "images",
+    params(("id" = String, Path, description = "Image id, `img_…`"), SignedQuery),
+    responses(
+        (status = 200, description = "The file", content_type = "image/png", body = Vec<u8>),
+        (status = 403, description = "Tampered or expired link", body = crate::error::ErrorBody),
+        (status = 404, description = "No such image", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn get_image_content(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    PathId(id): PathId,
+    ApiQuery(query): ApiQuery<SignedQuery>,
+) -> Result<Response, ApiError> {
+    match (&query.expires, &query.sig) {
+        (None, None) => {
+            authenticate(&state, &headers)?;
+        }
+        (expires, sig) => {
+            // The path is checked as sent: a link for one image never opens another.
+            let path = format!("/v1/images/{id}/content");
+            let expires: i64 = expires
+                .as_deref()
+                .and_then(|e| e.parse().ok())
+                .ok_or(crate::signing::LinkError::InvalidSignature)?;
+            state.signer.verify(
+                &path,
+                expires,
+                sig.as_deref().unwrap_or_default(),
+                chrono::Utc::now().timestamp(),
+            )?;
+        }
+    }
+    let image_id = parse_image_id(&id)?;
+    let record = state
+        .jobs
+        .image(image_id)
+        .await?
+        .ok_or_else(|| image_not_found(&id))?;
+    let bytes = state
+        .jobs
+        .blobs()
+        .get(&record.object_key)
+        .await
+        .map_err(|e| ApiError::internal("reading an image file", e))?;
+    let mut response = bytes.into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(record.format.mime_type()),
+    );
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", record.sha256)) {
+        h.insert(header::ETAG, etag);
+    }
+    // Images never change once stored; links expire, the bytes do not.
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=3600, immutable"),
+    );
+    Ok(response)
+}

@@ -1,0 +1,281 @@
+//! Native asynchronous jobs: create (202), read, list, cancel, and a
+//! server-sent event stream of each job's progress.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use easel_core::{JobId, JobStatus};
+use easel_jobs::{JobEvent, NewJob, Watch};
+use futures::Stream;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::auth::Principal;
+use crate::dto::jobs::{CreateJobRequest, Job, JobList, ListJobsQuery};
+use crate::error::{ApiError, ErrorKind};
+use crate::extract::{ApiJson, ApiQuery, PathId};
+use crate::state::AppState;
+
+/// Longest accepted `Idempotency-Key`.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// How long `DELETE` waits for a running job to stop at its next step
+/// before answering with the job still `running`.
+const CANCEL_WAIT: Duration = Duration::from_secs(10);
+
+/// A job id from the path; a malformed one is unknown.
+pub fn parse_job_id(text: &str) -> Result<JobId, ApiError> {
+    text.parse().map_err(|_| job_not_found(text))
+}
+
+fn job_not_found(id: &str) -> ApiError {
+    ApiError::new(
+        ErrorKind::NotFound,
+        "job_not_found",
+        format!(
+            "job `{}` does not exist",
+            id.chars().take(80).collect::<String>()
+        ),
+    )
+}
+
+fn progress_of(state: &AppState, id: JobId) -> Option<(u32, u32)> {
+    match state.jobs.hub().latest(id) {
+        Some(JobEvent::Progress { step, total, .. }) => Some((step, total)),
+        _ => None,
+    }
+}
+
+/// Queues a job and answers at once with 202. With an `Idempotency-Key`
+/// header, a retry returns the job created by the first request.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs",
+    tag = "jobs",
+    request_body = CreateJobRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key returns the same job")),
+    responses(
+        (status = 202, description = "The job, stored and queued", body = Job),
+        (status = 400, description = "Invalid input", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn create_job(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<CreateJobRequest>,
+) -> Result<(StatusCode, Json<Job>), ApiError> {
+    let idempotency_key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let key = v
+                .to_str()
+                .ok()
+                .map(str::trim)
+                .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY);
+            Some(
+                key.ok_or_else(|| {
+                    ApiError::invalid(
+                        "invalid_idempotency_key",
+                        "Idempotency-Key",
+                        format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"),
+                    )
+                })?
+                .to_string(),
+            )
+        }
+    };
+    let tier = body.tier()?;
+    let mut request = body.request;
+    request.strength = None;
+    let valid = request.validate(state.jobs.models())?;
+    let (job, _created) = state
+        .jobs
+        .submit(NewJob {
+            params: valid.params,
+            output: valid.output,
+            tier,
+            user_id: crate::auth::user_id(&principal, valid.user),
+            idempotency_key,
+            init_image: None,
+        })
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(Job::from_record(&job, None))))
+}
+
+/// A job.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(("id" = String, Path, description = "Job id, `job_…`")),
+    responses(
+        (status = 200, description = "The job", body = Job),
+        (status = 404, description = "No such job", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn get_job(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> Result<Json<Job>, ApiError> {
+    let id = parse_job_id(&id)?;
+    let job = state.jobs.get(id).await?;
+    Ok(Json(Job::from_record(&job, progress_of(&state, id))))
+}
+
+/// Jobs, newest first, one page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs",
+    tag = "jobs",
+    params(ListJobsQuery),
+    responses(
+        (status = 200, description = "A page of jobs", body = JobList),
+        (status = 400, description = "Bad filter, cursor or limit", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn list_jobs(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ListJobsQuery>,
+) -> Result<Json<JobList>, ApiError> {
+    let status = match query.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(
+            s.parse::<JobStatus>()
+                .map_err(|e| ApiError::invalid("invalid_status", "status", e.to_string()))?,
+        ),
+    };
+    let max = i64::from(state.config.limits.max_page_size);
+    let limit = query.limit.unwrap_or(20.min(max));
+    if !(1..=max).contains(&limit) {
+        return Err(ApiError::invalid(
+            "invalid_limit",
+            "limit",
+            format!("limit must be between 1 and {max}, got {limit}"),
+        ));
+    }
+    let page = state
+        .jobs
+        .list(
+            status,
+            query.cursor.as_deref().filter(|c| !c.is_empty()),
+            limit as u32,
+        )
+        .await
+        .map_err(|e| match e {
+            easel_jobs::JobError::Store(easel_store::StoreError::InvalidCursor) => {
+                ApiError::invalid(
+                    "invalid_cursor",
+                    "cursor",
+                    "cursor is not one this server issued",
+                )
+            }
+            other => other.into(),
+        })?;
+    Ok(Json(JobList {
+        object: "list".into(),
+        data: page
+            .jobs
+            .iter()
+            .map(|j| Job::from_record(j, progress_of(&state, j.id)))
+            .collect(),
+        has_more: page.next_cursor.is_some(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Cancels a job: a queued job at once, a running one at its next step.
+/// Cancelling a finished job changes nothing and returns it.
+#[utoipa::path(
+    delete,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(("id" = String, Path, description = "Job id, `job_…`")),
+    responses(
+        (status = 200, description = "The job after cancelling", body = Job),
+        (status = 404, description = "No such job", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn cancel_job(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> Result<Json<Job>, ApiError> {
+    let id = parse_job_id(&id)?;
+    let mut job = state.jobs.cancel(id).await?;
+    if job.status == JobStatus::Running {
+        if let Ok(done) = tokio::time::timeout(CANCEL_WAIT, state.jobs.wait(id)).await {
+            job = done?;
+        }
+    }
+    Ok(Json(Job::from_record(&job, progress_of(&state, id))))
+}
+
+/// Server-sent events of a job: first its current state, then `started`,
+/// `progress` (with `step` and `total`), and one of `completed` (with
+/// `image_ids`), `failed` (with `code` and `message`) or `cancelled`, after
+/// which the stream ends. Each event's `data` is a JSON object with a
+/// `type` field equal to the event name.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/events",
+    tag = "jobs",
+    params(("id" = String, Path, description = "Job id, `job_…`")),
+    responses(
+        (status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
+        (status = 404, description = "No such job", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn job_events(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let id = parse_job_id(&id)?;
+    let watch = state.jobs.watch(id).await?;
+    let jobs = state.jobs.clone();
+    let stream = async_stream::stream! {
+        let mut sub = match watch {
+            Watch::Finished(event) => {
+                yield Ok(sse_event(&event));
+                return;
+            }
+            Watch::Live(sub) => sub,
+        };
+        yield Ok(sse_event(&sub.current));
+        if sub.current.is_terminal() {
+            return;
+        }
+        loop {
+            match sub.receiver.recv().await {
+                Ok(event) => {
+                    yield Ok(sse_event(&event));
+                    if event.is_terminal() {
+                        return;
+                    }
+                }
+                // A slow reader missed some progress: carry on from here.
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => {
+                    // Channel closed without a terminal event reaching us
+                    // (lagged past it): the store has the final state.
+                    if let Ok(job) = jobs.get(id).await
+                        && job.status.is_terminal()
+                    {
+                        yield Ok(sse_event(&easel_jobs::terminal_or_current_event(&job)));
+                    }
+                    return;
+                }
+            }
+        }
+    };
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+fn sse_event(event: &JobEvent) -> Event {
+    Event::default()
+        .event(event.name())
+        .json_data(event)
+        .unwrap_or_else(|_| Event::default().event(event.name()))
+}

@@ -1,0 +1,67 @@
+//! The router: one file per route group, assembled here with the body
+//! limit, authentication, the OpenAPI document and the error fallbacks.
+
+pub mod content;
+pub mod health;
+pub mod images;
+pub mod jobs;
+pub mod models;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use utoipa::OpenApi as _;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::error::{ApiError, ErrorKind};
+use crate::openapi::ApiDoc;
+use crate::state::AppState;
+
+/// Every route of the API.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.server.body_limit_bytes;
+    // Routes that need an API key (when keys are configured).
+    let protected = Router::new()
+        .route("/v1/images/generations", post(images::create_generation))
+        .route("/v1/images/edits", post(images::create_edit))
+        .route("/v1/jobs", post(jobs::create_job).get(jobs::list_jobs))
+        .route("/v1/jobs/{id}", get(jobs::get_job).delete(jobs::cancel_job))
+        .route("/v1/jobs/{id}/events", get(jobs::job_events))
+        .route("/v1/images/{id}", get(content::get_image))
+        .route("/v1/models", get(models::list_models))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::extract::require_key,
+        ));
+    // Routes open to all: probes, docs, and image bytes (which check a
+    // signed link or a key themselves).
+    let open = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/v1/images/{id}/content", get(content::get_image_content))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()));
+    Router::new()
+        .merge(protected)
+        .merge(open)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        ErrorKind::NotFound,
+        "route_not_found",
+        format!("no route for {}; see /docs", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        ErrorKind::MethodNotAllowed,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}

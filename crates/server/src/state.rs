@@ -1,0 +1,51 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use axum::http::HeaderMap;
+use easel_core::ImageId;
+use easel_jobs::Jobs;
+
+use crate::auth::ApiKeys;
+use crate::config::Config;
+use crate::signing::UrlSigner;
+
+/// Shared state of the HTTP layer. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The effective configuration.
+    pub config: Arc<Config>,
+    /// The job system (store, models, events).
+    pub jobs: Jobs,
+    /// Accepted API keys.
+    pub keys: Arc<ApiKeys>,
+    /// Signs image links.
+    pub signer: Arc<UrlSigner>,
+}
+
+impl AppState {
+    /// The path of an image's content route.
+    pub fn content_path(id: ImageId) -> String {
+        format!("/v1/images/{id}/content")
+    }
+
+    /// A signed, expiring absolute link to an image's bytes. The base is
+    /// `server.public_url`, or the request's `Host` over plain HTTP.
+    pub fn signed_url(&self, id: ImageId, headers: &HeaderMap) -> String {
+        let path = Self::content_path(id);
+        let query = self.signer.sign(&path, chrono::Utc::now().timestamp());
+        let base = match &self.config.server.public_url {
+            Some(base) => base.trim_end_matches('/').to_string(),
+            None => {
+                let host = headers
+                    .get(axum::http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .filter(|h| !h.is_empty())
+                    .map(str::to_string)
+                    .unwrap_or_else(|| self.config.server.listen.to_string());
+                format!("http://{host}")
+            }
+        };
+        format!("{base}{path}?{query}")
+    }
+}

@@ -1,0 +1,172 @@
+//! `POST /v1/images/generations`, `/v1/images/{id}` and its content.
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::helpers::{MODEL, assert_error, small_request, spawn_app};
+
+#[tokio::test]
+async fn a_generation_returns_base64_png_and_stores_its_record() {
+    let app = spawn_app().await;
+    let r = app
+        .generate(&json!({
+            "model": MODEL, "prompt": "a red apple", "size": "32x32", "steps": 2, "seed": 42, "n": 2
+        }))
+        .await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["created"].as_i64().unwrap() > 0);
+    let data = body["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2);
+    assert_eq!(body["seed"], 42);
+    assert_eq!(data[1]["seed"], 43, "image i uses seed + i");
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(data[0]["b64_json"].as_str().unwrap())
+        .unwrap();
+    assert!(png.starts_with(b"\x89PNG"));
+    assert!(data[0].get("url").is_none());
+
+    let id = data[0]["id"].as_str().unwrap();
+    let record: Value = app.get_image(id).await.json().await.unwrap();
+    assert_eq!(record["prompt"], "a red apple");
+    assert_eq!(record["seed"], 42);
+    assert_eq!(record["steps"], 2);
+    assert_eq!(
+        (record["width"].as_u64(), record["height"].as_u64()),
+        (Some(32), Some(32))
+    );
+    assert_eq!(record["format"], "png");
+    assert_eq!(record["bytes"].as_u64().unwrap(), png.len() as u64);
+    assert_eq!(record["job_id"], body["job_id"]);
+    assert!(
+        record["model_hash"]
+            .as_str()
+            .unwrap()
+            .starts_with("blake3:")
+    );
+    let sha = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(&png))
+    };
+    assert_eq!(record["sha256"], sha);
+    assert_eq!(app.count_images().await, 2);
+}
+
+#[tokio::test]
+async fn the_same_seed_gives_the_same_bytes() {
+    let app = spawn_app().await;
+    let mut images = Vec::new();
+    for _ in 0..2 {
+        let body: Value = app
+            .generate(&small_request("a blue circle"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        images.push(body["data"][0]["b64_json"].as_str().unwrap().to_string());
+    }
+    assert_eq!(images[0], images[1]);
+}
+
+#[tokio::test]
+async fn a_url_response_is_a_signed_link_that_serves_the_image() {
+    let app = spawn_app().await;
+    let mut req = small_request("a green square");
+    req["response_format"] = json!("url");
+    let r = app.generate(&req).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let url = body["data"][0]["url"].as_str().unwrap().to_string();
+    assert!(body["data"][0].get("b64_json").is_none());
+    assert!(url.contains("expires=") && url.contains("sig="), "{url}");
+
+    let r = app.get(&url).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/png");
+    let bytes = r.bytes().await.unwrap();
+    assert!(bytes.starts_with(b"\x89PNG"));
+
+    // Tampered signature, tampered expiry, a link moved to another image.
+    let tampered_sig = {
+        let (head, sig) = url.rsplit_once("sig=").unwrap();
+        let mut sig: Vec<char> = sig.chars().collect();
+        sig[0] = if sig[0] == 'a' { 'b' } else { 'a' };
+        format!("{head}sig={}", sig.into_iter().collect::<String>())
+    };
+    assert_error(app.get(&tampered_sig).await, 403, "invalid_signature").await;
+    let expires: i64 = url
+        .split("expires=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let later = url.replace(
+        &format!("expires={expires}"),
+        &format!("expires={}", expires + 3600),
+    );
+    assert_error(app.get(&later).await, 403, "invalid_signature").await;
+}
+
+#[tokio::test]
+async fn an_expired_link_is_refused() {
+    let app = crate::helpers::spawn_app_with(|c| c.urls.ttl_seconds = 0).await;
+    let mut req = small_request("a yellow star");
+    req["response_format"] = json!("url");
+    let body: Value = app.generate(&req).await.json().await.unwrap();
+    let url = body["data"][0]["url"].as_str().unwrap().to_string();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_error(app.get(&url).await, 403, "link_expired").await;
+}
+
+#[tokio::test]
+async fn jpeg_and_webp_outputs_have_their_formats() {
+    let app = spawn_app().await;
+    for (format, magic) in [("jpeg", &b"\xff\xd8"[..]), ("webp", &b"RIFF"[..])] {
+        let mut req = small_request("a cat");
+        req["output_format"] = json!(format);
+        req["output_compression"] = json!(80);
+        let body: Value = app.generate(&req).await.json().await.unwrap();
+        assert_eq!(body["output_format"], format);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(body["data"][0]["b64_json"].as_str().unwrap())
+            .unwrap();
+        assert!(bytes.starts_with(magic), "{format}");
+    }
+}
+
+#[tokio::test]
+async fn image_content_without_a_link_is_served_when_auth_is_off() {
+    let app = spawn_app().await;
+    let body: Value = app
+        .generate(&small_request("a tree"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = body["data"][0]["id"].as_str().unwrap();
+    let r = app.get(&format!("/v1/images/{id}/content")).await;
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn a_generation_stores_the_job_as_succeeded() {
+    let app = spawn_app().await;
+    let body: Value = app
+        .generate(&small_request("a boat"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let job: Value = app
+        .get_job(body["job_id"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(job["status"], "succeeded");
+    assert_eq!(job["tier"], "realtime");
+    assert_eq!(job["image_ids"][0], body["data"][0]["id"]);
+}

@@ -1,0 +1,409 @@
+//! `spawn_app()` and one helper per endpoint.
+//!
+//! Each test gets the real server on 127.0.0.1:0 with a fresh data folder
+//! (database and images) and the engine's tiny pixel-space fixture model,
+//! and talks to it with a real HTTP client.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use easel_jobs::Jobs;
+use easel_server::config::{Config, ModelEntry};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The name the fixture model is served under.
+pub const MODEL: &str = "fixture";
+
+/// A running server for one test.
+pub struct TestApp {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// A plain HTTP client.
+    pub client: reqwest::Client,
+    /// The job system, for stepping jobs by hand and counting rows.
+    pub jobs: Jobs,
+    /// The data folder (deleted on drop).
+    pub data_dir: TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// The engine's pixel-space fixture model folder.
+pub fn fixture_model() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/fixtures/models");
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("no fixture models in {}: {e}", root.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("model_index.json").exists() || p.join("config.json").exists())
+        .collect();
+    candidates.sort();
+    // Prefer a model named as pixel-space; otherwise the first one.
+    candidates
+        .iter()
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().contains("pixel"))
+        })
+        .or(candidates.first())
+        .cloned()
+        .unwrap_or_else(|| panic!("no model folder under {}", root.display()))
+}
+
+/// The config every test starts from.
+pub fn test_config(data_dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.data_dir = data_dir.to_path_buf();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.server.shutdown_grace_seconds = 5;
+    config.models = vec![ModelEntry {
+        name: MODEL.into(),
+        path: fixture_model(),
+    }];
+    config.default_model = Some(MODEL.into());
+    config.worker.sync_timeout_seconds = 120;
+    config
+}
+
+/// The server with its worker running.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// The server with the config changed first (e.g. the worker turned off,
+/// so jobs stay queued until [`TestApp::run_pending_jobs`]).
+pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(data_dir.path());
+    change(&mut config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = easel_server::Application::build(config, listener)
+        .await
+        .expect("the server builds");
+    let addr = app.local_addr();
+    let jobs = app.jobs();
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run(async move {
+        let _ = rx.await;
+    }));
+    let app = TestApp {
+        addr,
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        jobs,
+        data_dir,
+        shutdown: Some(tx),
+        server: Some(server),
+    };
+    app.wait_until_ready().await;
+    app
+}
+
+impl TestApp {
+    /// A full URL for `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Polls `/readyz` until the model has loaded.
+    pub async fn wait_until_ready(&self) {
+        for _ in 0..600 {
+            if let Ok(r) = self.client.get(self.url("/readyz")).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let body = self
+            .client
+            .get(self.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        panic!("server not ready after 60 s: {body}");
+    }
+
+    /// Runs every queued job now (for apps spawned with the worker off).
+    pub async fn run_pending_jobs(&self) -> usize {
+        self.jobs.run_pending().await.expect("jobs run")
+    }
+
+    /// Sends SIGTERM's equivalent and waits for a clean exit. The data
+    /// folder stays until the app is dropped.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.server.take().unwrap().await.expect("server task")
+    }
+
+    /// `POST /v1/images/generations`.
+    pub async fn generate(&self, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/v1/images/generations"))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `POST /v1/images/edits` with an image file and text fields.
+    pub async fn edit(&self, image: Vec<u8>, fields: &[(&str, &str)]) -> reqwest::Response {
+        let mut form = reqwest::multipart::Form::new().part(
+            "image",
+            reqwest::multipart::Part::bytes(image)
+                .file_name("input.png")
+                .mime_str("image/png")
+                .unwrap(),
+        );
+        for (k, v) in fields {
+            form = form.text(k.to_string(), v.to_string());
+        }
+        self.client
+            .post(self.url("/v1/images/edits"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `POST /v1/jobs`.
+    pub async fn create_job(
+        &self,
+        body: &Value,
+        idempotency_key: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = self.client.post(self.url("/v1/jobs")).json(body);
+        if let Some(key) = idempotency_key {
+            req = req.header("Idempotency-Key", key);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// `GET /v1/jobs/{id}`.
+    pub async fn get_job(&self, id: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(&format!("/v1/jobs/{id}")))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `GET /v1/jobs?query`.
+    pub async fn list_jobs(&self, query: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(&format!("/v1/jobs?{query}")))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `DELETE /v1/jobs/{id}`.
+    pub async fn cancel_job(&self, id: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url(&format!("/v1/jobs/{id}")))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `GET /v1/jobs/{id}/events`, read to the end: `(event name, data)`.
+    pub async fn job_events(&self, id: &str) -> Vec<(String, Value)> {
+        let r = self
+            .client
+            .get(self.url(&format!("/v1/jobs/{id}/events")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream"),
+            "{:?}",
+            r.headers()
+        );
+        let body = tokio::time::timeout(Duration::from_secs(120), r.text())
+            .await
+            .expect("the event stream ends")
+            .unwrap();
+        parse_sse(&body)
+    }
+
+    /// `GET /v1/images/{id}`.
+    pub async fn get_image(&self, id: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(&format!("/v1/images/{id}")))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `GET` of an absolute URL or a path.
+    pub async fn get(&self, url_or_path: &str) -> reqwest::Response {
+        let url = if url_or_path.starts_with("http") {
+            url_or_path.to_string()
+        } else {
+            self.url(url_or_path)
+        };
+        self.client.get(url).send().await.unwrap()
+    }
+
+    /// Rows in a table, read through a separate read-only connection.
+    pub async fn count_rows(&self, table: &str) -> i64 {
+        let path = self.data_dir.path().join("easel.db");
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .read_only(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        n
+    }
+
+    /// Rows in the `jobs` table.
+    pub async fn count_jobs(&self) -> i64 {
+        self.count_rows("jobs").await
+    }
+
+    /// Rows in the `images` table.
+    pub async fn count_images(&self) -> i64 {
+        self.count_rows("images").await
+    }
+
+    /// Files in the object store (generated images and stored edit inputs).
+    pub fn count_image_files(&self) -> usize {
+        fn walk(dir: &Path) -> usize {
+            std::fs::read_dir(dir)
+                .map(|entries| {
+                    entries
+                        .filter_map(|e| e.ok())
+                        .map(|e| {
+                            let p = e.path();
+                            if p.is_dir() { walk(&p) } else { 1 }
+                        })
+                        .sum()
+                })
+                .unwrap_or(0)
+        }
+        walk(&self.data_dir.path().join("images")) + walk(&self.data_dir.path().join("inputs"))
+    }
+}
+
+/// Parses a complete `text/event-stream` body.
+pub fn parse_sse(body: &str) -> Vec<(String, Value)> {
+    body.split("\n\n")
+        .filter_map(|block| {
+            let mut name = None;
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    name = Some(v.trim().to_string());
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim_start());
+                }
+            }
+            let name = name?;
+            Some((name, serde_json::from_str(&data).unwrap_or(Value::Null)))
+        })
+        .collect()
+}
+
+/// Asserts an error response: status, OpenAI's shape and the code.
+pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) -> Value {
+    let got = response.status().as_u16();
+    let body: Value = response.json().await.expect("an error body is JSON");
+    assert_eq!(got, status, "status for {code}: {body}");
+    let error = &body["error"];
+    assert_eq!(error["code"], code, "{body}");
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert!(error["type"].is_string(), "{body}");
+    assert!(error.get("param").is_some(), "{body}");
+    body
+}
+
+/// A small generation request for the fixture model.
+pub fn small_request(prompt: &str) -> Value {
+    json!({
+        "model": MODEL,
+        "prompt": prompt,
+        "size": "32x32",
+        "steps": 2,
+        "seed": 7,
+    })
+}
+
+/// A valid PNG of the given size (a gradient).
+pub fn png_image(width: u32, height: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut out, width, height);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut writer = encoder.write_header().unwrap();
+        let pixels: Vec<u8> = (0..width * height * 3).map(|i| (i % 251) as u8).collect();
+        writer.write_image_data(&pixels).unwrap();
+    }
+    out
+}
+
+/// A PNG whose header claims `width`×`height` but holds almost no data:
+/// a decompression bomb must be refused before decoding.
+pub fn png_bomb_header(width: u32, height: u32) -> Vec<u8> {
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        let mut crc_input = kind.to_vec();
+        crc_input.extend_from_slice(data);
+        out.extend_from_slice(&crc32(&crc_input).to_be_bytes());
+    }
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    chunk(&mut out, b"IHDR", &ihdr);
+    // A tiny zlib stream (an empty stored block); the decoder must not get this far.
+    chunk(
+        &mut out,
+        b"IDAT",
+        &[
+            0x78, 0x01, 0x01, 0x00, 0x00, 0xff, 0xff, 0x00, 0x00, 0x00, 0x01,
+        ],
+    );
+    chunk(&mut out, b"IEND", &[]);
+    out
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}

@@ -1,0 +1,10 @@
+//! The API's integration tests: one binary, the real server on port 0 with
+//! a fresh database per test, driven by a real HTTP client.
+
+mod bad_input;
+mod edits;
+mod generations;
+mod helpers;
+mod jobs;
+mod openai_sdk;
+mod service;

@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Checks that the official OpenAI Python SDK works unmodified against Easel.
+
+Usage: openai_sdk_check.py BASE_URL MODEL
+
+BASE_URL is the server's root (e.g. http://127.0.0.1:8080); the SDK is
+pointed at BASE_URL/v1 with `base_url`, as a user would. The API key comes
+from EASEL_API_KEY (any string when the server runs without keys).
+
+The SDK version is pinned in CI (.ci/run installs openai==PINNED_OPENAI);
+the script prints the version it ran with. Exits non-zero on any mismatch.
+"""
+
+import base64
+import os
+import sys
+import urllib.request
+
+import openai
+from openai import OpenAI
+
+# The version CI installs and this script was written against.
+PINNED_OPENAI = "3.57.0"
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def check(condition, message):
+    if not condition:
+        raise AssertionError(message)
+
+
+def main() -> int:
+    if len(sys.argv) != 3:
+        print(__doc__, file=sys.stderr)
+        return 2
+    base_url, model = sys.argv[1].rstrip("/"), sys.argv[2]
+    client = OpenAI(
+        base_url=f"{base_url}/v1",
+        api_key=os.environ.get("EASEL_API_KEY", "not-needed-on-loopback"),
+        max_retries=0,
+        timeout=300,
+    )
+
+    # 1. b64_json, two images; Easel's extensions ride in extra_body.
+    r = client.images.generate(
+        model=model,
+        prompt="a red apple on a table",
+        n=2,
+        size="32x32",
+        response_format="b64_json",
+        extra_body={"steps": 2, "seed": 11},
+    )
+    check(r.created > 0, f"created: {r.created}")
+    check(r.data is not None and len(r.data) == 2, f"two images expected: {r}")
+    first = base64.b64decode(r.data[0].b64_json)
+    check(first.startswith(PNG_MAGIC), "b64_json decodes to a PNG")
+    check(r.data[0].url is None, "no url with b64_json")
+
+    # 2. url: a signed link the SDK user fetches with any HTTP client.
+    r = client.images.generate(
+        model=model,
+        prompt="a blue bird",
+        size="32x32",
+        response_format="url",
+        extra_body={"steps": 2},
+    )
+    url = r.data[0].url
+    check(url and "sig=" in url, f"a signed url expected: {url}")
+    with urllib.request.urlopen(url) as resp:
+        check(resp.status == 200, f"GET url: {resp.status}")
+        check(resp.read().startswith(PNG_MAGIC), "url serves a PNG")
+
+    # 3. edits: multipart upload of the first image.
+    r = client.images.edit(
+        model=model,
+        image=("input.png", first, "image/png"),
+        prompt="the same apple, but green",
+        size="32x32",
+        response_format="b64_json",
+    )
+    check(base64.b64decode(r.data[0].b64_json).startswith(PNG_MAGIC), "edit returns a PNG")
+
+    # 4. errors arrive as the SDK's typed exceptions with Easel's codes.
+    try:
+        client.images.generate(model=model, prompt="   ", size="32x32")
+        raise AssertionError("a blank prompt must be refused")
+    except openai.BadRequestError as e:
+        check(e.code == "invalid_prompt", f"code: {e.code}")
+        check(e.param == "prompt", f"param: {e.param}")
+    try:
+        client.images.generate(model="no-such-model", prompt="x", size="32x32")
+        raise AssertionError("an unknown model must be refused")
+    except openai.NotFoundError as e:
+        check(e.code == "model_not_found", f"code: {e.code}")
+
+    # 5. the model list.
+    models = [m.id for m in client.models.list()]
+    check(model in models, f"{model} listed: {models}")
+
+    print(f"openai {openai.__version__} (pinned {PINNED_OPENAI}): all checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
