@@ -1,1 +1,69 @@
-//! placeholder
+//! Easel's image bytes: encoding generated pixels with their provenance
+//! metadata, decoding untrusted uploads safely, and resizing. It knows
+//! nothing of models or HTTP.
+//!
+//! # Choices
+//! - **PNG through the `png` crate**, because the `image` crate cannot
+//!   write text chunks: every PNG carries an AUTOMATIC1111 `parameters`
+//!   chunk (readable by existing "PNG info" tools) and an `easel` JSON chunk.
+//! - **JPEG and WebP through `image`** (0.25, only the png/jpeg/webp
+//!   features, to keep the AVIF encoder's long build out). WebP is lossless
+//!   only, because the pure-Rust encoder writes nothing else, so
+//!   `output_compression` is ignored for it.
+//! - **Untrusted input is checked from the header before any pixel is
+//!   allocated**; see [`decode_untrusted`].
+//!
+//! # Layout
+//! - `error`: [`MediaError`], one enum with a stable [`code`](MediaError::code) per variant.
+//! - `metadata`: [`Metadata`], [`GenerationInfo`] and the A1111 `parameters` text.
+//! - `encode`: [`encode`] to PNG, JPEG or WebP.
+//! - `sniff`: format detection from magic bytes.
+//! - `decode`: [`decode_untrusted`] and its [`DecodeLimits`].
+//! - `resize`: [`resize`] with a Lanczos-3 filter.
+//! - `png_text`: [`read_png_text`], for tests and `easel verify`.
+//!
+//! # Example
+//! ```
+//! use easel_core::{OutputFormat, RgbImage, SamplerKind, ScheduleKind};
+//! use easel_media::{DecodeLimits, GenerationInfo, Metadata, decode_untrusted, encode, read_png_text};
+//!
+//! let image = RgbImage { width: 8, height: 8, pixels: vec![128; 8 * 8 * 3] };
+//! let metadata = Metadata::builder()
+//!     .generation(GenerationInfo {
+//!         prompt: "a red apple".into(),
+//!         negative_prompt: String::new(),
+//!         steps: 20,
+//!         sampler: SamplerKind::Euler,
+//!         schedule: ScheduleKind::Default,
+//!         cfg_scale: 7.5,
+//!         seed: 42,
+//!         width: 8,
+//!         height: 8,
+//!         model_hash: "0123456789abcdef".into(),
+//!         model: "easel-tiny".into(),
+//!         denoising_strength: None,
+//!     })
+//!     .record(serde_json::json!({ "image_id": "img_…", "seed": 42 }))
+//!     .build();
+//! let png = encode(&image, OutputFormat::Png, None, &metadata).unwrap();
+//! assert!(read_png_text(&png).unwrap().iter().any(|(k, _)| k == "parameters"));
+//! assert_eq!(decode_untrusted(&png, &DecodeLimits::default()).unwrap(), image);
+//! ```
+
+mod decode;
+mod encode;
+mod error;
+mod metadata;
+mod png_text;
+mod resize;
+mod sniff;
+
+pub use decode::{DecodeLimits, decode_untrusted};
+pub use easel_core::OutputFormat;
+pub use encode::{DEFAULT_JPEG_QUALITY, encode};
+pub use error::MediaError;
+pub use metadata::{
+    EASEL_KEY, GenerationInfo, Metadata, MetadataBuilder, PARAMETERS_KEY, a1111_sampler,
+};
+pub use png_text::read_png_text;
+pub use resize::resize;

@@ -1,0 +1,156 @@
+//! Job records.
+
+use chrono::{DateTime, Utc};
+use easel_core::{GenerationParams, ImageId, JobId, JobStatus, OutputOptions, Tier};
+use serde::{Deserialize, Serialize};
+
+/// A job to persist, as built by the API edge from a validated request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    /// The id to give the job; [`JobId::new`] unless the caller has one.
+    pub id: JobId,
+    /// Realtime (a client waits) or batch.
+    pub tier: Tier,
+    /// The requesting user or API key name; `None` for anonymous use.
+    pub user_id: Option<String>,
+    /// The validated parameters; the job's `model` column is `params.model`.
+    pub params: GenerationParams,
+    /// Delivery options (response and output format, compression).
+    pub options: OutputOptions,
+    /// The client's `Idempotency-Key`, if any. Unique per user.
+    pub idempotency_key: Option<String>,
+    /// The trace or request id that created the job, for log correlation.
+    pub correlation_id: Option<String>,
+}
+
+impl NewJob {
+    /// A job with a fresh id, no user, default options and no keys.
+    pub fn new(tier: Tier, params: GenerationParams) -> Self {
+        Self {
+            id: JobId::new(),
+            tier,
+            user_id: None,
+            params,
+            options: OutputOptions::default(),
+            idempotency_key: None,
+            correlation_id: None,
+        }
+    }
+}
+
+/// A persisted job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// The job's id.
+    pub id: JobId,
+    /// Where it is in its lifecycle.
+    pub status: JobStatus,
+    /// Its scheduling tier.
+    pub tier: Tier,
+    /// The requesting user, if any.
+    pub user_id: Option<String>,
+    /// The validated parameters.
+    pub params: GenerationParams,
+    /// Delivery options.
+    pub options: OutputOptions,
+    /// The client's idempotency key, if any.
+    pub idempotency_key: Option<String>,
+    /// How many times a worker has claimed the job (1 after the first claim).
+    pub attempts: u32,
+    /// The worker holding the job while it runs.
+    pub lease_owner: Option<String>,
+    /// When that worker's lease runs out unless renewed.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// The owner asked to cancel while the job was running; the worker stops
+    /// at the next step and calls [`Db::mark_cancelled`](crate::Db::mark_cancelled).
+    pub cancel_requested: bool,
+    /// Stable code of the failure or rejection, when failed or rejected.
+    pub error_code: Option<String>,
+    /// Human-readable failure or rejection reason.
+    pub error_message: Option<String>,
+    /// The prompt policy decision recorded for this job (free-form JSON).
+    pub policy: Option<serde_json::Value>,
+    /// The job's images in index order; empty until it succeeds.
+    pub image_ids: Vec<ImageId>,
+    /// The trace or request id that created the job.
+    pub correlation_id: Option<String>,
+    /// When the job was persisted.
+    pub created_at: DateTime<Utc>,
+    /// When a worker last claimed it.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it reached a terminal status.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// The result of [`Db::insert_job`](crate::Db::insert_job): either the new
+/// job, or the job that the same user already created with the same
+/// idempotency key (which is returned unchanged, whatever its parameters).
+#[derive(Debug, Clone, PartialEq)]
+pub enum InsertOutcome {
+    /// The job was persisted now.
+    Created(Job),
+    /// A job with this (user, idempotency key) already existed; nothing was written.
+    Existing(Job),
+}
+
+impl InsertOutcome {
+    /// The job, whichever way it came.
+    pub fn job(&self) -> &Job {
+        match self {
+            InsertOutcome::Created(job) | InsertOutcome::Existing(job) => job,
+        }
+    }
+
+    /// The job, whichever way it came.
+    pub fn into_job(self) -> Job {
+        match self {
+            InsertOutcome::Created(job) | InsertOutcome::Existing(job) => job,
+        }
+    }
+
+    /// Whether the job was created by this call.
+    pub fn is_created(&self) -> bool {
+        matches!(self, InsertOutcome::Created(_))
+    }
+}
+
+/// The result of [`Db::cancel`](crate::Db::cancel).
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelOutcome {
+    /// The job was queued and is now `cancelled`.
+    Cancelled(Job),
+    /// The job is running; its `cancel_requested` flag is set and the worker
+    /// will stop it at the next step.
+    Requested(Job),
+    /// The job had already finished; it is returned unchanged.
+    AlreadyFinished(Job),
+}
+
+impl CancelOutcome {
+    /// The job after the call.
+    pub fn job(&self) -> &Job {
+        match self {
+            CancelOutcome::Cancelled(job)
+            | CancelOutcome::Requested(job)
+            | CancelOutcome::AlreadyFinished(job) => job,
+        }
+    }
+}
+
+/// Which jobs [`Db::list_jobs`](crate::Db::list_jobs) returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobFilter {
+    /// Only jobs in this status; default all.
+    pub status: Option<JobStatus>,
+    /// Only jobs of this user; default all users.
+    pub user_id: Option<String>,
+}
+
+/// One page of jobs, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobPage {
+    /// The jobs of this page.
+    pub jobs: Vec<Job>,
+    /// Pass this to get the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}

@@ -1,0 +1,6 @@
+//! Plain record types: what goes into the store and what comes back out.
+//! They hold no database handles, so every backend shares them.
+
+pub mod audit;
+pub mod image;
+pub mod job;

@@ -1,0 +1,148 @@
+//! Creating, reading and listing jobs.
+
+use easel_core::{JobId, JobStatus, Tier};
+use sqlx::Row;
+
+use super::{Db, now_ms, rows};
+use crate::cursor::{self, Position};
+use crate::error::{Result, StoreError};
+use crate::records::job::{InsertOutcome, Job, JobFilter, JobPage, NewJob};
+
+/// The largest page [`Db::list_jobs`] returns.
+pub const MAX_PAGE: i64 = 100;
+
+const SELECT_BY_IDEMPOTENCY: &str = "SELECT * FROM jobs \
+     WHERE COALESCE(user_id, '') = ?1 AND idempotency_key = ?2";
+
+const INSERT: &str = "INSERT INTO jobs \
+     (id, status, tier, priority, user_id, model, params, options, idempotency_key, \
+      correlation_id, created_at) \
+     VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+     RETURNING *";
+
+// One static statement for every filter combination: a NULL parameter turns
+// its condition off. The row-value comparison walks `(created_at, id)`
+// strictly downwards from the cursor, so pages never overlap or skip a row,
+// even when several jobs share a millisecond.
+const LIST: &str = "SELECT * FROM jobs \
+     WHERE (?1 IS NULL OR status = ?1) \
+       AND (?2 IS NULL OR user_id = ?2) \
+       AND (?3 IS NULL OR (created_at, id) < (?3, ?4)) \
+     ORDER BY created_at DESC, id DESC \
+     LIMIT ?5";
+
+impl Db {
+    /// Persists a new job as `queued`.
+    ///
+    /// When the job has an idempotency key and the same user (or, for
+    /// anonymous jobs, anyone anonymous) already created a job with that key,
+    /// nothing is written and that job is returned as
+    /// [`InsertOutcome::Existing`], whatever its parameters and status.
+    pub async fn insert_job(&self, new: NewJob) -> Result<InsertOutcome> {
+        let params = rows::to_json(&new.params, "job params")?;
+        let options = rows::to_json(&new.options, "job options")?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        if let Some(key) = &new.idempotency_key {
+            let existing = sqlx::query(SELECT_BY_IDEMPOTENCY)
+                .bind(new.user_id.as_deref().unwrap_or(""))
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(row) = existing {
+                return Ok(InsertOutcome::Existing(rows::job(&row)?));
+            }
+        }
+        let row = sqlx::query(INSERT)
+            .bind(new.id.to_string())
+            .bind(new.tier.as_str())
+            .bind(rows::priority(new.tier))
+            .bind(&new.user_id)
+            .bind(&new.params.model)
+            .bind(params)
+            .bind(options)
+            .bind(&new.idempotency_key)
+            .bind(&new.correlation_id)
+            .bind(now_ms())
+            .fetch_one(&mut *tx)
+            .await?;
+        let job = rows::job(&row)?;
+        tx.commit().await?;
+        Ok(InsertOutcome::Created(job))
+    }
+
+    /// The job with this id.
+    pub async fn get_job(&self, id: JobId) -> Result<Job> {
+        let row = sqlx::query("SELECT * FROM jobs WHERE id = ?1")
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await?
+            .ok_or(StoreError::JobNotFound(id))?;
+        rows::job(&row)
+    }
+
+    /// One page of jobs matching `filter`, newest first.
+    ///
+    /// `cursor` is `None` for the first page, then the previous page's
+    /// `next_cursor`. `limit` must be within 1..=100.
+    pub async fn list_jobs(
+        &self,
+        filter: &JobFilter,
+        cursor: Option<&str>,
+        limit: i64,
+    ) -> Result<JobPage> {
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(StoreError::InvalidLimit {
+                got: limit,
+                max: MAX_PAGE,
+            });
+        }
+        let after = cursor.map(cursor::decode).transpose()?;
+        let found = sqlx::query(LIST)
+            .bind(filter.status.map(|s| s.as_str()))
+            .bind(&filter.user_id)
+            .bind(after.as_ref().map(|p| p.created_at))
+            .bind(after.as_ref().map(|p| p.id.clone()))
+            // One extra row says whether another page follows.
+            .bind(limit + 1)
+            .fetch_all(&self.reader)
+            .await?;
+        let mut jobs = found.iter().map(rows::job).collect::<Result<Vec<_>>>()?;
+        let next_cursor = if jobs.len() as i64 > limit {
+            jobs.truncate(limit as usize);
+            jobs.last().map(|last| {
+                cursor::encode(&Position {
+                    created_at: last.created_at.timestamp_millis(),
+                    id: last.id.to_string(),
+                })
+            })
+        } else {
+            None
+        };
+        Ok(JobPage { jobs, next_cursor })
+    }
+
+    /// How many jobs are queued, in one tier or in all (`None`).
+    pub async fn queue_depth(&self, tier: Option<Tier>) -> Result<u64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM jobs WHERE status = ?1 AND (?2 IS NULL OR tier = ?2)",
+        )
+        .bind(JobStatus::Queued.as_str())
+        .bind(tier.map(|t| t.as_str()))
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(row.try_get::<i64, _>("n")? as u64)
+    }
+
+    /// Records the prompt policy decision on a job (free-form JSON).
+    pub async fn record_policy(&self, id: JobId, decision: &serde_json::Value) -> Result<()> {
+        let done = sqlx::query("UPDATE jobs SET policy = ?2 WHERE id = ?1")
+            .bind(id.to_string())
+            .bind(rows::to_json(decision, "policy decision")?)
+            .execute(&self.writer)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::JobNotFound(id));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,42 @@
+//! The SQLite implementation of [`Db`].
+//!
+//! SQLite allows one writer at a time. Rather than let several pooled
+//! connections race for the write lock (and fail with `SQLITE_BUSY` under
+//! load), every write goes through a pool of exactly **one** connection,
+//! which queues writers inside the process; reads go through a separate
+//! pool and, in WAL mode, never wait for the writer. Write transactions
+//! start with `BEGIN IMMEDIATE` so that a second process on the same file
+//! waits for the lock (up to the busy timeout) at the start of a transaction
+//! instead of failing half-way through it.
+//!
+//! All SQL is written for SQLite and checked at run time (no `query!`
+//! macros), so a PostgreSQL backend can be a sibling module with its own SQL.
+
+mod audit;
+mod images;
+mod jobs;
+mod open;
+mod queue;
+mod rows;
+
+pub use audit::MAX_AUDIT_PAGE;
+pub use jobs::MAX_PAGE as MAX_JOB_PAGE;
+pub use open::DbOptions;
+
+use sqlx::SqlitePool;
+
+/// A handle to the database: cheap to clone, safe to share across tasks.
+///
+/// Open it with [`Db::open`]; every repository function is a method on it.
+#[derive(Debug, Clone)]
+pub struct Db {
+    /// Exactly one connection: SQLite is single-writer.
+    writer: SqlitePool,
+    /// Read-only (`query_only`) connections.
+    reader: SqlitePool,
+}
+
+/// The current time in milliseconds since the epoch, as stored.
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

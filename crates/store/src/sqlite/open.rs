@@ -1,0 +1,92 @@
+//! Opening the database: file creation, pragmas, pools and migrations.
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use super::Db;
+use crate::error::{Result, StoreError};
+
+/// Tuning knobs for [`Db::open_with`]. [`Db::open`] uses the defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbOptions {
+    /// How long a statement waits for another process's lock before failing
+    /// with a busy error; default 5 s.
+    pub busy_timeout: Duration,
+    /// Connections in the read pool; default 4.
+    pub read_connections: u32,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        Self {
+            busy_timeout: Duration::from_secs(5),
+            read_connections: 4,
+        }
+    }
+}
+
+impl Db {
+    /// Opens (creating if needed, with its parent folder) the SQLite database
+    /// at `path` and brings its schema up to date.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Db> {
+        Self::open_with(path, DbOptions::default()).await
+    }
+
+    /// [`Db::open`] with explicit options.
+    pub async fn open_with(path: impl AsRef<Path>, options: DbOptions) -> Result<Db> {
+        let path = path.as_ref().to_path_buf();
+        let open_err = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| open_err(Box::new(e)))?;
+        }
+
+        let base = connect_options(&path, &options);
+        // The writer first: it creates the file and switches it to WAL, which
+        // the readers then find in place.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect_with(base.clone().create_if_missing(true))
+            .await
+            .map_err(|e| open_err(Box::new(e)))?;
+        sqlx::migrate!("./migrations").run(&writer).await?;
+
+        let reader = SqlitePoolOptions::new()
+            .max_connections(options.read_connections.max(1))
+            .connect_with(base.pragma("query_only", "ON"))
+            .await
+            .map_err(|e| open_err(Box::new(e)))?;
+
+        tracing::debug!(path = %path.display(), "database open");
+        Ok(Db { writer, reader })
+    }
+
+    /// Checks that the database answers a trivial query (for `/readyz`).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    /// Closes both pools, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+fn connect_options(path: &Path, options: &DbOptions) -> SqliteConnectOptions {
+    // `filename` takes the path as is (a URL would misread `?` or `#`).
+    SqliteConnectOptions::new()
+        .filename(path)
+        .journal_mode(SqliteJournalMode::Wal)
+        // In WAL mode NORMAL is durable against process crashes and keeps
+        // commits fast; only a power loss can undo the last transactions.
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(options.busy_timeout)
+        .foreign_keys(true)
+}

@@ -1,0 +1,89 @@
+//! The audit log.
+
+use std::time::Duration;
+
+use easel_store::{AuditQuery, NewAuditEvent};
+
+use crate::helpers::fresh_db;
+
+#[tokio::test]
+async fn audit_events_are_appended_and_listed_by_type_and_time() {
+    let t = fresh_db().await;
+    let created =
+        t.db.append_audit(
+            NewAuditEvent::new("job.created")
+                .actor("alice")
+                .subject("job_1")
+                .detail(serde_json::json!({"tier": "batch"})),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let loaded =
+        t.db.append_audit(NewAuditEvent::new("model.loaded").subject("easel-tiny"))
+            .await
+            .unwrap();
+    t.db.append_audit(NewAuditEvent::new("job.created").actor("bob"))
+        .await
+        .unwrap();
+    assert!(loaded.id > created.id);
+
+    let all = t.db.list_audit(&AuditQuery::default()).await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0], created);
+
+    let jobs =
+        t.db.list_audit(&AuditQuery {
+            event_type: Some("job.created".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        jobs.iter().map(|e| e.actor.as_deref()).collect::<Vec<_>>(),
+        [Some("alice"), Some("bob")]
+    );
+
+    let before_model =
+        t.db.list_audit(&AuditQuery {
+            until: Some(loaded.at),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(before_model, [created.clone()]);
+
+    let from_model =
+        t.db.list_audit(&AuditQuery {
+            from: Some(loaded.at),
+            limit: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(from_model, [loaded.clone()]);
+    let next =
+        t.db.list_audit(&AuditQuery {
+            after_id: Some(loaded.id),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].actor.as_deref(), Some("bob"));
+}
+
+#[tokio::test]
+async fn audit_queries_with_bad_limits_are_refused() {
+    let t = fresh_db().await;
+    for limit in [0, 1001] {
+        let q = AuditQuery {
+            limit: Some(limit),
+            ..Default::default()
+        };
+        assert_eq!(
+            t.db.list_audit(&q).await.unwrap_err().code(),
+            "invalid_limit"
+        );
+    }
+}

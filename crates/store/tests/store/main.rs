@@ -1,0 +1,9 @@
+//! Integration tests of the store: each test opens a fresh database in a
+//! temporary folder and drives it through the public API only.
+
+mod audit;
+mod blobs;
+mod helpers;
+mod images;
+mod jobs;
+mod queue;
