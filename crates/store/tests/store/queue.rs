@@ -165,9 +165,10 @@ async fn cancelling_a_finished_job_returns_it_unchanged() {
 #[tokio::test]
 async fn after_a_crash_running_jobs_are_requeued_and_run_again() {
     let t = fresh_db().await;
+    // Built in insertion order: ids are time-ordered and break created_at ties.
     let interrupted = new_job(Tier::Batch, "interrupted");
-    let waiting = new_job(Tier::Batch, "waiting");
     let cancelled_mid_run = new_job(Tier::Batch, "cancel requested");
+    let waiting = new_job(Tier::Batch, "waiting");
     t.db.insert_job(interrupted.clone()).await.unwrap();
     t.db.insert_job(cancelled_mid_run.clone()).await.unwrap();
     t.db.insert_job(waiting.clone()).await.unwrap();
