@@ -31,7 +31,10 @@ ap.add_argument("--steps", type=int, default=None)
 ap.add_argument("--guidance", type=float, default=4.0)
 ap.add_argument("--seeds", type=int, default=4, help="images per prompt (seeds 0..n-1)")
 ap.add_argument("--scheduler", default=None, help="override: euler, euler-a, dpm, dpm-karras, ddim, heun, unipc")
-ap.add_argument("--compare", action="store_true", help="rows = (scheduler, steps), cols = prompts")
+ap.add_argument("--compare", action="store_true", help="rows = (scheduler, steps, guidance), cols = prompts")
+ap.add_argument("--compare-samplers", default="euler,dpm,dpm-karras,ddim,unipc")
+ap.add_argument("--compare-steps", default="8,15,25")
+ap.add_argument("--compare-guidance", default=None, help="comma list; default: --guidance only")
 ap.add_argument("--threads", type=int, default=1)
 ap.add_argument("--scale", type=int, default=2, help="nearest-neighbour upscale of the grid")
 args = ap.parse_args()
@@ -121,14 +124,16 @@ steps_default = args.steps or 20
 if args.compare:
     rows, labels = [], []
     prompts = args.prompts[:8]
-    for name in ["euler", "dpm", "dpm-karras", "ddim", "unipc"]:
-        for steps in [8, 15, 25]:
-            t0 = time.time()
-            imgs = generate(prompts, [0], make_sched(name), steps, args.guidance)
-            dt = (time.time() - t0) / len(prompts)
-            rows.append(list(imgs[0]))
-            labels.append(f"{name} {steps} {dt:.2f}s")
-            print(labels[-1], flush=True)
+    gs = [float(g) for g in args.compare_guidance.split(",")] if args.compare_guidance else [args.guidance]
+    for name in args.compare_samplers.split(","):
+        for steps in [int(v) for v in args.compare_steps.split(",")]:
+            for g in gs:
+                t0 = time.time()
+                imgs = generate(prompts, [0], make_sched(name), steps, g)
+                dt = (time.time() - t0) / len(prompts)
+                rows.append(list(imgs[0]))
+                labels.append(f"{name} {steps} g{g:g} {dt:.2f}s")
+                print(labels[-1], flush=True)
     grid(rows, labels, prompts, args.scale).save(args.out)
 else:
     t0 = time.time()

@@ -33,6 +33,9 @@ p.add_argument("--init-from", default=None, help="diffusers folder (models/easel
 p.add_argument("--batch", type=int, default=32)
 p.add_argument("--lr", type=float, default=5e-4)
 p.add_argument("--warmup", type=int, default=300)
+p.add_argument("--lr-decay-from", type=int, default=None, help="step where a linear lr decay starts (default: constant lr)")
+p.add_argument("--lr-decay-to", type=int, default=None, help="step where it reaches --lr-min, which holds afterwards")
+p.add_argument("--lr-min", type=float, default=5e-5)
 p.add_argument("--ema", type=float, default=0.999)
 p.add_argument("--cfg-drop", type=float, default=0.1)
 p.add_argument("--min-snr", type=float, default=5.0)
@@ -159,6 +162,15 @@ def batch_indices(step):
     return perm[k * args.batch : (k + 1) * args.batch], epoch
 
 
+def lr_at(step):
+    """A pure function of the step, so a resumed run and a from-scratch run agree."""
+    lr = args.lr * min(1.0, (step + 1) / args.warmup)
+    if args.lr_decay_from is not None and step >= args.lr_decay_from:
+        f = min(1.0, (step - args.lr_decay_from) / max(1, args.lr_decay_to - args.lr_decay_from))
+        lr = args.lr + f * (args.lr_min - args.lr)
+    return lr
+
+
 loss_log = open(os.path.join(args.out, "loss.log"), "a")
 t_start = time.time()
 t_ckpt = time.time()
@@ -184,7 +196,7 @@ while not stop and step < args.max_steps and (time.time() - t_start) < args.max_
     w = torch.clamp(snr, max=args.min_snr) / (snr + 1)  # min-SNR-gamma for v-prediction
     loss = (w * (pred - target) ** 2).mean(dim=(1, 2, 3)).mean()
 
-    lr = args.lr * min(1.0, (step + 1) / args.warmup)
+    lr = lr_at(step)
     for gr in opt.param_groups:
         gr["lr"] = lr
     opt.zero_grad(set_to_none=True)
