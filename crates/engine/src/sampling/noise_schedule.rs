@@ -77,7 +77,10 @@ impl NoiseSchedule {
                 detail: "the training sigmas must increase with the timestep".into(),
             });
         }
-        let log_sigmas = sigmas.iter().map(|s| s.ln()).collect();
+        // numpy takes the log of diffusers' f32 sigma table in f32; keeping
+        // that rounding reproduces the timesteps diffusers truncates to
+        // integers (DPM++ with the exponential schedule) exactly.
+        let log_sigmas = sigmas.iter().map(|s| f64::from(s.ln() as f32)).collect();
         Ok(Self {
             alphas_cumprod,
             sigmas,
@@ -240,9 +243,10 @@ mod tests {
     #[test]
     fn sigma_to_t_inverts_the_table_at_integer_timesteps() {
         let s = sd();
+        // Within the f32 rounding of the log table, as in diffusers.
         for t in [0usize, 1, 250, 500, 998, 999] {
             assert!(
-                (s.sigma_to_t(s.sigmas()[t]) - t as f64).abs() < 1e-9,
+                (s.sigma_to_t(s.sigmas()[t]) - t as f64).abs() < 1e-3,
                 "t = {t}"
             );
         }

@@ -92,7 +92,9 @@ pub fn plan(
 ///
 /// `strength` is read through its shortest decimal form (0.7f32 → 0.7f64),
 /// so that ⌊steps·strength⌋ agrees with Python's arithmetic on the same
-/// literal. Strength 0 gives a plan of no steps: the result is the init image.
+/// literal. Strength 0 gives a plan of no steps (the result is the init
+/// image), except for LCM, which, like diffusers, needs
+/// ⌊original_inference_steps·strength⌋ ≥ steps and otherwise fails.
 pub fn plan_img2img(
     cfg: &SchedulerConfig,
     sampler: SamplerKind,
