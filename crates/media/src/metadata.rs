@@ -190,11 +190,11 @@ impl MetadataBuilder {
     pub fn build(self) -> Metadata {
         let parameters = self.info.map(|info| info.to_a1111(self.include_prompt));
         let mut record = self.record;
-        if !self.include_prompt {
-            if let Some(serde_json::Value::Object(map)) = record.as_mut() {
-                map.remove("prompt");
-                map.remove("negative_prompt");
-            }
+        if !self.include_prompt
+            && let Some(serde_json::Value::Object(map)) = record.as_mut()
+        {
+            map.remove("prompt");
+            map.remove("negative_prompt");
         }
         Metadata { parameters, record }
     }

@@ -23,18 +23,18 @@ pub fn read_png_text(bytes: &[u8]) -> Result<Vec<(String, String)>, MediaError> 
     }
     for chunk in &info.compressed_latin1_text {
         let mut chunk = chunk.clone();
-        if chunk.decompress_text_with_limit(1 << 20).is_ok() {
-            if let Ok(text) = chunk.get_text() {
-                out.push((chunk.keyword.clone(), text));
-            }
+        if chunk.decompress_text_with_limit(1 << 20).is_ok()
+            && let Ok(text) = chunk.get_text()
+        {
+            out.push((chunk.keyword.clone(), text));
         }
     }
     for chunk in &info.utf8_text {
         let mut chunk = chunk.clone();
-        if chunk.decompress_text_with_limit(1 << 20).is_ok() {
-            if let Ok(text) = chunk.get_text() {
-                out.push((chunk.keyword.clone(), text));
-            }
+        if chunk.decompress_text_with_limit(1 << 20).is_ok()
+            && let Ok(text) = chunk.get_text()
+        {
+            out.push((chunk.keyword.clone(), text));
         }
     }
     Ok(out)

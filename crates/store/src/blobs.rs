@@ -64,7 +64,7 @@ impl Blobs {
             .get(&path)
             .await
             .map_err(|e| not_found_as(key, e))?;
-        Ok(found.bytes().await.map_err(|e| not_found_as(key, e))?)
+        found.bytes().await.map_err(|e| not_found_as(key, e))
     }
 
     /// Deletes the object under `key`; deleting a missing object is not an error.

@@ -29,7 +29,7 @@ impl Db {
     /// ([`Db::mark_succeeded`]).
     pub async fn insert_image(&self, job: JobId, image: NewImage) -> Result<Image> {
         let mut conn = self.writer.acquire().await?;
-        insert(&mut *conn, job, &image).await
+        insert(&mut conn, job, &image).await
     }
 
     /// Records all of a running job's images and marks it `succeeded`, in one
@@ -61,7 +61,7 @@ impl Db {
         let done = rows::job(&row)?;
         let mut stored = Vec::with_capacity(images.len());
         for image in &images {
-            stored.push(insert(&mut *tx, job, image).await?);
+            stored.push(insert(&mut tx, job, image).await?);
         }
         tx.commit().await?;
         Ok((done, stored))

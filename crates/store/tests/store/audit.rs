@@ -51,7 +51,7 @@ async fn audit_events_are_appended_and_listed_by_type_and_time() {
         })
         .await
         .unwrap();
-    assert_eq!(before_model, [created.clone()]);
+    assert_eq!(before_model, std::slice::from_ref(&created));
 
     let from_model =
         t.db.list_audit(&AuditQuery {
@@ -61,7 +61,7 @@ async fn audit_events_are_appended_and_listed_by_type_and_time() {
         })
         .await
         .unwrap();
-    assert_eq!(from_model, [loaded.clone()]);
+    assert_eq!(from_model, std::slice::from_ref(&loaded));
     let next =
         t.db.list_audit(&AuditQuery {
             after_id: Some(loaded.id),

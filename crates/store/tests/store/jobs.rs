@@ -181,3 +181,10 @@ async fn reopening_the_database_keeps_its_jobs() {
     assert_eq!(db.get_job(job.id).await.unwrap().params.prompt, "durable");
     db.ping().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_database_runs_in_wal_mode() {
+    let t = fresh_db().await;
+    t.db.insert_job(new_job(Tier::Batch, "x")).await.unwrap();
+    assert!(t.dir.path().join("data/easel.db-wal").exists());
+}

@@ -262,3 +262,39 @@ async fn a_worker_shutting_down_puts_its_job_back_in_place() {
         "invalid_job_transition"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_workers_never_claim_the_same_job_twice() {
+    let t = fresh_db().await;
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let job = new_job(
+            if i % 3 == 0 {
+                Tier::Realtime
+            } else {
+                Tier::Batch
+            },
+            "x",
+        );
+        ids.push(job.id);
+        t.db.insert_job(job).await.unwrap();
+    }
+    let mut workers = Vec::new();
+    for w in 0..8 {
+        let db = t.db.clone();
+        workers.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while let Some(job) = db.claim_next_queued(&format!("w{w}"), LEASE).await.unwrap() {
+                mine.push(job.id);
+            }
+            mine
+        }));
+    }
+    let mut claimed = Vec::new();
+    for worker in workers {
+        claimed.extend(worker.await.unwrap());
+    }
+    claimed.sort();
+    ids.sort();
+    assert_eq!(claimed, ids);
+}
