@@ -50,6 +50,8 @@
 //! assert_eq!(decode_untrusted(&png, &DecodeLimits::default()).unwrap(), image);
 //! ```
 
+#![warn(missing_docs)]
+
 mod decode;
 mod encode;
 mod error;

@@ -49,6 +49,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 mod blobs;
 mod cursor;
 mod error;
