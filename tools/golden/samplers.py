@@ -7,11 +7,11 @@ Run by developers, not CI (needs torch and diffusers; checked with diffusers 0.4
 
 Writes two JSON files that crates/engine/tests/samplers.rs checks against:
 
-- schedules.json: for 3 SD-like scheduler configs x every sampler x every
+- schedules.json: for 6 scheduler configs (SD-like, cosine, zero-SNR) x every sampler x every
   schedule it supports x a few step counts: the timesteps and sigmas that
   diffusers' `set_timesteps` produces, and `init_noise_sigma`.
 - loops.json: full sampling loops of 6 steps on a [2, 3, 4, 4] tensor from a
-  fixed initial noise, with the analytic network
+  fixed initial noise, for 4 configs, with the analytic network
       out = tanh(0.5 * x_in) + 0.1 * t / 1000
   (read as eps or v by the config), for every sampler x schedule x config;
   plus an image-to-image loop (strength 0.5) per sampler. Ancestral and LCM
@@ -69,6 +69,12 @@ CONFIGS = {
         SD_BETAS, prediction_type="epsilon", timestep_spacing="trailing", steps_offset=0,
         set_alpha_to_one=True, clip_sample=False,
     ),
+    # Ends above zero (Euler, DPM++ 2M: final_sigmas_type; DDIM: alpha_0) and
+    # clamps x0 (DDIM, LCM, Heun: clip_sample), with linspace spacing.
+    "eps_linspace_sigma_min_clip": dict(
+        SD_BETAS, prediction_type="epsilon", timestep_spacing="linspace", steps_offset=0,
+        set_alpha_to_one=False, clip_sample=True, clip_sample_range=1.0, final_sigmas_type="sigma_min",
+    ),
 }
 
 # Checked for timesteps and sigmas only: their sigma_max is in the thousands,
@@ -118,7 +124,8 @@ def make(sampler, schedule, cfg, steps, strength=1.0):
     else:
         sch.set_timesteps(steps)
     if sampler == "euler_ancestral" and schedule != "default":
-        donor = make("euler", schedule, cfg, steps)
+        # The ancestral class always ends at zero; so must the donor.
+        donor = make("euler", schedule, dict(cfg, final_sigmas_type="zero"), steps)
         sch.sigmas = donor.sigmas.clone()
         sch.timesteps = donor.timesteps.clone()
     return sch
