@@ -28,7 +28,9 @@ pub enum EngineError {
         detail: String,
     },
     /// A tensor's shape in the weights disagrees with the config.
-    #[error("shape mismatch for tensor `{tensor}` in {path}: config expects {expected:?}, weights have {found:?}")]
+    #[error(
+        "shape mismatch for tensor `{tensor}` in {path}: config expects {expected:?}, weights have {found:?}"
+    )]
     ShapeMismatch {
         /// The weights file.
         path: PathBuf,
@@ -48,7 +50,9 @@ pub enum EngineError {
         tensor: String,
     },
     /// A tensor is stored in a dtype the engine cannot use.
-    #[error("tensor `{tensor}` in {path} has unsupported dtype {dtype} (supported: f32, f16, bf16)")]
+    #[error(
+        "tensor `{tensor}` in {path} has unsupported dtype {dtype} (supported: f32, f16, bf16)"
+    )]
     UnsupportedDtype {
         /// The weights file.
         path: PathBuf,
@@ -97,7 +101,9 @@ pub enum EngineError {
         found_h: u32,
     },
     /// A batch mixed requests that cannot share one call.
-    #[error("requests in one batch must share size, steps, sampler, schedule, guidance and strength: {0}")]
+    #[error(
+        "requests in one batch must share size, steps, sampler, schedule, guidance and strength: {0}"
+    )]
     IncompatibleBatch(String),
     /// An empty batch.
     #[error("a batch needs at least one request")]
@@ -108,6 +114,12 @@ pub enum EngineError {
         /// The sampler name.
         sampler: String,
         /// Why.
+        detail: String,
+    },
+    /// The requested device cannot be used (e.g. CUDA without the `cuda` feature).
+    #[error("unsupported device: {detail}")]
+    UnsupportedDevice {
+        /// What was asked for and why it cannot be had.
         detail: String,
     },
     /// Cancelled between steps by the caller.
@@ -149,6 +161,7 @@ impl EngineError {
             EngineError::IncompatibleBatch(_) => "incompatible_batch",
             EngineError::EmptyBatch => "empty_batch",
             EngineError::UnsupportedSampler { .. } => "invalid_sampler",
+            EngineError::UnsupportedDevice { .. } => "unsupported_device",
             EngineError::Cancelled => "cancelled",
             EngineError::Tokenizer(_) => "tokenizer_error",
             EngineError::Io { .. } => "model_io_error",

@@ -2,17 +2,43 @@
 //! and turns validated parameters into pixels, synchronously, on the calling
 //! thread. It knows nothing of HTTP, SQL or tenants.
 //!
+//! Computation uses candle on the CPU (or CUDA with the `cuda` feature), in
+//! f32 whatever the stored dtype. Where candle-transformers has a correct
+//! component it is used as is (the UNet, BERT, the VAE's blocks); the CLIP
+//! text encoder and the VAE's encoder/decoder wiring are our own (see each
+//! module for why).
+//!
 //! # Layout
 //! - [`error`]: the engine's one error type, each variant with a stable code.
 //! - [`model`]: the loaded-model handle: load, info, generate.
 //! - [`request`]: what a generation call takes and returns (requests, images,
 //!   progress, cancellation).
+//! - [`loader`]: reading a diffusers folder: configs, validated memory-mapped
+//!   safetensors, the content hash.
+//! - `text`: tokenizers and text encoders (CLIP, BERT).
+//! - `unet`: the denoising network, from diffusers' UNet config.
+//! - `vae`: the latent autoencoder with its scaling.
+//! - `pipeline`: text-to-image and image-to-image with guidance, progress
+//!   and cancellation.
+//! - `preview`: tensor ↔ RGB conversions and cheap step previews.
+//! - [`sampling`]: samplers over sigma schedules, behind one interface.
 
 pub mod error;
+pub mod loader;
 pub mod model;
+mod pipeline;
+mod preview;
 pub mod request;
+pub mod sampling;
+mod text;
+mod unet;
+mod vae;
 
+/// The tensor library, re-exported for callers of the low-level methods
+/// ([`Model::unet_forward`], [`Model::decode`]) and for tests.
+pub use candle_core;
 pub use error::{EngineError, Result};
+pub use loader::hash::HashCache;
 pub use model::{Architecture, DeviceChoice, LoadOptions, Model, ModelInfo};
 pub use request::{
     CancelToken, GeneratedImage, ImageRequest, Progress, ProgressSink, RgbImage, StageTimings,

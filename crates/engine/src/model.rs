@@ -2,13 +2,32 @@
 //!
 //! CONTRACT (other crates compile against these signatures; keep them):
 //! `Model::load(dir, &LoadOptions)`, `Model::info()`, `Model::generate(...)`.
+//!
+//! Loading reads the folder's configs first and rejects what the engine
+//! cannot run (unknown architecture, unsupported UNet features) before
+//! mapping any weights; it then builds the text encoder, the UNet and (for
+//! latent models) the VAE, and names the model by the content hash of its
+//! weight files (see [`crate::loader::hash`]).
+//!
+//! An optional `easel.json` at the folder root overrides the defaults the
+//! engine otherwise derives from the configs:
+//! `{"default_steps": 20, "default_guidance": 7.5, "default_width": 512,
+//! "default_height": 512, "max_side": 1024}` (every key optional).
 
 use std::path::{Path, PathBuf};
 
-use easel_core::{SamplerKind, Size};
+use candle_core::{Device, Tensor};
+use easel_core::{SamplerKind, Size, limits};
+use serde::Deserialize;
 
-use crate::error::Result;
+use crate::error::{EngineError, Result};
+use crate::loader::hash::{HashCache, content_hash};
+use crate::loader::{ModelFolder, read_json, select_device};
 use crate::request::{CancelToken, GeneratedImage, ImageRequest, ProgressSink};
+use crate::sampling::{NoiseSource, SchedulerConfig};
+use crate::text::{TextEncoder, TextFamily};
+use crate::unet::{UNet, UNetConfig};
+use crate::vae::{Vae, VaeConfig};
 
 /// Which device computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -28,6 +47,10 @@ pub struct LoadOptions {
     pub device: DeviceChoice,
     /// Name to report; default: the folder's name.
     pub name: Option<String>,
+    /// Where per-file content hashes are cached. Default: a sidecar file
+    /// `.easel-content-hash.json` in the model folder (skipped silently
+    /// when the folder is read-only).
+    pub hash_cache: HashCache,
 }
 
 /// Supported architectures.
@@ -71,17 +94,166 @@ pub struct ModelInfo {
     pub weight_bytes: u64,
 }
 
+/// Optional per-model overrides (`easel.json`).
+#[derive(Debug, Default, Deserialize)]
+struct Overrides {
+    default_steps: Option<u32>,
+    default_guidance: Option<f32>,
+    default_width: Option<u32>,
+    default_height: Option<u32>,
+    max_side: Option<u32>,
+}
+
 /// A loaded model, ready to generate. `Send + Sync`: one model may serve
 /// several engine threads.
 pub struct Model {
     info: ModelInfo,
+    pub(crate) device: Device,
+    pub(crate) text: TextEncoder,
+    pub(crate) unet: UNet,
+    pub(crate) vae: Option<Vae>,
+    pub(crate) scheduler: SchedulerConfig,
 }
 
 impl Model {
     /// Loads a diffusers folder.
     pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Model> {
-        let _ = (dir, opts);
-        todo!("engine helper implements")
+        let device = select_device(opts.device)?;
+        let folder = ModelFolder::open(dir)?;
+        if folder.pipeline_class().contains("XL") || folder.has_component("text_encoder_2") {
+            return Err(EngineError::UnknownArchitecture {
+                detail: format!(
+                    "`{}` is an SDXL pipeline, which this engine does not support yet \
+                     (supported: SD 1.x, SD 2.x, pixel-space UNets)",
+                    folder.pipeline_class()
+                ),
+            });
+        }
+        // Configs first: reject what cannot run before reading weights.
+        let unet_cfg = UNetConfig::load(&folder.file("unet", "config.json"))?;
+        let family = TextEncoder::family(&folder, "text_encoder")?;
+        let vae_cfg = if folder.has_component("vae") {
+            Some(VaeConfig::load(&folder.file("vae", "config.json"))?)
+        } else {
+            None
+        };
+        let scheduler_path = folder.file("scheduler", "scheduler_config.json");
+        if !scheduler_path.is_file() {
+            return Err(EngineError::MissingFile {
+                path: scheduler_path,
+            });
+        }
+        let scheduler = SchedulerConfig::from_file(&scheduler_path)?;
+        let architecture = match (&vae_cfg, family) {
+            (Some(vae), TextFamily::Clip { exact_gelu, .. }) => {
+                if unet_cfg.in_channels != vae.latent_channels {
+                    return Err(EngineError::InvalidConfig {
+                        path: folder.file("unet", "config.json"),
+                        detail: format!(
+                            "UNet takes {} channels but the VAE makes {}-channel latents",
+                            unet_cfg.in_channels, vae.latent_channels
+                        ),
+                    });
+                }
+                if exact_gelu {
+                    Architecture::Sd2
+                } else {
+                    Architecture::Sd1
+                }
+            }
+            (Some(_), TextFamily::Bert) => {
+                return Err(EngineError::UnknownArchitecture {
+                    detail: "a latent (VAE) model conditioned on a BERT encoder".into(),
+                });
+            }
+            (None, _) if unet_cfg.in_channels == 3 && unet_cfg.out_channels == 3 => {
+                Architecture::Pixel
+            }
+            (None, _) => {
+                return Err(EngineError::UnknownArchitecture {
+                    detail: format!(
+                        "no vae/ folder, and the UNet has {} input channels (a pixel-space \
+                         model needs 3)",
+                        unet_cfg.in_channels
+                    ),
+                });
+            }
+        };
+        let overrides: Overrides = if dir.join("easel.json").is_file() {
+            read_json(&dir.join("easel.json"))?
+        } else {
+            Overrides::default()
+        };
+
+        let text = TextEncoder::load(&folder, "text_encoder", "tokenizer", &device)?;
+        let text_width = text.hidden_width();
+        if text_width != unet_cfg.context_dim() {
+            return Err(EngineError::InvalidConfig {
+                path: folder.file("unet", "config.json"),
+                detail: format!(
+                    "cross_attention_dim is {} but the text encoder makes {}-wide embeddings",
+                    unet_cfg.context_dim(),
+                    text_width
+                ),
+            });
+        }
+        let scale = vae_cfg.as_ref().map_or(1, |v| v.scale_factor()) as u32;
+        let native = unet_cfg.sample_size.unwrap_or(64) as u32 * scale;
+        let unet = UNet::load(&folder, unet_cfg, &device)?;
+        let vae = match vae_cfg {
+            Some(cfg) => Some(Vae::load(&folder, cfg, &device)?),
+            None => None,
+        };
+
+        let mut weight_files = Vec::new();
+        for component in ["text_encoder", "unet", "vae"] {
+            if component != "vae" || vae.is_some() {
+                weight_files.extend(folder.weight_files(component)?);
+            }
+        }
+        let content_hash = content_hash(dir, &weight_files, &opts.hash_cache)?;
+
+        let round8 = |v: u32| (v / 8).max(1) * 8;
+        let default_size = Size {
+            width: round8(overrides.default_width.unwrap_or(native)),
+            height: round8(overrides.default_height.unwrap_or(native)),
+        };
+        let max_side = overrides.max_side.unwrap_or(2 * native).clamp(
+            default_size.width.max(default_size.height),
+            limits::MAX_SIDE,
+        );
+        let name = opts.name.clone().unwrap_or_else(|| {
+            dir.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "model".into())
+        });
+        let weight_bytes =
+            text.weight_bytes + unet.weight_bytes + vae.as_ref().map_or(0, |v| v.weight_bytes);
+        let info = ModelInfo {
+            name,
+            path: dir.to_path_buf(),
+            architecture,
+            content_hash,
+            default_size,
+            max_side,
+            size_multiple: 8,
+            default_steps: overrides.default_steps.unwrap_or(20),
+            default_guidance: overrides.default_guidance.unwrap_or(7.5),
+            default_sampler: scheduler.default_sampler(),
+            weight_bytes,
+        };
+        tracing::info!(
+            name = %info.name, architecture = ?info.architecture, hash = %info.content_hash,
+            weight_bytes, "model loaded"
+        );
+        Ok(Model {
+            info,
+            device,
+            text,
+            unet,
+            vae,
+            scheduler,
+        })
     }
 
     /// What the model is.
@@ -98,7 +270,52 @@ impl Model {
         progress: &mut dyn ProgressSink,
         cancel: &CancelToken,
     ) -> Result<Vec<GeneratedImage>> {
-        let _ = (requests, progress, cancel);
-        todo!("engine helper implements")
+        let seeds: Vec<u64> = requests.iter().map(|r| r.seed).collect();
+        let mut noise = crate::sampling::SeededNoise::new(&seeds, &self.device);
+        self.generate_with_noise(requests, &mut noise, progress, cancel)
+    }
+
+    /// [`Model::generate`] with the noise supplied by the caller: image `i`
+    /// takes its initial noise (and any later noise) from row `i` of what
+    /// `noise` draws. Golden tests replay the reference implementation's
+    /// noise through this.
+    pub fn generate_with_noise(
+        &self,
+        requests: &[ImageRequest],
+        noise: &mut dyn NoiseSource,
+        progress: &mut dyn ProgressSink,
+        cancel: &CancelToken,
+    ) -> Result<Vec<GeneratedImage>> {
+        crate::pipeline::run(self, requests, noise, progress, cancel)
+    }
+
+    /// The text encoder's output for `prompts`: `[B, L, D]`, as the UNet
+    /// receives it. For tests and tools.
+    pub fn encode_prompts(&self, prompts: &[&str]) -> Result<Tensor> {
+        Ok(self.text.encode(prompts)?.hidden)
+    }
+
+    /// Token ids of `prompts`, padded to the model's fixed length.
+    pub fn token_ids(&self, prompts: &[&str]) -> Result<Vec<Vec<u32>>> {
+        self.text.token_ids(prompts)
+    }
+
+    /// One raw UNet call (`x` already scaled by the sampler), for tests and
+    /// benchmarks.
+    pub fn unet_forward(&self, x: &Tensor, timestep: f64, context: &Tensor) -> Result<Tensor> {
+        self.unet.forward(x, timestep, context)
+    }
+
+    /// Decodes UNet-space latents to pixels in [-1, 1] (identity for pixel models).
+    pub fn decode(&self, latents: &Tensor) -> Result<Tensor> {
+        match &self.vae {
+            Some(vae) => vae.decode(latents),
+            None => Ok(latents.clone()),
+        }
+    }
+
+    /// The compute device.
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 }

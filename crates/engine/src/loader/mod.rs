@@ -1,0 +1,37 @@
+//! Loading a diffusers model folder.
+//!
+//! - [`folder`]: `model_index.json`, configs, and which files hold weights.
+//! - [`safetensors`]: memory-mapped, validated weights behind a candle `VarBuilder`.
+//! - [`hash`]: the content hash that names a model version, with its cache.
+
+pub(crate) mod folder;
+pub mod hash;
+pub(crate) mod safetensors;
+
+pub(crate) use folder::{ModelFolder, read_json};
+pub(crate) use safetensors::WeightStore;
+
+use candle_core::Device;
+
+use crate::error::{EngineError, Result};
+use crate::model::DeviceChoice;
+
+/// The candle device for a choice. CUDA needs the `cuda` cargo feature.
+pub(crate) fn select_device(choice: DeviceChoice) -> Result<Device> {
+    match choice {
+        DeviceChoice::Cpu => Ok(Device::Cpu),
+        #[cfg(feature = "cuda")]
+        DeviceChoice::Cuda(ordinal) => {
+            Device::new_cuda(ordinal).map_err(|e| EngineError::UnsupportedDevice {
+                detail: format!("CUDA device {ordinal} is not usable: {e}"),
+            })
+        }
+        #[cfg(not(feature = "cuda"))]
+        DeviceChoice::Cuda(ordinal) => Err(EngineError::UnsupportedDevice {
+            detail: format!(
+                "CUDA device {ordinal} requested, but this build of Easel has no GPU support \
+                 (rebuild with `--features cuda`)"
+            ),
+        }),
+    }
+}

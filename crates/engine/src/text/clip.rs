@@ -1,0 +1,230 @@
+//! The CLIP text transformer, written here rather than taken from
+//! candle-transformers because candle's `ClipTextConfig` fields are private
+//! (so it cannot be built from a folder's `config.json`), it hard-codes the
+//! activation per preset (tanh-approximated GELU where OpenCLIP's SD 2.x
+//! encoder uses exact GELU) and it expects the `text_model.` prefix that
+//! recent transformers versions no longer write.
+//!
+//! Port of transformers' `CLIPTextTransformer`:
+//! <https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/clip/modeling_clip.py#L1000>.
+
+use candle_core::{DType, Device, IndexOp, Module, Tensor};
+use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
+use serde::Deserialize;
+
+use crate::error::{EngineError, Result};
+
+/// The fields of a `CLIPTextConfig` the engine uses.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct ClipTextConfig {
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Width of the transformer.
+    pub hidden_size: usize,
+    /// Width of the MLP.
+    pub intermediate_size: usize,
+    /// Number of layers.
+    pub num_hidden_layers: usize,
+    /// Attention heads.
+    pub num_attention_heads: usize,
+    /// Positions (77 for every Stable Diffusion).
+    #[serde(default = "default_positions")]
+    pub max_position_embeddings: usize,
+    /// `quick_gelu` (OpenAI CLIP, SD 1.x) or `gelu` (OpenCLIP, SD 2.x).
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    /// Layer-norm epsilon.
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+}
+
+fn default_positions() -> usize {
+    77
+}
+fn default_act() -> String {
+    "quick_gelu".into()
+}
+fn default_eps() -> f64 {
+    1e-5
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Activation {
+    QuickGelu,
+    Gelu,
+    GeluTanh,
+}
+
+impl Activation {
+    fn parse(name: &str) -> Result<Self> {
+        match name {
+            "quick_gelu" => Ok(Self::QuickGelu),
+            "gelu" => Ok(Self::Gelu),
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Self::GeluTanh),
+            other => Err(EngineError::UnknownArchitecture {
+                detail: format!(
+                    "CLIP text encoder activation `{other}` (supported: quick_gelu, gelu, gelu_new)"
+                ),
+            }),
+        }
+    }
+
+    fn apply(self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Self::QuickGelu => xs * candle_nn::ops::sigmoid(&(xs * 1.702)?)?,
+            Self::Gelu => xs.gelu_erf(),
+            Self::GeluTanh => xs.gelu(),
+        }
+    }
+}
+
+struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    out: Linear,
+    heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    fn new(vb: VarBuilder, cfg: &ClipTextConfig) -> candle_core::Result<Self> {
+        let h = cfg.hidden_size;
+        Ok(Self {
+            q: candle_nn::linear(h, h, vb.pp("q_proj"))?,
+            k: candle_nn::linear(h, h, vb.pp("k_proj"))?,
+            v: candle_nn::linear(h, h, vb.pp("v_proj"))?,
+            out: candle_nn::linear(h, h, vb.pp("out_proj"))?,
+            heads: cfg.num_attention_heads,
+            head_dim: h / cfg.num_attention_heads,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, l, h) = xs.dims3()?;
+        let split = |t: Tensor| {
+            t.reshape((b, l, self.heads, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let scale = (self.head_dim as f64).powf(-0.5);
+        let q = split((self.q.forward(xs)? * scale)?)?;
+        let k = split(self.k.forward(xs)?)?;
+        let v = split(self.v.forward(xs)?)?;
+        let scores = q.matmul(&k.t()?)?.broadcast_add(mask)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, h))?;
+        self.out.forward(&ctx)
+    }
+}
+
+struct Layer {
+    ln1: LayerNorm,
+    attn: Attention,
+    ln2: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+    act: Activation,
+}
+
+impl Layer {
+    fn new(vb: VarBuilder, cfg: &ClipTextConfig, act: Activation) -> candle_core::Result<Self> {
+        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        Ok(Self {
+            ln1: candle_nn::layer_norm(h, cfg.layer_norm_eps, vb.pp("layer_norm1"))?,
+            attn: Attention::new(vb.pp("self_attn"), cfg)?,
+            ln2: candle_nn::layer_norm(h, cfg.layer_norm_eps, vb.pp("layer_norm2"))?,
+            fc1: candle_nn::linear(h, i, vb.pp("mlp").pp("fc1"))?,
+            fc2: candle_nn::linear(i, h, vb.pp("mlp").pp("fc2"))?,
+            act,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+        let xs = (xs + self.attn.forward(&self.ln1.forward(xs)?, mask)?)?;
+        let hidden = self
+            .act
+            .apply(&self.fc1.forward(&self.ln2.forward(&xs)?)?)?;
+        xs + self.fc2.forward(&hidden)?
+    }
+}
+
+/// Outputs of one CLIP text forward pass.
+pub(crate) struct ClipOutput {
+    /// Final hidden states after the final layer norm, `[B, L, H]`.
+    pub last: Tensor,
+    /// Hidden states entering the last layer, `[B, L, H]` (SDXL conditions on these).
+    #[allow(dead_code)]
+    pub penultimate: Tensor,
+}
+
+/// CLIP's text transformer.
+pub(crate) struct ClipTextModel {
+    token_embedding: Embedding,
+    position_embedding: Tensor,
+    layers: Vec<Layer>,
+    final_ln: LayerNorm,
+    device: Device,
+}
+
+impl ClipTextModel {
+    /// Builds from weights with or without the `text_model.` prefix.
+    pub(crate) fn new(vb: VarBuilder, cfg: &ClipTextConfig) -> candle_core::Result<Self> {
+        let act = Activation::parse(&cfg.hidden_act)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let vb = if vb.contains_tensor("text_model") {
+            vb.pp("text_model")
+        } else {
+            vb
+        };
+        let emb = vb.pp("embeddings");
+        let token_embedding =
+            candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, emb.pp("token_embedding"))?;
+        let position_embedding = emb.get(
+            (cfg.max_position_embeddings, cfg.hidden_size),
+            "position_embedding.weight",
+        )?;
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| Layer::new(vb.pp("encoder").pp("layers").pp(i), cfg, act))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let final_ln = candle_nn::layer_norm(
+            cfg.hidden_size,
+            cfg.layer_norm_eps,
+            vb.pp("final_layer_norm"),
+        )?;
+        Ok(Self {
+            token_embedding,
+            position_embedding,
+            layers,
+            final_ln,
+            device: vb.device().clone(),
+        })
+    }
+
+    /// Checks the activation name before any weight is read.
+    pub(crate) fn validate(cfg: &ClipTextConfig) -> Result<()> {
+        Activation::parse(&cfg.hidden_act).map(|_| ())
+    }
+
+    /// Encodes `ids` (`[B, L]`, u32) with CLIP's causal mask.
+    pub(crate) fn forward(&self, ids: &Tensor) -> candle_core::Result<ClipOutput> {
+        let (_, l) = ids.dims2()?;
+        let pos = self.position_embedding.i(..l)?;
+        let mut xs = self.token_embedding.forward(ids)?.broadcast_add(&pos)?;
+        let mask = causal_mask(l, &self.device)?;
+        let mut penultimate = xs.clone();
+        for layer in &self.layers {
+            penultimate = xs.clone();
+            xs = layer.forward(&xs, &mask)?;
+        }
+        let last = self.final_ln.forward(&xs)?;
+        Ok(ClipOutput { last, penultimate })
+    }
+}
+
+fn causal_mask(l: usize, device: &Device) -> candle_core::Result<Tensor> {
+    let mask: Vec<f32> = (0..l)
+        .flat_map(|i| (0..l).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(mask, (l, l), device)?.to_dtype(DType::F32)
+}

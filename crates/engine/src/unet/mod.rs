@@ -1,0 +1,198 @@
+//! The denoising UNet (diffusers' `UNet2DConditionModel`), built from its
+//! `unet/config.json`.
+//!
+//! - `config`: the config and the check of what is supported.
+//! - `blocks`: down and up blocks (ours; see there why).
+//!
+//! The top level follows candle's `unet_2d.rs` and diffusers'
+//! `unet_2d_condition.py`: time embedding, `conv_in`, down blocks collecting
+//! skip connections, the cross-attention mid block, up blocks consuming
+//! them, group norm, SiLU, `conv_out`. One timestep serves the whole batch
+//! (every image of a batch shares its plan).
+
+mod blocks;
+mod config;
+
+pub(crate) use config::UNetConfig;
+
+use candle_core::{Device, Module, Tensor};
+use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, VarBuilder};
+use candle_transformers::models::stable_diffusion::embeddings::{TimestepEmbedding, Timesteps};
+use candle_transformers::models::stable_diffusion::unet_2d_blocks::{
+    UNetMidBlock2DCrossAttn, UNetMidBlock2DCrossAttnConfig,
+};
+
+use crate::error::Result;
+use crate::loader::{ModelFolder, WeightStore};
+use blocks::{Attn, DownBlock, Shared, UpBlock};
+
+struct Network {
+    time_proj: Timesteps,
+    time_embedding: TimestepEmbedding,
+    conv_in: Conv2d,
+    down: Vec<DownBlock>,
+    mid: UNetMidBlock2DCrossAttn,
+    up: Vec<UpBlock>,
+    norm_out: GroupNorm,
+    conv_out: Conv2d,
+    center_input: bool,
+}
+
+fn conv3(vb: VarBuilder, cin: usize, cout: usize) -> candle_core::Result<Conv2d> {
+    let cfg = Conv2dConfig {
+        padding: 1,
+        ..Default::default()
+    };
+    candle_nn::conv2d(cin, cout, 3, cfg, vb)
+}
+
+impl Network {
+    fn new(vb: VarBuilder, c: &UNetConfig) -> candle_core::Result<Self> {
+        let ch = &c.block_out_channels;
+        let n = ch.len();
+        let temb = ch[0] * 4;
+        let shared = Shared {
+            groups: c.norm_num_groups,
+            eps: c.norm_eps,
+            temb,
+            context_dim: c.context_dim(),
+            linear_projection: c.use_linear_projection,
+            downsample_padding: c.downsample_padding,
+        };
+        let attn = |i: usize| {
+            c.has_attention(i).then(|| Attn {
+                heads: c.heads(i),
+                depth: c.depth(i),
+            })
+        };
+        let down = (0..n)
+            .map(|i| {
+                let cin = if i == 0 { ch[0] } else { ch[i - 1] };
+                DownBlock::new(
+                    vb.pp("down_blocks").pp(i),
+                    &shared,
+                    cin,
+                    ch[i],
+                    c.layers_per_block,
+                    attn(i),
+                    i + 1 < n,
+                )
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let mid_cfg = UNetMidBlock2DCrossAttnConfig {
+            num_layers: 1,
+            resnet_eps: c.norm_eps,
+            resnet_groups: Some(c.norm_num_groups),
+            attn_num_head_channels: c.heads(n - 1),
+            output_scale_factor: c.mid_block_scale_factor,
+            cross_attn_dim: c.context_dim(),
+            sliced_attention_size: None,
+            use_linear_projection: c.use_linear_projection,
+            transformer_layers_per_block: c.depth(n - 1),
+        };
+        let mid = UNetMidBlock2DCrossAttn::new(
+            vb.pp("mid_block"),
+            ch[n - 1],
+            Some(temb),
+            false,
+            mid_cfg,
+        )?;
+        let up = (0..n)
+            .map(|i| {
+                let b = n - 1 - i; // the down block this up block mirrors
+                let prev = if i == 0 { ch[n - 1] } else { ch[b + 1] };
+                let cin = if b == 0 { ch[0] } else { ch[b - 1] };
+                UpBlock::new(
+                    vb.pp("up_blocks").pp(i),
+                    &shared,
+                    cin,
+                    prev,
+                    ch[b],
+                    c.layers_per_block + 1,
+                    attn(b),
+                    i + 1 < n,
+                )
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Self {
+            time_proj: Timesteps::new(ch[0], c.flip_sin_to_cos, c.freq_shift),
+            time_embedding: TimestepEmbedding::new(vb.pp("time_embedding"), ch[0], temb)?,
+            conv_in: conv3(vb.pp("conv_in"), c.in_channels, ch[0])?,
+            down,
+            mid,
+            up,
+            norm_out: candle_nn::group_norm(
+                c.norm_num_groups,
+                ch[0],
+                c.norm_eps,
+                vb.pp("conv_norm_out"),
+            )?,
+            conv_out: conv3(vb.pp("conv_out"), ch[0], c.out_channels)?,
+            center_input: c.center_input_sample,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor, timestep: f64, context: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, _, h, w) = xs.dims4()?;
+        let xs = if self.center_input {
+            ((xs * 2.0)? - 1.0)?
+        } else {
+            xs.clone()
+        };
+        let t = (Tensor::ones(b, xs.dtype(), xs.device())? * timestep)?;
+        let temb = self.time_embedding.forward(&self.time_proj.forward(&t)?)?;
+        let mut xs = self.conv_in.forward(&xs)?;
+        let mut skips = vec![xs.clone()];
+        for block in &self.down {
+            let (next, s) = block.forward(&xs, &temb, context)?;
+            skips.extend(s);
+            xs = next;
+        }
+        xs = self.mid.forward(&xs, Some(&temb), Some(context))?;
+        // Sizes that do not halve evenly: upsample to the skip's size, as
+        // diffusers does (`forward_upsample_size`).
+        let factor = 1usize << (self.down.len() - 1);
+        let uneven = h % factor != 0 || w % factor != 0;
+        let n_up = self.up.len();
+        for (i, block) in self.up.iter().enumerate() {
+            let rest = skips.split_off(skips.len() - block.len());
+            let size = if uneven && i + 1 < n_up {
+                let (_, _, sh, sw) = skips.last().expect("skips remain").dims4()?;
+                Some((sh, sw))
+            } else {
+                None
+            };
+            xs = block.forward(&xs, &rest, &temb, context, size)?;
+        }
+        let xs = candle_nn::ops::silu(&self.norm_out.forward(&xs)?)?;
+        self.conv_out.forward(&xs)
+    }
+}
+
+/// A loaded UNet.
+pub(crate) struct UNet {
+    net: Network,
+    /// Its config.
+    pub config: UNetConfig,
+    /// Bytes of weights held.
+    pub weight_bytes: u64,
+}
+
+impl UNet {
+    /// Loads `unet/` with an already checked config.
+    pub(crate) fn load(folder: &ModelFolder, config: UNetConfig, device: &Device) -> Result<Self> {
+        let store = WeightStore::open(&folder.weight_files("unet")?)?;
+        let net = Network::new(store.var_builder(device), &config).map_err(|e| store.explain(e))?;
+        Ok(Self {
+            net,
+            config,
+            weight_bytes: store.loaded_bytes(),
+        })
+    }
+
+    /// One network call: `x` `[B, C, H, W]`, one timestep for the batch,
+    /// `context` `[B, L, D]`.
+    pub(crate) fn forward(&self, x: &Tensor, timestep: f64, context: &Tensor) -> Result<Tensor> {
+        Ok(self.net.forward(x, timestep, context)?)
+    }
+}

@@ -1,0 +1,170 @@
+//! Golden tests: every model component and a full guided text-to-image run
+//! against diffusers/transformers outputs recorded by
+//! `tools/golden/make_models.py` for tiny random-weight models of each
+//! supported architecture (SD 1.x-like, SD 2.x-like with v-prediction and
+//! exact GELU, and the pixel-space BERT-conditioned model).
+//!
+//! Tolerances (absolute, f32 against PyTorch f32):
+//! - token ids: exact;
+//! - text embeddings: 1e-4 (values are O(1));
+//! - one UNet call: 1e-3 (candle's GEGLU uses tanh-approximated GELU where
+//!   diffusers uses exact GELU);
+//! - VAE decode: 1e-4;
+//! - full 4-step Euler run with guidance 5 and a negative prompt, from the
+//!   reference's initial noise: at most 1 level of 255 per 8-bit channel.
+
+mod common;
+
+use common::*;
+use easel_engine::candle_core::{DType, Device, IndexOp, Tensor};
+use easel_engine::sampling::ReplayNoise;
+use easel_engine::{CancelToken, Progress};
+
+const TEXT_TOL: f32 = 1e-4;
+const UNET_TOL: f32 = 1e-3;
+const VAE_TOL: f32 = 1e-4;
+
+fn prompts(name: &str) -> Vec<String> {
+    let m = meta(name);
+    let mut p: Vec<String> = m["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    p.push(m["long_prompt"].as_str().unwrap().to_string());
+    p
+}
+
+fn check_text(name: &str) {
+    let model = load(name);
+    let g = golden(name);
+    let prompts = prompts(name);
+    let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
+    let ids = model.token_ids(&refs).unwrap();
+    let want: Vec<Vec<i64>> = g["token_ids"].to_vec2().unwrap();
+    for (got, want) in ids.iter().zip(&want) {
+        let got: Vec<i64> = got.iter().map(|&v| v as i64).collect();
+        assert_eq!(&got, want, "{name}: token ids");
+    }
+    let emb = model.encode_prompts(&refs).unwrap();
+    let diff = max_abs_diff(&emb, &g["text_emb"]);
+    assert!(diff < TEXT_TOL, "{name}: text embeddings differ by {diff}");
+}
+
+fn check_unet(name: &str) {
+    let model = load(name);
+    let g = golden(name);
+    let t = meta(name)["unet_timestep"].as_f64().unwrap();
+    let ctx = g["text_emb"].i(0..2).unwrap();
+    let out = model.unet_forward(&g["unet_x"], t, &ctx).unwrap();
+    let diff = max_abs_diff(&out, &g["unet_out"]);
+    assert!(diff < UNET_TOL, "{name}: UNet output differs by {diff}");
+}
+
+fn check_vae(name: &str) {
+    let model = load(name);
+    let g = golden(name);
+    let out = model.decode(&g["vae_z"]).unwrap();
+    let diff = max_abs_diff(&out, &g["vae_out"]);
+    assert!(diff < VAE_TOL, "{name}: VAE decode differs by {diff}");
+}
+
+fn check_pipeline(name: &str) {
+    let model = load(name);
+    let g = golden(name);
+    let m = meta(name);
+    let side = m["size"].as_u64().unwrap() as u32;
+    let steps = m["steps"].as_u64().unwrap() as u32;
+    let requests: Vec<_> = m["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut r = request(p.as_str().unwrap(), i as u64, side, steps);
+            r.negative_prompt = m["negative_prompt"].as_str().unwrap().into();
+            r.guidance_scale = m["guidance_scale"].as_f64().unwrap() as f32;
+            r
+        })
+        .collect();
+    let mut noise = ReplayNoise::new([g["noise"].clone()]);
+    let mut seen = Vec::new();
+    let mut sink = |p: Progress| seen.push((p.step, p.total));
+    let images = model
+        .generate_with_noise(&requests, &mut noise, &mut sink, &CancelToken::new())
+        .unwrap();
+    assert_eq!(seen, (1..=steps).map(|s| (s, steps)).collect::<Vec<_>>());
+    let want = &g["image"]; // [B, 3, H, W] in [0, 1]
+    for (i, img) in images.iter().enumerate() {
+        assert_eq!((img.image.width, img.image.height), (side, side));
+        let got = Tensor::from_vec(
+            img.image.pixels.clone(),
+            (side as usize, side as usize, 3),
+            &Device::Cpu,
+        )
+        .unwrap()
+        .permute((2, 0, 1))
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
+        let want_u8 = (want.i(i).unwrap() * 255.0).unwrap().round().unwrap();
+        let diff = max_abs_diff(&got, &want_u8);
+        assert!(diff <= 1.0, "{name}: image {i} differs by {diff} levels");
+    }
+}
+
+#[test]
+fn sd1_tokens_and_text_embeddings_match_transformers() {
+    check_text("tiny-sd1");
+}
+
+#[test]
+fn sd2_tokens_and_text_embeddings_match_transformers() {
+    check_text("tiny-sd2");
+}
+
+#[test]
+fn pixel_tokens_and_bert_embeddings_match_transformers() {
+    check_text("tiny-pixel");
+}
+
+#[test]
+fn sd1_unet_call_matches_diffusers() {
+    check_unet("tiny-sd1");
+}
+
+#[test]
+fn sd2_unet_call_matches_diffusers() {
+    check_unet("tiny-sd2");
+}
+
+#[test]
+fn pixel_unet_call_matches_diffusers() {
+    check_unet("tiny-pixel");
+}
+
+#[test]
+fn sd1_vae_decode_matches_diffusers() {
+    check_vae("tiny-sd1");
+}
+
+#[test]
+fn sd2_vae_decode_matches_diffusers() {
+    check_vae("tiny-sd2");
+}
+
+#[test]
+fn sd1_guided_euler_run_matches_the_diffusers_pipeline() {
+    check_pipeline("tiny-sd1");
+}
+
+#[test]
+fn sd2_v_prediction_run_matches_the_diffusers_pipeline() {
+    check_pipeline("tiny-sd2");
+}
+
+#[test]
+fn pixel_run_matches_the_reference_loop() {
+    check_pipeline("tiny-pixel");
+}
