@@ -221,6 +221,7 @@ impl SchedulerConfig {
 
     /// The schedule this folder uses when a request names none:
     /// `use_karras_sigmas` → Karras, `use_exponential_sigmas` → exponential, else default.
+    /// (diffusers' `use_beta_sigmas` is not implemented and reads as default.)
     pub fn default_schedule(&self) -> ScheduleKind {
         if self.use_karras_sigmas {
             ScheduleKind::Karras

@@ -58,9 +58,10 @@ pub use noise::{NoiseSource, ReplayNoise, SeededNoise};
 pub use noise_schedule::NoiseSchedule;
 pub use plan::{KARRAS_RHO, Plan, plan, plan_img2img};
 
-/// The per-step callback: step index (0-based) and the current x̂₀ estimate.
-/// Returning an error (the pipeline returns `EngineError::Cancelled`) stops
-/// the run between steps.
+/// The per-step callback, called after each step's update with the step
+/// index (0-based) and that step's x̂₀ estimate (Heun: of its first
+/// evaluation; LCM: the boundary-condition estimate). Returning an error (the
+/// pipeline returns `EngineError::Cancelled`) stops the run between steps.
 pub type OnStep<'a> = &'a mut dyn FnMut(usize, &Tensor) -> Result<()>;
 
 /// Runs `kind` over `plan` from `x` and returns the final latent, as
