@@ -151,8 +151,11 @@ fn the_same_seed_gives_the_same_image_and_another_seed_another() {
     assert_ne!(run(7), run(8));
 }
 
+/// (step, total, preview sizes) as reported.
+type Seen = (u32, u32, Option<Vec<(u32, u32)>>);
+
 struct Recorder {
-    steps: Vec<(u32, u32, Option<Vec<(u32, u32)>>)>,
+    steps: Vec<Seen>,
     cancel_after: Option<(u32, CancelToken)>,
 }
 
@@ -169,7 +172,7 @@ impl ProgressSink for Recorder {
         }
     }
     fn wants_preview(&self, step: u32) -> bool {
-        step % 2 == 0
+        step.is_multiple_of(2)
     }
 }
 

@@ -99,13 +99,13 @@ pub(crate) fn content_hash(root: &Path, files: &[PathBuf], cache: &HashCache) ->
         };
         manifest.push_str(&format!("{key}\0{hex}\n"));
     }
-    if changed && let Some(p) = cache_path {
-        if let Ok(bytes) = serde_json::to_vec_pretty(&stored) {
-            // Best effort (see module docs).
-            if let Err(e) = std::fs::write(&p, bytes) {
-                tracing::debug!(path = %p.display(), error = %e, "content hash cache not written");
-            }
-        }
+    // Best effort (see module docs).
+    if changed
+        && let Some(p) = cache_path
+        && let Ok(bytes) = serde_json::to_vec_pretty(&stored)
+        && let Err(e) = std::fs::write(&p, bytes)
+    {
+        tracing::debug!(path = %p.display(), error = %e, "content hash cache not written");
     }
     Ok(format!(
         "blake3:{}",
