@@ -3,7 +3,7 @@
 
 Run by developers, not by CI (it needs torch, diffusers and transformers):
 
-    /work/py/bin/python tools/golden/make_models.py
+    /work/py/bin/python tools/golden/make_models.py [tiny-sd1 tiny-sd2 tiny-sdxl tiny-pixel]
 
 It writes, under crates/engine/tests/fixtures/:
 
@@ -11,6 +11,9 @@ It writes, under crates/engine/tests/fixtures/:
                      with <|endoftext|>), tiny UNet, tiny VAE, epsilon.
 - models/tiny-sd2/   SD 2.x layout: exact GELU, `!` padding, linear
                      projections, per-block heads, v-prediction.
+- models/tiny-sdxl/  SDXL layout: two CLIP text encoders (the second with
+                     projection), a UNet with text_time added conditioning and
+                     per-block transformer depths, a VAE scaled by 0.13025.
 - models/tiny-pixel/ the bundled model's convention: pixel-space UNet (3
                      channels, no vae/), a tiny BERT text encoder in f16
                      without the `bert.` prefix, tokenizer.json padded to 32.
@@ -271,6 +274,161 @@ def make_latent(name, sd2):
     return reference(name, pipe, latent=True)
 
 
+# ---------------------------------------------------------------- SDXL
+
+
+def make_sdxl():
+    name = "tiny-sdxl"
+    torch.manual_seed(0)
+    out = MODELS / name
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    vocab_size = clip_tokenizer_files(out / "tokenizer", 1500, "<|endoftext|>")
+    clip_tokenizer_files(out / "tokenizer_2", 1500, "!")
+
+    def clip_cfg(act, **kw):
+        return transformers.CLIPTextConfig(
+            vocab_size=vocab_size,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            hidden_act=act,
+            bos_token_id=vocab_size - 2,
+            eos_token_id=vocab_size - 1,
+            pad_token_id=1,
+            **kw,
+        )
+
+    text = randomize(transformers.CLIPTextModel(clip_cfg("quick_gelu")), 0.1).eval()
+    text2 = randomize(
+        transformers.CLIPTextModelWithProjection(clip_cfg("gelu", projection_dim=32)), 0.1
+    ).eval()
+    unet = randomize(
+        UNet2DConditionModel(
+            sample_size=8,
+            in_channels=4,
+            out_channels=4,
+            block_out_channels=(16, 32),
+            layers_per_block=1,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            cross_attention_dim=64,
+            norm_num_groups=8,
+            attention_head_dim=(2, 4),
+            use_linear_projection=True,
+            transformer_layers_per_block=(1, 2),
+            addition_embed_type="text_time",
+            addition_time_embed_dim=8,
+            projection_class_embeddings_input_dim=32 + 6 * 8,
+        ),
+        0.1,
+    ).eval()
+    vae = tiny_vae()
+    vae.register_to_config(scaling_factor=0.13025)
+    vae = randomize(vae, 0.1).eval()
+    save_component(text, out / "text_encoder")
+    save_component(text2, out / "text_encoder_2")
+    save_component(unet, out / "unet")
+    save_component(vae, out / "vae")
+    sched_cfg = scheduler_config("epsilon")
+    write_json(out / "scheduler" / "scheduler_config.json", sched_cfg)
+    write_json(
+        out / "model_index.json",
+        {
+            "_class_name": "StableDiffusionXLPipeline",
+            "_diffusers_version": diffusers.__version__,
+            "force_zeros_for_empty_prompt": True,
+            "text_encoder": ["transformers", "CLIPTextModel"],
+            "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
+            "tokenizer": ["transformers", "CLIPTokenizer"],
+            "tokenizer_2": ["transformers", "CLIPTokenizer"],
+            "unet": ["diffusers", "UNet2DConditionModel"],
+            "vae": ["diffusers", "AutoencoderKL"],
+            "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+        },
+    )
+    from diffusers import StableDiffusionXLPipeline
+
+    pipe = StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=text,
+        text_encoder_2=text2,
+        tokenizer=transformers.CLIPTokenizer.from_pretrained(out / "tokenizer"),
+        tokenizer_2=transformers.CLIPTokenizer.from_pretrained(out / "tokenizer_2"),
+        unet=unet,
+        scheduler=EulerDiscreteScheduler.from_config(sched_cfg),
+        force_zeros_for_empty_prompt=True,
+    )
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(42)
+        ref = {}
+        ids, _ = tokenize(pipe, PROMPTS + [LONG_PROMPT], True)
+        ref["token_ids"] = ids.to(torch.int64)
+        emb, _, pooled, _ = pipe.encode_prompt(
+            PROMPTS + [LONG_PROMPT], device="cpu", do_classifier_free_guidance=False
+        )
+        ref["text_emb"], ref["pooled"] = emb.float(), pooled.float()
+        side, lat = 16, 8
+        x = torch.randn((2, 4, lat, lat), generator=g)
+        t = 500.0
+        time_ids = torch.tensor([[side, side, 0, 0, side, side]] * 2, dtype=torch.float32)
+        ref["unet_x"], ref["time_ids"] = x, time_ids
+        ref["unet_out"] = pipe.unet(
+            x,
+            torch.tensor(t),
+            encoder_hidden_states=emb[:2],
+            added_cond_kwargs={"text_embeds": pooled[:2], "time_ids": time_ids},
+        ).sample
+        z = torch.randn((2, 4, lat, lat), generator=g)
+        ref["vae_z"] = z
+        ref["vae_out"] = pipe.vae.decode(z / pipe.vae.config.scaling_factor).sample
+        noise = torch.randn((2, 4, lat, lat), generator=g)
+        ref["noise"] = noise
+        ref["image"] = pipe(
+            prompt=PROMPTS,
+            negative_prompt=[NEGATIVE] * 2,
+            height=side,
+            width=side,
+            num_inference_steps=STEPS,
+            guidance_scale=GUIDANCE,
+            latents=noise.clone(),
+            output_type="pt",
+        ).images.float()
+        # No negative prompt: SDXL's zero unconditional embeddings.
+        ref["image_no_negative"] = pipe(
+            prompt=PROMPTS,
+            height=side,
+            width=side,
+            num_inference_steps=STEPS,
+            guidance_scale=GUIDANCE,
+            latents=noise.clone(),
+            output_type="pt",
+        ).images.float()
+    ref = {k: v.contiguous() for k, v in ref.items()}
+    save_file(ref, GOLDEN / f"{name}.safetensors")
+    write_json(
+        GOLDEN / f"{name}.json",
+        {
+            "prompts": PROMPTS,
+            "long_prompt": LONG_PROMPT,
+            "negative_prompt": NEGATIVE,
+            "unet_timestep": t,
+            "steps": STEPS,
+            "guidance_scale": GUIDANCE,
+            "size": side,
+            "sampler": "euler",
+            "versions": {
+                "torch": torch.__version__,
+                "diffusers": diffusers.__version__,
+                "transformers": transformers.__version__,
+            },
+        },
+    )
+    print(name, {k: tuple(v.shape) for k, v in ref.items()})
+
+
 # ---------------------------------------------------------------- pixel model
 
 
@@ -412,9 +570,16 @@ def reference(name, pipe, latent):
 
 
 def main():
-    make_latent("tiny-sd1", sd2=False)
-    make_latent("tiny-sd2", sd2=True)
-    make_pixel()
+    import sys
+
+    makers = {
+        "tiny-sd1": lambda: make_latent("tiny-sd1", sd2=False),
+        "tiny-sd2": lambda: make_latent("tiny-sd2", sd2=True),
+        "tiny-pixel": make_pixel,
+        "tiny-sdxl": make_sdxl,
+    }
+    for name in sys.argv[1:] or list(makers):
+        makers[name]()
     total = sum(f.stat().st_size for f in FIX.rglob("*") if f.is_file())
     print(f"fixtures: {total / 1e6:.2f} MB")
 

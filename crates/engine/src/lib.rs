@@ -2,11 +2,17 @@
 //! and turns validated parameters into pixels, synchronously, on the calling
 //! thread. It knows nothing of HTTP, SQL or tenants.
 //!
+//! Architectures: Stable Diffusion 1.x, 2.x (ε or v-prediction), SDXL (two
+//! CLIP encoders, pooled embeddings, size conditioning) and pixel-space
+//! UNets without a VAE (the bundled model).
+//!
 //! Computation uses candle on the CPU (or CUDA with the `cuda` feature), in
 //! f32 whatever the stored dtype. Where candle-transformers has a correct
-//! component it is used as is (the UNet, BERT, the VAE's blocks); the CLIP
-//! text encoder and the VAE's encoder/decoder wiring are our own (see each
-//! module for why).
+//! component it is used as is (BERT, resnets, spatial transformers, the
+//! VAE's encoder/decoder blocks); the CLIP text encoder, the UNet's blocks
+//! and top level (candle's ignore `norm_num_groups` and lack SDXL's added
+//! embedding) and the VAE's wiring and mid-block attention are our own (see
+//! each module for why).
 //!
 //! # Layout
 //! - [`error`]: the engine's one error type, each variant with a stable code.
@@ -16,7 +22,7 @@
 //! - [`loader`]: reading a diffusers folder: configs, validated memory-mapped
 //!   safetensors, the content hash.
 //! - `text`: tokenizers and text encoders (CLIP, BERT).
-//! - `unet`: the denoising network, from diffusers' UNet config.
+//! - `unet`: the denoising network, from diffusers' UNet config (SDXL included).
 //! - `vae`: the latent autoencoder with its scaling.
 //! - `pipeline`: text-to-image and image-to-image with guidance, progress
 //!   and cancellation.

@@ -110,6 +110,10 @@ pub struct Model {
     info: ModelInfo,
     pub(crate) device: Device,
     pub(crate) text: TextEncoder,
+    /// SDXL's second text encoder.
+    pub(crate) text2: Option<TextEncoder>,
+    /// SDXL: an empty negative prompt is all zeros, not an encoded "".
+    pub(crate) force_zeros_for_empty_prompt: bool,
     pub(crate) unet: UNet,
     pub(crate) vae: Option<Vae>,
     pub(crate) scheduler: SchedulerConfig,
@@ -120,18 +124,21 @@ impl Model {
     pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Model> {
         let device = select_device(opts.device)?;
         let folder = ModelFolder::open(dir)?;
-        if folder.pipeline_class().contains("XL") || folder.has_component("text_encoder_2") {
-            return Err(EngineError::UnknownArchitecture {
-                detail: format!(
-                    "`{}` is an SDXL pipeline, which this engine does not support yet \
-                     (supported: SD 1.x, SD 2.x, pixel-space UNets)",
-                    folder.pipeline_class()
-                ),
-            });
-        }
         // Configs first: reject what cannot run before reading weights.
         let unet_cfg = UNetConfig::load(&folder.file("unet", "config.json"))?;
         let family = TextEncoder::family(&folder, "text_encoder")?;
+        let sdxl = folder.has_component("text_encoder_2") || unet_cfg.text_time().is_some();
+        if sdxl {
+            let family2 = TextEncoder::family(&folder, "text_encoder_2")?;
+            let clip = |f| matches!(f, TextFamily::Clip { .. });
+            if !clip(family) || !clip(family2) || unet_cfg.text_time().is_none() {
+                return Err(EngineError::UnknownArchitecture {
+                    detail: "an SDXL-style folder needs two CLIP text encoders and a UNet with \
+                             addition_embed_type text_time"
+                        .into(),
+                });
+            }
+        }
         let vae_cfg = if folder.has_component("vae") {
             Some(VaeConfig::load(&folder.file("vae", "config.json"))?)
         } else {
@@ -145,6 +152,7 @@ impl Model {
         }
         let scheduler = SchedulerConfig::from_file(&scheduler_path)?;
         let architecture = match (&vae_cfg, family) {
+            (Some(_), _) if sdxl => Architecture::Sdxl,
             (Some(vae), TextFamily::Clip { exact_gelu, .. }) => {
                 if unet_cfg.in_channels != vae.latent_channels {
                     return Err(EngineError::InvalidConfig {
@@ -186,7 +194,30 @@ impl Model {
         };
 
         let text = TextEncoder::load(&folder, "text_encoder", "tokenizer", &device)?;
-        let text_width = text.hidden_width();
+        let text2 = if sdxl {
+            Some(TextEncoder::load(
+                &folder,
+                "text_encoder_2",
+                "tokenizer_2",
+                &device,
+            )?)
+        } else {
+            None
+        };
+        let text_width = text.hidden_width() + text2.as_ref().map_or(0, |t| t.hidden_width());
+        if let (Some(t2), Some((time_dim, input_dim))) = (&text2, unet_cfg.text_time()) {
+            let pooled = t2.pooled_width().unwrap_or(0);
+            if pooled + 6 * time_dim != input_dim {
+                return Err(EngineError::InvalidConfig {
+                    path: folder.file("unet", "config.json"),
+                    detail: format!(
+                        "projection_class_embeddings_input_dim is {input_dim}, but the second \
+                         text encoder pools to {pooled} and 6 time ids embed to {}",
+                        6 * time_dim
+                    ),
+                });
+            }
+        }
         if text_width != unet_cfg.context_dim() {
             return Err(EngineError::InvalidConfig {
                 path: folder.file("unet", "config.json"),
@@ -206,8 +237,13 @@ impl Model {
         };
 
         let mut weight_files = Vec::new();
-        for component in ["text_encoder", "unet", "vae"] {
-            if component != "vae" || vae.is_some() {
+        for component in ["text_encoder", "text_encoder_2", "unet", "vae"] {
+            let present = match component {
+                "vae" => vae.is_some(),
+                "text_encoder_2" => text2.is_some(),
+                _ => true,
+            };
+            if present {
                 weight_files.extend(folder.weight_files(component)?);
             }
         }
@@ -246,10 +282,17 @@ impl Model {
             name = %info.name, architecture = ?info.architecture, hash = %info.content_hash,
             weight_bytes, "model loaded"
         );
+        let force_zeros_for_empty_prompt = folder
+            .index
+            .get("force_zeros_for_empty_prompt")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(sdxl);
         Ok(Model {
             info,
             device,
             text,
+            text2,
+            force_zeros_for_empty_prompt,
             unet,
             vae,
             scheduler,
@@ -290,9 +333,15 @@ impl Model {
     }
 
     /// The text encoder's output for `prompts`: `[B, L, D]`, as the UNet
-    /// receives it. For tests and tools.
+    /// receives it (for SDXL, both encoders' penultimate states side by
+    /// side). For tests and tools.
     pub fn encode_prompts(&self, prompts: &[&str]) -> Result<Tensor> {
-        Ok(self.text.encode(prompts)?.hidden)
+        Ok(crate::pipeline::condition(self, prompts, &[])?.0)
+    }
+
+    /// SDXL's pooled prompt embeddings `[B, P]` (`None` for other models).
+    pub fn pooled_prompts(&self, prompts: &[&str]) -> Result<Option<Tensor>> {
+        Ok(crate::pipeline::condition(self, prompts, &[])?.1)
     }
 
     /// Token ids of `prompts`, padded to the model's fixed length.
@@ -303,7 +352,24 @@ impl Model {
     /// One raw UNet call (`x` already scaled by the sampler), for tests and
     /// benchmarks.
     pub fn unet_forward(&self, x: &Tensor, timestep: f64, context: &Tensor) -> Result<Tensor> {
-        self.unet.forward(x, timestep, context)
+        self.unet.forward(x, timestep, context, None)
+    }
+
+    /// One raw SDXL UNet call with its added conditioning: pooled text
+    /// embeddings `[B, P]` and time ids `[B, 6]`.
+    pub fn unet_forward_sdxl(
+        &self,
+        x: &Tensor,
+        timestep: f64,
+        context: &Tensor,
+        text_embeds: &Tensor,
+        time_ids: &Tensor,
+    ) -> Result<Tensor> {
+        let added = crate::unet::Added {
+            text_embeds,
+            time_ids,
+        };
+        self.unet.forward(x, timestep, context, Some(&added))
     }
 
     /// Decodes UNet-space latents to pixels in [-1, 1] (identity for pixel models).

@@ -34,6 +34,7 @@ use crate::request::{
     CancelToken, GeneratedImage, ImageRequest, Progress, ProgressSink, RgbImage, StageTimings,
 };
 use crate::sampling::{self, ModelDenoiser, NoiseSchedule, NoiseSource};
+use crate::unet::Added;
 
 /// What every request of a batch shares, checked.
 struct BatchKey {
@@ -120,6 +121,53 @@ fn check(model: &Model, requests: &[ImageRequest]) -> Result<BatchKey> {
     })
 }
 
+/// One image's conditioning: rows `[uncond, cond]` (or `[cond]`).
+struct Cond {
+    context: Tensor,
+    pooled: Option<Tensor>,
+    time_ids: Option<Tensor>,
+}
+
+/// Text conditioning of `prompts`: the UNet's context `[B, L, D]`, SDXL's
+/// pooled embeddings `[B, P]`, and a truncation warning per prompt. Rows
+/// flagged in `zero` are all zeros (SDXL's empty negative prompt).
+///
+/// SDXL conditions on both encoders' penultimate hidden states side by side
+/// and on the second encoder's projected pooled output, as diffusers'
+/// `StableDiffusionXLPipeline.encode_prompt` with `clip_skip=None`.
+pub(crate) fn condition(
+    model: &Model,
+    prompts: &[&str],
+    zero: &[bool],
+) -> Result<(Tensor, Option<Tensor>, Vec<Option<String>>)> {
+    let first = model.text.encode(prompts)?;
+    let (context, pooled, warnings) = match &model.text2 {
+        None => (first.hidden, None, first.warnings),
+        Some(text2) => {
+            let second = text2.encode(prompts)?;
+            let context = Tensor::cat(&[&first.penultimate, &second.penultimate], 2)?;
+            let warnings = first
+                .warnings
+                .into_iter()
+                .zip(second.warnings)
+                .map(|(a, b)| a.or(b))
+                .collect();
+            (context, second.pooled, warnings)
+        }
+    };
+    if !zero.iter().any(|&z| z) {
+        return Ok((context, pooled, warnings));
+    }
+    let keep: Vec<f32> = zero.iter().map(|&z| if z { 0.0 } else { 1.0 }).collect();
+    let keep = Tensor::from_vec(keep, zero.len(), context.device())?;
+    let context = context.broadcast_mul(&keep.reshape((zero.len(), 1, 1))?)?;
+    let pooled = match pooled {
+        Some(p) => Some(p.broadcast_mul(&keep.reshape((zero.len(), 1))?)?),
+        None => None,
+    };
+    Ok((context, pooled, warnings))
+}
+
 /// Runs one batch. See the module docs.
 pub(crate) fn run(
     model: &Model,
@@ -138,16 +186,22 @@ pub(crate) fn run(
 
     // 1. Text, one image at a time (see "Batches" in the module docs).
     let t0 = Instant::now();
-    let mut contexts = Vec::with_capacity(b);
+    let mut conds = Vec::with_capacity(b);
     let mut warnings: Vec<Vec<String>> = vec![Vec::new(); b];
     for (i, r) in requests.iter().enumerate() {
-        let prompts: Vec<&str> = if guided {
-            vec![r.negative_prompt.as_str(), r.prompt.as_str()]
+        let (prompts, zero): (Vec<&str>, Vec<bool>) = if guided {
+            // diffusers' SDXL `force_zeros_for_empty_prompt`: no negative
+            // prompt means zero embeddings, not the encoding of "".
+            let zero_neg = model.force_zeros_for_empty_prompt && r.negative_prompt.is_empty();
+            (
+                vec![r.negative_prompt.as_str(), r.prompt.as_str()],
+                vec![zero_neg, false],
+            )
         } else {
-            vec![r.prompt.as_str()]
+            (vec![r.prompt.as_str()], vec![false])
         };
-        let emb = model.text.encode(&prompts)?;
-        for (j, w) in emb.warnings.iter().enumerate() {
+        let (context, pooled, warns) = condition(model, &prompts, &zero)?;
+        for (j, w) in warns.iter().enumerate() {
             if let Some(w) = w {
                 let which = if guided && j == 0 {
                     "negative prompt"
@@ -157,7 +211,22 @@ pub(crate) fn run(
                 warnings[i].push(format!("{which}: {w}"));
             }
         }
-        contexts.push(emb.hidden);
+        let time_ids = match pooled {
+            Some(_) => {
+                // (original size, crop top-left, target size), as diffusers'
+                // `_get_add_time_ids` with no cropping.
+                let (h, w) = (key.height as f32, key.width as f32);
+                let row = [h, w, 0.0, 0.0, h, w];
+                let rows: Vec<f32> = (0..prompts.len()).flat_map(|_| row).collect();
+                Some(Tensor::from_vec(rows, (prompts.len(), 6), &model.device)?)
+            }
+            None => None,
+        };
+        conds.push(Cond {
+            context,
+            pooled,
+            time_ids,
+        });
     }
     let text_encode_s = t0.elapsed().as_secs_f64();
 
@@ -213,15 +282,23 @@ pub(crate) fn run(
         let guidance = key.guidance as f64;
         let net = |x: &Tensor, t: f64| -> Result<Tensor> {
             let mut outs = Vec::with_capacity(b);
-            for (i, context) in contexts.iter().enumerate() {
+            for (i, c) in conds.iter().enumerate() {
                 let xi = x.narrow(0, i, 1)?;
+                let added = match (&c.pooled, &c.time_ids) {
+                    (Some(text_embeds), Some(time_ids)) => Some(Added {
+                        text_embeds,
+                        time_ids,
+                    }),
+                    _ => None,
+                };
+                let added = added.as_ref();
                 outs.push(if guided {
-                    let out = unet.forward(&Tensor::cat(&[&xi, &xi], 0)?, t, context)?;
+                    let out = unet.forward(&Tensor::cat(&[&xi, &xi], 0)?, t, &c.context, added)?;
                     let uncond = out.narrow(0, 0, 1)?;
                     let cond = out.narrow(0, 1, 1)?;
                     (&uncond + ((&cond - &uncond)? * guidance)?)?
                 } else {
-                    unet.forward(&xi, t, context)?
+                    unet.forward(&xi, t, &c.context, added)?
                 });
             }
             Ok(Tensor::cat(&outs, 0)?)

@@ -60,10 +60,10 @@ fn an_unsupported_unet_block_is_an_unknown_architecture() {
 }
 
 #[test]
-fn an_sdxl_style_unet_is_an_unknown_architecture_not_a_wrong_image() {
-    let dir = copy_fixture("tiny-sd1");
+fn an_unsupported_added_embedding_is_an_unknown_architecture_not_a_wrong_image() {
+    let dir = copy_fixture("tiny-sdxl");
     edit_json(&dir.path().join("unet/config.json"), |v| {
-        v["addition_embed_type"] = "text_time".into();
+        v["addition_embed_type"] = "image".into();
     });
     let e = load_err(dir.path());
     assert!(matches!(e, EngineError::UnknownArchitecture { .. }), "{e}");

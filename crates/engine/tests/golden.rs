@@ -2,7 +2,8 @@
 //! against diffusers/transformers outputs recorded by
 //! `tools/golden/make_models.py` for tiny random-weight models of each
 //! supported architecture (SD 1.x-like, SD 2.x-like with v-prediction and
-//! exact GELU, and the pixel-space BERT-conditioned model).
+//! exact GELU, SDXL-like with two text encoders, pooled embeddings and
+//! size conditioning, and the pixel-space BERT-conditioned model).
 //!
 //! Tolerances (absolute, f32 against PyTorch f32):
 //! - token ids: exact;
@@ -71,6 +72,10 @@ fn check_vae(name: &str) {
 }
 
 fn check_pipeline(name: &str) {
+    check_pipeline_with(name, true, "image");
+}
+
+fn check_pipeline_with(name: &str, negative: bool, image_key: &str) {
     let model = load(name);
     let g = golden(name);
     let m = meta(name);
@@ -83,7 +88,9 @@ fn check_pipeline(name: &str) {
         .enumerate()
         .map(|(i, p)| {
             let mut r = request(p.as_str().unwrap(), i as u64, side, steps);
-            r.negative_prompt = m["negative_prompt"].as_str().unwrap().into();
+            if negative {
+                r.negative_prompt = m["negative_prompt"].as_str().unwrap().into();
+            }
             r.guidance_scale = m["guidance_scale"].as_f64().unwrap() as f32;
             r
         })
@@ -95,7 +102,7 @@ fn check_pipeline(name: &str) {
         .generate_with_noise(&requests, &mut noise, &mut sink, &CancelToken::new())
         .unwrap();
     assert_eq!(seen, (1..=steps).map(|s| (s, steps)).collect::<Vec<_>>());
-    let want = &g["image"]; // [B, 3, H, W] in [0, 1]
+    let want = &g[image_key]; // [B, 3, H, W] in [0, 1]
     for (i, img) in images.iter().enumerate() {
         assert_eq!((img.image.width, img.image.height), (side, side));
         let got = Tensor::from_vec(
@@ -167,4 +174,44 @@ fn sd2_v_prediction_run_matches_the_diffusers_pipeline() {
 #[test]
 fn pixel_run_matches_the_reference_loop() {
     check_pipeline("tiny-pixel");
+}
+
+#[test]
+fn sdxl_tokens_embeddings_and_pooled_embeddings_match_diffusers() {
+    check_text("tiny-sdxl");
+    let model = load("tiny-sdxl");
+    let g = golden("tiny-sdxl");
+    let prompts = prompts("tiny-sdxl");
+    let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
+    let pooled = model.pooled_prompts(&refs).unwrap().unwrap();
+    let diff = max_abs_diff(&pooled, &g["pooled"]);
+    assert!(diff < TEXT_TOL, "pooled embeddings differ by {diff}");
+}
+
+#[test]
+fn sdxl_unet_call_with_added_conditioning_matches_diffusers() {
+    let model = load("tiny-sdxl");
+    let g = golden("tiny-sdxl");
+    let ctx = g["text_emb"].i(0..2).unwrap();
+    let pooled = g["pooled"].i(0..2).unwrap();
+    let out = model
+        .unet_forward_sdxl(&g["unet_x"], 500.0, &ctx, &pooled, &g["time_ids"])
+        .unwrap();
+    let diff = max_abs_diff(&out, &g["unet_out"]);
+    assert!(diff < UNET_TOL, "SDXL UNet output differs by {diff}");
+}
+
+#[test]
+fn sdxl_vae_decode_matches_diffusers() {
+    check_vae("tiny-sdxl");
+}
+
+#[test]
+fn sdxl_guided_run_matches_the_diffusers_pipeline() {
+    check_pipeline("tiny-sdxl");
+}
+
+#[test]
+fn sdxl_without_negative_prompt_uses_zero_embeddings_as_diffusers() {
+    check_pipeline_with("tiny-sdxl", false, "image_no_negative");
 }

@@ -42,6 +42,7 @@ fn the_pixel_fixture_loads_quickly_with_its_info() {
 fn latent_fixtures_report_their_architecture() {
     assert_eq!(load("tiny-sd1").info().architecture, Architecture::Sd1);
     assert_eq!(load("tiny-sd2").info().architecture, Architecture::Sd2);
+    assert_eq!(load("tiny-sdxl").info().architecture, Architecture::Sdxl);
     // 8x8 latents, VAE factor 2.
     assert_eq!(load("tiny-sd1").info().default_size.width, 16);
 }

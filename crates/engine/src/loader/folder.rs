@@ -51,14 +51,6 @@ impl ModelFolder {
         })
     }
 
-    /// The pipeline class named by `model_index.json` ("" when absent).
-    pub(crate) fn pipeline_class(&self) -> &str {
-        self.index
-            .get("_class_name")
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-    }
-
     /// Whether the folder has a component: listed in `model_index.json` with
     /// a non-null class, or present as a sub-folder.
     pub(crate) fn has_component(&self, name: &str) -> bool {

@@ -36,6 +36,13 @@ pub(crate) struct ClipTextConfig {
     /// Layer-norm epsilon.
     #[serde(default = "default_eps")]
     pub layer_norm_eps: f64,
+    /// Width of `text_projection` (CLIPTextModelWithProjection, SDXL's
+    /// second encoder); `None` for a plain CLIPTextModel.
+    #[serde(default)]
+    pub projection_dim: Option<usize>,
+    /// `architectures` from the config.
+    #[serde(default)]
+    pub architectures: Vec<String>,
 }
 
 fn default_positions() -> usize {
@@ -154,8 +161,10 @@ pub(crate) struct ClipOutput {
     /// Final hidden states after the final layer norm, `[B, L, H]`.
     pub last: Tensor,
     /// Hidden states entering the last layer, `[B, L, H]` (SDXL conditions on these).
-    #[allow(dead_code)]
     pub penultimate: Tensor,
+    /// `text_projection` of the final state at the end-of-text token, `[B, P]`
+    /// (with-projection models only).
+    pub pooled: Option<Tensor>,
 }
 
 /// CLIP's text transformer.
@@ -164,6 +173,7 @@ pub(crate) struct ClipTextModel {
     position_embedding: Tensor,
     layers: Vec<Layer>,
     final_ln: LayerNorm,
+    projection: Option<Linear>,
     device: Device,
 }
 
@@ -172,6 +182,21 @@ impl ClipTextModel {
     pub(crate) fn new(vb: VarBuilder, cfg: &ClipTextConfig) -> candle_core::Result<Self> {
         let act = Activation::parse(&cfg.hidden_act)
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let projection = match cfg.projection_dim {
+            Some(p)
+                if cfg
+                    .architectures
+                    .iter()
+                    .any(|a| a.ends_with("WithProjection")) =>
+            {
+                Some(candle_nn::linear_no_bias(
+                    cfg.hidden_size,
+                    p,
+                    vb.pp("text_projection"),
+                )?)
+            }
+            _ => None,
+        };
         let vb = if vb.contains_tensor("text_model") {
             vb.pp("text_model")
         } else {
@@ -197,6 +222,7 @@ impl ClipTextModel {
             position_embedding,
             layers,
             final_ln,
+            projection,
             device: vb.device().clone(),
         })
     }
@@ -206,8 +232,10 @@ impl ClipTextModel {
         Activation::parse(&cfg.hidden_act).map(|_| ())
     }
 
-    /// Encodes `ids` (`[B, L]`, u32) with CLIP's causal mask.
-    pub(crate) fn forward(&self, ids: &Tensor) -> candle_core::Result<ClipOutput> {
+    /// Encodes `ids` (`[B, L]`, u32) with CLIP's causal mask. `eos` is the
+    /// end-of-text id; the pooled output is taken at its first occurrence
+    /// (transformers' rule for configs with a real `eos_token_id`).
+    pub(crate) fn forward(&self, ids: &Tensor, eos: u32) -> candle_core::Result<ClipOutput> {
         let (_, l) = ids.dims2()?;
         let pos = self.position_embedding.i(..l)?;
         let mut xs = self.token_embedding.forward(ids)?.broadcast_add(&pos)?;
@@ -218,7 +246,26 @@ impl ClipTextModel {
             xs = layer.forward(&xs, &mask)?;
         }
         let last = self.final_ln.forward(&xs)?;
-        Ok(ClipOutput { last, penultimate })
+        let pooled = match &self.projection {
+            None => None,
+            Some(proj) => {
+                let rows = ids.to_vec2::<u32>()?;
+                let picked = rows
+                    .iter()
+                    .enumerate()
+                    .map(|(b, row)| {
+                        let at = row.iter().position(|&t| t == eos).unwrap_or(l - 1);
+                        last.i((b, at))?.unsqueeze(0)
+                    })
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                Some(proj.forward(&Tensor::cat(&picked, 0)?)?)
+            }
+        };
+        Ok(ClipOutput {
+            last,
+            penultimate,
+            pooled,
+        })
     }
 }
 

@@ -46,6 +46,7 @@ pub(crate) struct TextEncoder {
     family: TextFamily,
     device: Device,
     width: usize,
+    pooled: Option<usize>,
     /// Bytes of weights loaded.
     pub weight_bytes: u64,
 }
@@ -54,6 +55,11 @@ pub(crate) struct TextEncoder {
 pub(crate) struct Embeddings {
     /// `[B, L, H]`.
     pub hidden: Tensor,
+    /// CLIP: the hidden states entering the last layer (SDXL's choice);
+    /// BERT: the same as `hidden`.
+    pub penultimate: Tensor,
+    /// CLIP with projection: the pooled, projected embedding `[B, P]`.
+    pub pooled: Option<Tensor>,
     /// Per prompt, the truncation warning if any.
     pub warnings: Vec<Option<String>>,
 }
@@ -106,6 +112,7 @@ impl TextEncoder {
         let files = folder.weight_files(component)?;
         let store: Arc<WeightStore> = WeightStore::open(&files)?;
         let vb = store.var_builder(device);
+        let mut pooled = None;
         let (network, positions, width) = match family {
             TextFamily::Clip { .. } => {
                 let cfg: ClipTextConfig =
@@ -114,6 +121,13 @@ impl TextEncoder {
                         detail: e.to_string(),
                     })?;
                 let net = ClipTextModel::new(vb, &cfg).map_err(|e| store.explain(e))?;
+                if cfg
+                    .architectures
+                    .iter()
+                    .any(|a| a.ends_with("WithProjection"))
+                {
+                    pooled = cfg.projection_dim;
+                }
                 (
                     Network::Clip(net),
                     cfg.max_position_embeddings,
@@ -137,6 +151,7 @@ impl TextEncoder {
             family,
             device: device.clone(),
             width,
+            pooled,
             weight_bytes: store.loaded_bytes(),
         })
     }
@@ -145,6 +160,11 @@ impl TextEncoder {
     #[allow(dead_code)]
     pub(crate) fn text_family(&self) -> TextFamily {
         self.family
+    }
+
+    /// Width of the pooled embedding (CLIP with projection), if any.
+    pub(crate) fn pooled_width(&self) -> Option<usize> {
+        self.pooled
     }
 
     /// Width of the embeddings.
@@ -169,15 +189,22 @@ impl TextEncoder {
         let (b, l) = (batch.ids.len(), self.tokenizer.max_len());
         let flat = |v: &Vec<Vec<u32>>| v.iter().flatten().copied().collect::<Vec<u32>>();
         let ids = Tensor::from_vec(flat(&batch.ids), (b, l), &self.device)?;
-        let hidden = match &self.network {
-            Network::Clip(m) => m.forward(&ids)?.last,
+        let (hidden, penultimate, pooled) = match &self.network {
+            Network::Clip(m) => {
+                let eos = self.tokenizer.token_id("<|endoftext|>").unwrap_or(u32::MAX);
+                let out = m.forward(&ids, eos)?;
+                (out.last, out.penultimate, out.pooled)
+            }
             Network::Bert(m) => {
                 let mask = Tensor::from_vec(flat(&batch.mask), (b, l), &self.device)?;
-                m.forward(&ids, &mask)?
+                let h = m.forward(&ids, &mask)?;
+                (h.clone(), h, None)
             }
         };
         Ok(Embeddings {
             hidden,
+            penultimate,
+            pooled,
             warnings: batch.warnings,
         })
     }

@@ -92,6 +92,11 @@ impl PromptTokenizer {
         })
     }
 
+    /// Id of a token, if in the vocabulary.
+    pub(crate) fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
     /// The fixed sequence length.
     pub(crate) fn max_len(&self) -> usize {
         self.max_len

@@ -77,6 +77,12 @@ pub(crate) struct UNetConfig {
     pub(crate) use_linear_projection: bool,
     #[serde(default)]
     pub(crate) center_input_sample: bool,
+    #[serde(default)]
+    addition_embed_type: Option<String>,
+    #[serde(default)]
+    addition_time_embed_dim: Option<usize>,
+    #[serde(default)]
+    projection_class_embeddings_input_dim: Option<usize>,
     #[serde(flatten)]
     rest: serde_json::Map<String, Value>,
 }
@@ -155,11 +161,21 @@ impl UNetConfig {
         if let PerBlock::Each(_) = self.cross_attention_dim {
             return bad("per-block cross_attention_dim".into());
         }
-        // Settings candle's UNet does not implement; each must hold its
-        // default. SDXL's `addition_embed_type: text_time` lands here too.
-        let defaults: [(&str, Value); 20] = [
+        match self.addition_embed_type.as_deref() {
+            None => {}
+            Some("text_time")
+                if self.addition_time_embed_dim.is_some()
+                    && self.projection_class_embeddings_input_dim.is_some() => {}
+            Some(other) => {
+                return bad(format!(
+                    "UNet addition_embed_type `{other}` (supported: none, or SDXL's text_time \
+                     with addition_time_embed_dim and projection_class_embeddings_input_dim)"
+                ));
+            }
+        }
+        // Settings the UNet does not implement; each must hold its default.
+        let defaults: [(&str, Value); 19] = [
             ("class_embed_type", Value::Null),
-            ("addition_embed_type", Value::Null),
             ("encoder_hid_dim", Value::Null),
             ("time_cond_proj_dim", Value::Null),
             ("time_embedding_type", Value::from("positional")),
@@ -184,12 +200,7 @@ impl UNetConfig {
                 && !same_setting(v, &default)
             {
                 return bad(format!(
-                    "UNet setting `{key}: {v}` (only `{default}` is supported{})",
-                    if key == "addition_embed_type" {
-                        "; SDXL is not supported yet"
-                    } else {
-                        ""
-                    }
+                    "UNet setting `{key}: {v}` (only `{default}` is supported)"
                 ));
             }
         }
@@ -197,6 +208,19 @@ impl UNetConfig {
             return bad("UNet with layers_per_block 0".into());
         }
         Ok(())
+    }
+
+    /// SDXL's added conditioning: `(addition_time_embed_dim,
+    /// projection_class_embeddings_input_dim)` when `addition_embed_type`
+    /// is `text_time`.
+    pub(crate) fn text_time(&self) -> Option<(usize, usize)> {
+        match self.addition_embed_type.as_deref() {
+            Some("text_time") => Some((
+                self.addition_time_embed_dim?,
+                self.projection_class_embeddings_input_dim?,
+            )),
+            _ => None,
+        }
     }
 
     /// Width of the text embeddings the UNet attends to.

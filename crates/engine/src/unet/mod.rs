@@ -36,6 +36,16 @@ struct Network {
     norm_out: GroupNorm,
     conv_out: Conv2d,
     center_input: bool,
+    /// SDXL: `add_time_proj` and `add_embedding`.
+    added: Option<(Timesteps, TimestepEmbedding)>,
+}
+
+/// SDXL's extra conditioning for a batch.
+pub(crate) struct Added<'a> {
+    /// Pooled text embedding of the second encoder, `[B, P]`.
+    pub text_embeds: &'a Tensor,
+    /// `[B, 6]`: original size, crop top-left, target size.
+    pub time_ids: &'a Tensor,
 }
 
 fn conv3(vb: VarBuilder, cin: usize, cout: usize) -> candle_core::Result<Conv2d> {
@@ -129,10 +139,23 @@ impl Network {
             )?,
             conv_out: conv3(vb.pp("conv_out"), ch[0], c.out_channels)?,
             center_input: c.center_input_sample,
+            added: match c.text_time() {
+                Some((time_dim, input_dim)) => Some((
+                    Timesteps::new(time_dim, c.flip_sin_to_cos, c.freq_shift),
+                    TimestepEmbedding::new(vb.pp("add_embedding"), input_dim, temb)?,
+                )),
+                None => None,
+            },
         })
     }
 
-    fn forward(&self, xs: &Tensor, timestep: f64, context: &Tensor) -> candle_core::Result<Tensor> {
+    fn forward(
+        &self,
+        xs: &Tensor,
+        timestep: f64,
+        context: &Tensor,
+        added: Option<&Added>,
+    ) -> candle_core::Result<Tensor> {
         let (b, _, h, w) = xs.dims4()?;
         let xs = if self.center_input {
             ((xs * 2.0)? - 1.0)?
@@ -140,7 +163,21 @@ impl Network {
             xs.clone()
         };
         let t = (Tensor::ones(b, xs.dtype(), xs.device())? * timestep)?;
-        let temb = self.time_embedding.forward(&self.time_proj.forward(&t)?)?;
+        let mut temb = self.time_embedding.forward(&self.time_proj.forward(&t)?)?;
+        // SDXL: emb += add_embedding(cat(text_embeds, time_proj(time_ids))),
+        // as diffusers' `get_aug_embed` for `text_time`.
+        match (&self.added, added) {
+            (Some((proj, embed)), Some(a)) => {
+                let ids = a.time_ids.flatten_all()?;
+                let time = proj.forward(&ids)?.reshape((b, ()))?;
+                let input = Tensor::cat(&[a.text_embeds, &time], 1)?;
+                temb = (temb + embed.forward(&input)?)?;
+            }
+            (Some(_), None) => {
+                candle_core::bail!("this UNet needs SDXL's pooled text embeddings and time ids")
+            }
+            _ => {}
+        }
         let mut xs = self.conv_in.forward(&xs)?;
         let mut skips = vec![xs.clone()];
         for block in &self.down {
@@ -192,7 +229,13 @@ impl UNet {
 
     /// One network call: `x` `[B, C, H, W]`, one timestep for the batch,
     /// `context` `[B, L, D]`.
-    pub(crate) fn forward(&self, x: &Tensor, timestep: f64, context: &Tensor) -> Result<Tensor> {
-        Ok(self.net.forward(x, timestep, context)?)
+    pub(crate) fn forward(
+        &self,
+        x: &Tensor,
+        timestep: f64,
+        context: &Tensor,
+        added: Option<&Added>,
+    ) -> Result<Tensor> {
+        Ok(self.net.forward(x, timestep, context, added)?)
     }
 }
