@@ -119,6 +119,12 @@ pub struct Model {
     pub(crate) scheduler: SchedulerConfig,
 }
 
+// A model is shared by engine threads: keep it `Send + Sync`.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Model>();
+};
+
 impl Model {
     /// Loads a diffusers folder.
     pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Model> {
