@@ -545,6 +545,8 @@ def reference(name, pipe, latent):
             xs = s.step(u + GUIDANCE * (c - u), tt, xs).prev_sample
         images = (xs / 2 + 0.5).clamp(0, 1)
     ref["image"] = images.float()
+    if latent:
+        img2img_reference(pipe, ref, side)
     ref = {k: v.contiguous() for k, v in ref.items()}
     GOLDEN.mkdir(parents=True, exist_ok=True)
     save_file(ref, GOLDEN / f"{name}.safetensors")
@@ -567,6 +569,41 @@ def reference(name, pipe, latent):
         },
     )
     print(name, {k: tuple(v.shape) for k, v in ref.items()})
+
+
+def gradient(side):
+    """The init image of the image-to-image test, as 8-bit values (matches
+    `gradient` in crates/engine/tests/golden.rs)."""
+    y, x = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+    img = torch.stack([x * 16, y * 16, torch.full_like(x, 200)]).float()
+    return img.clamp(0, 255)
+
+
+@torch.no_grad()
+def img2img_reference(pipe, ref, side):
+    """Image-to-image at strength 0.5 through diffusers' img2img pipeline.
+
+    diffusers draws, from one generator, first the VAE posterior sample and
+    then the noise; both draws are recorded so the engine can replay them
+    (it draws the noise first, then the posterior sample)."""
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    img2img = StableDiffusionImg2ImgPipeline(**pipe.components, requires_safety_checker=False)
+    init = (gradient(side) / 255.0).unsqueeze(0).repeat(2, 1, 1, 1)
+    g = torch.Generator().manual_seed(7)
+    shape = (2, 4, side // 2, side // 2)
+    ref["img2img_posterior_eps"] = torch.randn(shape, generator=g)
+    ref["img2img_noise"] = torch.randn(shape, generator=g)
+    ref["img2img_image"] = img2img(
+        prompt=PROMPTS,
+        negative_prompt=[NEGATIVE] * 2,
+        image=init,
+        strength=0.5,
+        num_inference_steps=STEPS,
+        guidance_scale=GUIDANCE,
+        generator=torch.Generator().manual_seed(7),
+        output_type="pt",
+    ).images.float()
 
 
 def main():

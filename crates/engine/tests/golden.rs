@@ -12,14 +12,16 @@
 //!   diffusers uses exact GELU);
 //! - VAE decode: 1e-4;
 //! - full 4-step Euler run with guidance 5 and a negative prompt, from the
-//!   reference's initial noise: at most 1 level of 255 per 8-bit channel.
+//!   reference's initial noise: at most 1 level of 255 per 8-bit channel;
+//! - image-to-image at strength 0.5 (VAE encode, posterior sample, the last
+//!   2 of 4 steps), from the reference's draws: the same.
 
 mod common;
 
 use common::*;
 use easel_engine::candle_core::{DType, Device, IndexOp, Tensor};
 use easel_engine::sampling::ReplayNoise;
-use easel_engine::{CancelToken, Progress};
+use easel_engine::{CancelToken, Progress, RgbImage};
 
 const TEXT_TOL: f32 = 1e-4;
 const UNET_TOL: f32 = 1e-3;
@@ -69,6 +71,73 @@ fn check_vae(name: &str) {
     let out = model.decode(&g["vae_z"]).unwrap();
     let diff = max_abs_diff(&out, &g["vae_out"]);
     assert!(diff < VAE_TOL, "{name}: VAE decode differs by {diff}");
+}
+
+/// The image-to-image init image (matches `gradient` in make_models.py).
+fn gradient(side: u32) -> RgbImage {
+    let mut pixels = Vec::new();
+    for y in 0..side {
+        for x in 0..side {
+            pixels.extend([(x * 16).min(255) as u8, (y * 16).min(255) as u8, 200]);
+        }
+    }
+    RgbImage {
+        width: side,
+        height: side,
+        pixels,
+    }
+}
+
+fn check_img2img(name: &str) {
+    let model = load(name);
+    let g = golden(name);
+    let m = meta(name);
+    let side = m["size"].as_u64().unwrap() as u32;
+    let steps = m["steps"].as_u64().unwrap() as u32;
+    let requests: Vec<_> = m["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let mut r = request(p.as_str().unwrap(), 7, side, steps);
+            r.negative_prompt = m["negative_prompt"].as_str().unwrap().into();
+            r.guidance_scale = m["guidance_scale"].as_f64().unwrap() as f32;
+            r.init_image = Some((gradient(side), 0.5));
+            r
+        })
+        .collect();
+    // The engine draws the initial noise first, then the posterior sample.
+    let mut noise = ReplayNoise::new([
+        g["img2img_noise"].clone(),
+        g["img2img_posterior_eps"].clone(),
+    ]);
+    let mut count = 0;
+    let mut sink = |_: Progress| count += 1;
+    let images = model
+        .generate_with_noise(&requests, &mut noise, &mut sink, &CancelToken::new())
+        .unwrap();
+    assert_eq!(count, steps / 2, "{name}: strength 0.5 runs half the steps");
+    for (i, img) in images.iter().enumerate() {
+        let got = Tensor::from_vec(
+            img.image.pixels.clone(),
+            (side as usize, side as usize, 3),
+            &Device::Cpu,
+        )
+        .unwrap()
+        .permute((2, 0, 1))
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
+        let want = (g["img2img_image"].i(i).unwrap() * 255.0)
+            .unwrap()
+            .round()
+            .unwrap();
+        let diff = max_abs_diff(&got, &want);
+        assert!(
+            diff <= 1.0,
+            "{name}: img2img image {i} differs by {diff} levels"
+        );
+    }
 }
 
 fn check_pipeline(name: &str) {
@@ -214,4 +283,14 @@ fn sdxl_guided_run_matches_the_diffusers_pipeline() {
 #[test]
 fn sdxl_without_negative_prompt_uses_zero_embeddings_as_diffusers() {
     check_pipeline_with("tiny-sdxl", false, "image_no_negative");
+}
+
+#[test]
+fn sd1_image_to_image_matches_the_diffusers_img2img_pipeline() {
+    check_img2img("tiny-sd1");
+}
+
+#[test]
+fn sd2_image_to_image_matches_the_diffusers_img2img_pipeline() {
+    check_img2img("tiny-sd2");
 }
