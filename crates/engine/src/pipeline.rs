@@ -28,8 +28,9 @@ use candle_core::Tensor;
 use easel_core::{SamplerKind, ScheduleKind};
 
 use crate::error::{EngineError, Result};
+use crate::model::Architecture;
 use crate::model::Model;
-use crate::preview;
+use crate::preview::{self, PreviewKind};
 use crate::request::{
     CancelToken, GeneratedImage, ImageRequest, Progress, ProgressSink, RgbImage, StageTimings,
 };
@@ -183,6 +184,11 @@ pub(crate) fn run(
     let b = requests.len();
     let guided = key.guidance > 1.0;
     let pixel_space = model.vae.is_none();
+    let preview_kind = match model.info().architecture {
+        Architecture::Pixel => PreviewKind::Pixels,
+        Architecture::Sdxl => PreviewKind::SdxlLatent,
+        Architecture::Sd1 | Architecture::Sd2 => PreviewKind::SdLatent,
+    };
 
     // 1. Text, one image at a time (see "Batches" in the module docs).
     let t0 = Instant::now();
@@ -309,7 +315,7 @@ pub(crate) fn run(
         let mut on_step = |i: usize, x0: &Tensor| -> Result<()> {
             let step = i as u32 + 1;
             let previews = if progress.wants_preview(step) {
-                Some(preview::preview(x0, pixel_space)?)
+                Some(preview::preview(x0, preview_kind)?)
             } else {
                 None
             };
