@@ -47,7 +47,7 @@ def main() -> int:
         model=model,
         prompt="a red apple on a table",
         n=2,
-        size="32x32",
+        size="16x16",
         response_format="b64_json",
         extra_body={"steps": 2, "seed": 11},
     )
@@ -61,7 +61,7 @@ def main() -> int:
     r = client.images.generate(
         model=model,
         prompt="a blue bird",
-        size="32x32",
+        size="16x16",
         response_format="url",
         extra_body={"steps": 2},
     )
@@ -76,20 +76,20 @@ def main() -> int:
         model=model,
         image=("input.png", first, "image/png"),
         prompt="the same apple, but green",
-        size="32x32",
+        size="16x16",
         response_format="b64_json",
     )
     check(base64.b64decode(r.data[0].b64_json).startswith(PNG_MAGIC), "edit returns a PNG")
 
     # 4. errors arrive as the SDK's typed exceptions with Easel's codes.
     try:
-        client.images.generate(model=model, prompt="   ", size="32x32")
+        client.images.generate(model=model, prompt="   ", size="16x16")
         raise AssertionError("a blank prompt must be refused")
     except openai.BadRequestError as e:
         check(e.code == "invalid_prompt", f"code: {e.code}")
         check(e.param == "prompt", f"param: {e.param}")
     try:
-        client.images.generate(model="no-such-model", prompt="x", size="32x32")
+        client.images.generate(model="no-such-model", prompt="x", size="16x16")
         raise AssertionError("an unknown model must be refused")
     except openai.NotFoundError as e:
         check(e.code == "model_not_found", f"code: {e.code}")

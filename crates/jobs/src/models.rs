@@ -219,9 +219,11 @@ impl Models {
             }
             Err(e) => {
                 tracing::error!(model = name, code = e.code(), error = %e, "model failed to load");
+                // Only the first line: some tensor errors append a backtrace.
+                let message = e.to_string();
                 ModelState::Failed {
                     code: e.code().to_string(),
-                    message: e.to_string(),
+                    message: message.lines().next().unwrap_or_default().to_string(),
                 }
             }
         };

@@ -284,9 +284,11 @@ impl Config {
             Some(path) => path.clone(),
             None => PathBuf::from("easel.toml"),
         };
+        // The filter sees the key after `split` (`SERVER.LISTEN`), before
+        // it is lowercased.
         let env = Env::prefixed("EASEL_").split("__").filter(|key| {
             let top = key.as_str().split('.').next().unwrap_or_default();
-            TOP_LEVEL_KEYS.contains(&top)
+            TOP_LEVEL_KEYS.iter().any(|k| top.eq_ignore_ascii_case(k))
         });
         let mut figment = Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::file(file))

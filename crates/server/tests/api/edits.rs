@@ -8,14 +8,14 @@ use crate::helpers::{MODEL, png_image, spawn_app};
 #[tokio::test]
 async fn an_edit_returns_an_image_of_the_requested_size() {
     let app = spawn_app().await;
-    // A 48x40 upload is resized to the 32x32 output.
+    // A 48x40 upload is resized to the 16x16 output.
     let r = app
         .edit(
             png_image(48, 40),
             &[
                 ("prompt", "make it blue"),
                 ("model", MODEL),
-                ("size", "32x32"),
+                ("size", "16x16"),
                 ("steps", "2"),
                 ("strength", "0.5"),
                 ("seed", "3"),
@@ -24,7 +24,7 @@ async fn an_edit_returns_an_image_of_the_requested_size() {
         .await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
-    assert_eq!(body["size"], "32x32");
+    assert_eq!(body["size"], "16x16");
     let png = base64::engine::general_purpose::STANDARD
         .decode(body["data"][0]["b64_json"].as_str().unwrap())
         .unwrap();
@@ -46,10 +46,10 @@ async fn an_edit_can_answer_with_a_url() {
     let app = spawn_app().await;
     let r = app
         .edit(
-            png_image(32, 32),
+            png_image(16, 16),
             &[
                 ("prompt", "a cat"),
-                ("size", "32x32"),
+                ("size", "16x16"),
                 ("steps", "1"),
                 ("response_format", "url"),
             ],

@@ -10,7 +10,7 @@ async fn a_generation_returns_base64_png_and_stores_its_record() {
     let app = spawn_app().await;
     let r = app
         .generate(&json!({
-            "model": MODEL, "prompt": "a red apple", "size": "32x32", "steps": 2, "seed": 42, "n": 2
+            "model": MODEL, "prompt": "a red apple", "size": "16x16", "steps": 2, "seed": 42, "n": 2
         }))
         .await;
     assert_eq!(r.status(), 200);
@@ -33,7 +33,7 @@ async fn a_generation_returns_base64_png_and_stores_its_record() {
     assert_eq!(record["steps"], 2);
     assert_eq!(
         (record["width"].as_u64(), record["height"].as_u64()),
-        (Some(32), Some(32))
+        (Some(16), Some(16))
     );
     assert_eq!(record["format"], "png");
     assert_eq!(record["bytes"].as_u64().unwrap(), png.len() as u64);

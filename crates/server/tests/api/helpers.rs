@@ -344,7 +344,7 @@ pub fn small_request(prompt: &str) -> Value {
     json!({
         "model": MODEL,
         "prompt": prompt,
-        "size": "32x32",
+        "size": "16x16",
         "steps": 2,
         "seed": 7,
     })
