@@ -181,6 +181,8 @@ impl Jobs {
         let has_init = job.init_image.is_some();
         match self.inner.db.insert_job(new).await {
             Ok(InsertOutcome::Created(record)) => {
+                self.audit("job.created", record.user_id.clone(), record.id)
+                    .await;
                 self.inner
                     .hub
                     .publish(JobEvent::Queued { job_id: record.id });
@@ -247,6 +249,7 @@ impl Jobs {
         })?;
         match outcome {
             CancelOutcome::Cancelled(job) => {
+                self.audit("job.cancelled", job.user_id.clone(), id).await;
                 tracing::info!(job = %id, "queued job cancelled");
                 self.inner.hub.publish(JobEvent::Cancelled { job_id: id });
                 Ok(job)
@@ -254,10 +257,24 @@ impl Jobs {
             // The store has the flag (for workers in other processes); the
             // token stops this process's worker at its next step.
             CancelOutcome::Requested(job) => {
+                self.audit("job.cancel_requested", job.user_id.clone(), id)
+                    .await;
                 self.cancel_running(id);
                 Ok(job)
             }
             CancelOutcome::AlreadyFinished(job) => Ok(job),
+        }
+    }
+
+    /// Appends to the audit log. A failure is logged, not returned: the
+    /// action itself already happened.
+    async fn audit(&self, event: &str, actor: Option<String>, subject: JobId) {
+        let mut entry = easel_store::NewAuditEvent::new(event).subject(subject);
+        if let Some(actor) = actor {
+            entry = entry.actor(actor);
+        }
+        if let Err(e) = self.inner.db.append_audit(entry).await {
+            tracing::warn!(event, error = %e, "could not append to the audit log");
         }
     }
 

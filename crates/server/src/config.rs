@@ -36,7 +36,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Folder holding the SQLite database (`easel.db`), the image files
-    /// (`images/`) and the generated URL signing key (`signing.key`).
+    /// (`images/`), uploads of queued edits (`inputs/`) and the generated
+    /// URL signing key (`signing.key`).
     /// Default: `./easel-data`. Env: `EASEL_DATA_DIR`.
     pub data_dir: PathBuf,
     /// HTTP listener settings.

@@ -246,3 +246,37 @@ async fn a_job_left_running_by_a_crash_is_requeued_and_finished_once_after_a_res
     assert_eq!(app.count_images().await, 1, "each image stored once");
     server.abort();
 }
+
+#[tokio::test]
+async fn a_synchronous_client_that_disconnects_cancels_its_job() {
+    let app = spawn_app().await;
+    let mut req = small_request("an abandoned request");
+    req["steps"] = json!(150);
+    req["n"] = json!(10);
+    let (client, url) = (app.client.clone(), app.url("/v1/images/generations"));
+    let call = tokio::spawn(async move { client.post(url).json(&req).send().await });
+    let mut running = None;
+    for _ in 0..1000 {
+        let page: Value = app.list_jobs("status=running").await.json().await.unwrap();
+        if let Some(id) = page["data"][0]["id"].as_str() {
+            running = Some(id.to_string());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let id = running.expect("the synchronous job starts running");
+    // The client goes away: its connection closes.
+    call.abort();
+    for _ in 0..1000 {
+        let job: Value = app.get_job(&id).await.json().await.unwrap();
+        match job["status"].as_str().unwrap() {
+            "cancelled" => {
+                assert_eq!(app.count_images().await, 0, "nothing stored half-way");
+                return;
+            }
+            "succeeded" => panic!("the job finished before the disconnect was noticed"),
+            _ => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+        }
+    }
+    panic!("the abandoned job was not cancelled");
+}
