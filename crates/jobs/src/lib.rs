@@ -20,7 +20,7 @@
 //! - [`events`]: per-job broadcast channels; late watchers get the current
 //!   state first.
 //! - [`models`]: served models and their load state.
-//! - [`error`]: [`JobError`].
+//! - [`error`]: the job system's error type, [`JobError`].
 
 pub mod engine_thread;
 pub mod error;

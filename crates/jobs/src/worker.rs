@@ -23,7 +23,7 @@ use crate::engine_thread::EngineThread;
 use crate::error::JobError;
 use crate::events::{EventHub, JobEvent};
 use crate::handle::{CancelReason, Jobs, Running, init_image_key, terminal_or_current_event};
-use crate::pipeline::{self, RenderError, RenderedImage};
+use crate::pipeline::{self, RenderedImage};
 
 /// How long the idle loop sleeps between store polls when nothing wakes it.
 /// Submissions wake it at once; the poll only covers jobs inserted by
@@ -398,16 +398,6 @@ impl Failure {
             code: "cancelled",
             message: "cancelled".into(),
             cancelled: true,
-        }
-    }
-}
-
-impl From<RenderError> for Failure {
-    fn from(e: RenderError) -> Self {
-        if e.is_cancelled() {
-            Failure::cancelled()
-        } else {
-            Failure::new(e.code(), e.to_string())
         }
     }
 }

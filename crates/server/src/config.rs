@@ -398,6 +398,8 @@ pub fn model_name_for(path: &Path) -> String {
 }
 
 #[cfg(test)]
+// figment's `Jail` closures return its large error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 

@@ -327,6 +327,25 @@ impl From<PathRejection> for ApiError {
     }
 }
 
+/// The error for an upload the media decoder refused (or could not resize).
+pub fn from_media_error(e: easel_media::MediaError) -> ApiError {
+    use easel_media::MediaError;
+    match e {
+        MediaError::ImageTooLarge { .. } => {
+            ApiError::invalid("image_too_large", "image", e.to_string())
+        }
+        MediaError::FileTooLarge { .. } => payload_too_large().with_param("image"),
+        MediaError::InvalidImage { .. } | MediaError::UnsupportedFormat { .. } => {
+            ApiError::invalid(
+                "invalid_image",
+                "image",
+                format!("the upload is not a readable PNG, JPEG or WebP image: {e}"),
+            )
+        }
+        other => ApiError::invalid(other.code(), "image", other.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,24 +371,5 @@ mod tests {
             (b.status(), b.code),
             (StatusCode::FORBIDDEN, "link_expired")
         );
-    }
-}
-
-/// The error for an upload the media decoder refused (or could not resize).
-pub fn from_media_error(e: easel_media::MediaError) -> ApiError {
-    use easel_media::MediaError;
-    match e {
-        MediaError::ImageTooLarge { .. } => {
-            ApiError::invalid("image_too_large", "image", e.to_string())
-        }
-        MediaError::FileTooLarge { .. } => payload_too_large().with_param("image"),
-        MediaError::InvalidImage { .. } | MediaError::UnsupportedFormat { .. } => {
-            ApiError::invalid(
-                "invalid_image",
-                "image",
-                format!("the upload is not a readable PNG, JPEG or WebP image: {e}"),
-            )
-        }
-        other => ApiError::invalid(other.code(), "image", other.to_string()),
     }
 }

@@ -205,10 +205,10 @@ pub async fn cancel_job(
 ) -> Result<Json<Job>, ApiError> {
     let id = parse_job_id(&id)?;
     let mut job = state.jobs.cancel(id).await?;
-    if job.status == JobStatus::Running {
-        if let Ok(done) = tokio::time::timeout(CANCEL_WAIT, state.jobs.wait(id)).await {
-            job = done?;
-        }
+    if job.status == JobStatus::Running
+        && let Ok(done) = tokio::time::timeout(CANCEL_WAIT, state.jobs.wait(id)).await
+    {
+        job = done?;
     }
     Ok(Json(Job::from_record(&job, progress_of(&state, id))))
 }

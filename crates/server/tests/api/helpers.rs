@@ -56,6 +56,7 @@ pub fn fixture_model() -> PathBuf {
 }
 
 /// The config every test starts from.
+#[allow(clippy::field_reassign_with_default)]
 pub fn test_config(data_dir: &Path) -> Config {
     let mut config = Config::default();
     config.data_dir = data_dir.to_path_buf();
