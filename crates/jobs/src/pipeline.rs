@@ -147,3 +147,175 @@ impl RenderError {
         matches!(self, RenderError::Engine(EngineError::Cancelled))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use easel_core::{OutputFormat, RawParams, Size};
+    use easel_engine::{Architecture, GeneratedImage, Progress};
+
+    use super::*;
+
+    /// A stand-in model: flat grey images, one progress call per step,
+    /// cancellation checked between steps as the engine does.
+    struct FakeModel(ModelInfo);
+
+    impl Generator for FakeModel {
+        fn info(&self) -> &ModelInfo {
+            &self.0
+        }
+
+        fn generate(
+            &self,
+            requests: &[easel_engine::ImageRequest],
+            progress: &mut dyn ProgressSink,
+            cancel: &CancelToken,
+        ) -> Result<Vec<GeneratedImage>, EngineError> {
+            let steps = requests[0].steps;
+            for step in 1..=steps {
+                if cancel.is_cancelled() {
+                    return Err(EngineError::Cancelled);
+                }
+                progress.on_step(Progress {
+                    step,
+                    total: steps,
+                    previews: None,
+                });
+            }
+            Ok(requests
+                .iter()
+                .map(|r| GeneratedImage {
+                    image: RgbImage {
+                        width: r.size.width,
+                        height: r.size.height,
+                        pixels: vec![
+                            (r.seed % 256) as u8;
+                            (r.size.width * r.size.height * 3) as usize
+                        ],
+                    },
+                    seed: r.seed,
+                    sampler: r.sampler.unwrap_or(SamplerKind::Euler),
+                    warnings: Vec::new(),
+                    timings: StageTimings::default(),
+                })
+                .collect())
+        }
+    }
+
+    fn info() -> ModelInfo {
+        ModelInfo {
+            name: "fake".into(),
+            path: PathBuf::from("fake"),
+            architecture: Architecture::Pixel,
+            content_hash: "blake3:0123456789abcdef".into(),
+            default_size: Size::new(16, 16).unwrap(),
+            max_side: 64,
+            size_multiple: 16,
+            default_steps: 3,
+            default_guidance: 5.0,
+            default_sampler: SamplerKind::Euler,
+            weight_bytes: 0,
+        }
+    }
+
+    fn params(size: &str, n: i64) -> GenerationParams {
+        let info = info();
+        GenerationParams::validate(
+            RawParams {
+                model: "fake".into(),
+                prompt: "a red apple".into(),
+                size: Some(size.into()),
+                n: Some(n),
+                seed: Some(10),
+                ..Default::default()
+            },
+            info.default_size,
+            info.default_steps,
+            info.default_guidance,
+            || unreachable!(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn each_image_gets_seed_plus_its_index() {
+        let seeds: Vec<u64> = image_requests(&params("16x16", 3), None)
+            .iter()
+            .map(|r| r.seed)
+            .collect();
+        assert_eq!(seeds, [10, 11, 12]);
+    }
+
+    #[test]
+    fn sizes_the_model_cannot_make_are_refused_before_queueing() {
+        assert!(check_for_model(&params("32x32", 1), &info()).is_ok());
+        let err = check_for_model(&params("24x16", 1), &info()).unwrap_err();
+        assert_eq!((err.field, err.code), ("size", "invalid_size"));
+        assert!(err.message.contains("multiple of 16"), "{err}");
+        let err = check_for_model(&params("128x16", 1), &info()).unwrap_err();
+        assert!(err.message.contains("at most 64"), "{err}");
+    }
+
+    #[test]
+    fn render_encodes_every_image_with_its_metadata_and_hash() {
+        let model = FakeModel(info());
+        let mut steps = Vec::new();
+        let mut sink = |p: Progress| steps.push((p.step, p.total));
+        let output = OutputOptions::default();
+        let images = render(
+            &model,
+            &params("16x16", 2),
+            &output,
+            None,
+            &mut sink,
+            &CancelToken::new(),
+        )
+        .unwrap();
+        assert_eq!(steps, [(1, 3), (2, 3), (3, 3)]);
+        assert_eq!(images.len(), 2);
+        assert_eq!((images[1].index, images[1].seed), (1, 11));
+        let png = &images[0].bytes;
+        assert!(png.starts_with(b"\x89PNG"));
+        assert_eq!(images[0].sha256, hex::encode(sha2::Sha256::digest(png)));
+        let text = easel_media::read_png_text(png).unwrap();
+        let parameters = &text.iter().find(|(k, _)| k == "parameters").unwrap().1;
+        assert!(parameters.contains("Seed: 10"), "{parameters}");
+        let record = &text.iter().find(|(k, _)| k == "easel").unwrap().1;
+        assert!(
+            record.contains("\"model_hash\":\"blake3:0123456789abcdef\""),
+            "{record}"
+        );
+        let jpeg = OutputOptions {
+            output_format: OutputFormat::Jpeg,
+            ..output
+        };
+        let images = render(
+            &model,
+            &params("16x16", 1),
+            &jpeg,
+            None,
+            &mut (),
+            &CancelToken::new(),
+        )
+        .unwrap();
+        assert!(images[0].bytes.starts_with(&[0xff, 0xd8]));
+    }
+
+    #[test]
+    fn a_cancelled_render_reports_cancellation() {
+        let cancel = CancelToken::new();
+        cancel.cancel();
+        let err = render(
+            &FakeModel(info()),
+            &params("16x16", 1),
+            &OutputOptions::default(),
+            None,
+            &mut (),
+            &cancel,
+        )
+        .unwrap_err();
+        assert!(err.is_cancelled());
+        assert_eq!(err.code(), "cancelled");
+    }
+}
