@@ -28,7 +28,9 @@
 //!   and cancellation.
 //! - `preview`: tensor ↔ RGB conversions and cheap step previews.
 //! - [`sampling`]: samplers over sigma schedules, behind one interface.
+//! - [`bench`]: timing and peak memory of each stage (`easel bench engine`).
 
+pub mod bench;
 pub mod error;
 pub mod loader;
 pub mod model;
