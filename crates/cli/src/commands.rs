@@ -1,4 +1,5 @@
-//! Subcommands: `serve`, `generate`, `models list`, `keys create`.
+//! Subcommands: `serve`, `generate`, `models list`, `keys create`, `bench engine`
+//! (in `crate::bench`).
 
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
@@ -38,6 +39,11 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Measure the engine (and optionally diffusers) on a model folder.
+    Bench {
+        #[command(subcommand)]
+        command: crate::bench::BenchCommand,
     },
 }
 
@@ -148,6 +154,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             println!("API key (shown once; give it to the client):\n\n  {key}\n");
             println!("Add to easel.toml:\n\n{entry}");
             Ok(())
+        }
+        Command::Bench { command } => {
+            init_logging("warn");
+            crate::bench::run(command)
         }
     }
 }

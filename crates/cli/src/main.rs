@@ -1,5 +1,6 @@
 //! The `easel` binary: parses flags, loads the config, calls library code.
 
+mod bench;
 mod commands;
 
 use clap::Parser as _;

@@ -1,0 +1,150 @@
+//! `easel bench engine`: the engine's per-stage timings and peak memory,
+//! optionally next to diffusers' on the same weights in the same run.
+//!
+//! The measurement itself is library code (`easel_engine::bench`); this
+//! file sets the thread count, runs the reference script as a child process
+//! after the engine's model is dropped (so the two never hold weights at
+//! the same time), and prints the tables.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+use easel_core::Size;
+use easel_engine::LoadOptions;
+use easel_engine::bench::{self, BenchOptions, BenchReport, ReferenceReport};
+
+/// What `easel bench` can measure.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Time text encoding, one denoiser step (batch 1 and 2) and decoding.
+    Engine(EngineArgs),
+}
+
+/// Flags of `easel bench engine`.
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    /// A diffusers model folder.
+    model_dir: PathBuf,
+    /// Also measure diffusers on the same folder and print the ratios.
+    #[arg(long)]
+    reference: bool,
+    /// Python with torch, diffusers and transformers (for --reference).
+    #[arg(long, env = "EASEL_BENCH_PYTHON", default_value = "python3")]
+    python: PathBuf,
+    /// The reference script (default: the one in this source tree).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tools/bench/diffusers_bench.py"))]
+    script: PathBuf,
+    /// Timed calls per stage.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Untimed calls before the timed ones.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Image size as WIDTHxHEIGHT (default: the model's).
+    #[arg(long)]
+    size: Option<String>,
+    /// Compute threads for both libraries (default: candle's choice, the
+    /// physical cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Also time one whole image at the model's default settings.
+    #[arg(long)]
+    full_image: bool,
+    /// Print the reports as JSON too.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `easel bench ...`.
+pub fn run(command: BenchCommand) -> anyhow::Result<()> {
+    let BenchCommand::Engine(args) = command;
+    if let Some(n) = args.threads {
+        if n == 0 {
+            bail!("--threads must be at least 1");
+        }
+        // candle sizes its rayon pools from these variables the first time a
+        // kernel runs, which is after this point (nothing has been loaded).
+        // SAFETY: no other thread exists yet that could read the environment.
+        unsafe {
+            std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+            std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+        }
+    }
+    let size = args.size.as_deref().map(parse_size).transpose()?;
+    let opts = BenchOptions {
+        size,
+        warmup: args.warmup,
+        repeats: args.repeats.max(1),
+        full_image: args.full_image,
+    };
+    eprintln!("easel: measuring {} ...", args.model_dir.display());
+    let report = bench::run(&args.model_dir, &LoadOptions::default(), &opts).map_err(|e| {
+        anyhow::anyhow!(
+            "benchmarking {}: {e} ({})",
+            args.model_dir.display(),
+            e.code()
+        )
+    })?;
+    println!("{report}");
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    if !args.reference {
+        return Ok(());
+    }
+    eprintln!("diffusers: measuring {} ...", args.model_dir.display());
+    let reference = run_reference(&args, &report)?;
+    println!("{}", bench::comparison_table(&report, &reference));
+    Ok(())
+}
+
+/// Runs tools/bench/diffusers_bench.py with the engine's inputs and thread count.
+fn run_reference(args: &EngineArgs, report: &BenchReport) -> anyhow::Result<ReferenceReport> {
+    let i = &report.inputs;
+    let join = |v: &[String]| v.join(",");
+    let ids: Vec<String> = i.token_ids.iter().map(u32::to_string).collect();
+    let shape: Vec<String> = i.latent_shape.iter().map(usize::to_string).collect();
+    let threads = report.threads.to_string();
+    let output = Command::new(&args.python)
+        .arg(&args.script)
+        .arg(&args.model_dir)
+        .args(["--threads", &threads])
+        .args(["--warmup", &report.warmup.to_string()])
+        .args(["--repeats", &report.repeats.to_string()])
+        .args(["--token-ids", &join(&ids)])
+        .args(["--prompt", &i.prompt])
+        .args(["--latent-shape", &join(&shape)])
+        .args(["--timestep", &i.timestep.to_string()])
+        .env("OMP_NUM_THREADS", &threads)
+        .env("MKL_NUM_THREADS", &threads)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| {
+            format!(
+                "running {} {}",
+                args.python.display(),
+                args.script.display()
+            )
+        })?;
+    if !output.status.success() {
+        bail!("the reference script failed ({})", output.status);
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    if args.json {
+        println!("{last}");
+    }
+    serde_json::from_str(last).with_context(|| format!("reading the reference's JSON: {last}"))
+}
+
+fn parse_size(s: &str) -> anyhow::Result<Size> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .context("--size must be WIDTHxHEIGHT, e.g. 512x512")?;
+    Ok(Size {
+        width: w.trim().parse().context("--size width")?,
+        height: h.trim().parse().context("--size height")?,
+    })
+}
