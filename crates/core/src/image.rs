@@ -13,6 +13,12 @@ pub struct RgbImage {
 
 impl std::fmt::Debug for RgbImage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RgbImage({}x{}, {} bytes)", self.width, self.height, self.pixels.len())
+        write!(
+            f,
+            "RgbImage({}x{}, {} bytes)",
+            self.width,
+            self.height,
+            self.pixels.len()
+        )
     }
 }

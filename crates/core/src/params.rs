@@ -211,7 +211,10 @@ impl GenerationParams {
             return Err(ParamError::new(
                 "prompt",
                 "prompt_too_long",
-                format!("prompt must be at most {} characters", limits::MAX_PROMPT_CHARS),
+                format!(
+                    "prompt must be at most {} characters",
+                    limits::MAX_PROMPT_CHARS
+                ),
             ));
         }
         let negative_prompt = raw.negative_prompt.unwrap_or_default().trim().to_string();
@@ -219,7 +222,10 @@ impl GenerationParams {
             return Err(ParamError::new(
                 "negative_prompt",
                 "prompt_too_long",
-                format!("negative_prompt must be at most {} characters", limits::MAX_PROMPT_CHARS),
+                format!(
+                    "negative_prompt must be at most {} characters",
+                    limits::MAX_PROMPT_CHARS
+                ),
             ));
         }
         let size = match raw.size.as_deref() {
@@ -239,7 +245,10 @@ impl GenerationParams {
             return Err(ParamError::new(
                 "steps",
                 "invalid_steps",
-                format!("steps must be between 1 and {}, got {steps}", limits::MAX_STEPS),
+                format!(
+                    "steps must be between 1 and {}, got {steps}",
+                    limits::MAX_STEPS
+                ),
             ));
         }
         let guidance = raw.guidance_scale.unwrap_or(default_guidance as f64);
@@ -255,15 +264,16 @@ impl GenerationParams {
         }
         let sampler = match raw.sampler.as_deref() {
             None | Some("") | Some("default") => None,
-            Some(s) => Some(s.parse::<SamplerKind>().map_err(|e| {
-                ParamError::new("sampler", "invalid_sampler", e.to_string())
-            })?),
+            Some(s) => Some(
+                s.parse::<SamplerKind>()
+                    .map_err(|e| ParamError::new("sampler", "invalid_sampler", e.to_string()))?,
+            ),
         };
         let schedule = match raw.schedule.as_deref() {
             None | Some("") => ScheduleKind::Default,
-            Some(s) => s.parse::<ScheduleKind>().map_err(|e| {
-                ParamError::new("schedule", "invalid_schedule", e.to_string())
-            })?,
+            Some(s) => s
+                .parse::<ScheduleKind>()
+                .map_err(|e| ParamError::new("schedule", "invalid_schedule", e.to_string()))?,
         };
         let strength = match raw.strength {
             None => None,
@@ -327,14 +337,70 @@ mod tests {
     fn each_bad_field_is_named_with_its_code() {
         let cases: Vec<(RawParams, &str, &str)> = vec![
             (raw("   "), "prompt", "invalid_prompt"),
-            (RawParams { size: Some("513x512".into()), ..raw("x") }, "size", "invalid_size"),
-            (RawParams { size: Some("big".into()), ..raw("x") }, "size", "invalid_size"),
-            (RawParams { n: Some(0), ..raw("x") }, "n", "invalid_n"),
-            (RawParams { n: Some(11), ..raw("x") }, "n", "invalid_n"),
-            (RawParams { steps: Some(0), ..raw("x") }, "steps", "invalid_steps"),
-            (RawParams { guidance_scale: Some(f64::NAN), ..raw("x") }, "guidance_scale", "invalid_guidance_scale"),
-            (RawParams { sampler: Some("plms".into()), ..raw("x") }, "sampler", "invalid_sampler"),
-            (RawParams { strength: Some(1.5), ..raw("x") }, "strength", "invalid_strength"),
+            (
+                RawParams {
+                    size: Some("513x512".into()),
+                    ..raw("x")
+                },
+                "size",
+                "invalid_size",
+            ),
+            (
+                RawParams {
+                    size: Some("big".into()),
+                    ..raw("x")
+                },
+                "size",
+                "invalid_size",
+            ),
+            (
+                RawParams {
+                    n: Some(0),
+                    ..raw("x")
+                },
+                "n",
+                "invalid_n",
+            ),
+            (
+                RawParams {
+                    n: Some(11),
+                    ..raw("x")
+                },
+                "n",
+                "invalid_n",
+            ),
+            (
+                RawParams {
+                    steps: Some(0),
+                    ..raw("x")
+                },
+                "steps",
+                "invalid_steps",
+            ),
+            (
+                RawParams {
+                    guidance_scale: Some(f64::NAN),
+                    ..raw("x")
+                },
+                "guidance_scale",
+                "invalid_guidance_scale",
+            ),
+            (
+                RawParams {
+                    sampler: Some("plms".into()),
+                    ..raw("x")
+                },
+                "sampler",
+                "invalid_sampler",
+            ),
+            (
+                RawParams {
+                    strength: Some(1.5),
+                    ..raw("x")
+                },
+                "strength",
+                "invalid_strength",
+            ),
         ];
         for (r, field, code) in cases {
             let e = validate(r).unwrap_err();

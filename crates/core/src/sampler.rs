@@ -109,7 +109,10 @@ mod tests {
 
     #[test]
     fn names_parse_leniently_and_print_canonically() {
-        assert_eq!("Euler-Ancestral".parse::<SamplerKind>().unwrap(), SamplerKind::EulerAncestral);
+        assert_eq!(
+            "Euler-Ancestral".parse::<SamplerKind>().unwrap(),
+            SamplerKind::EulerAncestral
+        );
         assert_eq!(SamplerKind::DpmPp2m.to_string(), "dpmpp_2m");
         for s in SamplerKind::ALL {
             assert_eq!(s.as_str().parse::<SamplerKind>().unwrap(), *s);
