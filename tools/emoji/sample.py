@@ -28,7 +28,7 @@ ap.add_argument("prompts", nargs="*", default=["red apple", "taco", "grinning fa
 ap.add_argument("--model", default="models/easel-emoji")
 ap.add_argument("--out", default="/tmp/easel-emoji-samples.png")
 ap.add_argument("--steps", type=int, default=None)
-ap.add_argument("--guidance", type=float, default=4.0)
+ap.add_argument("--guidance", type=float, default=5.0)
 ap.add_argument("--seeds", type=int, default=4, help="images per prompt (seeds 0..n-1)")
 ap.add_argument("--scheduler", default=None, help="override: euler, euler-a, dpm, dpm-karras, ddim, heun, unipc")
 ap.add_argument("--compare", action="store_true", help="rows = (scheduler, steps, guidance), cols = prompts")
@@ -120,7 +120,7 @@ def grid(rows, row_labels, col_labels, scale):
     return im
 
 
-steps_default = args.steps or 20
+steps_default = args.steps or 8  # README: DPM++ 2M, 8 steps, guidance 5
 if args.compare:
     rows, labels = [], []
     prompts = args.prompts[:8]
