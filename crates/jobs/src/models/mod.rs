@@ -1,0 +1,471 @@
+//! The warm model pool: the served models, their load state and the memory
+//! they take.
+//!
+//! Every configured model has a slot: `unloaded`, `loading`, `ready` or
+//! `failed`. Loads run one at a time on a background OS thread (never on the
+//! async runtime), so the server answers `/healthz` at once and `/readyz`
+//! says 503 until the default model is ready. A slot becomes ready only
+//! with a finished [`Generator`], so a half-loaded model is never handed
+//! out. A model that fails to load (missing or corrupt files, even a panic
+//! in the engine) is `failed` with the engine's code and message; the server
+//! stays up and an admin load retries it.
+//!
+//! Loaded models are kept within a memory budget. Before a load, the pool
+//! evicts least-recently-used models until the new one fits, never one a
+//! running batch still holds (its `Arc` is shared) nor one loading; if those
+//! keep too much memory, the load waits for them, then fails with
+//! `memory_budget_exceeded` (retried on the next request for the model).
+//! [`Models::get`] of an evicted or never-loaded model starts its load and
+//! answers "not ready", so a queued job for it is served once it has
+//! loaded. A model's description ([`ModelInfo`]) is kept after eviction, so
+//! requests for a cold model are still validated against its real limits.
+//!
+//! # Layout
+//! - `types`: the [`Generator`] contract, specs, options, states, errors.
+//! - `budget`: the pure eviction decision (which models go), unit-tested.
+//! - `estimate`: a model's f32 memory from its safetensors headers.
+//! - `loader`: the background loader thread and one load's steps.
+
+mod budget;
+mod estimate;
+mod loader;
+mod types;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use easel_engine::{LoadOptions, Model, ModelInfo};
+
+pub use budget::{Plan, Resident, plan};
+pub use estimate::estimate_bytes;
+pub use types::{
+    Generator, ModelLookupError, ModelSpec, ModelState, ModelStatus, PoolOptions, Preload,
+    UnloadError,
+};
+
+/// Loads one model: the engine in production, a stand-in in tests.
+pub(crate) type LoadFn =
+    dyn Fn(&ModelSpec) -> Result<Arc<dyn Generator>, (String, String)> + Send + Sync;
+
+/// A slot's state with the loaded model itself.
+enum Slot {
+    Unloaded,
+    Loading,
+    Ready(Arc<dyn Generator>),
+    Failed { code: String, message: String },
+}
+
+/// The failure code of a load refused for lack of memory; such a failure is
+/// transient, so the next request for the model tries again.
+const OVER_BUDGET: &str = "memory_budget_exceeded";
+
+struct Entry {
+    slot: Slot,
+    /// From the last successful load; kept after eviction.
+    info: Option<Arc<ModelInfo>>,
+    /// Measured after a load, estimated before.
+    bytes: u64,
+    /// Logical time of the last use, for LRU.
+    last_used: u64,
+    last_used_at: Option<SystemTime>,
+}
+
+struct Pool {
+    entries: Vec<Entry>,
+    clock: u64,
+}
+
+impl Pool {
+    fn touch(&mut self, index: usize) {
+        self.clock += 1;
+        let entry = &mut self.entries[index];
+        entry.last_used = self.clock;
+        entry.last_used_at = Some(SystemTime::now());
+    }
+}
+
+/// What the loader thread and the handles share.
+pub(crate) struct Shared {
+    specs: Vec<ModelSpec>,
+    default: String,
+    options: PoolOptions,
+    pool: Mutex<Pool>,
+    load: Box<LoadFn>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Pool> {
+        self.pool.lock().expect("model pool lock poisoned")
+    }
+}
+
+/// The served models. Cheap to clone.
+#[derive(Clone)]
+pub struct Models {
+    shared: Arc<Shared>,
+    loader: Arc<loader::Loader>,
+}
+
+impl Models {
+    /// Configured models, all unloaded, with the default pool options.
+    /// `default` must be one of them.
+    pub fn new(specs: Vec<ModelSpec>, default: &str) -> Self {
+        Self::with_pool(specs, default, PoolOptions::default())
+    }
+
+    /// Configured models, all unloaded, loaded by the engine with `options`.
+    /// Reads each model's safetensors headers for its memory estimate.
+    pub fn with_pool(specs: Vec<ModelSpec>, default: &str, options: PoolOptions) -> Self {
+        let load_options = options.load_options.clone();
+        let specs = specs
+            .into_iter()
+            .map(|s| {
+                let bytes = estimate_bytes(&s.path);
+                (s, bytes)
+            })
+            .collect();
+        Self::with_loader(specs, default, options, engine_loader(load_options))
+    }
+
+    /// Configured models with their estimated bytes, loaded by `load`.
+    pub(crate) fn with_loader(
+        specs: Vec<(ModelSpec, u64)>,
+        default: &str,
+        options: PoolOptions,
+        load: Box<LoadFn>,
+    ) -> Self {
+        let (specs, entries): (Vec<_>, Vec<_>) = specs
+            .into_iter()
+            .map(|(spec, bytes)| {
+                let entry = Entry {
+                    slot: Slot::Unloaded,
+                    info: None,
+                    bytes,
+                    last_used: 0,
+                    last_used_at: None,
+                };
+                (spec, entry)
+            })
+            .unzip();
+        Self {
+            shared: Arc::new(Shared {
+                specs,
+                default: default.to_string(),
+                options,
+                pool: Mutex::new(Pool { entries, clock: 0 }),
+                load,
+            }),
+            loader: Arc::new(loader::Loader::default()),
+        }
+    }
+
+    /// Models already loaded (tests, `easel generate`); the first is the
+    /// default. No budget: nothing is evicted.
+    pub fn from_ready(models: Vec<(ModelSpec, Arc<dyn Generator>)>) -> Self {
+        let default = models
+            .first()
+            .map(|(s, _)| s.name.clone())
+            .unwrap_or_default();
+        let options = PoolOptions {
+            budget_bytes: u64::MAX,
+            ..PoolOptions::default()
+        };
+        let specs = models.iter().map(|(s, _)| (s.clone(), 0)).collect();
+        let me = Self::with_loader(
+            specs,
+            &default,
+            options,
+            engine_loader(LoadOptions::default()),
+        );
+        {
+            let mut pool = me.shared.lock();
+            for (i, (_, g)) in models.into_iter().enumerate() {
+                pool.entries[i].bytes = g.info().weight_bytes;
+                pool.entries[i].info = Some(Arc::new(g.info().clone()));
+                pool.entries[i].slot = Slot::Ready(g);
+                pool.touch(i);
+            }
+        }
+        me
+    }
+
+    /// The default model's name.
+    pub fn default_name(&self) -> &str {
+        &self.shared.default
+    }
+
+    /// The memory budget, in bytes.
+    pub fn budget_bytes(&self) -> u64 {
+        self.shared.options.budget_bytes
+    }
+
+    fn index(&self, name: &str) -> Result<usize, ModelLookupError> {
+        self.shared
+            .specs
+            .iter()
+            .position(|s| s.name == name)
+            .ok_or_else(|| ModelLookupError::NotFound {
+                name: name.chars().take(80).collect(),
+                available: self
+                    .shared
+                    .specs
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    /// Marks a slot loading and queues its load, unless it is ready or
+    /// already loading. Returns whether a load was queued.
+    fn start_load(&self, pool: &mut Pool, index: usize, may_evict: bool) -> bool {
+        match pool.entries[index].slot {
+            Slot::Ready(_) | Slot::Loading => false,
+            Slot::Unloaded | Slot::Failed { .. } => {
+                pool.entries[index].slot = Slot::Loading;
+                self.loader
+                    .send(&self.shared, loader::Request { index, may_evict });
+                true
+            }
+        }
+    }
+
+    /// Queues the loads of `[pool] preload` on the background loader thread
+    /// and returns at once. The default model is queued first.
+    pub fn preload(&self) {
+        let mut pool = self.shared.lock();
+        match &self.shared.options.preload {
+            Preload::DefaultThenWhatFits => {
+                let default = self.index(&self.shared.default).ok();
+                if let Some(i) = default {
+                    self.start_load(&mut pool, i, true);
+                }
+                for i in 0..self.shared.specs.len() {
+                    if Some(i) != default {
+                        self.start_load(&mut pool, i, false);
+                    }
+                }
+            }
+            Preload::Named(names) => {
+                for name in names {
+                    match self.index(name) {
+                        Ok(i) => {
+                            self.start_load(&mut pool, i, true);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "preload: skipping"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// A ready model by name (`None`: the default), marked as just used.
+    /// An unloaded (never loaded or evicted) model starts loading in the
+    /// background and the answer is [`ModelLookupError::NotReady`]; ask again
+    /// once [`Models::is_ready`] says so.
+    pub fn get(&self, name: Option<&str>) -> Result<Arc<dyn Generator>, ModelLookupError> {
+        let name = name.unwrap_or(&self.shared.default);
+        let index = self.index(name)?;
+        let mut pool = self.shared.lock();
+        if let Slot::Ready(g) = &pool.entries[index].slot {
+            let g = g.clone();
+            pool.touch(index);
+            return Ok(g);
+        }
+        Err(self.not_ready(&mut pool, index))
+    }
+
+    /// The error for a model that is not ready, starting its load when it
+    /// is unloaded (or failed only for lack of memory).
+    fn not_ready(&self, pool: &mut Pool, index: usize) -> ModelLookupError {
+        let retry = match &pool.entries[index].slot {
+            Slot::Unloaded => true,
+            Slot::Failed { code, .. } => code == OVER_BUDGET,
+            Slot::Loading | Slot::Ready(_) => false,
+        };
+        let state = if retry && self.start_load(pool, index, true) {
+            "unloaded; loading started, retry shortly".to_string()
+        } else {
+            match state_of(&pool.entries[index].slot) {
+                ModelState::Loading => "loading; retry shortly".to_string(),
+                failed @ ModelState::Failed { .. } => {
+                    format!("{failed}; an administrator can retry the load")
+                }
+                other => other.to_string(),
+            }
+        };
+        ModelLookupError::NotReady {
+            name: self.shared.specs[index].name.clone(),
+            state,
+        }
+    }
+
+    /// The description of a model (`None`: the default) for validating a
+    /// request: from the loaded model, or kept from its last load when it
+    /// has been evicted, in which case its load starts now so it is warm by
+    /// the time the job runs. Only a model that has never loaded (or that
+    /// failed) answers [`ModelLookupError::NotReady`].
+    pub fn info(&self, name: Option<&str>) -> Result<Arc<ModelInfo>, ModelLookupError> {
+        let name = name.unwrap_or(&self.shared.default);
+        let index = self.index(name)?;
+        let mut pool = self.shared.lock();
+        let entry = &pool.entries[index];
+        match (&entry.slot, &entry.info) {
+            (Slot::Ready(_) | Slot::Loading, Some(info)) => Ok(info.clone()),
+            (Slot::Unloaded, Some(info)) => {
+                let info = info.clone();
+                self.start_load(&mut pool, index, true);
+                Ok(info)
+            }
+            _ => Err(self.not_ready(&mut pool, index)),
+        }
+    }
+
+    /// Whether the model is loaded and can be handed out now.
+    pub fn is_ready(&self, name: &str) -> bool {
+        let Ok(index) = self.index(name) else {
+            return false;
+        };
+        matches!(self.shared.lock().entries[index].slot, Slot::Ready(_))
+    }
+
+    /// A model's state now (`None`: not configured). Unlike [`Models::get`]
+    /// it starts nothing and does not count as a use, so a scheduler can
+    /// tell a model still loading (wait) from a failed one (fail the job).
+    pub fn state(&self, name: &str) -> Option<ModelState> {
+        let index = self.index(name).ok()?;
+        Some(state_of(&self.shared.lock().entries[index].slot))
+    }
+
+    /// Starts loading a model in the background (an admin action; it also
+    /// retries a failed model). Returns its state afterwards: `loading`, or
+    /// `ready` when it already was.
+    pub fn load(&self, name: &str) -> Result<ModelState, ModelLookupError> {
+        let index = self.index(name)?;
+        let mut pool = self.shared.lock();
+        self.start_load(&mut pool, index, true);
+        Ok(state_of(&pool.entries[index].slot))
+    }
+
+    /// Unloads a model now (an admin action). Refused while a running batch
+    /// holds it (unloading would free no memory) or while it loads.
+    /// Unloading a failed model clears its failure.
+    pub fn unload(&self, name: &str) -> Result<(), UnloadError> {
+        let index = self.index(name).map_err(UnloadError::NotFound)?;
+        let mut pool = self.shared.lock();
+        let entry = &mut pool.entries[index];
+        match &entry.slot {
+            Slot::Loading => {
+                return Err(UnloadError::Loading {
+                    name: name.to_string(),
+                });
+            }
+            Slot::Ready(g) if Arc::strong_count(g) > 1 => {
+                return Err(UnloadError::InUse {
+                    name: name.to_string(),
+                    holders: Arc::strong_count(g) - 1,
+                });
+            }
+            _ => {}
+        }
+        if matches!(entry.slot, Slot::Ready(_)) {
+            tracing::info!(model = name, "model unloaded by request");
+        }
+        entry.slot = Slot::Unloaded;
+        Ok(())
+    }
+
+    /// Whether no model is loading. The worker claims no job meanwhile, so
+    /// a job is not failed merely because its model was still loading.
+    pub fn settled(&self) -> bool {
+        !self
+            .shared
+            .lock()
+            .entries
+            .iter()
+            .any(|e| matches!(e.slot, Slot::Loading))
+    }
+
+    /// Whether the default model is ready.
+    pub fn default_ready(&self) -> bool {
+        self.is_ready(&self.shared.default)
+    }
+
+    /// Every configured model with its state, in configured order.
+    pub fn list(&self) -> Vec<ModelStatus> {
+        let pool = self.shared.lock();
+        self.shared
+            .specs
+            .iter()
+            .zip(&pool.entries)
+            .map(|(spec, e)| ModelStatus {
+                name: spec.name.clone(),
+                path: spec.path.clone(),
+                state: state_of(&e.slot),
+                is_default: spec.name == self.shared.default,
+                memory_bytes: e.bytes,
+                last_used: e.last_used_at,
+                in_use: match &e.slot {
+                    Slot::Ready(g) => Arc::strong_count(g) - 1,
+                    _ => 0,
+                },
+                info: e.info.clone(),
+            })
+            .collect()
+    }
+
+    /// One model's status.
+    pub fn status(&self, name: &str) -> Result<ModelStatus, ModelLookupError> {
+        let index = self.index(name)?;
+        Ok(self.list().swap_remove(index))
+    }
+}
+
+/// The reported state of a slot.
+fn state_of(slot: &Slot) -> ModelState {
+    match slot {
+        Slot::Unloaded => ModelState::Unloaded,
+        Slot::Loading => ModelState::Loading,
+        Slot::Ready(_) => ModelState::Ready,
+        Slot::Failed { code, message } => ModelState::Failed {
+            code: code.clone(),
+            message: message.clone(),
+        },
+    }
+}
+
+/// Loads with the engine; a failure keeps the engine's code and the first
+/// line of its message (some tensor errors append a backtrace).
+fn engine_loader(options: LoadOptions) -> Box<LoadFn> {
+    Box::new(move |spec: &ModelSpec| {
+        let options = LoadOptions {
+            name: Some(spec.name.clone()),
+            ..options.clone()
+        };
+        match Model::load(&spec.path, &options) {
+            Ok(model) => Ok(Arc::new(model) as Arc<dyn Generator>),
+            Err(e) => {
+                let message = e.to_string();
+                Err((
+                    e.code().to_string(),
+                    message.lines().next().unwrap_or_default().to_string(),
+                ))
+            }
+        }
+    })
+}
+
+impl std::fmt::Debug for Models {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(
+                self.list()
+                    .iter()
+                    .map(|m| (m.name.clone(), m.state.to_string())),
+            )
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests;
