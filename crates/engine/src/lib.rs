@@ -28,6 +28,7 @@
 //!   and cancellation.
 //! - `preview`: tensor ↔ RGB conversions and cheap step previews.
 //! - [`sampling`]: samplers over sigma schedules, behind one interface.
+//! - [`score`]: image–prompt scores (the bundled scorer or CLIP) and the pHash near-copy check.
 //! - [`bench`]: timing and peak memory of each stage (`easel bench engine`).
 
 pub mod bench;
@@ -38,6 +39,7 @@ mod pipeline;
 mod preview;
 pub mod request;
 pub mod sampling;
+pub mod score;
 mod text;
 mod unet;
 mod vae;
