@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use easel_engine::LoadOptions;
 use easel_jobs::{Jobs, ModelSpec, Models, WorkerHandle};
 use tokio::net::TcpListener;
 
@@ -53,8 +52,8 @@ impl Application {
             config.urls.signing_key.as_ref().map(|s| s.expose()),
         )
         .context("loading the URL signing key")?;
-        let models = Models::new(specs, &default);
-        models.load_all_in_background(LoadOptions::default());
+        let models = Models::with_pool(specs, &default, config.pool.options());
+        models.preload();
         let jobs = Jobs::new(db, blobs, models);
         jobs.recover()
             .await

@@ -25,6 +25,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "server",
     "models",
     "default_model",
+    "pool",
     "auth",
     "urls",
     "worker",
@@ -49,6 +50,8 @@ pub struct Config {
     /// The model used when a request names none. Default: the first of
     /// `models`. Env: `EASEL_DEFAULT_MODEL`.
     pub default_model: Option<String>,
+    /// The warm model pool: memory budget and preloading.
+    pub pool: PoolConfig,
     /// API keys.
     pub auth: AuthConfig,
     /// Signed, expiring image links.
@@ -69,6 +72,7 @@ impl Default for Config {
                 path: PathBuf::from("models/easel-emoji"),
             }],
             default_model: None,
+            pool: PoolConfig::default(),
             auth: AuthConfig::default(),
             urls: UrlConfig::default(),
             worker: WorkerConfig::default(),
@@ -118,6 +122,59 @@ pub struct ModelEntry {
     pub name: String,
     /// The diffusers model folder.
     pub path: PathBuf,
+}
+
+/// The warm model pool (`[pool]`); see `docs/models.md`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Memory the loaded models may take together, in MiB. A model counts
+    /// 4 bytes per weight (the engine computes in f32 whatever the file's
+    /// dtype), estimated from its safetensors headers before it loads and
+    /// measured after; activations are not counted. Loading a model that
+    /// does not fit evicts the least recently used models not in use; a
+    /// model alone larger than the budget still loads, by itself.
+    /// Default: 8192 (an SD 1.x or 2.x model is about 4 GiB in f32, so two
+    /// fit; SDXL, about 14 GiB, loads alone).
+    /// Env: `EASEL_POOL__MEMORY_BUDGET_MB`.
+    pub memory_budget_mb: u64,
+    /// Models loaded at start, in this order, each evicting older ones if
+    /// the budget requires. Default: unset, which loads the default model,
+    /// then every other model that fits next to it without evicting
+    /// anything; the rest load on first use. Env: `EASEL_POOL__PRELOAD`
+    /// (a TOML array, e.g. `["a", "b"]`).
+    pub preload: Option<Vec<String>>,
+    /// How long a load waits for models held by running batches to be
+    /// released when it needs their memory, in seconds, before it fails
+    /// with `memory_budget_exceeded` (retried on the next request for the
+    /// model). Default: 60. Env: `EASEL_POOL__LOAD_WAIT_SECONDS`.
+    pub load_wait_seconds: u64,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            memory_budget_mb: 8192,
+            preload: None,
+            load_wait_seconds: 60,
+        }
+    }
+}
+
+impl PoolConfig {
+    /// The job system's pool options (models load on the CPU).
+    pub fn options(&self) -> easel_jobs::models::PoolOptions {
+        use easel_jobs::models::{PoolOptions, Preload};
+        PoolOptions {
+            budget_bytes: self.memory_budget_mb.saturating_mul(1024 * 1024),
+            load_wait: std::time::Duration::from_secs(self.load_wait_seconds),
+            preload: match &self.preload {
+                None => Preload::DefaultThenWhatFits,
+                Some(names) => Preload::Named(names.clone()),
+            },
+            ..PoolOptions::default()
+        }
+    }
 }
 
 /// API key settings (`[auth]`).
@@ -337,6 +394,19 @@ impl Config {
                 "default_model `{default}` is not one of the configured models ({})",
                 names.join(", ")
             )));
+        }
+        for name in self.pool.preload.iter().flatten() {
+            if !self.models.iter().any(|m| &m.name == name) {
+                return Err(ConfigError::Unusable(format!(
+                    "pool.preload names `{name}`, which is not one of the configured models ({})",
+                    names.join(", ")
+                )));
+            }
+        }
+        if self.pool.memory_budget_mb == 0 {
+            return Err(ConfigError::Unusable(
+                "pool.memory_budget_mb must be at least 1".into(),
+            ));
         }
         if self.server.body_limit_bytes < 1024 {
             return Err(ConfigError::Unusable(

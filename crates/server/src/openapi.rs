@@ -4,7 +4,7 @@ use utoipa::Modify;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::routes::{content, health, images, jobs, models};
+use crate::routes::{admin, content, health, images, jobs, models};
 
 /// The API description, built from the handlers' annotations.
 #[derive(OpenApi)]
@@ -26,6 +26,9 @@ use crate::routes::{content, health, images, jobs, models};
         content::get_image,
         content::get_image_content,
         models::list_models,
+        models::get_model,
+        admin::load_model,
+        admin::unload_model,
         health::healthz,
         health::readyz,
     ),
@@ -45,6 +48,7 @@ use crate::routes::{content, health, images, jobs, models};
         (name = "images", description = "OpenAI-compatible image routes and stored images"),
         (name = "jobs", description = "Asynchronous jobs and their progress events"),
         (name = "models", description = "Served models"),
+        (name = "admin", description = "Administration (scope `admin`): the warm model pool"),
         (name = "health", description = "Probes"),
     )
 )]

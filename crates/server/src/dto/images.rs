@@ -95,8 +95,9 @@ impl CreateImageRequest {
             self.output_format.as_deref(),
             self.output_compression,
         )?;
-        let model = models.get(self.model.as_deref().filter(|m| !m.is_empty()))?;
-        let info = model.info();
+        // The description kept from the model's last load: a cold (evicted)
+        // model is validated against its real limits and starts warming up.
+        let info = models.info(self.model.as_deref().filter(|m| !m.is_empty()))?;
         let raw = RawParams {
             model: info.name.clone(),
             prompt: self.prompt,
@@ -118,7 +119,7 @@ impl CreateImageRequest {
             // Fresh seeds fit in 32 bits so they survive tools that store seeds as u32.
             || u64::from(rand::random::<u32>()),
         )?;
-        check_for_model(&params, info)?;
+        check_for_model(&params, &info)?;
         let user = self.user.map(|u| u.chars().take(256).collect());
         Ok(ValidRequest {
             params,

@@ -1,6 +1,7 @@
 //! The router: one file per route group, assembled here with the body
 //! limit, authentication, the OpenAPI document and the error fallbacks.
 
+pub mod admin;
 pub mod content;
 pub mod health;
 pub mod images;
@@ -29,6 +30,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/{id}/events", get(jobs::job_events))
         .route("/v1/images/{id}", get(content::get_image))
         .route("/v1/models", get(models::list_models))
+        .route("/v1/models/{name}", get(models::get_model))
+        // Admin routes check the `admin` scope themselves.
+        .route("/v1/admin/models/{name}/load", post(admin::load_model))
+        .route("/v1/admin/models/{name}/unload", post(admin::unload_model))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::extract::require_key,

@@ -6,5 +6,6 @@ mod edits;
 mod generations;
 mod helpers;
 mod jobs;
+mod models;
 mod openai_sdk;
 mod service;
