@@ -19,7 +19,7 @@
 //!
 //! # Layout
 //! - `error`: [`StoreError`], one enum with a stable [`code`](StoreError::code) per variant.
-//! - `records`: plain record types ([`NewJob`], [`Job`], [`NewImage`], [`Image`], audit events).
+//! - `records`: plain record types ([`NewJob`], [`Job`], [`QueuedJob`], [`NewImage`], [`Image`], audit events).
 //! - `sqlite`: [`Db`]: opening, migrations, and the job, image and audit repositories.
 //! - `cursor`: opaque pagination cursors.
 //! - `blobs`: [`Blobs`], the object store, and [`image_key`].
@@ -61,5 +61,8 @@ pub use blobs::{Blobs, image_key};
 pub use error::{Result, StoreError};
 pub use records::audit::{AuditEvent, AuditQuery, NewAuditEvent};
 pub use records::image::{Image, NewImage, StageTiming};
-pub use records::job::{CancelOutcome, InsertOutcome, Job, JobFilter, JobPage, NewJob};
+pub use records::job::{
+    BoundedInsert, CancelOutcome, InsertOutcome, Job, JobFilter, JobPage, NewJob, QueueFull,
+};
+pub use records::queue::QueuedJob;
 pub use sqlite::{Db, DbOptions, MAX_AUDIT_PAGE, MAX_JOB_PAGE};

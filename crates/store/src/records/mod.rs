@@ -4,3 +4,4 @@
 pub mod audit;
 pub mod image;
 pub mod job;
+pub mod queue;

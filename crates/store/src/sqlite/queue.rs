@@ -13,6 +13,7 @@ use easel_core::{ImageId, JobId, JobStatus};
 use super::{Db, now_ms, rows};
 use crate::error::{Result, StoreError};
 use crate::records::job::{CancelOutcome, Job};
+use crate::records::queue::QueuedJob;
 
 // Oldest job of the most urgent tier; `jobs_claim_order` serves it directly.
 const CLAIM: &str = "UPDATE jobs \
@@ -20,6 +21,28 @@ const CLAIM: &str = "UPDATE jobs \
          lease_owner = ?2, lease_expires_at = ?3 \
      WHERE id = (SELECT id FROM jobs WHERE status = 'queued' \
                  ORDER BY priority, created_at, id LIMIT 1) \
+     RETURNING *";
+
+// The first `?1` queued jobs of every (tier, user), oldest first: what the
+// scheduler needs to pick a fair batch, bounded however long one user's
+// backlog is. (PostgreSQL: the same window query.)
+const CANDIDATES: &str = "SELECT id, tier, user_id, params, created_at FROM ( \
+       SELECT id, tier, priority, user_id, params, created_at, \
+              ROW_NUMBER() OVER (PARTITION BY priority, COALESCE(user_id, '') \
+                                 ORDER BY created_at, id) AS rank_in_user \
+       FROM jobs WHERE status = 'queued') \
+     WHERE rank_in_user <= ?1 \
+     ORDER BY priority, created_at, id";
+
+// Claims the chosen jobs that are still queued (another worker, or a
+// cancel, may have got there first). `?4` is a JSON array of ids.
+// (PostgreSQL: `WHERE id IN (SELECT id FROM jobs WHERE id = ANY($4) AND
+// status = 'queued' FOR UPDATE SKIP LOCKED)`, so concurrent workers never
+// wait on each other's rows.)
+const CLAIM_CHOSEN: &str = "UPDATE jobs \
+     SET status = 'running', started_at = ?1, attempts = attempts + 1, \
+         lease_owner = ?2, lease_expires_at = ?3 \
+     WHERE status = 'queued' AND id IN (SELECT value FROM json_each(?4)) \
      RETURNING *";
 
 const RENEW: &str = "UPDATE jobs SET lease_expires_at = ?3 \
@@ -67,6 +90,45 @@ impl Db {
             .fetch_optional(&self.writer)
             .await?;
         row.as_ref().map(rows::job).transpose()
+    }
+
+    /// The queued jobs a scheduler chooses from: for every tier and user,
+    /// that user's `per_user` oldest queued jobs, ordered by tier, then age.
+    /// Bounded by (users × tiers × `per_user`) however deep one user's
+    /// backlog is, so fair share costs the same with 10 or 10,000 queued jobs.
+    pub async fn queued_candidates(&self, per_user: u32) -> Result<Vec<QueuedJob>> {
+        let rows = sqlx::query(CANDIDATES)
+            .bind(i64::from(per_user.max(1)))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(rows::queued_job).collect()
+    }
+
+    /// Atomically claims those of `ids` that are still queued, as
+    /// [`Db::claim_next_queued`] does for one: each becomes `running` with
+    /// `worker`'s lease. Returns the claimed jobs in the order of `ids`;
+    /// a job taken or cancelled meanwhile is simply missing.
+    pub async fn claim_jobs(
+        &self,
+        ids: &[JobId],
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Vec<Job>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = now_ms();
+        let list: Vec<String> = ids.iter().map(JobId::to_string).collect();
+        let rows = sqlx::query(CLAIM_CHOSEN)
+            .bind(now)
+            .bind(worker)
+            .bind(now.saturating_add(lease_ms(lease)))
+            .bind(rows::to_json(&list, "claim ids")?)
+            .fetch_all(&self.writer)
+            .await?;
+        let mut claimed = rows.iter().map(rows::job).collect::<Result<Vec<Job>>>()?;
+        claimed.sort_by_key(|job| ids.iter().position(|id| *id == job.id));
+        Ok(claimed)
     }
 
     /// Extends `worker`'s lease on a running job to now + `lease`. Returns

@@ -10,6 +10,7 @@ use crate::error::{Result, StoreError};
 use crate::records::audit::AuditEvent;
 use crate::records::image::Image;
 use crate::records::job::Job;
+use crate::records::queue::QueuedJob;
 
 /// Milliseconds since the epoch to a time.
 pub(super) fn time(ms: i64, what: &'static str) -> Result<DateTime<Utc>> {
@@ -111,6 +112,19 @@ pub(super) fn job(row: &SqliteRow) -> Result<Job> {
         created_at: time(row.try_get("created_at")?, "jobs.created_at")?,
         started_at: opt_time(row.try_get("started_at")?, "jobs.started_at")?,
         finished_at: opt_time(row.try_get("finished_at")?, "jobs.finished_at")?,
+        deadline_at: opt_time(row.try_get("deadline_at")?, "jobs.deadline_at")?,
+    })
+}
+
+/// The scheduler's columns of a queued `jobs` row.
+pub(super) fn queued_job(row: &SqliteRow) -> Result<QueuedJob> {
+    let tier_text: String = row.try_get("tier")?;
+    Ok(QueuedJob {
+        id: parsed(row, "id")?,
+        tier: tier(&tier_text)?,
+        user_id: row.try_get("user_id")?,
+        params: json(row, "params")?,
+        created_at: time(row.try_get("created_at")?, "jobs.created_at")?,
     })
 }
 

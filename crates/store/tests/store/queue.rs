@@ -298,3 +298,60 @@ async fn concurrent_workers_never_claim_the_same_job_twice() {
     ids.sort();
     assert_eq!(claimed, ids);
 }
+
+#[tokio::test]
+async fn candidates_are_bounded_per_user_and_ordered_by_tier_then_age() {
+    let t = fresh_db().await;
+    let mut heavy = Vec::new();
+    for _ in 0..50 {
+        let mut job = new_job(Tier::Batch, "heavy");
+        job.user_id = Some("heavy".into());
+        heavy.push(job.id);
+        t.db.insert_job(job).await.unwrap();
+    }
+    let mut light = new_job(Tier::Batch, "light");
+    light.user_id = Some("light".into());
+    let light_id = light.id;
+    t.db.insert_job(light).await.unwrap();
+    let rt = new_job(Tier::Realtime, "rt");
+    let rt_id = rt.id;
+    t.db.insert_job(rt).await.unwrap();
+
+    let got = t.db.queued_candidates(4).await.unwrap();
+    let ids: Vec<JobId> = got.iter().map(|j| j.id).collect();
+    // The realtime job first, then the heavy user's four oldest, then the
+    // light user's one: 6 rows, not 52.
+    assert_eq!(ids.len(), 6, "{ids:?}");
+    assert_eq!(ids[0], rt_id);
+    assert_eq!(&ids[1..5], &heavy[..4]);
+    assert_eq!(ids[5], light_id);
+    assert_eq!(got[5].user_id.as_deref(), Some("light"));
+    assert_eq!(got[0].tier, Tier::Realtime);
+}
+
+#[tokio::test]
+async fn claiming_chosen_jobs_skips_those_already_taken_or_cancelled() {
+    let t = fresh_db().await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let job = new_job(Tier::Batch, "x");
+        ids.push(job.id);
+        t.db.insert_job(job).await.unwrap();
+    }
+    // Another worker took the first; the owner cancelled the second.
+    let other = t.db.claim_jobs(&ids[..1], "other", LEASE).await.unwrap();
+    assert_eq!(other.len(), 1);
+    t.db.cancel(ids[1]).await.unwrap();
+
+    let wanted = [ids[3], ids[0], ids[1], ids[2]];
+    let mine = t.db.claim_jobs(&wanted, "me", LEASE).await.unwrap();
+    let got: Vec<JobId> = mine.iter().map(|j| j.id).collect();
+    assert_eq!(got, vec![ids[3], ids[2]], "in the order asked for");
+    for job in &mine {
+        assert_eq!(job.status, JobStatus::Running);
+        assert_eq!(job.lease_owner.as_deref(), Some("me"));
+        assert_eq!(job.attempts, 1);
+        assert!(job.lease_expires_at.is_some());
+    }
+    assert!(t.db.claim_jobs(&[], "me", LEASE).await.unwrap().is_empty());
+}
