@@ -1,6 +1,8 @@
 //! The job system's one error type.
 
-use easel_core::{JobId, ParamError};
+use std::time::Duration;
+
+use easel_core::{JobId, ParamError, Tier};
 
 use crate::models::ModelLookupError;
 
@@ -19,6 +21,23 @@ pub enum JobError {
     /// The system is shutting down and takes no new jobs.
     #[error("shutting down")]
     ShuttingDown,
+    /// The tier already holds its limit of queued jobs; nothing was stored.
+    #[error(
+        "the {} queue is full ({queued} jobs queued, limit {limit}); retry in {} s",
+        tier.as_str(),
+        retry_after.as_secs()
+    )]
+    QueueFull {
+        /// The full tier.
+        tier: Tier,
+        /// Its limit (`queue.max_queued_realtime` or `queue.max_queued_batch`).
+        limit: u64,
+        /// Jobs queued in it when the job was refused.
+        queued: u64,
+        /// When a slot is expected to free, from the current drain rate:
+        /// whole seconds, 1 to 300.
+        retry_after: Duration,
+    },
     /// An idempotency key was reused with a different request.
     #[error("idempotency key reused with a different request")]
     IdempotencyConflict,

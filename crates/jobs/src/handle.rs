@@ -8,16 +8,18 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use easel_core::{GenerationParams, JobId, JobStatus, OutputOptions, RgbImage, Tier};
 use easel_engine::CancelToken;
 use easel_store::{
-    Blobs, CancelOutcome, Db, Image, InsertOutcome, Job, JobFilter, JobPage, StoreError,
+    Blobs, BoundedInsert, CancelOutcome, Db, Image, InsertOutcome, Job, JobFilter, JobPage,
+    StoreError,
 };
 use tokio::sync::{Notify, broadcast};
 
+use crate::admission::{Admission, AdmissionConfig, Backlog};
 use crate::error::JobError;
 use crate::events::{EventHub, JobEvent, Subscription};
 use crate::models::Models;
@@ -38,6 +40,10 @@ pub struct NewJob {
     pub idempotency_key: Option<String>,
     /// Image-to-image: the initial image, already at `params.size`.
     pub init_image: Option<RgbImage>,
+    /// How long after submission the job stops being worth running (the
+    /// client's `X-Easel-Timeout`); stored as the job's `deadline_at`.
+    /// `None`: no deadline.
+    pub timeout: Option<Duration>,
 }
 
 /// Why the worker cancelled a running job's token.
@@ -64,6 +70,8 @@ pub(crate) struct Inner {
     pub(crate) wake: Notify,
     pub(crate) accepting: AtomicBool,
     pub(crate) running: Mutex<HashMap<JobId, Running>>,
+    /// Queue limits per tier and the drain-rate estimate behind `Retry-After`.
+    pub(crate) admission: Mutex<Admission>,
 }
 
 /// The job system. Cheap to clone.
@@ -98,6 +106,7 @@ impl Jobs {
                 wake: Notify::new(),
                 accepting: AtomicBool::new(true),
                 running: Mutex::new(HashMap::new()),
+                admission: Mutex::new(Admission::default()),
             }),
         }
     }
@@ -140,11 +149,97 @@ impl Jobs {
         Ok(ids.len() as u64)
     }
 
+    /// Sets the queue limits and the assumed job time (the server's
+    /// `[queue]` section). Until called, [`AdmissionConfig::default`] holds.
+    pub fn configure_admission(&self, config: AdmissionConfig) {
+        self.admission().set_config(config);
+    }
+
+    /// The queue limits in force.
+    pub fn admission_config(&self) -> AdmissionConfig {
+        self.admission().config().clone()
+    }
+
+    /// Tells the drain-rate estimate that `n` jobs just finished (a batch
+    /// of eight is one call with 8). The worker calls this once per finished
+    /// job or batch; `Retry-After` of a full queue is computed from it.
+    pub fn record_completions(&self, n: u64) {
+        self.admission().record_completions(n, Instant::now());
+    }
+
+    fn admission(&self) -> std::sync::MutexGuard<'_, Admission> {
+        self.inner
+            .admission
+            .lock()
+            .expect("admission lock poisoned")
+    }
+
+    /// Fails every queued job whose deadline has passed (code
+    /// `deadline_exceeded`), tells their watchers, and returns how many
+    /// there were. The worker does the same before it claims, so an overdue
+    /// job is never run; a full tier calls this so that overdue jobs do not
+    /// hold its slots, and a synchronous request at its deadline so that its
+    /// job fails at once.
+    pub async fn expire_deadlines(&self) -> Result<usize, JobError> {
+        let ids = self
+            .inner
+            .db
+            .expire_overdue(chrono::Utc::now())
+            .await
+            .map_err(JobError::Store)?;
+        for &job_id in &ids {
+            tracing::info!(job = %job_id, "job reached its deadline while queued; not run");
+            self.inner.hub.publish(JobEvent::Failed {
+                job_id,
+                code: "deadline_exceeded".into(),
+                message: "the job was still queued at its deadline (X-Easel-Timeout) and was \
+                          not run"
+                    .into(),
+            });
+        }
+        Ok(ids.len())
+    }
+
     /// Persists a job and wakes the worker. Returns the stored job and
     /// whether it was created now (`false`: an idempotent retry).
+    ///
+    /// A tier already holding its limit of queued jobs refuses the job with
+    /// [`JobError::QueueFull`], whose `retry_after` comes from the drain
+    /// rate; an idempotent retry of an existing job is answered anyway.
     pub async fn submit(&self, job: NewJob) -> Result<(Job, bool), JobError> {
         if !self.inner.accepting.load(Ordering::SeqCst) {
             return Err(JobError::ShuttingDown);
+        }
+        let limit = self.admission().limit(job.tier);
+        // Encoding and storing an edit's image is the expensive part of a
+        // submission: skip it when the tier is already full. (The store
+        // checks again, atomically, when it inserts.)
+        if job.init_image.is_some() && job.idempotency_key.is_none() {
+            let queued = self
+                .inner
+                .db
+                .queue_depth(Some(job.tier))
+                .await
+                .map_err(JobError::Store)?;
+            if queued >= limit && self.expire_deadlines().await? == 0 {
+                let ahead = match job.tier {
+                    Tier::Realtime => 0,
+                    Tier::Batch => self
+                        .inner
+                        .db
+                        .queue_depth(Some(Tier::Realtime))
+                        .await
+                        .map_err(JobError::Store)?,
+                };
+                return Err(self.queue_full(
+                    job.tier,
+                    Backlog {
+                        queued,
+                        ahead,
+                        limit,
+                    },
+                ));
+            }
         }
         let id = JobId::new();
         if let Some(image) = &job.init_image {
@@ -177,10 +272,18 @@ impl Jobs {
             options: job.output,
             idempotency_key: job.idempotency_key,
             correlation_id: None,
+            deadline_at: job
+                .timeout
+                .and_then(|t| chrono::Duration::from_std(t).ok())
+                .map(|t| chrono::Utc::now() + t),
         };
         let has_init = job.init_image.is_some();
-        match self.inner.db.insert_job(new).await {
-            Ok(InsertOutcome::Created(record)) => {
+        let outcome = self.insert_bounded(new, limit).await;
+        if has_init && !matches!(outcome, Ok(InsertOutcome::Created(_))) {
+            let _ = self.inner.blobs.delete(&init_image_key(id)).await;
+        }
+        match outcome? {
+            InsertOutcome::Created(record) => {
                 self.audit("job.created", record.user_id.clone(), record.id)
                     .await;
                 self.inner
@@ -189,18 +292,58 @@ impl Jobs {
                 self.inner.wake.notify_one();
                 Ok((record, true))
             }
-            Ok(InsertOutcome::Existing(record)) => {
-                if has_init {
-                    let _ = self.inner.blobs.delete(&init_image_key(id)).await;
+            InsertOutcome::Existing(record) => Ok((record, false)),
+        }
+    }
+
+    /// Inserts within the tier's limit. When the tier is full, overdue jobs
+    /// that still hold slots are expired and the insert tried once more.
+    async fn insert_bounded(
+        &self,
+        new: easel_store::NewJob,
+        limit: u64,
+    ) -> Result<InsertOutcome, JobError> {
+        let tier = new.tier;
+        let mut retry = Some(new.clone());
+        let mut new = new;
+        loop {
+            match self.inner.db.insert_job_bounded(new, limit).await {
+                Ok(BoundedInsert::Admitted(outcome)) => return Ok(outcome),
+                Ok(BoundedInsert::QueueFull(full)) => {
+                    if let Some(again) = retry.take()
+                        && self.expire_deadlines().await? > 0
+                    {
+                        new = again;
+                        continue;
+                    }
+                    return Err(self.queue_full(
+                        tier,
+                        Backlog {
+                            queued: full.queued,
+                            ahead: full.ahead,
+                            limit: full.limit,
+                        },
+                    ));
                 }
-                Ok((record, false))
+                Err(e) => return Err(JobError::Store(e)),
             }
-            Err(e) => {
-                if has_init {
-                    let _ = self.inner.blobs.delete(&init_image_key(id)).await;
-                }
-                Err(JobError::Store(e))
-            }
+        }
+    }
+
+    fn queue_full(&self, tier: Tier, backlog: Backlog) -> JobError {
+        let retry_after = self.admission().retry_after(backlog, Instant::now());
+        tracing::info!(
+            tier = tier.as_str(),
+            queued = backlog.queued,
+            limit = backlog.limit,
+            retry_after_s = retry_after,
+            "queue full; job refused"
+        );
+        JobError::QueueFull {
+            tier,
+            limit: backlog.limit,
+            queued: backlog.queued,
+            retry_after: Duration::from_secs(retry_after),
         }
     }
 

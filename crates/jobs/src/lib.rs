@@ -9,6 +9,8 @@
 //! and [`Models`].
 //!
 //! # Layout
+//! - [`admission`]: queue limits per tier and the drain-rate estimate
+//!   behind a full queue's `Retry-After` (pure state).
 //! - [`handle`]: [`Jobs`], the cheap-to-clone handle; a job is stored
 //!   before `submit` returns.
 //! - [`worker`]: the worker loop, graceful shutdown, `run_pending` for tests.
@@ -22,6 +24,7 @@
 //! - [`models`]: served models and their load state.
 //! - [`error`]: the job system's error type, [`JobError`].
 
+pub mod admission;
 pub mod engine_thread;
 pub mod error;
 pub mod events;
@@ -31,6 +34,7 @@ pub mod models;
 pub mod pipeline;
 pub mod worker;
 
+pub use admission::AdmissionConfig;
 pub use error::JobError;
 pub use events::{EventHub, JobEvent, Subscription};
 pub use handle::{Jobs, NewJob, Watch, init_image_key, terminal_or_current_event};

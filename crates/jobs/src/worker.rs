@@ -79,6 +79,7 @@ impl Jobs {
     /// Claims and runs one job. `Ok(false)` when the queue is empty.
     async fn run_next(&self, engine: &Arc<EngineThread>) -> Result<bool, JobError> {
         let worker = worker_name();
+        self.expire_deadlines().await?; // a queued job past its deadline is never run
         let Some(job) = self
             .inner
             .db
@@ -270,6 +271,7 @@ impl Jobs {
                 });
             }
         }
+        self.record_completions(1); // feeds the drain rate behind Retry-After
         Ok(())
     }
 

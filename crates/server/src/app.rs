@@ -55,6 +55,7 @@ impl Application {
         let models = Models::with_pool(specs, &default, config.pool.options());
         models.preload();
         let jobs = Jobs::new(db, blobs, models);
+        jobs.configure_admission(config.queue.admission());
         jobs.recover()
             .await
             .context("requeueing jobs left running")?;

@@ -30,6 +30,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "urls",
     "worker",
     "limits",
+    "queue",
 ];
 
 /// Everything `easel serve` (and the other subcommands) can be configured with.
@@ -60,6 +61,8 @@ pub struct Config {
     pub worker: WorkerConfig,
     /// Input limits.
     pub limits: LimitsConfig,
+    /// Queue limits and request deadlines.
+    pub queue: QueueConfig,
 }
 
 impl Default for Config {
@@ -77,6 +80,7 @@ impl Default for Config {
             urls: UrlConfig::default(),
             worker: WorkerConfig::default(),
             limits: LimitsConfig::default(),
+            queue: QueueConfig::default(),
         }
     }
 }
@@ -275,6 +279,59 @@ impl Default for LimitsConfig {
     }
 }
 
+/// Backpressure and deadlines (`[queue]`).
+///
+/// A submission to a tier already holding its limit of queued jobs gets 429
+/// `queue_full` with `Retry-After` computed from the measured drain rate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Most synchronous (realtime) requests queued at once. Default: 64:
+    /// each holds a client connection, and at the bundled model's ~4 s per
+    /// image on a CPU the 64th waits about 4 minutes, well inside
+    /// `worker.sync_timeout_seconds` (600); a longer queue would only make
+    /// clients time out instead of being told to come back.
+    /// Env: `EASEL_QUEUE__MAX_QUEUED_REALTIME`.
+    pub max_queued_realtime: u64,
+    /// Most asynchronous (batch) jobs queued at once. Default: 10000: a
+    /// queued job is one database row and nobody waits on a connection, so
+    /// the bound only keeps a runaway client from filling the disk; it is
+    /// well above a bulk submission of 1,000 jobs.
+    /// Env: `EASEL_QUEUE__MAX_QUEUED_BATCH`.
+    pub max_queued_batch: u64,
+    /// Seconds one job is assumed to take before any job has finished (or
+    /// after a minute without one), for `Retry-After`. Default: 4, the
+    /// bundled model's time per image on one CPU thread.
+    /// Env: `EASEL_QUEUE__ASSUMED_JOB_SECONDS`.
+    pub assumed_job_seconds: f64,
+    /// Largest `X-Easel-Timeout` a request may give, in seconds. Default:
+    /// 86400 (a day). Env: `EASEL_QUEUE__MAX_TIMEOUT_SECONDS`.
+    pub max_timeout_seconds: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        let admission = easel_jobs::AdmissionConfig::default();
+        Self {
+            max_queued_realtime: admission.max_queued_realtime,
+            max_queued_batch: admission.max_queued_batch,
+            assumed_job_seconds: admission.assumed_job_seconds,
+            max_timeout_seconds: 86_400,
+        }
+    }
+}
+
+impl QueueConfig {
+    /// The job system's admission settings.
+    pub fn admission(&self) -> easel_jobs::AdmissionConfig {
+        easel_jobs::AdmissionConfig {
+            max_queued_realtime: self.max_queued_realtime,
+            max_queued_batch: self.max_queued_batch,
+            assumed_job_seconds: self.assumed_job_seconds,
+        }
+    }
+}
+
 /// A secret string: its `Debug` and `Serialize` forms print `***`.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
@@ -408,6 +465,22 @@ impl Config {
                 "pool.memory_budget_mb must be at least 1".into(),
             ));
         }
+        if self.queue.max_queued_realtime == 0 || self.queue.max_queued_batch == 0 {
+            return Err(ConfigError::Unusable(
+                "queue.max_queued_realtime and queue.max_queued_batch must be at least 1".into(),
+            ));
+        }
+        if !(self.queue.assumed_job_seconds > 0.0 && self.queue.assumed_job_seconds.is_finite()) {
+            return Err(ConfigError::Unusable(format!(
+                "queue.assumed_job_seconds must be a positive number of seconds, got {}",
+                self.queue.assumed_job_seconds
+            )));
+        }
+        if self.queue.max_timeout_seconds == 0 {
+            return Err(ConfigError::Unusable(
+                "queue.max_timeout_seconds must be at least 1".into(),
+            ));
+        }
         if self.server.body_limit_bytes < 1024 {
             return Err(ConfigError::Unusable(
                 "server.body_limit_bytes must be at least 1024".into(),
@@ -532,6 +605,29 @@ mod tests {
             assert!(err.to_string().contains("listen_addr"), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn queue_limits_come_from_the_file_and_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("easel.toml", "[queue]\nmax_queued_batch = 5\n")?;
+            jail.set_env("EASEL_QUEUE__MAX_QUEUED_REALTIME", "3");
+            let c = Config::load(&Overrides::default()).unwrap();
+            assert_eq!(
+                (c.queue.max_queued_realtime, c.queue.max_queued_batch),
+                (3, 5)
+            );
+            assert_eq!(c.queue.admission().max_queued_batch, 5);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_zero_queue_limit_is_refused() {
+        let mut c = Config::default();
+        c.queue.max_queued_batch = 0;
+        let err = c.check().unwrap_err();
+        assert!(err.to_string().contains("queue.max_queued_batch"), "{err}");
     }
 
     #[test]

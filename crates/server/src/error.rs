@@ -37,6 +37,8 @@ pub enum ErrorKind {
     PayloadTooLarge,
     /// 415: the body's content type is not the one the route takes.
     UnsupportedMediaType,
+    /// 429: the queue is full; come back after `Retry-After`.
+    TooManyRequests,
     /// 500: a bug or an infrastructure failure.
     Internal,
     /// 503: not ready (model loading, shutting down).
@@ -56,6 +58,7 @@ impl ErrorKind {
             ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
@@ -67,6 +70,7 @@ impl ErrorKind {
         match self {
             ErrorKind::Unauthenticated => "authentication_error",
             ErrorKind::Forbidden => "permission_error",
+            ErrorKind::TooManyRequests => "rate_limit_error",
             ErrorKind::Internal | ErrorKind::Unavailable | ErrorKind::Timeout => "server_error",
             _ => "invalid_request_error",
         }
@@ -85,6 +89,8 @@ pub struct ApiError {
     pub message: String,
     /// The request field at fault.
     pub param: Option<&'static str>,
+    /// Sent as the `Retry-After` header, in whole seconds (429 and 503).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -95,7 +101,14 @@ impl ApiError {
             code,
             message: message.into(),
             param: None,
+            retry_after: None,
         }
+    }
+
+    /// Tells the client when to try again (the `Retry-After` header).
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// Names the request field at fault.
@@ -132,6 +145,9 @@ impl ApiError {
             "invalid_sampler",
         ];
         const UNAVAILABLE: &[&str] = &["model_not_found", "model_not_ready"];
+        if code == "deadline_exceeded" {
+            return Self::new(ErrorKind::Timeout, "deadline_exceeded", message);
+        }
         if let Some(code) = BAD_REQUEST.iter().find(|c| **c == code) {
             return Self::new(ErrorKind::InvalidRequest, code, message);
         }
@@ -186,6 +202,11 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -231,6 +252,22 @@ impl From<JobError> for ApiError {
                 "shutting_down",
                 "the server is shutting down and takes no new jobs",
             ),
+            JobError::QueueFull {
+                tier,
+                limit,
+                queued,
+                retry_after,
+            } => ApiError::new(
+                ErrorKind::TooManyRequests,
+                "queue_full",
+                format!(
+                    "the {tier} queue is full ({queued} jobs queued, limit {limit}: \
+                     queue.max_queued_{tier}); retry after {} s",
+                    retry_after.as_secs(),
+                    tier = tier.as_str(),
+                ),
+            )
+            .with_retry_after(retry_after.as_secs()),
             JobError::IdempotencyConflict => ApiError::new(
                 ErrorKind::Conflict,
                 "idempotency_key_reused",
@@ -357,6 +394,24 @@ mod tests {
             (e.status(), e.code, e.param),
             (StatusCode::BAD_REQUEST, "invalid_size", Some("size"))
         );
+    }
+
+    #[test]
+    fn a_full_queue_is_429_with_retry_after_naming_the_tier_and_limit() {
+        let e: ApiError = JobError::QueueFull {
+            tier: easel_core::Tier::Batch,
+            limit: 10,
+            queued: 10,
+            retry_after: std::time::Duration::from_secs(7),
+        }
+        .into();
+        assert_eq!(
+            (e.status(), e.code, e.retry_after),
+            (StatusCode::TOO_MANY_REQUESTS, "queue_full", Some(7))
+        );
+        assert!(e.message.contains("batch") && e.message.contains("limit 10"));
+        let response = e.into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "7");
     }
 
     #[test]

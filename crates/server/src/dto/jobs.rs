@@ -117,6 +117,10 @@ pub struct Job {
     pub started_at: Option<i64>,
     /// Unix seconds, when it finished.
     pub finished_at: Option<i64>,
+    /// Unix seconds after which it is not run (it fails with
+    /// `deadline_exceeded`), from the request's `X-Easel-Timeout`; null
+    /// without one.
+    pub deadline_at: Option<i64>,
     /// What it generates.
     pub params: JobParams,
     /// Who created it: the API key's name, or the request's `user`.
@@ -141,6 +145,7 @@ impl Job {
             created_at: job.created_at.timestamp(),
             started_at: job.started_at.map(|t| t.timestamp()),
             finished_at: job.finished_at.map(|t| t.timestamp()),
+            deadline_at: job.deadline_at.map(|t| t.timestamp()),
             params: JobParams {
                 model: p.model.clone(),
                 prompt: p.prompt.clone(),

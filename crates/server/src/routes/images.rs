@@ -1,6 +1,7 @@
 //! `POST /v1/images/generations` and `POST /v1/images/edits`: OpenAI's
 //! synchronous image routes, each a realtime job that the handler waits for.
-//! A client that disconnects drops the handler, which cancels its job.
+//! A client that disconnects drops the handler, which cancels its job; so
+//! does a request whose `X-Easel-Timeout` deadline passes.
 
 use std::time::Duration;
 
@@ -29,12 +30,16 @@ pub const DEFAULT_EDIT_STRENGTH: f64 = 0.75;
     path = "/v1/images/generations",
     tag = "images",
     request_body = CreateImageRequest,
+    params(("X-Easel-Timeout" = Option<u64>, Header, description = "Deadline in whole seconds, 1 to `queue.max_timeout_seconds`: the request answers 504 `deadline_exceeded` by then and its job is not run (or is cancelled at its next step)")),
     responses(
         (status = 200, description = "The images", body = ImagesResponse),
-        (status = 400, description = "Invalid input", body = crate::error::ErrorBody),
+        (status = 400, description = "Invalid input (a bad `X-Easel-Timeout` is `invalid_timeout`)", body = crate::error::ErrorBody),
         (status = 404, description = "Unknown model", body = crate::error::ErrorBody),
         (status = 413, description = "Body over the limit", body = crate::error::ErrorBody),
         (status = 415, description = "Not JSON", body = crate::error::ErrorBody),
+        (status = 429, description = "The realtime queue is full (`queue_full`)", body = crate::error::ErrorBody,
+            headers(("Retry-After" = u64, description = "Whole seconds, 1 to 300, until a slot is expected to free"))),
+        (status = 504, description = "The deadline (`deadline_exceeded`) or `worker.sync_timeout_seconds` (`timeout`) passed", body = crate::error::ErrorBody),
     )
 )]
 pub async fn create_generation(
@@ -46,6 +51,7 @@ pub async fn create_generation(
     let mut body = body;
     // Text-to-image: strength belongs to edits.
     body.strength = None;
+    super::jobs::request_timeout(&headers, state.config.queue.max_timeout_seconds)?;
     let valid = body.validate(state.jobs.models())?;
     run_sync(&state, &principal, &headers, valid, None).await
 }
@@ -114,11 +120,15 @@ pub struct CreateEditForm {
     path = "/v1/images/edits",
     tag = "images",
     request_body(content = CreateEditForm, content_type = "multipart/form-data"),
+    params(("X-Easel-Timeout" = Option<u64>, Header, description = "Deadline in whole seconds, as for generations")),
     responses(
         (status = 200, description = "The images", body = ImagesResponse),
         (status = 400, description = "Invalid input or image", body = crate::error::ErrorBody),
         (status = 413, description = "Body over the limit", body = crate::error::ErrorBody),
         (status = 415, description = "Not multipart", body = crate::error::ErrorBody),
+        (status = 429, description = "The realtime queue is full (`queue_full`)", body = crate::error::ErrorBody,
+            headers(("Retry-After" = u64, description = "Whole seconds, 1 to 300, until a slot is expected to free"))),
+        (status = 504, description = "The deadline or the synchronous wait ran out", body = crate::error::ErrorBody),
     )
 )]
 pub async fn create_edit(
@@ -127,6 +137,7 @@ pub async fn create_edit(
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Json<ImagesResponse>, ApiError> {
+    super::jobs::request_timeout(&headers, state.config.queue.max_timeout_seconds)?;
     let mut multipart = multipart?;
     let mut form = EditForm::default();
     while let Some(field) = multipart.next_field().await? {
@@ -262,6 +273,7 @@ async fn run_sync(
     valid: ValidRequest,
     init_image: Option<RgbImage>,
 ) -> Result<Json<ImagesResponse>, ApiError> {
+    let timeout = super::jobs::request_timeout(headers, state.config.queue.max_timeout_seconds)?;
     let (job, _) = state
         .jobs
         .submit(NewJob {
@@ -271,6 +283,7 @@ async fn run_sync(
             user_id: crate::auth::user_id(principal, valid.user),
             idempotency_key: None,
             init_image,
+            timeout,
         })
         .await?;
     let mut guard = CancelOnDrop {
@@ -278,7 +291,8 @@ async fn run_sync(
         id: job.id,
         armed: true,
     };
-    let limit = Duration::from_secs(state.config.worker.sync_timeout_seconds);
+    let sync_limit = Duration::from_secs(state.config.worker.sync_timeout_seconds);
+    let limit = timeout.map_or(sync_limit, |t| t.min(sync_limit));
     let done = match tokio::time::timeout(limit, state.jobs.wait(job.id)).await {
         Ok(Err(easel_jobs::JobError::ShuttingDown)) => {
             // The job is back in the queue and runs after the restart.
@@ -294,6 +308,23 @@ async fn run_sync(
             ));
         }
         Ok(done) => done?,
+        Err(_) if timeout.is_some_and(|t| t <= sync_limit) => {
+            // Still queued: it fails `deadline_exceeded` now and never runs.
+            // Still running: the guard cancels it at its next step.
+            if let Err(e) = state.jobs.expire_deadlines().await {
+                tracing::warn!(job = %job.id, error = %e, "could not expire overdue jobs");
+            }
+            return Err(ApiError::new(
+                ErrorKind::Timeout,
+                "deadline_exceeded",
+                format!(
+                    "job `{}` did not finish within its deadline of {} s (X-Easel-Timeout) \
+                     and was stopped",
+                    job.id,
+                    limit.as_secs()
+                ),
+            ));
+        }
         Err(_) => {
             return Err(ApiError::new(
                 ErrorKind::Timeout,

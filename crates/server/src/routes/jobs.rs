@@ -22,6 +22,38 @@ use crate::state::AppState;
 /// Longest accepted `Idempotency-Key`.
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
+/// The request header carrying a job's deadline.
+pub const TIMEOUT_HEADER: &str = "X-Easel-Timeout";
+
+/// The deadline a request asks for: `X-Easel-Timeout`, whole seconds from
+/// 1 to `max_seconds` (`queue.max_timeout_seconds`), counted from when the
+/// job is stored. A header rather than a body field, so the JSON and the
+/// multipart (edits) routes take it the same way and OpenAI's request
+/// bodies stay as they are. `None` when absent.
+pub fn request_timeout(
+    headers: &HeaderMap,
+    max_seconds: u64,
+) -> Result<Option<Duration>, ApiError> {
+    let Some(value) = headers.get(TIMEOUT_HEADER) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or_default().trim();
+    match text.parse::<u64>() {
+        Ok(seconds) if (1..=max_seconds).contains(&seconds) => {
+            Ok(Some(Duration::from_secs(seconds)))
+        }
+        _ => Err(ApiError::invalid(
+            "invalid_timeout",
+            TIMEOUT_HEADER,
+            format!(
+                "{TIMEOUT_HEADER} must be a whole number of seconds from 1 to {max_seconds} \
+                 (queue.max_timeout_seconds), got `{}`",
+                text.chars().take(40).collect::<String>()
+            ),
+        )),
+    }
+}
+
 /// How long `DELETE` waits for a running job to stop at its next step
 /// before answering with the job still `running`.
 const CANCEL_WAIT: Duration = Duration::from_secs(10);
@@ -50,16 +82,25 @@ fn progress_of(state: &AppState, id: JobId) -> Option<(u32, u32)> {
 }
 
 /// Queues a job and answers at once with 202. With an `Idempotency-Key`
-/// header, a retry returns the job created by the first request.
+/// header, a retry returns the job created by the first request (even when
+/// the queue is full). With `X-Easel-Timeout`, a job still queued that many
+/// seconds later is not run: it fails with `deadline_exceeded`. When the
+/// job's tier already holds `queue.max_queued_*` jobs, the answer is 429
+/// `queue_full` with `Retry-After`.
 #[utoipa::path(
     post,
     path = "/v1/jobs",
     tag = "jobs",
     request_body = CreateJobRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key returns the same job")),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key returns the same job, even when the queue is full"),
+        ("X-Easel-Timeout" = Option<u64>, Header, description = "Deadline in whole seconds from submission, 1 to `queue.max_timeout_seconds` (default 86400). A job still queued at its deadline is never run and fails with `deadline_exceeded`; a running one is cancelled at its next step. Stored as the job's `deadline_at`."),
+    ),
     responses(
         (status = 202, description = "The job, stored and queued", body = Job),
-        (status = 400, description = "Invalid input", body = crate::error::ErrorBody),
+        (status = 400, description = "Invalid input (a bad `X-Easel-Timeout` is `invalid_timeout`)", body = crate::error::ErrorBody),
+        (status = 429, description = "The job's tier is full (`queue_full`); nothing was stored", body = crate::error::ErrorBody,
+            headers(("Retry-After" = u64, description = "Whole seconds, 1 to 300, until a slot is expected to free, from the current drain rate"))),
     )
 )]
 pub async fn create_job(
@@ -88,6 +129,7 @@ pub async fn create_job(
             )
         }
     };
+    let timeout = request_timeout(&headers, state.config.queue.max_timeout_seconds)?;
     let tier = body.tier()?;
     let mut request = body.request;
     request.strength = None;
@@ -101,6 +143,7 @@ pub async fn create_job(
             user_id: crate::auth::user_id(&principal, valid.user),
             idempotency_key,
             init_image: None,
+            timeout,
         })
         .await?;
     Ok((StatusCode::ACCEPTED, Json(Job::from_record(&job, None))))

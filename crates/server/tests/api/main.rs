@@ -1,6 +1,7 @@
 //! The API's integration tests: one binary, the real server on port 0 with
 //! a fresh database per test, driven by a real HTTP client.
 
+mod backpressure;
 mod bad_input;
 mod edits;
 mod generations;

@@ -21,6 +21,9 @@ pub struct NewJob {
     pub idempotency_key: Option<String>,
     /// The trace or request id that created the job, for log correlation.
     pub correlation_id: Option<String>,
+    /// When the job stops being worth running (the client's
+    /// `X-Easel-Timeout` after submission); `None`: no deadline.
+    pub deadline_at: Option<DateTime<Utc>>,
 }
 
 impl NewJob {
@@ -34,6 +37,7 @@ impl NewJob {
             options: OutputOptions::default(),
             idempotency_key: None,
             correlation_id: None,
+            deadline_at: None,
         }
     }
 }
@@ -74,6 +78,14 @@ pub struct Job {
     pub image_ids: Vec<ImageId>,
     /// The trace or request id that created the job.
     pub correlation_id: Option<String>,
+    /// When the job stops being worth running; `None`: no deadline.
+    ///
+    /// A job still queued at this time is never run:
+    /// [`Db::expire_overdue`](crate::Db::expire_overdue) fails it with
+    /// `deadline_exceeded`. A worker running it cancels its token at this
+    /// time (the engine stops at its next step) and records the job failed
+    /// with the same code.
+    pub deadline_at: Option<DateTime<Utc>>,
     /// When the job was persisted.
     pub created_at: DateTime<Utc>,
     /// When a worker last claimed it.
@@ -112,6 +124,29 @@ impl InsertOutcome {
     pub fn is_created(&self) -> bool {
         matches!(self, InsertOutcome::Created(_))
     }
+}
+
+/// The result of [`Db::insert_job_bounded`](crate::Db::insert_job_bounded).
+#[derive(Debug, Clone, PartialEq)]
+pub enum BoundedInsert {
+    /// There was room (or the job already existed: an idempotent retry is
+    /// answered whatever the queue holds).
+    Admitted(InsertOutcome),
+    /// The tier already had `limit` queued jobs; nothing was written.
+    QueueFull(QueueFull),
+}
+
+/// A tier at its limit, as seen inside the refused insert's transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueFull {
+    /// The tier that is full.
+    pub tier: Tier,
+    /// Jobs queued in that tier (at least `limit`).
+    pub queued: u64,
+    /// Jobs queued in more urgent tiers, which run first.
+    pub ahead: u64,
+    /// The tier's limit.
+    pub limit: u64,
 }
 
 /// The result of [`Db::cancel`](crate::Db::cancel).

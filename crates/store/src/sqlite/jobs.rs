@@ -1,12 +1,15 @@
 //! Creating, reading and listing jobs.
 
+use chrono::{DateTime, Utc};
 use easel_core::{JobId, JobStatus, Tier};
 use sqlx::Row;
 
 use super::{Db, now_ms, rows};
 use crate::cursor::{self, Position};
 use crate::error::{Result, StoreError};
-use crate::records::job::{InsertOutcome, Job, JobFilter, JobPage, NewJob};
+use crate::records::job::{
+    BoundedInsert, InsertOutcome, Job, JobFilter, JobPage, NewJob, QueueFull,
+};
 
 /// The largest page [`Db::list_jobs`] returns.
 pub const MAX_PAGE: i64 = 100;
@@ -16,9 +19,19 @@ const SELECT_BY_IDEMPOTENCY: &str = "SELECT * FROM jobs \
 
 const INSERT: &str = "INSERT INTO jobs \
      (id, status, tier, priority, user_id, model, params, options, idempotency_key, \
-      correlation_id, created_at) \
-     VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+      correlation_id, created_at, deadline_at) \
+     VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
      RETURNING *";
+
+// Queued jobs per priority (0 = realtime, 1 = batch), from the claim index.
+const QUEUED_BY_PRIORITY: &str = "SELECT priority, COUNT(*) AS n FROM jobs \
+     WHERE status = 'queued' GROUP BY priority";
+
+const EXPIRE_OVERDUE: &str = "UPDATE jobs \
+     SET status = 'failed', finished_at = ?1, error_code = 'deadline_exceeded', \
+         error_message = 'the job was still queued at its deadline (X-Easel-Timeout) and was not run' \
+     WHERE status = 'queued' AND deadline_at IS NOT NULL AND deadline_at <= ?1 \
+     RETURNING id";
 
 // One static statement for every filter combination: a NULL parameter turns
 // its condition off. The row-value comparison walks `(created_at, id)`
@@ -39,6 +52,30 @@ impl Db {
     /// nothing is written and that job is returned as
     /// [`InsertOutcome::Existing`], whatever its parameters and status.
     pub async fn insert_job(&self, new: NewJob) -> Result<InsertOutcome> {
+        match self.insert(new, None).await? {
+            BoundedInsert::Admitted(outcome) => Ok(outcome),
+            BoundedInsert::QueueFull(_) => unreachable!("an unbounded insert is never refused"),
+        }
+    }
+
+    /// [`Db::insert_job`] into a bounded queue: the job is written only if
+    /// its tier has fewer than `limit` queued jobs; otherwise nothing is
+    /// written and [`BoundedInsert::QueueFull`] says how full it is.
+    ///
+    /// The count and the insert happen in one `BEGIN IMMEDIATE`
+    /// transaction, which holds SQLite's write lock from its first statement
+    /// (and this process sends every write through one connection), so two
+    /// concurrent submissions cannot both see the last free slot: the queue
+    /// never holds more than `limit` jobs through this call, even with
+    /// several API processes on one database file. (On PostgreSQL the same
+    /// guarantee needs a per-tier advisory lock or a counter row updated in
+    /// the transaction.) An idempotent retry is looked up first and is
+    /// answered even when the queue is full.
+    pub async fn insert_job_bounded(&self, new: NewJob, limit: u64) -> Result<BoundedInsert> {
+        self.insert(new, Some(limit)).await
+    }
+
+    async fn insert(&self, new: NewJob, limit: Option<u64>) -> Result<BoundedInsert> {
         let params = rows::to_json(&new.params, "job params")?;
         let options = rows::to_json(&new.options, "job options")?;
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
@@ -49,7 +86,31 @@ impl Db {
                 .fetch_optional(&mut *tx)
                 .await?;
             if let Some(row) = existing {
-                return Ok(InsertOutcome::Existing(rows::job(&row)?));
+                return Ok(BoundedInsert::Admitted(InsertOutcome::Existing(rows::job(
+                    &row,
+                )?)));
+            }
+        }
+        if let Some(limit) = limit {
+            let counts = sqlx::query(QUEUED_BY_PRIORITY).fetch_all(&mut *tx).await?;
+            let mine = rows::priority(new.tier);
+            let (mut queued, mut ahead) = (0u64, 0u64);
+            for row in &counts {
+                let priority: i64 = row.try_get("priority")?;
+                let n = row.try_get::<i64, _>("n")?.max(0) as u64;
+                if priority == mine {
+                    queued += n;
+                } else if priority < mine {
+                    ahead += n;
+                }
+            }
+            if queued >= limit {
+                return Ok(BoundedInsert::QueueFull(QueueFull {
+                    tier: new.tier,
+                    queued,
+                    ahead,
+                    limit,
+                }));
             }
         }
         let row = sqlx::query(INSERT)
@@ -63,11 +124,29 @@ impl Db {
             .bind(&new.idempotency_key)
             .bind(&new.correlation_id)
             .bind(now_ms())
+            .bind(new.deadline_at.map(rows::ms))
             .fetch_one(&mut *tx)
             .await?;
         let job = rows::job(&row)?;
         tx.commit().await?;
-        Ok(InsertOutcome::Created(job))
+        Ok(BoundedInsert::Admitted(InsertOutcome::Created(job)))
+    }
+
+    /// Fails every queued job whose deadline is at or before `now`, with
+    /// code `deadline_exceeded`, and returns their ids: such a job is never
+    /// run. A worker calls this before it claims; running jobs are not
+    /// touched (their worker cancels them at the deadline).
+    pub async fn expire_overdue(&self, now: DateTime<Utc>) -> Result<Vec<JobId>> {
+        let rows = sqlx::query(EXPIRE_OVERDUE)
+            .bind(rows::ms(now))
+            .fetch_all(&self.writer)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("id")?;
+                id.parse().map_err(|e| StoreError::corrupt("jobs.id", e))
+            })
+            .collect()
     }
 
     /// The job with this id.
