@@ -13,7 +13,11 @@ use crate::routes::{admin, content, health, images, jobs, models};
         title = "Easel",
         description = "Image generation with an OpenAI-compatible Images API, native async jobs \
                        and stored, reproducible image records. Every error has the shape \
-                       `{\"error\": {\"message\", \"type\", \"param\", \"code\"}}` with a stable `code`."
+                       `{\"error\": {\"message\", \"type\", \"param\", \"code\"}}` with a stable `code`. \
+                       Backpressure: a submission to a full queue tier answers 429 `queue_full` \
+                       with `Retry-After` (whole seconds, from the current drain rate). Deadlines: \
+                       `X-Easel-Timeout: <seconds>` on job creation and the synchronous image \
+                       routes; a job still queued at its deadline fails with `deadline_exceeded`."
     ),
     paths(
         images::create_generation,

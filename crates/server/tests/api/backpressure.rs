@@ -333,3 +333,24 @@ async fn a_bad_timeout_is_400_naming_the_header_and_the_limit() {
     let r = create_job_with_timeout(&app, &small_request("x"), "600").await;
     assert_eq!(r.status(), 202);
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_timeout_header_and_the_429() {
+    let app = spawn_app_with(|c| c.worker.enabled = false).await;
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
+    for (path, method) in [("/v1/jobs", "post"), ("/v1/images/generations", "post")] {
+        let op = &doc["paths"][path][method];
+        let params = op["parameters"].as_array().unwrap();
+        assert!(
+            params
+                .iter()
+                .any(|p| p["name"] == "X-Easel-Timeout" && p["in"] == "header"),
+            "{path}: {params:?}"
+        );
+        let too_many = &op["responses"]["429"];
+        assert!(
+            too_many["headers"]["Retry-After"].is_object(),
+            "{path}: {too_many}"
+        );
+    }
+}
