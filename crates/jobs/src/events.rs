@@ -46,6 +46,11 @@ pub enum JobEvent {
         step: u32,
         /// Steps in total.
         total: u32,
+        /// Cheap previews of the job's images at this step, as
+        /// `data:image/png;base64,…` URLs; empty unless previews are on
+        /// (`[worker] preview_every_steps`).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        previews: Vec<String>,
     },
     /// Every image is stored.
     Completed {
@@ -231,6 +236,7 @@ mod tests {
             job_id,
             step: 1,
             total: 2,
+            previews: vec![],
         });
         let mut sub = hub.subscribe(job_id, || unreachable!()).unwrap();
         assert_eq!(
@@ -238,13 +244,15 @@ mod tests {
             JobEvent::Progress {
                 job_id,
                 step: 1,
-                total: 2
+                total: 2,
+                previews: vec![],
             }
         );
         hub.publish(JobEvent::Progress {
             job_id,
             step: 2,
             total: 2,
+            previews: vec![],
         });
         hub.publish(JobEvent::Completed {
             job_id,
@@ -277,6 +285,7 @@ mod tests {
             job_id,
             step: 3,
             total: 8,
+            previews: vec![],
         })
         .unwrap();
         assert_eq!(v["type"], "progress");

@@ -55,11 +55,18 @@ pub(crate) enum CancelReason {
     Shutdown,
     /// The store gave the job's lease to someone else: drop the work.
     LeaseLost,
+    /// Its deadline passed while it ran: fail it with `deadline_exceeded`.
+    Deadline,
 }
 
+/// A job this process's worker is running.
 pub(crate) struct Running {
+    /// The token of the job's batch (shared by its companions).
     pub(crate) token: CancelToken,
+    /// Why the job was stopped, once it was.
     pub(crate) reason: Option<CancelReason>,
+    /// The batch it runs in.
+    pub(crate) batch: u64,
 }
 
 pub(crate) struct Inner {
@@ -402,7 +409,7 @@ impl Jobs {
             CancelOutcome::Requested(job) => {
                 self.audit("job.cancel_requested", job.user_id.clone(), id)
                     .await;
-                self.cancel_running(id);
+                self.stop_job(id, CancelReason::User).await;
                 Ok(job)
             }
             CancelOutcome::AlreadyFinished(job) => Ok(job),
@@ -418,14 +425,6 @@ impl Jobs {
         }
         if let Err(e) = self.inner.db.append_audit(entry).await {
             tracing::warn!(event, error = %e, "could not append to the audit log");
-        }
-    }
-
-    fn cancel_running(&self, id: JobId) {
-        let mut running = self.inner.running.lock().expect("running lock poisoned");
-        if let Some(r) = running.get_mut(&id) {
-            r.reason.get_or_insert(CancelReason::User);
-            r.token.cancel();
         }
     }
 

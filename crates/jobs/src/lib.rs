@@ -1,19 +1,25 @@
 //! Easel's job system: the handle the server submits to, the in-process
 //! worker that runs jobs on the engine's own thread, and progress fan-out.
 //!
-//! This is the simple version of the design's steps 3–4: one worker, one
-//! job at a time, the queue in the store's `jobs` table. It is built so the
-//! full job system (leases, priority tiers with fair share, batching, a warm
-//! model pool, backpressure) grows inside it without changing the server:
-//! the server only sees [`Jobs`] (submit, get, list, cancel, watch, wait)
-//! and [`Models`].
+//! The design's steps 3–4: a durable queue in the store's `jobs` table,
+//! leased by a worker that forms batches with strict priority tiers and
+//! fair share between users ([`schedule`]), runs each batch as one engine
+//! call ([`batch`]), and fans progress out to any number of watchers. The
+//! server only sees [`Jobs`] (submit, get, list, cancel, watch, wait) and
+//! [`Models`].
 //!
 //! # Layout
 //! - [`admission`]: queue limits per tier and the drain-rate estimate
 //!   behind a full queue's `Retry-After` (pure state).
 //! - [`handle`]: [`Jobs`], the cheap-to-clone handle; a job is stored
 //!   before `submit` returns.
-//! - [`worker`]: the worker loop, graceful shutdown, `run_pending` for tests.
+//! - [`schedule`]: the queue policy as pure state: tiers, fair share,
+//!   batch formation, the batching window.
+//! - [`worker`]: the worker loop (plan, claim, run), [`WorkerSettings`],
+//!   graceful shutdown, `run_pending` for tests.
+//! - [`batch`]: one claimed batch end to end: engine call, leases,
+//!   deadlines, storing each job's images once.
+//! - [`running`]: stopping one job of a batch without stopping the rest.
 //! - [`engine_thread`]: the OS thread engine calls run on (never the async
 //!   runtime's threads).
 //! - [`pipeline`]: one job's work without a queue (engine, then encoding with
@@ -25,6 +31,7 @@
 //! - [`error`]: the job system's error type, [`JobError`].
 
 pub mod admission;
+pub mod batch;
 pub mod engine_thread;
 pub mod error;
 pub mod events;
@@ -32,6 +39,8 @@ pub mod handle;
 pub mod metadata;
 pub mod models;
 pub mod pipeline;
+pub mod running;
+pub mod schedule;
 pub mod worker;
 
 pub use admission::AdmissionConfig;
@@ -40,4 +49,5 @@ pub use events::{EventHub, JobEvent, Subscription};
 pub use handle::{Jobs, NewJob, Watch, init_image_key, terminal_or_current_event};
 pub use models::{Generator, ModelLookupError, ModelSpec, ModelState, ModelStatus, Models};
 pub use pipeline::{RenderError, RenderedImage, check_for_model, image_requests, render};
-pub use worker::WorkerHandle;
+pub use schedule::{BatchKey, Candidate, Plan, Scheduler};
+pub use worker::{WorkerHandle, WorkerSettings};

@@ -80,6 +80,17 @@ pub struct RenderedImage {
     pub warnings: Vec<String>,
 }
 
+/// One job's part of a batch: its parameters, delivery and initial image.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchPart<'a> {
+    /// What to generate.
+    pub params: &'a GenerationParams,
+    /// How to encode it.
+    pub output: &'a OutputOptions,
+    /// Image-to-image: the initial image, already at `params.size`.
+    pub init_image: Option<&'a RgbImage>,
+}
+
 /// Runs the engine for every image of the job and encodes the results with
 /// their generation metadata.
 pub fn render(
@@ -90,19 +101,59 @@ pub fn render(
     progress: &mut dyn ProgressSink,
     cancel: &CancelToken,
 ) -> Result<Vec<RenderedImage>, RenderError> {
-    let requests = image_requests(params, init_image);
-    let generated = model.generate(&requests, progress, cancel)?;
+    let part = BatchPart {
+        params,
+        output,
+        init_image,
+    };
+    render_batch(model, &[part], progress, cancel)?
+        .pop()
+        .expect("one result per part")
+}
+
+/// Runs several jobs that share a batching key (model, size, steps,
+/// guidance, sampler, schedule, strength) in **one** engine call, then
+/// encodes each job's images. The engine's per-image seeds make every image
+/// identical to the same job run alone.
+///
+/// The outer error is the engine's (the whole batch failed or was
+/// cancelled); the inner ones are per job (encoding one job's images).
+pub fn render_batch(
+    model: &dyn Generator,
+    parts: &[BatchPart<'_>],
+    progress: &mut dyn ProgressSink,
+    cancel: &CancelToken,
+) -> Result<Vec<Result<Vec<RenderedImage>, RenderError>>, RenderError> {
+    let requests: Vec<ImageRequest> = parts
+        .iter()
+        .flat_map(|p| image_requests(p.params, p.init_image))
+        .collect();
+    let mut generated = model.generate(&requests, progress, cancel)?.into_iter();
     let info = model.info();
+    Ok(parts
+        .iter()
+        .map(|part| {
+            let mine: Vec<_> = generated.by_ref().take(part.params.n as usize).collect();
+            encode_job(info, part, mine)
+        })
+        .collect())
+}
+
+fn encode_job(
+    info: &ModelInfo,
+    part: &BatchPart<'_>,
+    generated: Vec<easel_engine::GeneratedImage>,
+) -> Result<Vec<RenderedImage>, RenderError> {
     generated
         .into_iter()
         .enumerate()
         .map(|(i, g)| {
             let started = Instant::now();
-            let metadata = crate::metadata::for_image(params, info, g.seed, g.sampler);
+            let metadata = crate::metadata::for_image(part.params, info, g.seed, g.sampler);
             let bytes = easel_media::encode(
                 &g.image,
-                output.output_format,
-                output.output_compression,
+                part.output.output_format,
+                part.output.output_compression,
                 &metadata,
             )?;
             let sha256 = hex::encode(sha2::Sha256::digest(&bytes));
@@ -300,6 +351,42 @@ mod tests {
         )
         .unwrap();
         assert!(images[0].bytes.starts_with(&[0xff, 0xd8]));
+    }
+
+    #[test]
+    fn a_batch_gives_each_job_the_images_it_would_get_alone() {
+        let model = FakeModel(info());
+        let output = OutputOptions::default();
+        let (a, b) = (params("16x16", 2), {
+            let mut p = params("16x16", 3);
+            p.seed = 100;
+            p
+        });
+        let parts = [
+            BatchPart {
+                params: &a,
+                output: &output,
+                init_image: None,
+            },
+            BatchPart {
+                params: &b,
+                output: &output,
+                init_image: None,
+            },
+        ];
+        let mut steps = 0;
+        let mut sink = |_: Progress| steps += 1;
+        let batch = render_batch(&model, &parts, &mut sink, &CancelToken::new()).unwrap();
+        assert_eq!(steps, 3, "one engine call for the whole batch");
+        let batch: Vec<Vec<RenderedImage>> = batch.into_iter().map(Result::unwrap).collect();
+        for (job, alone) in [(&a, &batch[0]), (&b, &batch[1])] {
+            let single = render(&model, job, &output, None, &mut (), &CancelToken::new()).unwrap();
+            assert_eq!(single.len(), alone.len());
+            for (x, y) in single.iter().zip(alone) {
+                assert_eq!((x.index, x.seed, &x.sha256), (y.index, y.seed, &y.sha256));
+            }
+        }
+        assert_eq!(batch[1][2].seed, 102);
     }
 
     #[test]

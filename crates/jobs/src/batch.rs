@@ -1,0 +1,532 @@
+//! One claimed batch, end to end: one engine call for every job in it,
+//! then each job stored (or failed, cancelled, requeued) on its own.
+//!
+//! While the engine works the worker renews every job's lease, notices
+//! cancels requested through the store (by another process) and enforces
+//! deadlines. Stopping one job of a batch does not stop its companions:
+//! that job is *detached* — recorded as cancelled (or failed) at once, its
+//! images dropped when the batch ends — and only when every job of the
+//! batch has stopped is the engine call itself cancelled, between steps.
+//!
+//! Image objects are written under keys derived from the job and the
+//! image's index ([`job_image_key`]), so a job that runs again after a
+//! crash overwrites the first attempt's files instead of leaving orphans:
+//! each image is stored once.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use chrono::{DateTime, Datelike, Utc};
+use easel_core::{ImageId, JobId, OutputFormat, RgbImage};
+use easel_engine::{CancelToken, Progress, ProgressSink};
+use easel_store::{Job, NewImage, StageTiming, StoreError};
+
+use crate::error::JobError;
+use crate::events::JobEvent;
+use crate::handle::{CancelReason, Jobs, Running, init_image_key, terminal_or_current_event};
+use crate::models::{ModelLookupError, ModelState};
+use crate::pipeline::{self, BatchPart, RenderedImage};
+use crate::worker::Worker;
+
+/// Numbers the batches of this process, so jobs know their companions.
+static NEXT_BATCH: AtomicU64 = AtomicU64::new(1);
+
+/// The object key of image `index` of `job`: `images/YYYY/MM/DD/<job>-<index>.<ext>`,
+/// dated by the job's creation. Stable across attempts, so a retried job
+/// overwrites rather than duplicates.
+pub fn job_image_key(
+    job: JobId,
+    index: u32,
+    format: OutputFormat,
+    created: DateTime<Utc>,
+) -> String {
+    format!(
+        "images/{:04}/{:02}/{:02}/{job}-{index}.{}",
+        created.year(),
+        created.month(),
+        created.day(),
+        format.extension()
+    )
+}
+
+/// Why a job did not produce images.
+pub(crate) struct Failure {
+    code: &'static str,
+    message: String,
+    cancelled: bool,
+}
+
+impl Failure {
+    fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            cancelled: false,
+        }
+    }
+
+    fn cancelled() -> Self {
+        Self {
+            code: "cancelled",
+            message: "cancelled".into(),
+            cancelled: true,
+        }
+    }
+}
+
+type Outcome = Result<Vec<RenderedImage>, Failure>;
+
+impl Jobs {
+    /// Runs the claimed jobs (all with one batching key) as one engine call
+    /// and records each job's result.
+    pub(crate) async fn run_batch(
+        &self,
+        worker: &Worker,
+        claimed: Vec<Job>,
+    ) -> Result<(), JobError> {
+        let batch = NEXT_BATCH.fetch_add(1, Ordering::Relaxed);
+        let token = CancelToken::new();
+        {
+            let mut running = self.inner.running.lock().expect("running lock poisoned");
+            for job in &claimed {
+                running.insert(
+                    job.id,
+                    Running {
+                        token: token.clone(),
+                        reason: None,
+                        batch,
+                    },
+                );
+            }
+        }
+        for job in &claimed {
+            self.inner.hub.publish(JobEvent::Started { job_id: job.id });
+        }
+        let model_name = claimed[0].params.model.clone();
+        tracing::info!(
+            batch,
+            jobs = claimed.len(),
+            images = claimed.iter().map(|j| j.params.n).sum::<u32>(),
+            model = %model_name,
+            "batch started"
+        );
+
+        // Jobs whose initial image cannot be read fail alone.
+        let mut ready = Vec::with_capacity(claimed.len());
+        for job in claimed {
+            match self.init_image(&job).await {
+                Ok(init) => ready.push((job, init)),
+                Err(failure) => self.finish_job(&job, Err(failure)).await?,
+            }
+        }
+        if ready.is_empty() {
+            return Ok(());
+        }
+        let outcomes = match self.inner.models.get(Some(&model_name)) {
+            Ok(model) => self.render(worker, model, &ready, token).await,
+            Err(e) => {
+                let (code, message) = match self.inner.models.state(&model_name) {
+                    Some(ModelState::Failed { code, message }) => (
+                        "model_failed",
+                        format!("model `{model_name}` failed to load ({code}): {message}"),
+                    ),
+                    _ => (model_error_code(&e), e.to_string()),
+                };
+                ready
+                    .iter()
+                    .map(|_| Err(Failure::new(code, message.clone())))
+                    .collect()
+            }
+        };
+        for ((job, _), outcome) in ready.iter().zip(outcomes) {
+            self.finish_job(job, outcome).await?;
+        }
+        Ok(())
+    }
+
+    async fn init_image(&self, job: &Job) -> Result<Option<RgbImage>, Failure> {
+        if job.params.strength.is_none() {
+            return Ok(None);
+        }
+        let bytes = self
+            .inner
+            .blobs
+            .get(&init_image_key(job.id))
+            .await
+            .map_err(|e| Failure::new("init_image_missing", e.to_string()))?;
+        easel_media::decode_untrusted(&bytes, &easel_media::DecodeLimits::default())
+            .map(Some)
+            .map_err(|e| Failure::new("invalid_image", e.to_string()))
+    }
+
+    /// The engine call on the engine thread, with lease renewal, remote
+    /// cancels and deadlines watched meanwhile. One outcome per job.
+    async fn render(
+        &self,
+        worker: &Worker,
+        model: Arc<dyn crate::models::Generator>,
+        jobs: &[(Job, Option<RgbImage>)],
+        token: CancelToken,
+    ) -> Vec<Outcome> {
+        let mut ranges = Vec::with_capacity(jobs.len());
+        let mut start = 0usize;
+        for (job, _) in jobs {
+            let n = job.params.n as usize;
+            ranges.push((job.id, start..start + n));
+            start += n;
+        }
+        let owned: Vec<_> = jobs
+            .iter()
+            .map(|(job, init)| (job.params.clone(), job.options, init.clone()))
+            .collect();
+        let mut sink = BatchSink {
+            jobs: self.clone(),
+            ranges,
+            preview_every: worker.settings.preview_every_steps,
+        };
+        let engine_token = token.clone();
+        let render = worker.engine.run(move || {
+            let parts: Vec<BatchPart<'_>> = owned
+                .iter()
+                .map(|(params, output, init)| BatchPart {
+                    params,
+                    output,
+                    init_image: init.as_ref(),
+                })
+                .collect();
+            pipeline::render_batch(&*model, &parts, &mut sink, &engine_token)
+        });
+        tokio::pin!(render);
+        let lease = worker.settings.lease;
+        let mut renew = tokio::time::interval(lease / 3);
+        renew.tick().await;
+        let result = loop {
+            let deadline = self.next_deadline(jobs);
+            tokio::select! {
+                result = &mut render => break result,
+                _ = renew.tick() => self.keep_leases(jobs, &worker.name, lease).await,
+                _ = sleep_until(deadline) => self.stop_overdue(jobs).await,
+            }
+        };
+        match result {
+            None => jobs
+                .iter()
+                .map(|_| {
+                    Err(Failure::new(
+                        "engine_panic",
+                        "the engine panicked; see the server log",
+                    ))
+                })
+                .collect(),
+            Some(Err(e)) if e.is_cancelled() => {
+                jobs.iter().map(|_| Err(Failure::cancelled())).collect()
+            }
+            Some(Err(e)) => {
+                let code = e.code();
+                let message = e.to_string();
+                jobs.iter()
+                    .map(|_| Err(Failure::new(code, message.clone())))
+                    .collect()
+            }
+            Some(Ok(per_job)) => per_job
+                .into_iter()
+                .map(|r| r.map_err(|e| Failure::new(e.code(), e.to_string())))
+                .collect(),
+        }
+    }
+
+    /// The earliest deadline among the batch's jobs that are still live.
+    fn next_deadline(&self, jobs: &[(Job, Option<RgbImage>)]) -> Option<DateTime<Utc>> {
+        let running = self.inner.running.lock().expect("running lock poisoned");
+        jobs.iter()
+            .filter(|(job, _)| running.get(&job.id).is_some_and(|r| r.reason.is_none()))
+            .filter_map(|(job, _)| job.deadline_at)
+            .min()
+    }
+
+    async fn stop_overdue(&self, jobs: &[(Job, Option<RgbImage>)]) {
+        let now = Utc::now();
+        for (job, _) in jobs {
+            if job.deadline_at.is_some_and(|d| d <= now) {
+                self.stop_job(job.id, CancelReason::Deadline).await;
+            }
+        }
+    }
+
+    /// Renews every live job's lease; stops a job whose lease was lost or
+    /// whose owner asked (through the store) to cancel it.
+    async fn keep_leases(&self, jobs: &[(Job, Option<RgbImage>)], worker: &str, lease: Duration) {
+        let db = &self.inner.db;
+        for (job, _) in jobs {
+            let id = job.id;
+            let reason = match db.renew_lease(id, worker, lease).await {
+                Ok(false) => Some(CancelReason::LeaseLost),
+                Ok(true) => match db.cancel_requested(id).await {
+                    Ok(true) => Some(CancelReason::User),
+                    _ => None,
+                },
+                Err(e) => {
+                    tracing::warn!(job = %id, error = %e, "could not renew the lease");
+                    None
+                }
+            };
+            if let Some(reason) = reason {
+                self.stop_job(id, reason).await;
+            }
+        }
+    }
+
+    /// Records one job's result. The job's stop reason, if any, wins over
+    /// what the engine produced.
+    async fn finish_job(&self, job: &Job, outcome: Outcome) -> Result<(), JobError> {
+        let reason = self
+            .inner
+            .running
+            .lock()
+            .expect("running lock poisoned")
+            .remove(&job.id)
+            .and_then(|r| r.reason);
+        let db = &self.inner.db;
+        let job_id = job.id;
+        match (reason, outcome) {
+            // The job is no longer ours (its lease expired and another
+            // worker took it): store nothing, change nothing.
+            (Some(CancelReason::LeaseLost), _) => {
+                tracing::warn!(job = %job_id, "lease lost; dropping the job's work");
+            }
+            (Some(CancelReason::User), _) => {
+                // A detached job was recorded when it was stopped.
+                if let Some(done) = self.record_stop(job_id, CancelReason::User).await? {
+                    self.inner.hub.publish(done);
+                }
+            }
+            (Some(CancelReason::Deadline), _) => {
+                if let Some(done) = self.record_stop(job_id, CancelReason::Deadline).await? {
+                    self.inner.hub.publish(done);
+                }
+            }
+            (Some(CancelReason::Shutdown), Err(f)) if f.cancelled => {
+                tracing::warn!(job = %job_id, "shutdown: job put back in the queue");
+                db.requeue(job_id).await.map_err(JobError::Store)?;
+                self.inner.hub.publish(JobEvent::Queued { job_id });
+            }
+            (_, Ok(images)) => self.complete(job, images).await?,
+            (_, Err(f)) if f.cancelled => {
+                tracing::info!(job = %job_id, "job cancelled while running");
+                if let Some(done) = self.record_stop(job_id, CancelReason::User).await? {
+                    self.inner.hub.publish(done);
+                }
+            }
+            (_, Err(f)) => {
+                tracing::warn!(job = %job_id, code = f.code, message = %f.message, "job failed");
+                db.mark_failed(job_id, f.code, &f.message)
+                    .await
+                    .map_err(JobError::Store)?;
+                self.inner.hub.publish(JobEvent::Failed {
+                    job_id,
+                    code: f.code.into(),
+                    message: f.message,
+                });
+            }
+        }
+        self.record_completions(1);
+        Ok(())
+    }
+
+    async fn complete(&self, job: &Job, images: Vec<RenderedImage>) -> Result<(), JobError> {
+        let job_id = job.id;
+        match self.store_images(job, images).await {
+            Ok(ids) => {
+                tracing::info!(job = %job_id, images = ids.len(), "job succeeded");
+                self.inner.hub.publish(JobEvent::Completed {
+                    job_id,
+                    image_ids: ids,
+                });
+            }
+            Err(e) => {
+                // Cancelled (or finished elsewhere) at the last moment: the
+                // store refused the completion, so report what it holds.
+                let current = self.get(job_id).await?;
+                if current.status.is_terminal() {
+                    self.inner.hub.publish(terminal_or_current_event(&current));
+                    return Ok(());
+                }
+                tracing::error!(job = %job_id, error = %e, "storing images failed");
+                self.inner
+                    .db
+                    .mark_failed(job_id, "storage_failed", &e.to_string())
+                    .await
+                    .map_err(JobError::Store)?;
+                self.inner.hub.publish(JobEvent::Failed {
+                    job_id,
+                    code: "storage_failed".into(),
+                    message: "storing the images failed; see the server log".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the files, then records every image and completes the job in
+    /// one transaction. Files written for a transaction that fails are
+    /// removed again, so nothing is stored half-way.
+    async fn store_images(
+        &self,
+        job: &Job,
+        images: Vec<RenderedImage>,
+    ) -> Result<Vec<ImageId>, JobError> {
+        let model_hash = self
+            .inner
+            .models
+            .get(Some(&job.params.model))
+            .map(|m| m.info().content_hash.clone())
+            .unwrap_or_default();
+        let format = job.options.output_format;
+        let mut records = Vec::with_capacity(images.len());
+        let mut written = Vec::with_capacity(images.len());
+        for image in images {
+            let key = job_image_key(job.id, image.index, format, job.created_at);
+            let byte_size = image.bytes.len() as u64;
+            if let Err(e) = self.inner.blobs.put(&key, Bytes::from(image.bytes)).await {
+                self.remove_blobs(&written).await;
+                return Err(JobError::Blob(e));
+            }
+            written.push(key.clone());
+            let p = &job.params;
+            records.push(NewImage {
+                id: ImageId::new(),
+                index_in_job: image.index,
+                prompt: p.prompt.clone(),
+                negative_prompt: p.negative_prompt.clone(),
+                seed: image.seed,
+                params: p.clone(),
+                model: p.model.clone(),
+                model_hash: model_hash.clone(),
+                sampler: image.sampler.as_str().into(),
+                schedule: p.schedule.as_str().into(),
+                steps: p.steps,
+                guidance: p.guidance_scale,
+                width: image.width,
+                height: image.height,
+                format,
+                byte_size,
+                sha256: image.sha256,
+                object_key: key,
+                timings: vec![
+                    timing("text_encode", image.timings.text_encode_s),
+                    timing("denoise", image.timings.denoise_s),
+                    timing("decode", image.timings.decode_s),
+                    timing("encode", image.encode_s),
+                ],
+                warnings: image.warnings,
+                watermark_id: None,
+                perceptual_hash: None,
+                moderation: None,
+                flags: Vec::new(),
+            });
+        }
+        let ids = records.iter().map(|r| r.id).collect();
+        if let Err(e) = self
+            .inner
+            .db
+            .complete_job_with_images(job.id, records)
+            .await
+        {
+            // Another attempt may own these keys now (this one lost its
+            // lease); only remove them if the job did not succeed.
+            if !matches!(e, StoreError::InvalidTransition { .. }) {
+                self.remove_blobs(&written).await;
+            }
+            return Err(JobError::Store(e));
+        }
+        if job.params.strength.is_some() {
+            let _ = self.inner.blobs.delete(&init_image_key(job.id)).await;
+        }
+        Ok(ids)
+    }
+
+    async fn remove_blobs(&self, keys: &[String]) {
+        for key in keys {
+            if let Err(e) = self.inner.blobs.delete(key).await {
+                tracing::warn!(key, error = %e, "could not remove an orphaned image file");
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<DateTime<Utc>>) {
+    match deadline {
+        Some(at) => {
+            let left = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            tokio::time::sleep(left).await
+        }
+        None => std::future::pending().await,
+    }
+}
+
+fn timing(stage: &str, seconds: f64) -> StageTiming {
+    StageTiming {
+        stage: stage.into(),
+        seconds,
+    }
+}
+
+fn model_error_code(e: &ModelLookupError) -> &'static str {
+    match e {
+        ModelLookupError::NotFound { .. } => "model_not_found",
+        _ => "model_not_ready",
+    }
+}
+
+/// Publishes each engine step to the watchers of every live job of the
+/// batch, with that job's slice of the previews.
+struct BatchSink {
+    jobs: Jobs,
+    ranges: Vec<(JobId, Range<usize>)>,
+    preview_every: u32,
+}
+
+impl ProgressSink for BatchSink {
+    fn on_step(&mut self, progress: Progress) {
+        for (job_id, range) in &self.ranges {
+            if !self.jobs.is_live(*job_id) {
+                continue;
+            }
+            let previews = progress
+                .previews
+                .as_ref()
+                .and_then(|all| all.get(range.clone()))
+                .map(|mine| mine.iter().filter_map(preview_url).collect())
+                .unwrap_or_default();
+            self.jobs.inner.hub.publish(JobEvent::Progress {
+                job_id: *job_id,
+                step: progress.step,
+                total: progress.total,
+                previews,
+            });
+        }
+    }
+
+    fn wants_preview(&self, step: u32) -> bool {
+        self.preview_every > 0 && step % self.preview_every == 0
+    }
+}
+
+/// A preview as a `data:` URL of a PNG.
+fn preview_url(image: &RgbImage) -> Option<String> {
+    let png = easel_media::encode(
+        image,
+        OutputFormat::Png,
+        None,
+        &easel_media::Metadata::none(),
+    )
+    .ok()?;
+    Some(format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(png)
+    ))
+}

@@ -1,0 +1,115 @@
+//! Stopping a running job without stopping its batch.
+//!
+//! A job in a batch shares the batch's [`CancelToken`](easel_engine::CancelToken)
+//! with its companions. Stopping one job (its owner cancels, its deadline
+//! passes, its lease is lost) marks it with a reason. If every job of the
+//! batch is now stopped, the token is cancelled and the engine stops at its
+//! next step; otherwise the job is *detached*: recorded at once (cancelled,
+//! or failed with `deadline_exceeded`) while the batch runs on, and its
+//! images are dropped when the batch ends.
+
+use easel_core::JobId;
+use easel_store::StoreError;
+
+use crate::error::JobError;
+use crate::events::JobEvent;
+use crate::handle::{CancelReason, Jobs};
+
+/// What stopping a job did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stopped {
+    /// This process is not running the job (or it was already stopped).
+    NotHere,
+    /// Every job of the batch is stopped: the engine call was cancelled,
+    /// and the worker records the job when the call returns.
+    Batch,
+    /// The batch runs on without the job.
+    Detached,
+}
+
+impl Jobs {
+    /// Stops a running job for `reason`, detaching it from its batch when
+    /// companions are still live; a detached job is recorded at once.
+    pub(crate) async fn stop_job(&self, id: JobId, reason: CancelReason) -> Stopped {
+        let stopped = self.mark_stopped(id, reason);
+        if stopped == Stopped::Detached {
+            match self.record_stop(id, reason).await {
+                Ok(Some(event)) => self.inner.hub.publish(event),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(job = %id, error = %e, "could not record a stopped job"),
+            }
+        }
+        stopped
+    }
+
+    fn mark_stopped(&self, id: JobId, reason: CancelReason) -> Stopped {
+        let mut running = self.inner.running.lock().expect("running lock poisoned");
+        let Some(job) = running.get_mut(&id) else {
+            return Stopped::NotHere;
+        };
+        if job.reason.is_some() {
+            return Stopped::NotHere;
+        }
+        job.reason = Some(reason);
+        let (batch, token) = (job.batch, job.token.clone());
+        let all_stopped = running
+            .values()
+            .filter(|r| r.batch == batch)
+            .all(|r| r.reason.is_some());
+        if all_stopped {
+            token.cancel();
+            Stopped::Batch
+        } else {
+            Stopped::Detached
+        }
+    }
+
+    /// Writes a stopped job's end to the store and returns the event to
+    /// publish; `None` when the store already holds an end (the job was
+    /// recorded when it was detached, or finished meanwhile) or, for a lost
+    /// lease, when the job is not ours to record.
+    pub(crate) async fn record_stop(
+        &self,
+        id: JobId,
+        reason: CancelReason,
+    ) -> Result<Option<JobEvent>, JobError> {
+        let db = &self.inner.db;
+        let result = match reason {
+            CancelReason::LeaseLost | CancelReason::Shutdown => return Ok(None),
+            CancelReason::User => db
+                .mark_cancelled(id)
+                .await
+                .map(|_| JobEvent::Cancelled { job_id: id }),
+            CancelReason::Deadline => db
+                .mark_failed(
+                    id,
+                    "deadline_exceeded",
+                    "the job's deadline (X-Easel-Timeout) passed while it ran",
+                )
+                .await
+                .map(|_| JobEvent::Failed {
+                    job_id: id,
+                    code: "deadline_exceeded".into(),
+                    message: "the job's deadline (X-Easel-Timeout) passed while it ran".into(),
+                }),
+        };
+        match result {
+            Ok(event) => {
+                tracing::info!(job = %id, ?reason, "running job stopped");
+                Ok(Some(event))
+            }
+            Err(StoreError::InvalidTransition { .. }) => Ok(None),
+            Err(e) => Err(JobError::Store(e)),
+        }
+    }
+
+    /// Whether the job is running here and has not been stopped.
+    pub(crate) fn is_live(&self, id: JobId) -> bool {
+        self.inner
+            .running
+            .lock()
+            .expect("running lock poisoned")
+            .get(&id)
+            .is_some_and(|r| r.reason.is_none())
+    }
+}
