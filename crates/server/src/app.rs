@@ -59,7 +59,10 @@ impl Application {
         jobs.recover()
             .await
             .context("requeueing jobs left running")?;
-        let worker = config.worker.enabled.then(|| jobs.start_worker());
+        let worker = config
+            .worker
+            .enabled
+            .then(|| jobs.start_worker_with(config.worker.settings()));
         let state = AppState {
             signer: Arc::new(UrlSigner::new(key, config.urls.ttl_seconds)),
             keys: Arc::new(ApiKeys::new(config.auth.api_keys.clone())),

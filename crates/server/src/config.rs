@@ -246,13 +246,47 @@ pub struct WorkerConfig {
     /// 504 `timeout` (the job is then cancelled), in seconds. Default: 600.
     /// Env: `EASEL_WORKER__SYNC_TIMEOUT_SECONDS`.
     pub sync_timeout_seconds: u64,
+    /// Most images in one engine call; a job with more runs alone. At least
+    /// 1. Default: 4 (see `docs/performance.md` for the measurement behind
+    /// it). Env: `EASEL_WORKER__MAX_BATCH_IMAGES`.
+    pub max_batch_images: u32,
+    /// How long a batch that is not full may wait for companions with the
+    /// same settings, counted from its first job's arrival, in
+    /// milliseconds. Default: 10. Env: `EASEL_WORKER__BATCH_WINDOW_MS`.
+    pub batch_window_ms: u64,
+    /// Publish a preview with the progress event every this many denoising
+    /// steps; 0 turns previews off. Default: 0.
+    /// Env: `EASEL_WORKER__PREVIEW_EVERY_STEPS`.
+    pub preview_every_steps: u32,
+    /// How long a claimed job is leased, in seconds; renewed every third of
+    /// it while it runs. A job whose worker died goes back to the queue this
+    /// long after its last renewal. Default: 60.
+    /// Env: `EASEL_WORKER__LEASE_SECONDS`.
+    pub lease_seconds: u64,
 }
 
 impl Default for WorkerConfig {
     fn default() -> Self {
+        let batching = easel_jobs::WorkerSettings::default();
         Self {
             enabled: true,
             sync_timeout_seconds: 600,
+            max_batch_images: batching.max_batch_images,
+            batch_window_ms: batching.batch_window.as_millis() as u64,
+            preview_every_steps: batching.preview_every_steps,
+            lease_seconds: batching.lease.as_secs(),
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// The job system's worker settings.
+    pub fn settings(&self) -> easel_jobs::WorkerSettings {
+        easel_jobs::WorkerSettings {
+            max_batch_images: self.max_batch_images.max(1),
+            batch_window: std::time::Duration::from_millis(self.batch_window_ms),
+            preview_every_steps: self.preview_every_steps,
+            lease: std::time::Duration::from_secs(self.lease_seconds.max(3)),
         }
     }
 }

@@ -9,4 +9,5 @@ mod helpers;
 mod jobs;
 mod models;
 mod openai_sdk;
+mod queue;
 mod service;
