@@ -1,5 +1,5 @@
 //! Subcommands: `serve`, `generate`, `models list`, `keys create`, `bench engine`
-//! (in `crate::bench`).
+//! (in `crate::bench`), `eval` (in `crate::eval`).
 
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
@@ -45,6 +45,9 @@ enum Command {
         #[command(subcommand)]
         command: crate::bench::BenchCommand,
     },
+    /// Generate a fixed prompt list and report scorer retrieval accuracy,
+    /// near-copies and seconds per image, with a contact sheet.
+    Eval(crate::eval::EvalArgs),
 }
 
 #[derive(Debug, Args)]
@@ -158,6 +161,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench { command } => {
             init_logging("warn");
             crate::bench::run(command)
+        }
+        Command::Eval(args) => {
+            init_logging("warn");
+            crate::eval::run(args)
         }
     }
 }

@@ -2,6 +2,7 @@
 
 mod bench;
 mod commands;
+mod eval;
 
 use clap::Parser as _;
 
