@@ -245,3 +245,51 @@ fn a_clip_folder_with_another_activation_is_refused_before_loading_weights() {
     assert_eq!(err.code(), "invalid_model_config");
     assert!(err.to_string().contains("quick_gelu"), "{err}");
 }
+
+#[test]
+fn a_bundled_model_image_ranks_its_prompt_in_the_scorer_top_5() {
+    let Some(dir) = bundled_scorer_dir() else {
+        return;
+    };
+    let model_dir = dir.parent().unwrap();
+    let model = easel_engine::Model::load(model_dir, &Default::default()).unwrap();
+    let info = model.info().clone();
+    // The first prompt of `easel eval` with its seed (rank 1 of 100 there).
+    let request = easel_engine::ImageRequest {
+        prompt: "red apple".into(),
+        negative_prompt: String::new(),
+        size: info.default_size,
+        steps: info.default_steps,
+        guidance_scale: info.default_guidance,
+        seed: 1000,
+        sampler: None,
+        schedule: easel_core::ScheduleKind::Default,
+        init_image: None,
+    };
+    let cancel = easel_engine::CancelToken::new();
+    let a = model
+        .generate(&[request.clone()], &mut (), &cancel)
+        .unwrap();
+    let b = model.generate(&[request], &mut (), &cancel).unwrap();
+    assert_eq!(a[0].image, b[0].image, "same seed, different pixels");
+
+    let list = std::fs::read_to_string(model_dir.join("eval/prompts.txt")).unwrap();
+    let names: Vec<&str> = list
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.contains('='))
+        .collect();
+    assert_eq!(names.len(), 100);
+    let scorer = load_scorer(&dir, DeviceChoice::Cpu).unwrap();
+    let image = &scorer.embed_images(&[a[0].image.clone()]).unwrap()[0];
+    let scores: Vec<f32> = scorer
+        .embed_texts(&names)
+        .unwrap()
+        .iter()
+        .map(|t| cosine(image, t))
+        .collect();
+    let own = scores[names.iter().position(|n| *n == "red apple").unwrap()];
+    let rank = scores.iter().filter(|&&s| s > own).count();
+    assert!(rank < 5, "red apple ranks {rank} of 100");
+    assert!((scorer.score(&a[0].image, "red apple").unwrap() - own).abs() < 1e-5);
+}
