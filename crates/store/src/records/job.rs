@@ -127,6 +127,10 @@ impl InsertOutcome {
 }
 
 /// The result of [`Db::insert_job_bounded`](crate::Db::insert_job_bounded).
+// The small variant is the rare one (a refusal), and the value lives only
+// until the caller matches on it: boxing the job would cost an allocation
+// on every admitted insert to save stack space nobody keeps.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum BoundedInsert {
     /// There was room (or the job already existed: an idempotent retry is
