@@ -268,7 +268,7 @@ fn a_bundled_model_image_ranks_its_prompt_in_the_scorer_top_5() {
     };
     let cancel = easel_engine::CancelToken::new();
     let a = model
-        .generate(&[request.clone()], &mut (), &cancel)
+        .generate(std::slice::from_ref(&request), &mut (), &cancel)
         .unwrap();
     let b = model.generate(&[request], &mut (), &cancel).unwrap();
     assert_eq!(a[0].image, b[0].image, "same seed, different pixels");

@@ -38,7 +38,7 @@ use crate::request::RgbImage;
 /// OpenAI CLIP's image normalisation (`OPENAI_CLIP_MEAN` / `OPENAI_CLIP_STD`
 /// in transformers' `image_utils.py`).
 const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_1];
+const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
 /// `text_config` of a transformers `CLIPConfig` (defaults: `CLIPTextConfig`'s).
 #[derive(Debug, Deserialize)]

@@ -57,9 +57,9 @@ pub fn phash(img: &RgbImage) -> u64 {
         }
     }
     let mut v = [0f64; 64];
-    for i in 0..64 {
+    for (i, vi) in v.iter_mut().enumerate() {
         let (k, l) = (i / 8, i % 8);
-        v[i] = (0..N).map(|n| t[k][n] * c[l][n]).sum();
+        *vi = (0..N).map(|n| t[k][n] * c[l][n]).sum();
     }
     let mut sorted = v;
     sorted.sort_by(f64::total_cmp);
