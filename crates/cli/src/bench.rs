@@ -20,6 +20,9 @@ use easel_engine::bench::{self, BenchOptions, BenchReport, ReferenceReport};
 pub enum BenchCommand {
     /// Time text encoding, one denoiser step (batch 1 and 2) and decoding.
     Engine(EngineArgs),
+    /// The whole server at concurrency 1, 4 and 8 against the raw engine
+    /// loop at the same batch sizes.
+    Serve(crate::bench_serve::ServeArgs),
 }
 
 /// Flags of `easel bench engine`.
@@ -59,7 +62,13 @@ pub struct EngineArgs {
 
 /// Runs `easel bench ...`.
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
-    let BenchCommand::Engine(args) = command;
+    let args = match command {
+        BenchCommand::Engine(args) => args,
+        BenchCommand::Serve(args) => {
+            let (name, dir) = crate::commands::model_folder(None, args.model().cloned())?;
+            return crate::bench_serve::run(args, name, dir);
+        }
+    };
     if let Some(n) = args.threads {
         if n == 0 {
             bail!("--threads must be at least 1");

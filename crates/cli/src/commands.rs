@@ -159,7 +159,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench { command } => {
-            init_logging("warn");
+            // The server `bench serve` starts polls /readyz: its 503s are
+            // expected, not worth a log line.
+            init_logging("warn,tower_http=off");
             crate::bench::run(command)
         }
         Command::Eval(args) => {
@@ -209,7 +211,7 @@ fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// The model folder to use: `--model`, else the configured default.
-fn model_folder(
+pub(crate) fn model_folder(
     config_file: Option<PathBuf>,
     model: Option<PathBuf>,
 ) -> anyhow::Result<(String, PathBuf)> {

@@ -55,7 +55,9 @@ impl Default for WorkerSettings {
     /// The defaults documented in `docs/configuration.md`.
     fn default() -> Self {
         Self {
-            max_batch_images: 4,
+            // On a CPU a batch costs what its images cost one by one, so
+            // batching only adds latency; see docs/performance.md.
+            max_batch_images: 1,
             batch_window: Duration::from_millis(10),
             preview_every_steps: 0,
             lease: Duration::from_secs(60),

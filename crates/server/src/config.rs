@@ -247,8 +247,9 @@ pub struct WorkerConfig {
     /// Env: `EASEL_WORKER__SYNC_TIMEOUT_SECONDS`.
     pub sync_timeout_seconds: u64,
     /// Most images in one engine call; a job with more runs alone. At least
-    /// 1. Default: 4 (see `docs/performance.md` for the measurement behind
-    /// it). Env: `EASEL_WORKER__MAX_BATCH_IMAGES`.
+    /// 1. Default: 1, because on a CPU a batch costs what its images cost
+    /// one by one and only adds latency (`docs/performance.md` has the
+    /// measurement); raise it on a GPU. Env: `EASEL_WORKER__MAX_BATCH_IMAGES`.
     pub max_batch_images: u32,
     /// How long a batch that is not full may wait for companions with the
     /// same settings, counted from its first job's arrival, in
