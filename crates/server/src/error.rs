@@ -13,6 +13,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use easel_core::ParamError;
+use easel_jobs::models::UnloadError;
 use easel_jobs::{JobError, ModelLookupError};
 use serde::Serialize;
 
@@ -232,6 +233,20 @@ impl From<ModelLookupError> for ApiError {
             ModelLookupError::NotReady { .. } => {
                 ApiError::new(ErrorKind::Unavailable, "model_not_ready", e.to_string())
                     .with_param("model")
+            }
+        }
+    }
+}
+
+impl From<UnloadError> for ApiError {
+    fn from(e: UnloadError) -> Self {
+        match e {
+            UnloadError::NotFound(e) => ApiError::from(e),
+            e @ UnloadError::InUse { .. } => {
+                ApiError::new(ErrorKind::Conflict, "model_in_use", e.to_string())
+            }
+            e @ UnloadError::Loading { .. } => {
+                ApiError::new(ErrorKind::Conflict, "model_loading", e.to_string())
             }
         }
     }

@@ -10,7 +10,6 @@
 use axum::Json;
 use axum::extract::{Extension, State};
 use axum::http::StatusCode;
-use easel_jobs::models::UnloadError;
 
 use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, ErrorKind};
@@ -76,15 +75,7 @@ pub async fn unload_model(
 ) -> Result<Json<ModelObject>, ApiError> {
     require_admin(&principal)?;
     let models = state.jobs.models();
-    models.unload(&name).map_err(|e| match e {
-        UnloadError::NotFound(e) => ApiError::from(e),
-        e @ UnloadError::InUse { .. } => {
-            ApiError::new(ErrorKind::Conflict, "model_in_use", e.to_string())
-        }
-        e @ UnloadError::Loading { .. } => {
-            ApiError::new(ErrorKind::Conflict, "model_loading", e.to_string())
-        }
-    })?;
+    models.unload(&name)?;
     tracing::info!(model = %name, by = principal.name(), "admin: model unloaded");
     let status = models.status(&name)?;
     Ok(Json(model_object(&status)))
