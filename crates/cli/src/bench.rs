@@ -69,18 +69,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
             return crate::bench_serve::run(args, name, dir);
         }
     };
-    if let Some(n) = args.threads {
-        if n == 0 {
-            bail!("--threads must be at least 1");
-        }
-        // candle sizes its rayon pools from these variables the first time a
-        // kernel runs, which is after this point (nothing has been loaded).
-        // SAFETY: no other thread exists yet that could read the environment.
-        unsafe {
-            std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-            std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
-        }
-    }
+    crate::commands::set_compute_threads(args.threads)?;
     let size = args.size.as_deref().map(parse_size).transpose()?;
     let opts = BenchOptions {
         size,

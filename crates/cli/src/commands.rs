@@ -171,6 +171,25 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Sets the compute thread count (`--threads`) for candle's pools. Call
+/// before any model is loaded: candle sizes its rayon pools from these
+/// variables the first time a kernel runs.
+pub(crate) fn set_compute_threads(threads: Option<usize>) -> anyhow::Result<()> {
+    let Some(n) = threads else {
+        return Ok(());
+    };
+    if n == 0 {
+        bail!("--threads must be at least 1");
+    }
+    // SAFETY: called from `main`'s thread before any other thread exists
+    // that could read the environment.
+    unsafe {
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+    }
+    Ok(())
+}
+
 fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("EASEL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

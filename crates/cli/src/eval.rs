@@ -151,17 +151,7 @@ struct Outcome {
 
 /// Runs `easel eval`.
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
-    if let Some(n) = args.threads {
-        if n == 0 {
-            bail!("--threads must be at least 1");
-        }
-        // As in `easel bench`: candle sizes its pools from these on first use.
-        // SAFETY: no other thread exists yet that could read the environment.
-        unsafe {
-            std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-            std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
-        }
-    }
+    crate::commands::set_compute_threads(args.threads)?;
     let dir = &args.model_dir;
     let prompts_path = args
         .prompts

@@ -52,6 +52,28 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// The scorer's text embeddings of the golden prompts match the reference's
+/// within `tol`; returns the prompts.
+fn check_text_embeddings<'a>(scorer: &dyn Scorer, golden: &'a Value, tol: f32) -> Vec<&'a str> {
+    let prompts: Vec<&str> = golden["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    let texts = scorer.embed_texts(&prompts).unwrap();
+    for (i, want) in golden["text_embeddings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        let d = max_abs_diff(&texts[i], &floats(want));
+        assert!(d < tol, "text embedding of {:?}: max diff {d}", prompts[i]);
+    }
+    prompts
+}
+
 fn bundled_scorer_dir() -> Option<PathBuf> {
     let dir = root().join("models/easel-emoji/scorer");
     if dir.join("model.safetensors").is_file() {
@@ -69,22 +91,7 @@ fn the_emoji_scorer_matches_the_pytorch_reference_within_1e_3() {
     };
     let golden = fixture("golden.json");
     let scorer = EmojiScorer::load(&dir, DeviceChoice::Cpu).unwrap();
-    let prompts: Vec<&str> = golden["prompts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_str().unwrap())
-        .collect();
-    let texts = scorer.embed_texts(&prompts).unwrap();
-    for (i, want) in golden["text_embeddings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .enumerate()
-    {
-        let d = max_abs_diff(&texts[i], &floats(want));
-        assert!(d < 1e-3, "text embedding of {:?}: max diff {d}", prompts[i]);
-    }
+    let prompts = check_text_embeddings(&scorer, &golden, 1e-3);
     let entries = golden["images"].as_array().unwrap();
     let images: Vec<RgbImage> = entries
         .iter()
@@ -206,22 +213,7 @@ fn the_clip_scorer_matches_transformers_on_a_tiny_random_clip() {
     let scorer = load_scorer(&dir, DeviceChoice::Cpu).unwrap();
     assert_eq!(scorer.kind(), ScorerKind::Clip);
     assert_eq!(scorer.embed_dim(), 16);
-    let prompts: Vec<&str> = golden["prompts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_str().unwrap())
-        .collect();
-    let texts = scorer.embed_texts(&prompts).unwrap();
-    for (i, want) in golden["text_embeddings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .enumerate()
-    {
-        let d = max_abs_diff(&texts[i], &floats(want));
-        assert!(d < tol, "text {:?}: max diff {d}", prompts[i]);
-    }
+    check_text_embeddings(&*scorer, &golden, tol);
     for e in golden["images"].as_array().unwrap() {
         let img = image_from_hex(e["rgb_hex"].as_str().unwrap());
         let got = scorer.embed_images(&[img]).unwrap();
