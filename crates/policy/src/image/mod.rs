@@ -1,0 +1,1 @@
+//! Image moderation (work in progress).

@@ -1,0 +1,14 @@
+//! Easel's moderation decisions. It decides; it never stores, serves or
+//! speaks HTTP: the server and the worker act on what it returns and record
+//! it on the job, the image and the audit log.
+//!
+//! # Layout
+//! - [`prompt`]: prompt policy: normalisation, blocked terms and patterns,
+//!   and a semantic filter against disallowed concepts (MiniLM embeddings).
+//! - [`image`]: image moderation with the Yahoo open_nsfw classifier, run
+//!   in pure Rust.
+
+#![warn(missing_docs)]
+
+pub mod image;
+pub mod prompt;

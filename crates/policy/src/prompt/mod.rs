@@ -1,0 +1,1 @@
+//! Prompt policy (work in progress).
