@@ -52,6 +52,7 @@
 
 #![warn(missing_docs)]
 
+mod c2pa;
 mod decode;
 mod encode;
 mod error;
@@ -59,6 +60,7 @@ mod metadata;
 mod png_text;
 mod resize;
 mod sniff;
+mod watermark;
 
 pub use decode::{DecodeLimits, decode_untrusted};
 pub use easel_core::OutputFormat;

@@ -7,8 +7,15 @@
 //!   and a semantic filter against disallowed concepts (MiniLM embeddings).
 //! - [`image`]: image moderation with the Yahoo open_nsfw classifier, run
 //!   in pure Rust.
+//! - `decision`: [`Action`], shared by every check.
+//! - `error`: [`PolicyError`], one enum with a stable code per variant.
 
 #![warn(missing_docs)]
 
+mod decision;
+mod error;
 pub mod image;
 pub mod prompt;
+
+pub use decision::Action;
+pub use error::PolicyError;

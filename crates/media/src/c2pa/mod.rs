@@ -1,0 +1,1 @@
+//! C2PA Content Credentials (work in progress).
