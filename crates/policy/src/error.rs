@@ -25,6 +25,10 @@ pub enum PolicyError {
     /// Running a model failed.
     #[error("inference failed: {0}")]
     Inference(String),
+    /// An image handed to a check cannot be used (empty, or a pixel buffer
+    /// of the wrong length); says which.
+    #[error("invalid image: {0}")]
+    InvalidImage(String),
 }
 
 impl PolicyError {
@@ -34,6 +38,7 @@ impl PolicyError {
             PolicyError::Config { .. } => "policy_config_invalid",
             PolicyError::Model { .. } => "policy_model_unavailable",
             PolicyError::Inference(_) => "policy_inference_failed",
+            PolicyError::InvalidImage(_) => "policy_image_invalid",
         }
     }
 }
