@@ -77,6 +77,20 @@ impl Db {
         rows::image(&row)
     }
 
+    /// The image whose invisible watermark carries this payload id (the
+    /// 12-hex-digit form), or `None`. Should two images share an id, the
+    /// newest is returned.
+    pub async fn find_image_by_watermark(&self, watermark_id: &str) -> Result<Option<Image>> {
+        let row = sqlx::query(
+            "SELECT * FROM images WHERE watermark_id = ?1 \
+             ORDER BY created_at DESC, id DESC LIMIT 1",
+        )
+        .bind(watermark_id)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(rows::image).transpose()
+    }
+
     /// A job's images in index order (empty when it has none or does not exist).
     pub async fn images_for_job(&self, job: JobId) -> Result<Vec<Image>> {
         let found = sqlx::query("SELECT * FROM images WHERE job_id = ?1 ORDER BY index_in_job")

@@ -7,4 +7,5 @@ mod blobs;
 mod helpers;
 mod images;
 mod jobs;
+mod provenance;
 mod queue;
