@@ -59,6 +59,88 @@ pub enum MediaError {
     #[error("output_compression must be between 0 and 100, got {0}")]
     InvalidQuality(u8),
 
+    /// A C2PA credentials file (certificate chain or private key) that does
+    /// not exist.
+    #[error("C2PA credentials file {path} does not exist")]
+    C2paCredentialsMissing {
+        /// The file.
+        path: String,
+    },
+
+    /// A C2PA credentials file that exists but cannot be read or written.
+    #[error("cannot access C2PA credentials file {path}: {reason}")]
+    C2paCredentialsUnreadable {
+        /// The file.
+        path: String,
+        /// The operating system's message.
+        reason: String,
+    },
+
+    /// A C2PA credentials file that is not PEM, or whose PEM holds no
+    /// certificate or PKCS#8 private key.
+    #[error("C2PA credentials file {path} is not a usable PEM file: {reason}")]
+    C2paCredentialsNotPem {
+        /// The file.
+        path: String,
+        /// What was wrong.
+        reason: String,
+    },
+
+    /// A private key that does not belong to the chain's signing certificate.
+    #[error("the private key in {key_path} does not match the signing certificate in {chain_path}")]
+    C2paKeyMismatch {
+        /// The key file.
+        key_path: String,
+        /// The certificate chain file.
+        chain_path: String,
+    },
+
+    /// A chain that is one self-signed certificate: C2PA validators reject
+    /// it, so a CA and an end-entity certificate are needed.
+    #[error(
+        "the C2PA chain in {path} is a single self-signed certificate; C2PA needs an \
+         end-entity certificate issued by a CA"
+    )]
+    C2paSelfSigned {
+        /// The certificate chain file.
+        path: String,
+    },
+
+    /// A certificate outside its validity window now.
+    #[error("a certificate in {path} is not valid now: {reason}")]
+    C2paCertificateExpired {
+        /// The certificate chain file.
+        path: String,
+        /// Which certificate and its window.
+        reason: String,
+    },
+
+    /// A certificate or key that parses but that C2PA cannot sign with
+    /// (a CA as the signing certificate, a missing extension, an
+    /// unsupported key type).
+    #[error("C2PA cannot sign with the credentials in {path}: {reason}")]
+    C2paCredentialsRejected {
+        /// The file at fault.
+        path: String,
+        /// What was wrong.
+        reason: String,
+    },
+
+    /// Signing an image's C2PA manifest failed.
+    #[error("cannot sign the C2PA manifest: {reason}")]
+    C2paSign {
+        /// The SDK's message.
+        reason: String,
+    },
+
+    /// Reading an image's C2PA manifest failed for another reason than a
+    /// failed validation (which is reported in the summary instead).
+    #[error("cannot read the C2PA manifest: {reason}")]
+    C2paRead {
+        /// The SDK's message.
+        reason: String,
+    },
+
     /// The encoder failed (an internal error: valid pixels always encode).
     #[error("cannot encode {format}: {reason}")]
     Encode {
@@ -80,6 +162,15 @@ impl MediaError {
             MediaError::InvalidDimensions { .. } => "invalid_dimensions",
             MediaError::InvalidQuality(_) => "invalid_output_compression",
             MediaError::Encode { .. } => "encode_failed",
+            MediaError::C2paCredentialsMissing { .. } => "c2pa_credentials_missing",
+            MediaError::C2paCredentialsUnreadable { .. } => "c2pa_credentials_unreadable",
+            MediaError::C2paCredentialsNotPem { .. } => "c2pa_credentials_not_pem",
+            MediaError::C2paKeyMismatch { .. } => "c2pa_key_mismatch",
+            MediaError::C2paSelfSigned { .. } => "c2pa_self_signed_certificate",
+            MediaError::C2paCertificateExpired { .. } => "c2pa_certificate_expired",
+            MediaError::C2paCredentialsRejected { .. } => "c2pa_credentials_rejected",
+            MediaError::C2paSign { .. } => "c2pa_sign_failed",
+            MediaError::C2paRead { .. } => "c2pa_read_failed",
         }
     }
 

@@ -21,6 +21,9 @@
 //! - `decode`: [`decode_untrusted`] and its [`DecodeLimits`].
 //! - `resize`: [`resize`] with a Lanczos-3 filter.
 //! - `png_text`: [`read_png_text`], for tests and `easel verify`.
+//! - `c2pa`: [`C2paSigner`] embeds signed C2PA Content Credentials (a
+//!   `c2pa.created` action, trained algorithmic media, the model hash);
+//!   [`read_c2pa`] validates them.
 //!
 //! # Example
 //! ```
@@ -62,6 +65,8 @@ mod resize;
 mod sniff;
 mod watermark;
 
+// `self::`: the extern crate `c2pa` shares the module's name.
+pub use self::c2pa::{C2paSigner, C2paSummary, ClaimInfo, read_c2pa};
 pub use decode::{DecodeLimits, decode_untrusted};
 pub use easel_core::OutputFormat;
 pub use encode::{DEFAULT_JPEG_QUALITY, encode};

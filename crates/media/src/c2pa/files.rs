@@ -1,0 +1,103 @@
+//! Where signing credentials come from: configured files, or
+//! `ca.pem`, `chain.pem` and `signer.key` in a data directory, generated
+//! there on first use.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use super::generate::generate;
+use crate::error::MediaError;
+
+/// The generated CA certificate (for readers' trust anchors).
+pub(crate) const CA_FILE: &str = "ca.pem";
+/// The signing certificate followed by the CA.
+pub(crate) const CHAIN_FILE: &str = "chain.pem";
+/// The signing key (PKCS#8, mode 0600).
+pub(crate) const KEY_FILE: &str = "signer.key";
+
+/// PEM texts and the names of the files they came from.
+pub(crate) struct Loaded {
+    pub chain_pem: String,
+    pub chain_path: String,
+    pub key_pem: String,
+    pub key_path: String,
+    pub ca_pem: Option<String>,
+}
+
+/// Reads the configured pair, or reuses or generates the pair in `dir`.
+pub(crate) fn load(dir: &Path, configured: Option<(&Path, &Path)>) -> Result<Loaded, MediaError> {
+    if let Some((chain, key)) = configured {
+        return Ok(Loaded {
+            chain_pem: read(chain)?,
+            chain_path: chain.display().to_string(),
+            key_pem: read(key)?,
+            key_path: key.display().to_string(),
+            ca_pem: None,
+        });
+    }
+    let (ca, chain, key) = (dir.join(CA_FILE), dir.join(CHAIN_FILE), dir.join(KEY_FILE));
+    match (chain.exists(), key.exists()) {
+        (true, true) => {}
+        (false, false) => write_generated(dir, &ca, &chain, &key)?,
+        // Half a pair: never overwrite a key that may have signed images.
+        (true, false) => return Err(missing(&key)),
+        (false, true) => return Err(missing(&chain)),
+    }
+    Ok(Loaded {
+        chain_pem: read(&chain)?,
+        chain_path: chain.display().to_string(),
+        key_pem: read(&key)?,
+        key_path: key.display().to_string(),
+        ca_pem: if ca.exists() { Some(read(&ca)?) } else { None },
+    })
+}
+
+fn write_generated(dir: &Path, ca: &Path, chain: &Path, key: &Path) -> Result<(), MediaError> {
+    let generated = generate()?;
+    std::fs::create_dir_all(dir).map_err(|e| unreadable(dir, e))?;
+    // The key first and the chain last: a crash in between leaves a key
+    // without a chain, which the next start reports instead of replacing.
+    write_new(key, &generated.key_pem, 0o600)?;
+    write_new(ca, &generated.ca_pem, 0o644)?;
+    write_new(chain, &generated.chain_pem, 0o644)
+}
+
+fn write_new(path: &Path, text: &str, mode: u32) -> Result<(), MediaError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut file = options.open(path).map_err(|e| unreadable(path, e))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| unreadable(path, e))
+}
+
+fn read(path: &Path) -> Result<String, MediaError> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            missing(path)
+        } else {
+            unreadable(path, e)
+        }
+    })?;
+    String::from_utf8(bytes).map_err(|_| MediaError::C2paCredentialsNotPem {
+        path: path.display().to_string(),
+        reason: "not UTF-8 text (a DER file? convert it to PEM)".into(),
+    })
+}
+
+fn missing(path: &Path) -> MediaError {
+    MediaError::C2paCredentialsMissing {
+        path: PathBuf::from(path).display().to_string(),
+    }
+}
+
+fn unreadable(path: &Path, e: std::io::Error) -> MediaError {
+    MediaError::C2paCredentialsUnreadable {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
