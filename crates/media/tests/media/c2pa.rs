@@ -363,3 +363,30 @@ fn a_ca_as_the_signing_certificate_is_refused() {
     assert_eq!(err.code(), "c2pa_credentials_rejected");
     assert!(err.to_string().contains("CA"), "{err}");
 }
+
+/// `crates/media/tests/fixtures/c2pa/` (made by `tools/c2pa/make_fixtures.sh`).
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/c2pa")
+        .join(name)
+}
+
+#[test]
+fn an_openssl_made_p384_chain_signs_every_format() {
+    let (chain, key) = (fixture("byo-chain.pem"), fixture("byo-signer.key"));
+    let dir = tempfile::tempdir().unwrap();
+    let signer = C2paSigner::load_or_generate(dir.path(), Some((&chain, &key))).unwrap();
+    assert!(format!("{signer:?}").contains("Es384"), "{signer:?}");
+    let ca = std::fs::read_to_string(fixture("byo-ca.pem")).unwrap();
+    for format in OutputFormat::ALL {
+        let signed = signer.sign(&encoded(*format), *format, &claim()).unwrap();
+        let summary = read_c2pa(&signed, *format, Some(&ca)).unwrap().unwrap();
+        assert_eq!(summary.validation_state, "Trusted", "{format}: {summary:?}");
+        // Another CA does not make it trusted.
+        let (_dir, other) = generated_signer();
+        let summary = read_c2pa(&signed, *format, other.ca_pem())
+            .unwrap()
+            .unwrap();
+        assert_eq!(summary.validation_state, "Valid", "{format}: {summary:?}");
+    }
+}
