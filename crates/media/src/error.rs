@@ -59,6 +59,17 @@ pub enum MediaError {
     #[error("output_compression must be between 0 and 100, got {0}")]
     InvalidQuality(u8),
 
+    /// An image too small to carry an invisible watermark.
+    #[error("image is {width}x{height} pixels; a watermark needs at least {min_side} pixels per side")]
+    ImageTooSmall {
+        /// The image's width.
+        width: u32,
+        /// The image's height.
+        height: u32,
+        /// The smallest side accepted.
+        min_side: u32,
+    },
+
     /// A C2PA credentials file (certificate chain or private key) that does
     /// not exist.
     #[error("C2PA credentials file {path} does not exist")]
@@ -171,6 +182,7 @@ impl MediaError {
             MediaError::C2paCredentialsRejected { .. } => "c2pa_credentials_rejected",
             MediaError::C2paSign { .. } => "c2pa_sign_failed",
             MediaError::C2paRead { .. } => "c2pa_read_failed",
+            MediaError::ImageTooSmall { .. } => "image_too_small",
         }
     }
 

@@ -24,6 +24,8 @@
 //! - `c2pa`: [`C2paSigner`] embeds signed C2PA Content Credentials (a
 //!   `c2pa.created` action, trained algorithmic media, the model hash);
 //!   [`read_c2pa`] validates them.
+//! - `watermark`: [`embed_watermark`] and [`detect_watermark`], an invisible
+//!   64-bit mark the Python `invisible-watermark` package's `dwtDctSvd` decoder reads.
 //!
 //! # Example
 //! ```
@@ -76,3 +78,7 @@ pub use metadata::{
 };
 pub use png_text::read_png_text;
 pub use resize::resize;
+pub use watermark::{
+    WATERMARK_MIN_SIDE, WatermarkPayload, WatermarkReading, detect_watermark, embed_watermark,
+    upscale_for_watermark,
+};
