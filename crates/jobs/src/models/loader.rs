@@ -12,6 +12,7 @@ use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::audit::{ModelEvent, UnloadReason};
 use super::budget::{Plan, Resident, plan};
 use super::{OVER_BUDGET, Pool, Shared, Slot};
 
@@ -88,6 +89,14 @@ fn load_one(shared: &Shared, request: Request) {
                         "evicting the least recently used model to stay within the memory budget"
                     );
                     pool.entries[victim].slot = Slot::Unloaded;
+                    shared.record(
+                        victim,
+                        None,
+                        ModelEvent::Unloaded {
+                            reason: UnloadReason::Evicted,
+                            for_model: Some(name.clone()),
+                        },
+                    );
                 }
                 break;
             }
@@ -106,6 +115,15 @@ fn load_one(shared: &Shared, request: Request) {
                         holders.join(", ")
                     );
                     tracing::warn!(model = %name, "{message}");
+                    let actor = pool.entries[index].requested_by.take();
+                    shared.record(
+                        index,
+                        actor,
+                        ModelEvent::LoadFailed {
+                            code: OVER_BUDGET.into(),
+                            message: message.clone(),
+                        },
+                    );
                     pool.entries[index].slot = Slot::Failed {
                         code: OVER_BUDGET.into(),
                         message,
@@ -121,12 +139,13 @@ fn load_one(shared: &Shared, request: Request) {
     let started = Instant::now();
     let outcome =
         std::panic::catch_unwind(AssertUnwindSafe(|| (shared.load)(&shared.specs[index])));
+    let seconds = started.elapsed().as_secs_f64();
     let mut pool = shared.lock();
     let slot = match outcome {
         Ok(Ok(model)) => {
             let info = model.info().clone();
             tracing::info!(
-                model = %name, seconds = started.elapsed().as_secs_f64(),
+                model = %name, seconds,
                 mib = info.weight_bytes as f64 / MIB, "model loaded"
             );
             let entry = &mut pool.entries[index];
@@ -149,6 +168,22 @@ fn load_one(shared: &Shared, request: Request) {
         }
     };
     let ready = matches!(slot, Slot::Ready(_));
+    let actor = pool.entries[index].requested_by.take();
+    let event = match &slot {
+        Slot::Failed { code, message } => ModelEvent::LoadFailed {
+            code: code.clone(),
+            message: message.clone(),
+        },
+        _ => {
+            let info = pool.entries[index].info.as_deref();
+            ModelEvent::Loaded {
+                model_hash: info.map(|i| i.content_hash.clone()).unwrap_or_default(),
+                bytes: pool.entries[index].bytes,
+                seconds,
+            }
+        }
+    };
+    shared.record(index, actor, event);
     pool.entries[index].slot = slot;
     if ready {
         pool.touch(index);

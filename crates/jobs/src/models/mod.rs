@@ -25,17 +25,21 @@
 //! - `budget`: the pure eviction decision (which models go), unit-tested.
 //! - `estimate`: a model's f32 memory from its safetensors headers.
 //! - `loader`: the background loader thread and one load's steps.
+//! - `audit`: `model.loaded`, `model.load_failed` and `model.unloaded`
+//!   events for the store's audit log ([`Models::attach_audit_log`]).
 
+mod audit;
 mod budget;
 mod estimate;
 mod loader;
 mod types;
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::SystemTime;
 
 use easel_engine::{LoadOptions, Model, ModelInfo};
 
+use audit::{AuditSink, ModelEvent, UnloadReason};
 pub use budget::{Plan, Resident, plan};
 pub use estimate::estimate_bytes;
 pub use types::{
@@ -68,6 +72,9 @@ struct Entry {
     /// Logical time of the last use, for LRU.
     last_used: u64,
     last_used_at: Option<SystemTime>,
+    /// Who asked for the queued load (an admin key's name), for the audit
+    /// log; `None` when the server started it itself.
+    requested_by: Option<String>,
 }
 
 struct Pool {
@@ -91,11 +98,20 @@ pub(crate) struct Shared {
     options: PoolOptions,
     pool: Mutex<Pool>,
     load: Box<LoadFn>,
+    /// Where load and unload events go, once attached.
+    audit: OnceLock<AuditSink>,
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Pool> {
         self.pool.lock().expect("model pool lock poisoned")
+    }
+
+    /// Sends an event about model `index` to the audit log, if attached.
+    fn record(&self, index: usize, actor: Option<String>, event: ModelEvent) {
+        if let Some(sink) = self.audit.get() {
+            sink.record(&self.specs[index].name, actor, event);
+        }
     }
 }
 
@@ -143,6 +159,7 @@ impl Models {
                     bytes,
                     last_used: 0,
                     last_used_at: None,
+                    requested_by: None,
                 };
                 (spec, entry)
             })
@@ -154,6 +171,7 @@ impl Models {
                 options,
                 pool: Mutex::new(Pool { entries, clock: 0 }),
                 load,
+                audit: OnceLock::new(),
             }),
             loader: Arc::new(loader::Loader::default()),
         }
@@ -189,6 +207,21 @@ impl Models {
         me
     }
 
+    /// Appends `model.loaded`, `model.load_failed` and `model.unloaded`
+    /// events to `db`'s audit log from now on (subject: the model's name;
+    /// actor: the key that asked, for admin loads and unloads). Call it
+    /// within the Tokio runtime that should do the writes, before
+    /// [`Models::preload`]; a second call, or a call outside a runtime,
+    /// changes nothing.
+    pub fn attach_audit_log(&self, db: easel_store::Db) {
+        match AuditSink::start(db) {
+            Some(sink) => {
+                let _ = self.shared.audit.set(sink);
+            }
+            None => tracing::warn!("no Tokio runtime: model events are not audited"),
+        }
+    }
+
     /// The default model's name.
     pub fn default_name(&self) -> &str {
         &self.shared.default
@@ -219,10 +252,22 @@ impl Models {
     /// Marks a slot loading and queues its load, unless it is ready or
     /// already loading. Returns whether a load was queued.
     fn start_load(&self, pool: &mut Pool, index: usize, may_evict: bool) -> bool {
+        self.start_load_as(pool, index, may_evict, None)
+    }
+
+    /// [`Models::start_load`], remembering who asked for the audit log.
+    fn start_load_as(
+        &self,
+        pool: &mut Pool,
+        index: usize,
+        may_evict: bool,
+        actor: Option<&str>,
+    ) -> bool {
         match pool.entries[index].slot {
             Slot::Ready(_) | Slot::Loading => false,
             Slot::Unloaded | Slot::Failed { .. } => {
                 pool.entries[index].slot = Slot::Loading;
+                pool.entries[index].requested_by = actor.map(str::to_string);
                 self.loader
                     .send(&self.shared, loader::Request { index, may_evict });
                 true
@@ -341,9 +386,16 @@ impl Models {
     /// retries a failed model). Returns its state afterwards: `loading`, or
     /// `ready` when it already was.
     pub fn load(&self, name: &str) -> Result<ModelState, ModelLookupError> {
+        self.load_as(name, None)
+    }
+
+    /// [`Models::load`] on behalf of `actor` (an admin key's name), who is
+    /// recorded as the actor of the `model.loaded` or `model.load_failed`
+    /// event when this call started the load.
+    pub fn load_as(&self, name: &str, actor: Option<&str>) -> Result<ModelState, ModelLookupError> {
         let index = self.index(name)?;
         let mut pool = self.shared.lock();
-        self.start_load(&mut pool, index, true);
+        self.start_load_as(&mut pool, index, true, actor);
         Ok(state_of(&pool.entries[index].slot))
     }
 
@@ -351,6 +403,12 @@ impl Models {
     /// holds it (unloading would free no memory) or while it loads.
     /// Unloading a failed model clears its failure.
     pub fn unload(&self, name: &str) -> Result<(), UnloadError> {
+        self.unload_as(name, None)
+    }
+
+    /// [`Models::unload`] on behalf of `actor`, recorded as the actor of the
+    /// `model.unloaded` event (there is one only when the model was ready).
+    pub fn unload_as(&self, name: &str, actor: Option<&str>) -> Result<(), UnloadError> {
         let index = self.index(name).map_err(UnloadError::NotFound)?;
         let mut pool = self.shared.lock();
         let entry = &mut pool.entries[index];
@@ -368,10 +426,19 @@ impl Models {
             }
             _ => {}
         }
-        if matches!(entry.slot, Slot::Ready(_)) {
-            tracing::info!(model = name, "model unloaded by request");
-        }
+        let was_ready = matches!(entry.slot, Slot::Ready(_));
         entry.slot = Slot::Unloaded;
+        if was_ready {
+            tracing::info!(model = name, "model unloaded by request");
+            self.shared.record(
+                index,
+                actor.map(str::to_string),
+                ModelEvent::Unloaded {
+                    reason: UnloadReason::Requested,
+                    for_model: None,
+                },
+            );
+        }
         Ok(())
     }
 

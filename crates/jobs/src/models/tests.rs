@@ -232,3 +232,71 @@ fn a_model_never_loaded_cannot_be_validated_yet_but_starts_loading() {
     assert_eq!(models.info(None).unwrap().name, "a");
     assert!(models.status("a").unwrap().last_used.is_some());
 }
+
+/// The audit log's `model.*` events, once `n` have been appended.
+async fn model_events(db: &easel_store::Db, n: usize) -> Vec<easel_store::AuditEvent> {
+    let start = Instant::now();
+    loop {
+        let events = db
+            .list_audit(&easel_store::AuditQuery::default())
+            .await
+            .unwrap();
+        if events.len() >= n || start.elapsed() > Duration::from_secs(10) {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loads_failures_evictions_and_unloads_are_audited_with_who_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = easel_store::Db::open(dir.path().join("easel.db"))
+        .await
+        .unwrap();
+    // Room for one of `a` and `b` at a time.
+    let models = pool(
+        &[("a", 60), ("b", 60), ("bad", 1)],
+        100,
+        Preload::Named(vec!["a".into()]),
+    );
+    models.attach_audit_log(db.clone());
+    models.preload();
+    wait_settled(&models);
+    models.load_as("b", Some("ops")).unwrap(); // evicts `a`
+    wait_settled(&models);
+    models.load_as("bad", Some("ops")).unwrap();
+    wait_settled(&models);
+    models.unload_as("b", Some("root")).unwrap();
+    models.unload_as("bad", Some("root")).unwrap(); // failed, not ready: no event
+
+    let events = model_events(&db, 5).await;
+    let summary: Vec<(&str, Option<&str>, Option<&str>)> = events
+        .iter()
+        .map(|e| {
+            (
+                e.event_type.as_str(),
+                e.subject.as_deref(),
+                e.actor.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("model.loaded", Some("a"), None),
+            ("model.unloaded", Some("a"), None),
+            ("model.loaded", Some("b"), Some("ops")),
+            ("model.load_failed", Some("bad"), Some("ops")),
+            ("model.unloaded", Some("b"), Some("root")),
+        ]
+    );
+    assert_eq!(events[0].detail["model_hash"], "blake3:a");
+    assert_eq!(events[0].detail["bytes"], 60);
+    assert_eq!(
+        events[1].detail,
+        serde_json::json!({"reason": "evicted", "for_model": "b"})
+    );
+    assert_eq!(events[3].detail["code"], "corrupt_weights");
+    assert_eq!(events[4].detail["reason"], "requested");
+}
