@@ -19,3 +19,4 @@ pub mod prompt;
 
 pub use decision::Action;
 pub use error::PolicyError;
+pub use image::{DEFAULT_NSFW_MODEL, ImageDecision, ImageThresholds, NsfwClassifier, decide};
