@@ -1,5 +1,6 @@
 //! Subcommands: `serve`, `generate`, `models list`, `keys create`, `bench engine`
-//! (in `crate::bench`), `eval` (in `crate::eval`).
+//! (in `crate::bench`), `eval` (in `crate::eval`), `loadtest` (in
+//! `crate::loadtest`), `top` (in `crate::top`).
 
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
@@ -48,6 +49,11 @@ enum Command {
     /// Generate a fixed prompt list and report scorer retrieval accuracy,
     /// near-copies and seconds per image, with a contact sheet.
     Eval(crate::eval::EvalArgs),
+    /// Send a synthetic prompt mix to a server at a target rate or
+    /// concurrency; print throughput, latency percentiles and errors.
+    Loadtest(crate::loadtest::LoadtestArgs),
+    /// Show a server's live SLIs from its /metrics, refreshed every few seconds.
+    Top(crate::top::TopArgs),
 }
 
 #[derive(Debug, Args)]
@@ -167,6 +173,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => {
             init_logging("warn");
             crate::eval::run(args)
+        }
+        Command::Loadtest(args) => {
+            init_logging("warn");
+            crate::loadtest::run(args)
+        }
+        Command::Top(args) => {
+            init_logging("warn");
+            crate::top::run(args)
         }
     }
 }

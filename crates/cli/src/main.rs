@@ -4,6 +4,8 @@ mod bench;
 mod bench_serve;
 mod commands;
 mod eval;
+mod loadtest;
+mod top;
 
 use clap::Parser as _;
 
