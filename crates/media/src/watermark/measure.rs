@@ -295,14 +295,22 @@ fn payload_survives_jpeg_and_downscale_on_typical_outputs_at_the_minimum_and_abo
     }
 }
 
+/// The measurement behind [`super::WATERMARK_MIN_SIDE`]: at 128 px (4
+/// blocks per bit) some emoji lose the payload after a 0.75× downscale; at
+/// 192 px (9 per bit) and above every image keeps it. The minimum is 256
+/// rather than 192 because the reference decoder refuses images under
+/// 256×256 pixels. The 128 px rows are printed for the record.
 #[test]
-#[ignore = "a measurement for docs/watermark.md: cargo test -p easel-media --lib watermark::measure -- --ignored --nocapture"]
-fn sizes_below_the_minimum_lose_the_payload_under_attack() {
+fn payload_survives_attacks_at_192_px_and_above() {
     for side in [128, 192, 256] {
         let emojis: Vec<Row> = (0..12).map(|s| measure(&emoji_at(s, side))).collect();
         let naturals: Vec<Row> = (0..6).map(|s| measure(&natural(100 + s, side))).collect();
-        report(&format!("emoji {side}"), &emojis);
-        report(&format!("natural {side}"), &naturals);
+        let (_, _, emoji_found) = report(&format!("emoji {side}"), &emojis);
+        let (_, _, natural_found) = report(&format!("natural {side}"), &naturals);
+        if side >= 192 {
+            assert_eq!(emoji_found, [emojis.len(); 4], "emoji at {side}");
+            assert_eq!(natural_found, [naturals.len(); 4], "natural at {side}");
+        }
     }
 }
 

@@ -5,3 +5,4 @@ mod c2pa_python;
 mod decode;
 mod encode;
 mod helpers;
+mod watermark;
