@@ -21,7 +21,8 @@
 //!   progress, cancellation).
 //! - [`loader`]: reading a diffusers folder: configs, validated memory-mapped
 //!   safetensors, the content hash.
-//! - `text`: tokenizers and text encoders (CLIP, BERT).
+//! - `text`: tokenizers and text encoders (CLIP, BERT), and sentence
+//!   embeddings ([`SentenceEncoder`]).
 //! - `unet`: the denoising network, from diffusers' UNet config (SDXL included).
 //! - `vae`: the latent autoencoder with its scaling.
 //! - `pipeline`: text-to-image and image-to-image with guidance, progress
@@ -53,3 +54,4 @@ pub use model::{Architecture, DeviceChoice, LoadOptions, Model, ModelInfo};
 pub use request::{
     CancelToken, GeneratedImage, ImageRequest, Progress, ProgressSink, RgbImage, StageTimings,
 };
+pub use text::sentence::SentenceEncoder;

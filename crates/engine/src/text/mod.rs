@@ -4,9 +4,11 @@
 //! - [`tokenizer`]: fixed-length tokenisation with truncation warnings.
 //! - [`clip`]: CLIP's text transformer (Stable Diffusion).
 //! - [`bert`]: BERT-family sentence encoders (the bundled model).
+//! - [`sentence`]: mean-pooled, unit-length sentence embeddings (the prompt policy).
 
 pub(crate) mod bert;
 pub(crate) mod clip;
+pub(crate) mod sentence;
 pub(crate) mod tokenizer;
 
 use std::sync::Arc;
