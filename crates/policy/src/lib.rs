@@ -20,3 +20,7 @@ pub mod prompt;
 pub use decision::Action;
 pub use error::PolicyError;
 pub use image::{DEFAULT_NSFW_MODEL, ImageDecision, ImageThresholds, NsfwClassifier, decide};
+pub use prompt::{
+    ConceptRule, DEFAULT_PROMPT_MODEL, Embedder, MiniLmEmbedder, PatternRule, PromptDecision,
+    PromptPolicy, PromptPolicyConfig, RuleHit, TermRule, normalize,
+};
