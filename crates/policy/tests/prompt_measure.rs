@@ -25,11 +25,11 @@ const BENIGN_POLICY_FLAGS: usize = 1;
 /// Disallowed paraphrases (of 33) the concepts alone block.
 const DISALLOWED_CONCEPT_BLOCKS: usize = 20;
 /// Disallowed paraphrases (of 33) the concepts alone flag or block.
-const DISALLOWED_CONCEPT_CAUGHT: usize = 26;
+const DISALLOWED_CONCEPT_CAUGHT: usize = 25;
 /// Held-out disallowed prompts (of 15) the whole policy blocks.
-const HELDOUT_POLICY_BLOCKS: usize = 12;
+const HELDOUT_POLICY_BLOCKS: usize = 11;
 /// Held-out disallowed prompts (of 15) the whole policy flags or blocks.
-const HELDOUT_POLICY_CAUGHT: usize = 15;
+const HELDOUT_POLICY_CAUGHT: usize = 12;
 
 fn fixture(name: &str) -> Vec<String> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -24,6 +24,16 @@ fn defaults() -> &'static PromptPolicy {
     P.get_or_init(|| PromptPolicy::new(PromptPolicyConfig::default(), Some(minilm())).unwrap())
 }
 
+/// The shipped terms and patterns without the semantic filter, to test
+/// them alone.
+fn without_concepts() -> PromptPolicy {
+    let config = PromptPolicyConfig {
+        concepts: vec![],
+        ..PromptPolicyConfig::default()
+    };
+    PromptPolicy::new(config, None).unwrap()
+}
+
 fn terms_only(terms: &[(&str, Action)]) -> PromptPolicy {
     let config = PromptPolicyConfig {
         blocked_terms: terms
@@ -123,10 +133,11 @@ fn words_containing_a_term_do_not_match() {
 
 #[test]
 fn a_flag_term_flags_and_block_wins_over_flag() {
-    let d = defaults().check("a nude figure study").unwrap();
+    let p = without_concepts();
+    let d = p.check("a nude figure study").unwrap();
     assert_eq!(d.action, Action::Flag, "{d:?}");
     assert_eq!(d.category.as_deref(), Some("sexual_explicit"));
-    let d = defaults().check("a swastika next to hentai").unwrap();
+    let d = p.check("a swastika next to hentai").unwrap();
     assert_eq!(d.action, Action::Block);
     assert_eq!(d.category.as_deref(), Some("sexual_explicit"));
     assert!(
@@ -145,7 +156,7 @@ fn the_minors_pattern_blocks_in_either_order_and_with_ages() {
         "a 12yo in lingerie",
         "a 14 y.o. topless",
     ] {
-        let d = defaults().check(p).unwrap();
+        let d = without_concepts().check(p).unwrap();
         assert_eq!(d.action, Action::Block, "{p}: {d:?}");
         assert_eq!(d.category.as_deref(), Some("sexual_minors"), "{p}: {d:?}");
     }
@@ -153,11 +164,8 @@ fn the_minors_pattern_blocks_in_either_order_and_with_ages() {
         "a child blowing out birthday candles",
         "a 40 year old in lingerie",
     ] {
-        assert_ne!(
-            defaults().check(p).unwrap().category.as_deref(),
-            Some("sexual_minors"),
-            "{p}"
-        );
+        let d = without_concepts().check(p).unwrap();
+        assert!(d.hits.iter().all(|h| h.kind != "pattern"), "{p}: {d:?}");
     }
 }
 

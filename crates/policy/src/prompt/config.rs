@@ -13,8 +13,9 @@
 //! paraphrases score 0.33–0.82 with their own category's concepts. Block at
 //! 0.50 (0.45 for `sexual_minors`) and flag at 0.43 (0.40) gave 0 of 185
 //! benign prompts blocked or flagged by the concepts and 20 of 33
-//! paraphrases that avoid every literal term blocked, 26 of 33 flagged or
-//! blocked.
+//! paraphrases that avoid every literal term blocked, 25 of 33 flagged or
+//! blocked; on 35 held-out prompts, the whole policy blocked none of 20
+//! benign ones and 11 of 15 disallowed ones (12 caught).
 
 use serde::{Deserialize, Serialize};
 
