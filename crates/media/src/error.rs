@@ -60,7 +60,9 @@ pub enum MediaError {
     InvalidQuality(u8),
 
     /// An image too small to carry an invisible watermark.
-    #[error("image is {width}x{height} pixels; a watermark needs at least {min_side} pixels per side")]
+    #[error(
+        "image is {width}x{height} pixels; a watermark needs at least {min_side} pixels per side"
+    )]
     ImageTooSmall {
         /// The image's width.
         width: u32,

@@ -1,0 +1,202 @@
+//! `POST /v1/watermark/detect`: reads the invisible watermark of an
+//! uploaded image and, when its payload names an image this server stored,
+//! returns that image's record (to a caller allowed to see it).
+//!
+//! The body is the image itself (`Content-Type: image/png`, `image/jpeg` or
+//! `image/webp`) or a `multipart/form-data` form with the file in `image`.
+//! It is decoded like an edit upload (`limits.max_upload_pixels`,
+//! `server.body_limit_bytes`), and decoding and detection run off the async
+//! runtime: detection may rescale the image twice.
+//!
+//! Who sees the record: an admin key (or anyone, when authentication is
+//! off) sees every image; any other key only the images of jobs it
+//! submitted. Otherwise `image` is null, exactly as for an id this server
+//! never stored, so the answer does not tell a stranger which ids exist.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::multipart::Multipart;
+use axum::extract::{Extension, FromRequest, Request, State};
+use axum::http::{StatusCode, header};
+use easel_core::RgbImage;
+use easel_media::{DecodeLimits, WatermarkReading};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::{Principal, Scope};
+use crate::error::{ApiError, ErrorKind, from_media_error, payload_too_large};
+use crate::state::AppState;
+
+/// Content types of a raw image body.
+const IMAGE_TYPES: [&str; 3] = ["image/png", "image/jpeg", "image/webp"];
+
+/// What the watermark says, and the image it points to.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DetectResponse {
+    /// Whether a valid Easel watermark (its CRC matched) was found.
+    pub watermarked: bool,
+    /// The payload id, 12 lowercase hex digits (server tag, then image
+    /// number); null when not watermarked.
+    pub watermark_id: Option<String>,
+    /// Share of watermark blocks that agree with the bits read, 0.5 (noise)
+    /// to 1.0 (intact); null when not watermarked.
+    pub bit_agreement: Option<f32>,
+    /// The stored image the payload names; null when not watermarked, when
+    /// no stored image has this id, or when the caller may not see it.
+    pub image: Option<DetectedImage>,
+}
+
+/// The stored image a watermark points to (`GET /v1/images/{id}` has the
+/// full record).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DetectedImage {
+    /// `img_…`.
+    pub id: String,
+    /// The job that made it.
+    pub job_id: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Model name.
+    pub model: String,
+    /// Model content hash, `blake3:…`.
+    pub model_hash: String,
+}
+
+/// Detects the watermark of an uploaded image.
+#[utoipa::path(
+    post,
+    path = "/v1/watermark/detect",
+    tag = "images",
+    request_body(
+        content_type = "image/png",
+        description = "The image bytes (`image/png`, `image/jpeg` or `image/webp`), or a `multipart/form-data` form whose `image` field holds them"
+    ),
+    responses(
+        (status = 200, description = "What the watermark says", body = DetectResponse),
+        (status = 400, description = "`missing_image` (empty body or no `image` field), `invalid_image` (not a readable PNG, JPEG or WebP; truncated) or `image_too_large` (over `limits.max_upload_pixels`)", body = crate::error::ErrorBody),
+        (status = 413, description = "`payload_too_large`: over `server.body_limit_bytes`", body = crate::error::ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn detect_watermark(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    request: Request,
+) -> Result<Json<DetectResponse>, ApiError> {
+    let bytes = read_upload(&state, request).await?;
+    let limits = DecodeLimits {
+        max_pixels: state.config.limits.max_upload_pixels,
+        max_bytes: state.config.server.body_limit_bytes,
+        ..Default::default()
+    };
+    let reading = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        let image: RgbImage =
+            easel_media::decode_untrusted(&bytes, &limits).map_err(from_media_error)?;
+        Ok(easel_media::detect_watermark(&image))
+    })
+    .await
+    .map_err(|e| ApiError::internal("detecting a watermark", e))??;
+    let Some(WatermarkReading {
+        payload,
+        bit_agreement,
+    }) = reading
+    else {
+        return Ok(Json(DetectResponse {
+            watermarked: false,
+            watermark_id: None,
+            bit_agreement: None,
+            image: None,
+        }));
+    };
+    let id = payload.id();
+    let image = visible_image(&state, &principal, &id).await?;
+    Ok(Json(DetectResponse {
+        watermarked: true,
+        watermark_id: Some(id),
+        bit_agreement: Some(bit_agreement),
+        image,
+    }))
+}
+
+/// The stored image with this watermark id, if the principal may see it.
+async fn visible_image(
+    state: &AppState,
+    principal: &Principal,
+    watermark_id: &str,
+) -> Result<Option<DetectedImage>, ApiError> {
+    let db = state.jobs.db();
+    let Some(image) = db
+        .find_image_by_watermark(watermark_id)
+        .await
+        .map_err(|e| ApiError::internal("looking up a watermark id", e))?
+    else {
+        return Ok(None);
+    };
+    if !principal.allows(Scope::Admin) {
+        let job = state.jobs.get(image.job_id).await?;
+        if job.user_id.as_deref() != Some(principal.name()) {
+            return Ok(None);
+        }
+    }
+    Ok(Some(DetectedImage {
+        id: image.id.to_string(),
+        job_id: image.job_id.to_string(),
+        created_at: image.created_at.timestamp(),
+        model: image.model,
+        model_hash: image.model_hash,
+    }))
+}
+
+/// The uploaded bytes: the body for an image content type, the `image`
+/// field of a multipart form. Empty is `missing_image`.
+async fn read_upload(state: &AppState, request: Request) -> Result<Bytes, ApiError> {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    let bytes = if essence == "multipart/form-data" {
+        let mut form = Multipart::from_request(request, state).await?;
+        let mut found = None;
+        while let Some(field) = form.next_field().await? {
+            if field.name() == Some("image") {
+                found = Some(field.bytes().await?);
+                break;
+            }
+        }
+        found.ok_or_else(|| missing_image("the form has no `image` field"))?
+    } else if IMAGE_TYPES.contains(&essence) {
+        Bytes::from_request(request, state).await.map_err(|r| {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                payload_too_large().with_param("image")
+            } else {
+                ApiError::new(ErrorKind::InvalidRequest, "invalid_body", r.body_text())
+            }
+        })?
+    } else {
+        return Err(ApiError::new(
+            ErrorKind::UnsupportedMediaType,
+            "unsupported_media_type",
+            format!(
+                "send the image as the body with Content-Type {} or as the `image` field \
+                 of a multipart/form-data form, got `{}`",
+                IMAGE_TYPES.join(", "),
+                essence.chars().take(60).collect::<String>()
+            ),
+        ));
+    };
+    if bytes.is_empty() {
+        return Err(missing_image("the image is empty"));
+    }
+    Ok(bytes)
+}
+
+fn missing_image(why: &str) -> ApiError {
+    ApiError::invalid(
+        "missing_image",
+        "image",
+        format!("{why}: send a PNG, JPEG or WebP image"),
+    )
+}
