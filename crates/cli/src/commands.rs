@@ -1,6 +1,6 @@
 //! Subcommands: `serve`, `generate`, `models list`, `keys create`, `bench engine`
 //! (in `crate::bench`), `eval` (in `crate::eval`), `loadtest` (in
-//! `crate::loadtest`), `top` (in `crate::top`).
+//! `crate::loadtest`), `top` (in `crate::top`), `verify` (in `crate::verify`).
 
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
@@ -54,6 +54,9 @@ enum Command {
     Loadtest(crate::loadtest::LoadtestArgs),
     /// Show a server's live SLIs from its /metrics, refreshed every few seconds.
     Top(crate::top::TopArgs),
+    /// Read an image's provenance: PNG metadata, the invisible watermark
+    /// and C2PA Content Credentials (validated against --ca).
+    Verify(crate::verify::VerifyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -182,6 +185,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging("warn");
             crate::top::run(args)
         }
+        Command::Verify(args) => {
+            init_logging("warn");
+            crate::verify::run(cli.config, args)
+        }
     }
 }
 
@@ -301,6 +308,14 @@ fn output_format_for(path: &Path) -> anyhow::Result<OutputFormat> {
 
 fn generate(config_file: Option<PathBuf>, args: GenerateArgs) -> anyhow::Result<()> {
     let format = output_format_for(&args.output)?;
+    // The same post-processing as the server (watermark, moderation,
+    // near-copy check, C2PA with the data folder's signing chain), so a
+    // file made here carries the same provenance.
+    let config = Config::load(&Overrides {
+        config_file: config_file.clone(),
+        ..Default::default()
+    })?;
+    let post = easel_server::responsible::build_post_process(&config)?;
     let (name, path) = model_folder(config_file, args.model)?;
     let model = Arc::new(load_model(&name, &path)?);
     let info = model.info().clone();
@@ -350,6 +365,7 @@ fn generate(config_file: Option<PathBuf>, args: GenerateArgs) -> anyhow::Result<
     };
     let images = easel_jobs::render(
         &*model,
+        &post,
         &params,
         &output,
         None,

@@ -6,6 +6,7 @@ mod commands;
 mod eval;
 mod loadtest;
 mod top;
+mod verify;
 
 use clap::Parser as _;
 

@@ -58,6 +58,8 @@ pub(crate) struct Failure {
     code: &'static str,
     message: String,
     cancelled: bool,
+    /// Image moderation blocked one of its images: the decision.
+    rejected: Option<serde_json::Value>,
 }
 
 impl Failure {
@@ -66,6 +68,7 @@ impl Failure {
             code,
             message: message.into(),
             cancelled: false,
+            rejected: None,
         }
     }
 
@@ -74,7 +77,16 @@ impl Failure {
             code: "cancelled",
             message: "cancelled".into(),
             cancelled: true,
+            rejected: None,
         }
+    }
+
+    fn from_render(e: pipeline::RenderError) -> Self {
+        let mut failure = Failure::new(e.code(), e.to_string());
+        if let pipeline::RenderError::Rejected { index, decision } = &e {
+            failure.rejected = Some(serde_json::json!({ "image": index, "nsfw": decision }));
+        }
+        failure
     }
 }
 
@@ -189,6 +201,7 @@ impl Jobs {
             preview_every: worker.settings.preview_every_steps,
         };
         let engine_token = token.clone();
+        let post = self.post_process();
         let render = worker.engine.run(move || {
             let parts: Vec<BatchPart<'_>> = owned
                 .iter()
@@ -198,7 +211,7 @@ impl Jobs {
                     init_image: init.as_ref(),
                 })
                 .collect();
-            pipeline::render_batch(&*model, &parts, &mut sink, &engine_token)
+            pipeline::render_batch(&*model, &post, &parts, &mut sink, &engine_token)
         });
         tokio::pin!(render);
         let lease = worker.settings.lease;
@@ -234,7 +247,7 @@ impl Jobs {
             }
             Some(Ok(per_job)) => per_job
                 .into_iter()
-                .map(|r| r.map_err(|e| Failure::new(e.code(), e.to_string())))
+                .map(|r| r.map_err(Failure::from_render))
                 .collect(),
         }
     }
@@ -321,6 +334,24 @@ impl Jobs {
                     self.inner.hub.publish(done);
                 }
             }
+            (_, Err(f)) if f.rejected.is_some() => {
+                tracing::warn!(job = %job_id, message = %f.message, "job rejected by image moderation");
+                db.mark_rejected(job_id, f.code, &f.message)
+                    .await
+                    .map_err(JobError::Store)?;
+                let mut entry = easel_store::NewAuditEvent::new("moderation.image_blocked")
+                    .subject(job_id)
+                    .detail(f.rejected.unwrap_or_default());
+                if let Some(user) = &job.user_id {
+                    entry = entry.actor(user.clone());
+                }
+                self.append_audit(entry).await;
+                self.inner.hub.publish(JobEvent::Failed {
+                    job_id,
+                    code: f.code.into(),
+                    message: f.message,
+                });
+            }
             (_, Err(f)) => {
                 tracing::warn!(job = %job_id, code = f.code, message = %f.message, "job failed");
                 db.mark_failed(job_id, f.code, &f.message)
@@ -339,9 +370,27 @@ impl Jobs {
 
     async fn complete(&self, job: &Job, images: Vec<RenderedImage>) -> Result<(), JobError> {
         let job_id = job.id;
+        let flagged: Vec<_> = images
+            .iter()
+            .filter(|i| !i.flags.is_empty())
+            .map(|i| (i.id, i.flags.clone(), i.moderation.clone()))
+            .collect();
         match self.store_images(job, images).await {
             Ok(ids) => {
                 tracing::info!(job = %job_id, images = ids.len(), "job succeeded");
+                for (id, flags, moderation) in flagged {
+                    let mut entry = easel_store::NewAuditEvent::new("moderation.image_flagged")
+                        .subject(id)
+                        .detail(serde_json::json!({
+                            "job_id": job_id.to_string(),
+                            "flags": flags,
+                            "moderation": moderation,
+                        }));
+                    if let Some(user) = &job.user_id {
+                        entry = entry.actor(user.clone());
+                    }
+                    self.append_audit(entry).await;
+                }
                 self.inner.hub.publish(JobEvent::Completed {
                     job_id,
                     image_ids: ids,
@@ -397,8 +446,14 @@ impl Jobs {
             }
             written.push(key.clone());
             let p = &job.params;
+            let mut timings = vec![
+                timing("text_encode", image.timings.text_encode_s),
+                timing("denoise", image.timings.denoise_s),
+                timing("decode", image.timings.decode_s),
+            ];
+            timings.extend(image.post_stages.iter().map(|&(s, t)| timing(s, t)));
             records.push(NewImage {
-                id: ImageId::new(),
+                id: image.id,
                 index_in_job: image.index,
                 prompt: p.prompt.clone(),
                 negative_prompt: p.negative_prompt.clone(),
@@ -416,17 +471,12 @@ impl Jobs {
                 byte_size,
                 sha256: image.sha256,
                 object_key: key,
-                timings: vec![
-                    timing("text_encode", image.timings.text_encode_s),
-                    timing("denoise", image.timings.denoise_s),
-                    timing("decode", image.timings.decode_s),
-                    timing("encode", image.encode_s),
-                ],
+                timings,
                 warnings: image.warnings,
-                watermark_id: None,
-                perceptual_hash: None,
-                moderation: None,
-                flags: Vec::new(),
+                watermark_id: image.watermark_id,
+                perceptual_hash: image.perceptual_hash,
+                moderation: image.moderation,
+                flags: image.flags,
             });
         }
         let ids = records.iter().map(|r| r.id).collect();

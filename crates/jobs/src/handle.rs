@@ -23,6 +23,7 @@ use crate::admission::{Admission, AdmissionConfig, Backlog};
 use crate::error::JobError;
 use crate::events::{EventHub, JobEvent, Subscription};
 use crate::models::Models;
+use crate::postprocess::PostProcess;
 
 /// A validated job to submit.
 #[derive(Debug, Clone)]
@@ -44,6 +45,8 @@ pub struct NewJob {
     /// client's `X-Easel-Timeout`); stored as the job's `deadline_at`.
     /// `None`: no deadline.
     pub timeout: Option<Duration>,
+    /// The prompt policy's decision, recorded on the job.
+    pub policy: Option<serde_json::Value>,
 }
 
 /// Why the worker cancelled a running job's token.
@@ -79,6 +82,8 @@ pub(crate) struct Inner {
     pub(crate) running: Mutex<HashMap<JobId, Running>>,
     /// Queue limits per tier and the drain-rate estimate behind `Retry-After`.
     pub(crate) admission: Mutex<Admission>,
+    /// What happens to every image after the engine.
+    pub(crate) post: Mutex<Arc<PostProcess>>,
 }
 
 /// The job system. Cheap to clone.
@@ -114,6 +119,7 @@ impl Jobs {
                 accepting: AtomicBool::new(true),
                 running: Mutex::new(HashMap::new()),
                 admission: Mutex::new(Admission::default()),
+                post: Mutex::new(Arc::new(PostProcess::default())),
             }),
         }
     }
@@ -160,6 +166,18 @@ impl Jobs {
     /// `[queue]` section). Until called, [`AdmissionConfig::default`] holds.
     pub fn configure_admission(&self, config: AdmissionConfig) {
         self.admission().set_config(config);
+    }
+
+    /// Sets the post-processing stages (watermark, moderation, near-copy
+    /// check, C2PA). Until called, images are only encoded with metadata.
+    /// Batches already running keep the stages they started with.
+    pub fn configure_post_process(&self, post: PostProcess) {
+        *self.inner.post.lock().expect("post lock poisoned") = Arc::new(post);
+    }
+
+    /// The post-processing stages in force.
+    pub fn post_process(&self) -> Arc<PostProcess> {
+        self.inner.post.lock().expect("post lock poisoned").clone()
     }
 
     /// The queue limits in force.
@@ -279,6 +297,7 @@ impl Jobs {
             options: job.output,
             idempotency_key: job.idempotency_key,
             correlation_id: None,
+            policy: job.policy,
             deadline_at: job
                 .timeout
                 .and_then(|t| chrono::Duration::from_std(t).ok())
@@ -423,6 +442,12 @@ impl Jobs {
         if let Some(actor) = actor {
             entry = entry.actor(actor);
         }
+        self.append_audit(entry).await;
+    }
+
+    /// Appends an event to the audit log; a failure is logged, not returned.
+    pub async fn append_audit(&self, entry: easel_store::NewAuditEvent) {
+        let event = entry.event_type.clone();
         if let Err(e) = self.inner.db.append_audit(entry).await {
             tracing::warn!(event, error = %e, "could not append to the audit log");
         }

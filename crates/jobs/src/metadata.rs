@@ -33,12 +33,28 @@ pub fn easel_json(
     })
 }
 
-/// The metadata written into one image file.
+/// The metadata written into one image file, with Easel's record as built
+/// by [`easel_json`].
 pub fn for_image(
     params: &GenerationParams,
     info: &ModelInfo,
     seed: u64,
     sampler: SamplerKind,
+) -> Metadata {
+    let record = easel_json(params, info, seed, sampler);
+    for_image_with(params, info, seed, sampler, record, true)
+}
+
+/// The metadata written into one image file, with a given JSON record;
+/// `include_prompt` false leaves the prompt and negative prompt out of the
+/// `parameters` text (the caller leaves them out of `record`).
+pub fn for_image_with(
+    params: &GenerationParams,
+    info: &ModelInfo,
+    seed: u64,
+    sampler: SamplerKind,
+    record: serde_json::Value,
+    include_prompt: bool,
 ) -> Metadata {
     Metadata::builder()
         .generation(GenerationInfo {
@@ -55,6 +71,7 @@ pub fn for_image(
             model: info.name.clone(),
             denoising_strength: params.strength,
         })
-        .record(easel_json(params, info, seed, sampler))
+        .record(record)
+        .include_prompt(include_prompt)
         .build()
 }

@@ -1,15 +1,15 @@
 //! One job's work, start to finish, without any queue: engine call, then
-//! encoding with metadata. The worker runs it on the engine thread; `easel
+//! post-processing ([`crate::postprocess`]: watermark, moderation,
+//! encoding with metadata, signing). The worker runs it on the engine thread; `easel
 //! generate` runs it directly. Synchronous and CPU-bound: never call it on
 //! an async runtime's worker threads.
 
-use std::time::Instant;
-
-use easel_core::{GenerationParams, OutputOptions, ParamError, RgbImage, SamplerKind};
+use easel_core::{GenerationParams, ImageId, OutputOptions, ParamError, RgbImage, SamplerKind};
 use easel_engine::{CancelToken, EngineError, ImageRequest, ModelInfo, ProgressSink, StageTimings};
-use sha2::Digest as _;
+use easel_policy::image::ImageDecision;
 
 use crate::models::Generator;
+use crate::postprocess::{ImageInput, Outcome, PostError, PostProcess};
 
 /// Checks the limits only the model knows: its largest side and the
 /// multiple its sizes must be. Called at the edge, before the job is stored.
@@ -58,15 +58,17 @@ pub fn image_requests(
 /// One encoded image, ready to store.
 #[derive(Debug, Clone)]
 pub struct RenderedImage {
+    /// The id to store it under (also in its metadata and C2PA title).
+    pub id: ImageId,
     /// Position in the job (0-based).
     pub index: u32,
     /// The seed that made it.
     pub seed: u64,
     /// The sampler actually used.
     pub sampler: SamplerKind,
-    /// Width in pixels.
+    /// Width in pixels of the file (after any upscale for the watermark).
     pub width: u32,
-    /// Height in pixels.
+    /// Height in pixels of the file.
     pub height: u32,
     /// The encoded file.
     pub bytes: Vec<u8>,
@@ -74,8 +76,16 @@ pub struct RenderedImage {
     pub sha256: String,
     /// Engine stage timings of the call that made it.
     pub timings: StageTimings,
-    /// Seconds spent encoding this image.
-    pub encode_s: f64,
+    /// Seconds per post-processing stage, in order.
+    pub post_stages: Vec<(&'static str, f64)>,
+    /// The watermark's id, when marked.
+    pub watermark_id: Option<String>,
+    /// The generated image's pHash (16 hex digits), when checked.
+    pub perceptual_hash: Option<String>,
+    /// Moderation and near-copy results, when any ran.
+    pub moderation: Option<serde_json::Value>,
+    /// Flags raised by post-processing.
+    pub flags: Vec<String>,
     /// Non-fatal notes from the engine.
     pub warnings: Vec<String>,
 }
@@ -91,10 +101,11 @@ pub struct BatchPart<'a> {
     pub init_image: Option<&'a RgbImage>,
 }
 
-/// Runs the engine for every image of the job and encodes the results with
-/// their generation metadata.
+/// Runs the engine for every image of the job and post-processes the
+/// results.
 pub fn render(
     model: &dyn Generator,
+    post: &PostProcess,
     params: &GenerationParams,
     output: &OutputOptions,
     init_image: Option<&RgbImage>,
@@ -106,20 +117,22 @@ pub fn render(
         output,
         init_image,
     };
-    render_batch(model, &[part], progress, cancel)?
+    render_batch(model, post, &[part], progress, cancel)?
         .pop()
         .expect("one result per part")
 }
 
 /// Runs several jobs that share a batching key (model, size, steps,
 /// guidance, sampler, schedule, strength) in **one** engine call, then
-/// encodes each job's images. The engine's per-image seeds make every image
+/// post-processes each job's images. The engine's per-image seeds make every image
 /// identical to the same job run alone.
 ///
 /// The outer error is the engine's (the whole batch failed or was
-/// cancelled); the inner ones are per job (encoding one job's images).
+/// cancelled); the inner ones are per job (post-processing one job's
+/// images, or moderation rejecting one of them).
 pub fn render_batch(
     model: &dyn Generator,
+    post: &PostProcess,
     parts: &[BatchPart<'_>],
     progress: &mut dyn ProgressSink,
     cancel: &CancelToken,
@@ -134,43 +147,57 @@ pub fn render_batch(
         .iter()
         .map(|part| {
             let mine: Vec<_> = generated.by_ref().take(part.params.n as usize).collect();
-            encode_job(info, part, mine)
+            finish_job(post, info, part, mine)
         })
         .collect())
 }
 
-fn encode_job(
+fn finish_job(
+    post: &PostProcess,
     info: &ModelInfo,
     part: &BatchPart<'_>,
     generated: Vec<easel_engine::GeneratedImage>,
 ) -> Result<Vec<RenderedImage>, RenderError> {
-    generated
-        .into_iter()
-        .enumerate()
-        .map(|(i, g)| {
-            let started = Instant::now();
-            let metadata = crate::metadata::for_image(part.params, info, g.seed, g.sampler);
-            let bytes = easel_media::encode(
-                &g.image,
-                part.output.output_format,
-                part.output.output_compression,
-                &metadata,
-            )?;
-            let sha256 = hex::encode(sha2::Sha256::digest(&bytes));
-            Ok(RenderedImage {
-                index: i as u32,
-                seed: g.seed,
-                sampler: g.sampler,
-                width: g.image.width,
-                height: g.image.height,
-                bytes,
-                sha256,
-                timings: g.timings,
-                encode_s: started.elapsed().as_secs_f64(),
-                warnings: g.warnings,
-            })
-        })
-        .collect()
+    let mut out = Vec::with_capacity(generated.len());
+    for (i, g) in generated.into_iter().enumerate() {
+        let id = ImageId::new();
+        let input = ImageInput {
+            image: g.image,
+            params: part.params,
+            output: part.output,
+            info,
+            seed: g.seed,
+            sampler: g.sampler,
+            image_id: id,
+        };
+        let done = match post.process(input)? {
+            Outcome::Ready(done) => done,
+            Outcome::Blocked(decision) => {
+                return Err(RenderError::Rejected {
+                    index: i as u32,
+                    decision,
+                });
+            }
+        };
+        out.push(RenderedImage {
+            id,
+            index: i as u32,
+            seed: g.seed,
+            sampler: g.sampler,
+            width: done.width,
+            height: done.height,
+            bytes: done.bytes,
+            sha256: done.sha256,
+            timings: g.timings,
+            post_stages: done.stages,
+            watermark_id: done.watermark_id,
+            perceptual_hash: done.perceptual_hash,
+            moderation: done.moderation,
+            flags: done.flags,
+            warnings: g.warnings,
+        });
+    }
+    Ok(out)
 }
 
 /// Why rendering failed.
@@ -179,9 +206,23 @@ pub enum RenderError {
     /// The engine failed (or was cancelled).
     #[error(transparent)]
     Engine(#[from] EngineError),
-    /// Encoding failed.
+    /// Post-processing (watermark, moderation model, encoding, signing)
+    /// failed.
     #[error(transparent)]
-    Encode(#[from] easel_media::MediaError),
+    Post(#[from] PostError),
+    /// Image moderation blocked image `index`: the job is rejected and none
+    /// of its images is stored.
+    #[error(
+        "image {index} was rejected by image moderation (score {:.3} ≥ block threshold {:.3})",
+        decision.nsfw_score,
+        decision.block_threshold
+    )]
+    Rejected {
+        /// The blocked image's position in the job.
+        index: u32,
+        /// The moderation decision.
+        decision: ImageDecision,
+    },
 }
 
 impl RenderError {
@@ -189,7 +230,8 @@ impl RenderError {
     pub fn code(&self) -> &'static str {
         match self {
             RenderError::Engine(e) => e.code(),
-            RenderError::Encode(e) => e.code(),
+            RenderError::Post(e) => e.code(),
+            RenderError::Rejected { .. } => "image_rejected",
         }
     }
 
@@ -205,6 +247,7 @@ mod tests {
 
     use easel_core::{OutputFormat, RawParams, Size};
     use easel_engine::{Architecture, GeneratedImage, Progress};
+    use sha2::Digest as _;
 
     use super::*;
 
@@ -316,6 +359,7 @@ mod tests {
         let output = OutputOptions::default();
         let images = render(
             &model,
+            &PostProcess::default(),
             &params("16x16", 2),
             &output,
             None,
@@ -343,6 +387,7 @@ mod tests {
         };
         let images = render(
             &model,
+            &PostProcess::default(),
             &params("16x16", 1),
             &jpeg,
             None,
@@ -376,14 +421,36 @@ mod tests {
         ];
         let mut steps = 0;
         let mut sink = |_: Progress| steps += 1;
-        let batch = render_batch(&model, &parts, &mut sink, &CancelToken::new()).unwrap();
+        let batch = render_batch(
+            &model,
+            &PostProcess::default(),
+            &parts,
+            &mut sink,
+            &CancelToken::new(),
+        )
+        .unwrap();
         assert_eq!(steps, 3, "one engine call for the whole batch");
         let batch: Vec<Vec<RenderedImage>> = batch.into_iter().map(Result::unwrap).collect();
         for (job, alone) in [(&a, &batch[0]), (&b, &batch[1])] {
-            let single = render(&model, job, &output, None, &mut (), &CancelToken::new()).unwrap();
+            let single = render(
+                &model,
+                &PostProcess::default(),
+                job,
+                &output,
+                None,
+                &mut (),
+                &CancelToken::new(),
+            )
+            .unwrap();
             assert_eq!(single.len(), alone.len());
+            // The files differ (each records its own image id); the pixels
+            // must not.
+            let pixels = |i: &RenderedImage| {
+                easel_media::decode_untrusted(&i.bytes, &Default::default()).unwrap()
+            };
             for (x, y) in single.iter().zip(alone) {
-                assert_eq!((x.index, x.seed, &x.sha256), (y.index, y.seed, &y.sha256));
+                assert_eq!((x.index, x.seed), (y.index, y.seed));
+                assert_eq!(pixels(x), pixels(y));
             }
         }
         assert_eq!(batch[1][2].seed, 102);
@@ -395,6 +462,7 @@ mod tests {
         cancel.cancel();
         let err = render(
             &FakeModel(info()),
+            &PostProcess::default(),
             &params("16x16", 1),
             &OutputOptions::default(),
             None,

@@ -52,10 +52,21 @@ impl Application {
             config.urls.signing_key.as_ref().map(|s| s.expose()),
         )
         .context("loading the URL signing key")?;
+        // Audited before anything else happens, so every later event is
+        // read against the configuration in force.
+        db.append_audit(
+            easel_store::NewAuditEvent::new(crate::config_summary::CONFIG_LOADED)
+                .detail(crate::config_summary::config_summary(&config)),
+        )
+        .await
+        .context("appending config.loaded to the audit log")?;
         let models = Models::with_pool(specs, &default, config.pool.options());
+        models.attach_audit_log(db.clone());
         models.preload();
         let jobs = Jobs::new(db, blobs, models);
         jobs.configure_admission(config.queue.admission());
+        let prompt_policy = crate::responsible::build_prompt_policy(&config)?;
+        jobs.configure_post_process(crate::responsible::build_post_process(&config)?);
         jobs.recover()
             .await
             .context("requeueing jobs left running")?;
@@ -66,6 +77,7 @@ impl Application {
         let state = AppState {
             signer: Arc::new(UrlSigner::new(key, config.urls.ttl_seconds)),
             keys: Arc::new(ApiKeys::new(config.auth.api_keys.clone())),
+            prompt_policy,
             config: Arc::new(config),
             jobs,
         };

@@ -144,6 +144,7 @@ impl ApiError {
             "invalid_strength",
             "invalid_image",
             "invalid_sampler",
+            "image_rejected",
         ];
         const UNAVAILABLE: &[&str] = &["model_not_found", "model_not_ready"];
         if code == "deadline_exceeded" {

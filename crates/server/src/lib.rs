@@ -8,6 +8,7 @@
 //!
 //! # Layout
 //! - [`config`]: the typed configuration tree and its layers.
+//! - [`config_summary`]: the secret-free `config.loaded` audit event.
 //! - [`app`]: building and running the server; `run(listener, config, shutdown)`.
 //! - [`routes`]: one module per route group, and the router.
 //! - [`dto`]: request and response bodies and their validation.
@@ -15,16 +16,21 @@
 //! - [`extract`]: extractors with OpenAI-shaped rejections; the API-key check.
 //! - [`auth`]: API keys, hashed, compared in constant time.
 //! - [`signing`]: HMAC-signed, expiring image links.
+//! - [`responsible`]: the prompt policy at the edge and the worker's
+//!   post-processing stages (watermark, moderation, near-copy, C2PA),
+//!   built from `[moderation]` and `[provenance]`.
 //! - [`state`]: what handlers share.
 //! - [`openapi`]: the OpenAPI document.
 
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod config_summary;
 pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod openapi;
+pub mod responsible;
 pub mod routes;
 pub mod signing;
 pub mod state;

@@ -4,7 +4,7 @@ use utoipa::Modify;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::routes::{admin, content, health, images, jobs, models};
+use crate::routes::{admin, audit, content, health, images, jobs, models, watermark};
 
 /// The API description, built from the handlers' annotations.
 #[derive(OpenApi)]
@@ -29,10 +29,12 @@ use crate::routes::{admin, content, health, images, jobs, models};
         jobs::job_events,
         content::get_image,
         content::get_image_content,
+        watermark::detect_watermark,
         models::list_models,
         models::get_model,
         admin::load_model,
         admin::unload_model,
+        audit::list_audit,
         health::healthz,
         health::readyz,
     ),
@@ -43,6 +45,10 @@ use crate::routes::{admin, content, health, images, jobs, models};
         crate::dto::jobs::CreateJobRequest,
         crate::dto::jobs::Job,
         crate::dto::jobs::JobList,
+        audit::AuditList,
+        watermark::DetectResponse,
+        watermark::DetectedImage,
+        audit::AuditEventDto,
         crate::error::ErrorBody,
         crate::error::ErrorDetail,
     )),
@@ -52,7 +58,7 @@ use crate::routes::{admin, content, health, images, jobs, models};
         (name = "images", description = "OpenAI-compatible image routes and stored images"),
         (name = "jobs", description = "Asynchronous jobs and their progress events"),
         (name = "models", description = "Served models"),
-        (name = "admin", description = "Administration (scope `admin`): the warm model pool"),
+        (name = "admin", description = "Administration (scope `admin`): the warm model pool and the audit log"),
         (name = "health", description = "Probes"),
     )
 )]

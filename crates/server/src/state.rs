@@ -21,6 +21,8 @@ pub struct AppState {
     pub keys: Arc<ApiKeys>,
     /// Signs image links.
     pub signer: Arc<UrlSigner>,
+    /// The prompt policy; `None` when `moderation.prompt_enabled` is off.
+    pub prompt_policy: Option<Arc<easel_policy::prompt::PromptPolicy>>,
 }
 
 impl AppState {

@@ -1,5 +1,7 @@
 //! Administrative routes (scope `admin`): loading and unloading models of
-//! the warm pool.
+//! the warm pool. Each load and unload is audited with the key's name as
+//! the actor (`model.loaded`, `model.load_failed`, `model.unloaded`).
+//! The audit log itself is read in `routes::audit`.
 //!
 //! A load is started and answered at once (202); watch `GET /v1/models/{name}`
 //! for `ready` or `failed`. An unload is refused with 409 `model_in_use`
@@ -18,7 +20,7 @@ use crate::routes::models::{ModelObject, model_object};
 use crate::state::AppState;
 
 /// 403 unless the principal has the `admin` scope.
-fn require_admin(principal: &Principal) -> Result<(), ApiError> {
+pub(crate) fn require_admin(principal: &Principal) -> Result<(), ApiError> {
     if principal.allows(Scope::Admin) {
         Ok(())
     } else {
@@ -49,7 +51,7 @@ pub async fn load_model(
 ) -> Result<(StatusCode, Json<ModelObject>), ApiError> {
     require_admin(&principal)?;
     let models = state.jobs.models();
-    models.load(&name)?;
+    models.load_as(&name, Some(principal.name()))?;
     tracing::info!(model = %name, by = principal.name(), "admin: model load requested");
     let status = models.status(&name)?;
     Ok((StatusCode::ACCEPTED, Json(model_object(&status))))
@@ -75,7 +77,7 @@ pub async fn unload_model(
 ) -> Result<Json<ModelObject>, ApiError> {
     require_admin(&principal)?;
     let models = state.jobs.models();
-    models.unload(&name)?;
+    models.unload_as(&name, Some(principal.name()))?;
     tracing::info!(model = %name, by = principal.name(), "admin: model unloaded");
     let status = models.status(&name)?;
     Ok(Json(model_object(&status)))

@@ -84,6 +84,17 @@ pub struct ImageRecordDto {
     pub timings: Vec<StageTimingDto>,
     /// Non-fatal notes from the engine.
     pub warnings: Vec<String>,
+    /// The invisible watermark's id (server tag + image tag, 12 hex
+    /// digits), or null when watermarking is off.
+    pub watermark_id: Option<String>,
+    /// The generated image's 64-bit pHash (16 hex digits), or null when the
+    /// near-copy check did not run.
+    pub perceptual_hash: Option<String>,
+    /// Image moderation and near-copy results, or null when none ran.
+    #[schema(value_type = Option<Object>)]
+    pub moderation: Option<serde_json::Value>,
+    /// Flags raised after generation: `nsfw_flagged`, `near_copy`.
+    pub flags: Vec<String>,
     /// A signed, expiring link to the bytes.
     pub url: String,
 }
@@ -141,6 +152,10 @@ pub async fn get_image(
             })
             .collect(),
         warnings: r.warnings.clone(),
+        watermark_id: r.watermark_id.clone(),
+        perceptual_hash: r.perceptual_hash.clone(),
+        moderation: r.moderation.clone(),
+        flags: r.flags.clone(),
         url: state.signed_url(image_id, &headers),
     }))
 }

@@ -274,6 +274,13 @@ async fn run_sync(
     init_image: Option<RgbImage>,
 ) -> Result<Json<ImagesResponse>, ApiError> {
     let timeout = super::jobs::request_timeout(headers, state.config.queue.max_timeout_seconds)?;
+    let policy = crate::responsible::check_prompt(
+        state,
+        principal,
+        valid.user.as_deref(),
+        &valid.params.prompt,
+    )
+    .await?;
     let (job, _) = state
         .jobs
         .submit(NewJob {
@@ -284,6 +291,7 @@ async fn run_sync(
             idempotency_key: None,
             init_image,
             timeout,
+            policy,
         })
         .await?;
     let mut guard = CancelOnDrop {

@@ -134,6 +134,13 @@ pub async fn create_job(
     let mut request = body.request;
     request.strength = None;
     let valid = request.validate(state.jobs.models())?;
+    let policy = crate::responsible::check_prompt(
+        &state,
+        &principal,
+        valid.user.as_deref(),
+        &valid.params.prompt,
+    )
+    .await?;
     let (job, _created) = state
         .jobs
         .submit(NewJob {
@@ -144,6 +151,7 @@ pub async fn create_job(
             idempotency_key,
             init_image: None,
             timeout,
+            policy,
         })
         .await?;
     Ok((StatusCode::ACCEPTED, Json(Job::from_record(&job, None))))

@@ -2,11 +2,13 @@
 //! limit, authentication, the OpenAPI document and the error fallbacks.
 
 pub mod admin;
+pub mod audit;
 pub mod content;
 pub mod health;
 pub mod images;
 pub mod jobs;
 pub mod models;
+pub mod watermark;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -29,11 +31,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/{id}", get(jobs::get_job).delete(jobs::cancel_job))
         .route("/v1/jobs/{id}/events", get(jobs::job_events))
         .route("/v1/images/{id}", get(content::get_image))
+        .route("/v1/watermark/detect", post(watermark::detect_watermark))
         .route("/v1/models", get(models::list_models))
         .route("/v1/models/{name}", get(models::get_model))
         // Admin routes check the `admin` scope themselves.
         .route("/v1/admin/models/{name}/load", post(admin::load_model))
         .route("/v1/admin/models/{name}/unload", post(admin::unload_model))
+        .route("/v1/admin/audit", get(audit::list_audit))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::extract::require_key,

@@ -68,6 +68,11 @@ pub fn test_config(data_dir: &Path) -> Config {
     }];
     config.default_model = Some(MODEL.into());
     config.worker.sync_timeout_seconds = 120;
+    // The shipped moderation models, by absolute path (tests run in the
+    // crate's folder, not the repository root).
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    config.moderation.semantic_model = Some(root.join("models/easel-emoji"));
+    config.moderation.image_model = Some(root.join("models/open-nsfw/open_nsfw.onnx"));
     config
 }
 

@@ -1,6 +1,7 @@
 //! The API's integration tests: one binary, the real server on port 0 with
 //! a fresh database per test, driven by a real HTTP client.
 
+mod audit;
 mod backpressure;
 mod bad_input;
 mod edits;
@@ -10,4 +11,6 @@ mod jobs;
 mod models;
 mod openai_sdk;
 mod queue;
+mod responsible;
 mod service;
+mod watermark;

@@ -24,6 +24,8 @@ pub struct NewJob {
     /// When the job stops being worth running (the client's
     /// `X-Easel-Timeout` after submission); `None`: no deadline.
     pub deadline_at: Option<DateTime<Utc>>,
+    /// The prompt policy's decision (JSON), recorded with the job.
+    pub policy: Option<serde_json::Value>,
 }
 
 impl NewJob {
@@ -38,6 +40,7 @@ impl NewJob {
             idempotency_key: None,
             correlation_id: None,
             deadline_at: None,
+            policy: None,
         }
     }
 }

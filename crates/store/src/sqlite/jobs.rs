@@ -19,8 +19,8 @@ const SELECT_BY_IDEMPOTENCY: &str = "SELECT * FROM jobs \
 
 const INSERT: &str = "INSERT INTO jobs \
      (id, status, tier, priority, user_id, model, params, options, idempotency_key, \
-      correlation_id, created_at, deadline_at) \
-     VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+      correlation_id, created_at, deadline_at, policy) \
+     VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
      RETURNING *";
 
 // Queued jobs per priority (0 = realtime, 1 = batch), from the claim index.
@@ -78,6 +78,10 @@ impl Db {
     async fn insert(&self, new: NewJob, limit: Option<u64>) -> Result<BoundedInsert> {
         let params = rows::to_json(&new.params, "job params")?;
         let options = rows::to_json(&new.options, "job options")?;
+        let policy = match &new.policy {
+            Some(p) => Some(rows::to_json(p, "policy decision")?),
+            None => None,
+        };
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         if let Some(key) = &new.idempotency_key {
             let existing = sqlx::query(SELECT_BY_IDEMPOTENCY)
@@ -125,6 +129,7 @@ impl Db {
             .bind(&new.correlation_id)
             .bind(now_ms())
             .bind(new.deadline_at.map(rows::ms))
+            .bind(policy)
             .fetch_one(&mut *tx)
             .await?;
         let job = rows::job(&row)?;

@@ -18,6 +18,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{KeyHash, Scope};
 
+mod responsible;
+
+pub use responsible::{ModerationConfig, ProvenanceConfig};
+
 /// The top-level keys; environment variables are only read for these, so
 /// unrelated `EASEL_*` variables (say, a test's `EASEL_PYTHON`) are ignored.
 const TOP_LEVEL_KEYS: &[&str] = &[
@@ -31,6 +35,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "worker",
     "limits",
     "queue",
+    "moderation",
+    "provenance",
 ];
 
 /// Everything `easel serve` (and the other subcommands) can be configured with.
@@ -63,6 +69,10 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Queue limits and request deadlines.
     pub queue: QueueConfig,
+    /// Prompt policy, image moderation and the near-copy check.
+    pub moderation: ModerationConfig,
+    /// Watermark, C2PA Content Credentials and file metadata.
+    pub provenance: ProvenanceConfig,
 }
 
 impl Default for Config {
@@ -81,6 +91,8 @@ impl Default for Config {
             worker: WorkerConfig::default(),
             limits: LimitsConfig::default(),
             queue: QueueConfig::default(),
+            moderation: ModerationConfig::default(),
+            provenance: ProvenanceConfig::default(),
         }
     }
 }
@@ -514,6 +526,11 @@ impl Config {
         if self.queue.max_timeout_seconds == 0 {
             return Err(ConfigError::Unusable(
                 "queue.max_timeout_seconds must be at least 1".into(),
+            ));
+        }
+        if self.provenance.certificate.is_some() != self.provenance.private_key.is_some() {
+            return Err(ConfigError::Unusable(
+                "provenance.certificate and provenance.private_key must be given together".into(),
             ));
         }
         if self.server.body_limit_bytes < 1024 {
