@@ -19,6 +19,20 @@ fn b64(body: &Value, i: usize) -> Vec<u8> {
         .unwrap()
 }
 
+/// Generates synchronously: the first image's bytes and its stored record.
+async fn generate_one(app: &crate::helpers::TestApp, request: &Value) -> (Vec<u8>, Value) {
+    let r = app.generate(request).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let record: Value = app
+        .get_image(body["data"][0]["id"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    (b64(&body, 0), record)
+}
+
 async fn audit(app: &crate::helpers::TestApp, event_type: &str) -> Vec<easel_store::AuditEvent> {
     app.jobs
         .db()
@@ -128,19 +142,8 @@ async fn the_same_seed_gives_the_same_pixels_and_the_same_watermark() {
     let app = spawn_app().await;
     let mut seen = Vec::new();
     for _ in 0..2 {
-        let body: Value = app
-            .generate(&small_request("a blue circle"))
-            .await
-            .json()
-            .await
-            .unwrap();
-        let pixels = easel_media::decode_untrusted(&b64(&body, 0), &Default::default()).unwrap();
-        let record: Value = app
-            .get_image(body["data"][0]["id"].as_str().unwrap())
-            .await
-            .json()
-            .await
-            .unwrap();
+        let (bytes, record) = generate_one(&app, &small_request("a blue circle")).await;
+        let pixels = easel_media::decode_untrusted(&bytes, &Default::default()).unwrap();
         seen.push((pixels, record["watermark_id"].clone()));
     }
     assert_eq!(
@@ -167,24 +170,13 @@ async fn jpeg_and_webp_outputs_are_signed_too() {
 #[tokio::test]
 async fn without_include_prompt_the_file_does_not_carry_the_prompt() {
     let app = spawn_app_with(|c| c.provenance.include_prompt = false).await;
-    let body: Value = app
-        .generate(&small_request("my secret campaign"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let text = easel_media::read_png_text(&b64(&body, 0)).unwrap();
+    let (bytes, record) = generate_one(&app, &small_request("my secret campaign")).await;
+    let text = easel_media::read_png_text(&bytes).unwrap();
     assert!(!text.is_empty());
     for (key, value) in &text {
         assert!(!value.contains("secret"), "{key}: {value}");
     }
     // The database record keeps it.
-    let record: Value = app
-        .get_image(body["data"][0]["id"].as_str().unwrap())
-        .await
-        .json()
-        .await
-        .unwrap();
     assert_eq!(record["prompt"], "my secret campaign");
 }
 
@@ -298,14 +290,8 @@ async fn an_image_above_the_flag_threshold_is_stored_flagged_and_audited() {
         c.moderation.image = serde_json::from_value(json!({ "flag": 0.0, "block": 1.0 })).unwrap();
     })
     .await;
-    let body: Value = app
-        .generate(&small_request("a red apple"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = body["data"][0]["id"].as_str().unwrap();
-    let record: Value = app.get_image(id).await.json().await.unwrap();
+    let (_, record) = generate_one(&app, &small_request("a red apple")).await;
+    let id = record["id"].as_str().unwrap();
     assert_eq!(record["flags"], json!(["nsfw_flagged"]));
     assert_eq!(record["moderation"]["nsfw"]["action"], "flag");
     let events = audit(&app, "moderation.image_flagged").await;
@@ -348,18 +334,7 @@ async fn an_output_near_a_training_image_is_flagged_as_a_near_copy() {
         c.moderation.near_copy_max_distance = Some(64);
     })
     .await;
-    let body: Value = near
-        .generate(&small_request("a red apple"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let record: Value = near
-        .get_image(body["data"][0]["id"].as_str().unwrap())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let (_, record) = generate_one(&near, &small_request("a red apple")).await;
     assert_eq!(record["flags"], json!(["near_copy"]), "{record}");
     let memo = &record["moderation"]["memorization"];
     assert_eq!(memo["nearest_caption"], "training image");
@@ -373,18 +348,7 @@ async fn an_output_near_a_training_image_is_flagged_as_a_near_copy() {
         c.moderation.near_copy_max_distance = Some(hash.count_ones().saturating_sub(1));
     })
     .await;
-    let body: Value = far
-        .generate(&small_request("a red apple"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let record: Value = far
-        .get_image(body["data"][0]["id"].as_str().unwrap())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let (_, record) = generate_one(&far, &small_request("a red apple")).await;
     assert_eq!(record["flags"], json!([]), "{record}");
     assert_eq!(record["moderation"]["memorization"]["near_copy"], false);
 }
