@@ -21,7 +21,9 @@
 //! The image's watermark tag is a hash of everything that determines its
 //! pixels (the model's content hash, the parameters and the seed), not of
 //! its id, so the same model, parameters and seed still give the same
-//! pixels, watermark included. Two identical generations therefore carry
+//! pixels, watermark included, on servers with the same watermark tag
+//! (`provenance.server_tag`; each data folder generates its own unless it
+//! is set). Two identical generations therefore carry
 //! the same mark, which points at either record: they are the same
 //! picture. The C2PA manifest, whose claim has its own id and time, makes
 //! the *files* differ; compare decoded pixels, not file hashes.

@@ -135,8 +135,13 @@ async fn a_thousand_queued_jobs_of_one_user_delay_others_by_at_most_one_batch() 
 
 #[tokio::test]
 async fn compatible_jobs_share_one_engine_call_and_keep_their_pixels() {
-    // Reference: each job alone.
-    let alone = spawn_app_with(|c| c.worker.enabled = false).await;
+    // Reference: each job alone. Both servers get the same watermark tag
+    // (each would otherwise generate its own, and the mark is in the pixels).
+    let setup = |c: &mut easel_server::Config| {
+        c.worker.enabled = false;
+        c.provenance.server_tag = Some(7);
+    };
+    let alone = spawn_app_with(setup).await;
     let jobs = [
         json!({"prompt": "a red apple", "seed": 1, "n": 2, "tier": "batch"}),
         json!({"prompt": "a cat face", "seed": 2, "n": 1, "tier": "batch"}),
@@ -146,11 +151,11 @@ async fn compatible_jobs_share_one_engine_call_and_keep_their_pixels() {
     for body in &jobs {
         let r: Value = alone.create_job(body, None).await.json().await.unwrap();
         alone.run_pending_jobs().await;
-        want.push(sha256s(&alone, r["id"].as_str().unwrap()).await);
+        want.push(pixel_hashes(&alone, r["id"].as_str().unwrap()).await);
     }
 
     // The same jobs queued together and run as batches of up to 4 images.
-    let together = spawn_app_with(|c| c.worker.enabled = false).await;
+    let together = spawn_app_with(setup).await;
     let mut ids = Vec::new();
     for body in &jobs {
         let r: Value = together.create_job(body, None).await.json().await.unwrap();
@@ -173,11 +178,14 @@ async fn compatible_jobs_share_one_engine_call_and_keep_their_pixels() {
     .await;
     assert_eq!(claims, 1, "the three jobs ran as one batch");
     for (id, want) in ids.iter().zip(&want) {
-        assert_eq!(&sha256s(&together, id).await, want, "job {id}");
+        assert_eq!(&pixel_hashes(&together, id).await, want, "job {id}");
     }
 }
 
-async fn sha256s(app: &TestApp, job: &str) -> Vec<String> {
+/// SHA-256 of each image's decoded pixels, in index order. (The files
+/// differ between runs: each records its own image id and C2PA claim.)
+async fn pixel_hashes(app: &TestApp, job: &str) -> Vec<String> {
+    use sha2::Digest as _;
     let job: Value = app.get_job(job).await.json().await.unwrap();
     assert_eq!(job["status"], "succeeded", "{job}");
     let mut out = Vec::new();
@@ -188,7 +196,14 @@ async fn sha256s(app: &TestApp, job: &str) -> Vec<String> {
             .json()
             .await
             .unwrap();
-        out.push(image["sha256"].as_str().unwrap().to_string());
+        let bytes = app
+            .get(image["url"].as_str().unwrap())
+            .await
+            .bytes()
+            .await
+            .unwrap();
+        let pixels = easel_media::decode_untrusted(&bytes, &Default::default()).unwrap();
+        out.push(hex::encode(sha2::Sha256::digest(&pixels.pixels)));
     }
     out
 }
