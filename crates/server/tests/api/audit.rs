@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use easel_server::auth::{Scope, create_key};
+use easel_server::auth::Scope;
 use easel_server::config::ModelEntry;
 use serde_json::Value;
 
@@ -12,15 +12,9 @@ use crate::helpers::{MODEL, TestApp, assert_error, small_request, spawn_app_with
 /// An app with keys `user` (generate) and `ops` (admin), a second model
 /// `missing` whose folder does not exist, and the worker off.
 async fn app_with_keys() -> (TestApp, String, String) {
-    let (user_key, user_entry) = create_key("user", &[Scope::Generate]);
-    let (admin_key, admin_entry) = create_key("ops", &[Scope::Admin]);
-    #[derive(serde::Deserialize)]
-    struct Wrapper {
-        auth: easel_server::config::AuthConfig,
-    }
-    let auth = toml::from_str::<Wrapper>(&format!("{user_entry}\n{admin_entry}"))
-        .unwrap()
-        .auth;
+    let (keys, auth) =
+        crate::helpers::auth_with_keys(&[("user", &[Scope::Generate]), ("ops", &[Scope::Admin])]);
+    let (user_key, admin_key) = (keys[0].clone(), keys[1].clone());
     let app = spawn_app_with(move |c| {
         c.auth = auth;
         c.worker.enabled = false;

@@ -76,6 +76,24 @@ pub fn test_config(data_dir: &Path) -> Config {
     config
 }
 
+/// Fresh API keys with these names and scopes: the keys (in order) and the
+/// `[auth]` section that accepts them, parsed from the TOML entries
+/// `create_key` prints, as an operator would paste them.
+pub fn auth_with_keys(
+    keys: &[(&str, &[easel_server::auth::Scope])],
+) -> (Vec<String>, easel_server::config::AuthConfig) {
+    #[derive(serde::Deserialize)]
+    struct Wrapper {
+        auth: easel_server::config::AuthConfig,
+    }
+    let (secrets, entries): (Vec<String>, Vec<String>) = keys
+        .iter()
+        .map(|(name, scopes)| easel_server::auth::create_key(name, scopes))
+        .unzip();
+    let auth = toml::from_str::<Wrapper>(&entries.join("\n")).unwrap().auth;
+    (secrets, auth)
+}
+
 /// The server with its worker running.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await

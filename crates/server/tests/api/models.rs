@@ -190,16 +190,10 @@ async fn a_budget_for_one_model_evicts_the_least_recently_used_one() {
 
 #[tokio::test]
 async fn admin_routes_need_the_admin_scope() {
-    use easel_server::auth::{Scope, create_key};
-    let (user_key, user_entry) = create_key("user", &[Scope::Generate]);
-    let (admin_key, admin_entry) = create_key("ops", &[Scope::Admin]);
-    #[derive(serde::Deserialize)]
-    struct Wrapper {
-        auth: easel_server::config::AuthConfig,
-    }
-    let auth = toml::from_str::<Wrapper>(&format!("{user_entry}\n{admin_entry}"))
-        .unwrap()
-        .auth;
+    use easel_server::auth::Scope;
+    let (keys, auth) =
+        crate::helpers::auth_with_keys(&[("user", &[Scope::Generate]), ("ops", &[Scope::Admin])]);
+    let (user_key, admin_key) = (keys[0].clone(), keys[1].clone());
     let app = spawn_app_with(move |c| c.auth = auth).await;
     assert_error(
         admin(&app, MODEL, "unload", None).await,

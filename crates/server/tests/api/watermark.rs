@@ -6,7 +6,7 @@
 
 use easel_core::{ImageId, OutputFormat, RgbImage};
 use easel_media::{Metadata, WatermarkPayload};
-use easel_server::auth::{Scope, create_key};
+use easel_server::auth::Scope;
 use easel_store::NewImage;
 use serde_json::Value;
 
@@ -14,16 +14,12 @@ use crate::helpers::{TestApp, assert_error, png_bomb_header, small_request, spaw
 
 /// Keys `user` and `other` (generate) and `ops` (admin), worker off.
 async fn app_with_keys() -> (TestApp, [String; 3]) {
-    let (user, user_entry) = create_key("user", &[Scope::Generate]);
-    let (other, other_entry) = create_key("other", &[Scope::Generate]);
-    let (ops, ops_entry) = create_key("ops", &[Scope::Admin]);
-    #[derive(serde::Deserialize)]
-    struct Wrapper {
-        auth: easel_server::config::AuthConfig,
-    }
-    let auth = toml::from_str::<Wrapper>(&format!("{user_entry}\n{other_entry}\n{ops_entry}"))
-        .unwrap()
-        .auth;
+    let (keys, auth) = crate::helpers::auth_with_keys(&[
+        ("user", &[Scope::Generate]),
+        ("other", &[Scope::Generate]),
+        ("ops", &[Scope::Admin]),
+    ]);
+    let [user, other, ops]: [String; 3] = keys.try_into().unwrap();
     let app = spawn_app_with(move |c| {
         c.auth = auth;
         c.worker.enabled = false;
@@ -267,12 +263,8 @@ async fn bad_uploads_are_refused_with_codes_naming_the_field() {
 
 #[tokio::test]
 async fn a_body_over_the_server_limit_is_413() {
-    let (user, entry) = create_key("user", &[Scope::Generate]);
-    #[derive(serde::Deserialize)]
-    struct Wrapper {
-        auth: easel_server::config::AuthConfig,
-    }
-    let auth = toml::from_str::<Wrapper>(&entry).unwrap().auth;
+    let (keys, auth) = crate::helpers::auth_with_keys(&[("user", &[Scope::Generate])]);
+    let user = keys[0].clone();
     let app = spawn_app_with(move |c| {
         c.auth = auth;
         c.server.body_limit_bytes = 64 * 1024;
