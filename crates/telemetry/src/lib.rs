@@ -5,3 +5,10 @@
 //! - Logs and traces: the tracing subscriber (text or JSON logs), the
 //!   correlation id carried from a request into its job, and OTLP export
 //!   of spans when an endpoint is configured.
+//!
+//! # Layout
+//! - [`metrics`]: the metric families, their buckets, and rendering.
+//! - [`trace`]: the subscriber, correlation ids and OTLP export.
+
+pub mod metrics;
+pub mod trace;

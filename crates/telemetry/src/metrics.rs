@@ -1,0 +1,1 @@
+//! The metric catalogue (docs/observability.md) as prometheus-client families.

@@ -1,0 +1,1 @@
+//! Logs and traces: the subscriber, correlation ids, OTLP export.
