@@ -26,6 +26,8 @@
 //!   metadata); `easel generate` uses it too.
 //! - [`postprocess`]: every image after the engine, in one order: upscale,
 //!   watermark, moderation, near-copy check, encode with metadata, C2PA.
+//! - `recording`: what the worker counts into the metrics (stages, engine
+//!   calls, outcomes, images).
 //! - [`metadata`]: the text written into image files.
 //! - [`events`]: per-job broadcast channels; late watchers get the current
 //!   state first.
@@ -42,6 +44,7 @@ pub mod metadata;
 pub mod models;
 pub mod pipeline;
 pub mod postprocess;
+mod recording;
 pub mod running;
 pub mod schedule;
 pub mod worker;
@@ -52,6 +55,6 @@ pub use events::{EventHub, JobEvent, Subscription};
 pub use handle::{Jobs, NewJob, Watch, init_image_key, terminal_or_current_event};
 pub use models::{Generator, ModelLookupError, ModelSpec, ModelState, ModelStatus, Models};
 pub use pipeline::{RenderError, RenderedImage, check_for_model, image_requests, render};
-pub use postprocess::{ImageModeration, Memorization, PostProcess};
+pub use postprocess::{ImageModeration, Memorization, PostProcess, QualityScoring};
 pub use schedule::{BatchKey, Candidate, Plan, Scheduler};
 pub use worker::{WorkerHandle, WorkerSettings};

@@ -86,6 +86,8 @@ pub struct RenderedImage {
     pub moderation: Option<serde_json::Value>,
     /// Flags raised by post-processing.
     pub flags: Vec<String>,
+    /// How well the image shows its prompt (cosine in [-1, 1]), when scored.
+    pub quality_score: Option<f32>,
     /// Non-fatal notes from the engine.
     pub warnings: Vec<String>,
 }
@@ -99,6 +101,10 @@ pub struct BatchPart<'a> {
     pub output: &'a OutputOptions,
     /// Image-to-image: the initial image, already at `params.size`.
     pub init_image: Option<&'a RgbImage>,
+    /// The job's `job.run` span: its post-processing is traced under it,
+    /// and the first part's span is the parent of the shared engine call.
+    /// `None`: under whatever span is current.
+    pub span: Option<&'a tracing::Span>,
 }
 
 /// Runs the engine for every image of the job and post-processes the
@@ -116,6 +122,7 @@ pub fn render(
         params,
         output,
         init_image,
+        span: None,
     };
     render_batch(model, post, &[part], progress, cancel)?
         .pop()
@@ -141,13 +148,33 @@ pub fn render_batch(
         .iter()
         .flat_map(|p| image_requests(p.params, p.init_image))
         .collect();
-    let mut generated = model.generate(&requests, progress, cancel)?.into_iter();
     let info = model.info();
+    // One engine call for the batch: traced under its first job, linked
+    // from the others (a span has one parent).
+    let first = parts
+        .first()
+        .and_then(|p| p.span.cloned())
+        .unwrap_or_else(tracing::Span::current);
+    let engine = tracing::info_span!(
+        parent: &first,
+        "engine.generate",
+        model = %info.name,
+        images = requests.len(),
+        jobs = parts.len(),
+    );
+    for companion in parts.iter().skip(1).filter_map(|p| p.span) {
+        engine.follows_from(companion);
+    }
+    let mut generated = engine
+        .in_scope(|| model.generate(&requests, progress, cancel))?
+        .into_iter();
     Ok(parts
         .iter()
         .map(|part| {
             let mine: Vec<_> = generated.by_ref().take(part.params.n as usize).collect();
-            finish_job(post, info, part, mine)
+            let job = part.span.cloned().unwrap_or_else(tracing::Span::current);
+            let span = tracing::info_span!(parent: &job, "postprocess", images = mine.len());
+            span.in_scope(|| finish_job(post, info, part, mine))
         })
         .collect())
 }
@@ -192,6 +219,7 @@ fn finish_job(
             post_stages: done.stages,
             watermark_id: done.watermark_id,
             perceptual_hash: done.perceptual_hash,
+            quality_score: done.quality_score,
             moderation: done.moderation,
             flags: done.flags,
             warnings: g.warnings,
@@ -412,11 +440,13 @@ mod tests {
                 params: &a,
                 output: &output,
                 init_image: None,
+                span: None,
             },
             BatchPart {
                 params: &b,
                 output: &output,
                 init_image: None,
+                span: None,
             },
         ];
         let mut steps = 0;

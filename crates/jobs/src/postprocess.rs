@@ -9,9 +9,12 @@
 //!    block threshold the image is never encoded, stored or served;
 //! 4. **memorization**: the pHash of the generated image against the
 //!    model's training-set index (`<model>/index/phash.json`);
-//! 5. **encode** to PNG, JPEG or WebP with the metadata (the A1111
+//! 5. **score**: how well the generated image shows its prompt (cosine in
+//!    [-1, 1] from the model's own `scorer/` or a configured CLIP folder):
+//!    the quality SLI, recorded, never a gate;
+//! 6. **encode** to PNG, JPEG or WebP with the metadata (the A1111
 //!    `parameters` chunk and Easel's JSON record, PNG only);
-//! 6. **sign**: C2PA Content Credentials over the final bytes, last,
+//! 7. **sign**: C2PA Content Credentials over the final bytes, last,
 //!    because the manifest hashes them.
 //!
 //! Storing comes after, in [`crate::batch`]. Each stage's wall time is
@@ -35,7 +38,7 @@ use std::time::Instant;
 
 use easel_core::{GenerationParams, ImageId, OutputOptions, RgbImage, SamplerKind};
 use easel_engine::ModelInfo;
-use easel_engine::score::{PhashIndex, phash};
+use easel_engine::score::{PhashIndex, Scorer, phash};
 use easel_media::{C2paSigner, ClaimInfo, MediaError, WatermarkPayload};
 use easel_policy::image::{ImageDecision, ImageThresholds, NsfwClassifier, decide};
 use easel_policy::{Action, PolicyError};
@@ -57,6 +60,8 @@ pub struct PostProcess {
     pub moderation: Option<ImageModeration>,
     /// The near-copy check; `None`: off.
     pub memorization: Option<Memorization>,
+    /// The quality score; `None`: off.
+    pub quality: Option<QualityScoring>,
     /// C2PA signing; `None`: off.
     pub signer: Option<Arc<C2paSigner>>,
     /// Leave the prompt and negative prompt out of the file's metadata.
@@ -115,6 +120,62 @@ impl Memorization {
     }
 }
 
+/// Which scorer judges each model's images: one configured for every
+/// model (a CLIP folder, say), or each model's own `scorer/` folder, loaded
+/// once on first use. A model with neither is not scored.
+pub struct QualityScoring {
+    fixed: Option<Arc<dyn Scorer>>,
+    device: easel_engine::DeviceChoice,
+    per_model: Mutex<HashMap<PathBuf, Option<Arc<dyn Scorer>>>>,
+}
+
+impl QualityScoring {
+    /// Scores every model's images with `scorer`.
+    pub fn with_scorer(scorer: Arc<dyn Scorer>) -> Self {
+        Self {
+            fixed: Some(scorer),
+            device: easel_engine::DeviceChoice::Cpu,
+            per_model: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Scores each model's images with the scorer in its own `scorer/`
+    /// folder, loaded on `device`.
+    pub fn per_model(device: easel_engine::DeviceChoice) -> Self {
+        Self {
+            fixed: None,
+            device,
+            per_model: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The scorer for the model in `dir`, or `None` when there is none or
+    /// it does not load (said once in the log).
+    fn scorer_for(&self, dir: &Path) -> Option<Arc<dyn Scorer>> {
+        if let Some(fixed) = &self.fixed {
+            return Some(fixed.clone());
+        }
+        let mut cache = self.per_model.lock().expect("scorer cache poisoned");
+        cache
+            .entry(dir.to_path_buf())
+            .or_insert_with(|| {
+                let folder = dir.join("scorer");
+                if !folder.join("config.json").exists() {
+                    tracing::info!(model = %dir.display(), "the model ships no scorer/; its images are not scored");
+                    return None;
+                }
+                match easel_engine::score::load_scorer(&folder, self.device) {
+                    Ok(scorer) => Some(Arc::from(scorer)),
+                    Err(e) => {
+                        tracing::warn!(path = %folder.display(), error = %e, "the scorer did not load; images are not scored");
+                        None
+                    }
+                }
+            })
+            .clone()
+    }
+}
+
 /// One generated image and what made it.
 pub struct ImageInput<'a> {
     /// The pixels as the engine made them.
@@ -152,6 +213,8 @@ pub struct Processed {
     pub moderation: Option<serde_json::Value>,
     /// Flags raised: [`FLAG_NSFW`], [`FLAG_NEAR_COPY`].
     pub flags: Vec<String>,
+    /// How well the image shows its prompt (cosine in [-1, 1]), when scored.
+    pub quality_score: Option<f32>,
     /// Seconds per stage, in order.
     pub stages: Vec<(&'static str, f64)>,
 }
@@ -192,6 +255,10 @@ fn timed<T>(
     stage: &'static str,
     f: impl FnOnce() -> T,
 ) -> T {
+    // One span per stage (`post.<stage>` in a trace), under the job's
+    // `postprocess` span.
+    let _span =
+        tracing::info_span!("post.stage", otel.name = %format!("post.{stage}"), stage).entered();
     let started = Instant::now();
     let out = f();
     stages.push((stage, started.elapsed().as_secs_f64()));
@@ -264,6 +331,21 @@ impl PostProcess {
             stages.push(("memorization", started.elapsed().as_secs_f64()));
         }
 
+        let mut quality_score = None;
+        if let Some(q) = &self.quality
+            && let Some(scorer) = q.scorer_for(&input.info.path)
+        {
+            match timed(&mut stages, "score", || {
+                scorer.score(&generated, &input.params.prompt)
+            }) {
+                Ok(score) if score.is_finite() => quality_score = Some(score),
+                Ok(score) => tracing::warn!(score, "the scorer returned a non-finite score"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "scoring the image failed; it is stored unscored")
+                }
+            }
+        }
+
         let mut record = record;
         if let Some(map) = record.as_object_mut() {
             map.insert("image_id".into(), input.image_id.to_string().into());
@@ -303,6 +385,7 @@ impl PostProcess {
             perceptual_hash,
             moderation: (!moderation.is_empty()).then_some(serde_json::Value::Object(moderation)),
             flags,
+            quality_score,
             stages,
         })))
     }

@@ -1,7 +1,7 @@
 //! Responsible generation, composed from configuration: the prompt policy
 //! checked at the edge, before a job is stored, and the post-processing
 //! stages the worker runs on every image (watermark, image moderation,
-//! near-copy check, C2PA). `easel generate` builds the same stages, so a
+//! near-copy check, quality score, C2PA). `easel generate` builds the same stages, so a
 //! file made without a server carries the same provenance.
 //!
 //! Models used here (MiniLM, open_nsfw) are loaded once per process and
@@ -13,12 +13,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::Context as _;
-use easel_jobs::{ImageModeration, Memorization, PostProcess};
+use easel_engine::score::Scorer;
+use easel_jobs::{ImageModeration, Memorization, PostProcess, QualityScoring};
 use easel_media::C2paSigner;
 use easel_policy::Action;
 use easel_policy::image::NsfwClassifier;
 use easel_policy::prompt::{Embedder, MiniLmEmbedder, PromptDecision, PromptPolicy};
 use easel_store::NewAuditEvent;
+use easel_telemetry::metrics::{ModerationAction, ModerationStage};
 
 use crate::auth::Principal;
 use crate::config::Config;
@@ -26,17 +28,17 @@ use crate::error::{ApiError, ErrorKind};
 use crate::state::AppState;
 
 /// One loaded value per path, for the life of the process.
-fn cached<T: Send + Sync + 'static>(
+fn cached<T: ?Sized + Send + Sync + 'static>(
     cache: &'static OnceLock<Mutex<HashMap<PathBuf, Arc<T>>>>,
     path: &Path,
-    load: impl FnOnce(&Path) -> anyhow::Result<T>,
+    load: impl FnOnce(&Path) -> anyhow::Result<Arc<T>>,
 ) -> anyhow::Result<Arc<T>> {
     let map = cache.get_or_init(|| Mutex::new(HashMap::new()));
     let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
     if let Some(found) = map.lock().expect("model cache poisoned").get(&key) {
         return Ok(found.clone());
     }
-    let loaded = Arc::new(load(path)?);
+    let loaded = load(path)?;
     map.lock()
         .expect("model cache poisoned")
         .insert(key, loaded.clone());
@@ -45,6 +47,7 @@ fn cached<T: Send + Sync + 'static>(
 
 static EMBEDDERS: OnceLock<Mutex<HashMap<PathBuf, Arc<MiniLmEmbedder>>>> = OnceLock::new();
 static CLASSIFIERS: OnceLock<Mutex<HashMap<PathBuf, Arc<NsfwClassifier>>>> = OnceLock::new();
+static SCORERS: OnceLock<Mutex<HashMap<PathBuf, Arc<dyn Scorer>>>> = OnceLock::new();
 
 /// The prompt policy of `config.moderation`, or `None` when it is off.
 pub fn build_prompt_policy(config: &Config) -> anyhow::Result<Option<Arc<PromptPolicy>>> {
@@ -56,6 +59,7 @@ pub fn build_prompt_policy(config: &Config) -> anyhow::Result<Option<Arc<PromptP
     let embedder: Option<Arc<dyn Embedder>> = match &m.semantic_model {
         Some(dir) if dir.exists() => Some(cached(&EMBEDDERS, dir, |dir| {
             MiniLmEmbedder::load(dir)
+                .map(Arc::new)
                 .with_context(|| format!("loading moderation.semantic_model {}", dir.display()))
         })?),
         // The shipped default is relative to the repository root: started
@@ -109,7 +113,7 @@ pub fn build_post_process(config: &Config) -> anyhow::Result<PostProcess> {
         }
         Some(path) => Some(ImageModeration {
             classifier: cached(&CLASSIFIERS, path, |path| {
-                NsfwClassifier::load(path).with_context(|| {
+                NsfwClassifier::load(path).map(Arc::new).with_context(|| {
                     format!(
                         "loading moderation.image_model {} (unset it to turn image moderation off)",
                         path.display()
@@ -136,10 +140,28 @@ pub fn build_post_process(config: &Config) -> anyhow::Result<PostProcess> {
     } else {
         None
     };
+    let quality = match (&config.quality.enabled, &config.quality.scorer) {
+        (false, _) => None,
+        (true, None) => Some(QualityScoring::per_model(easel_engine::DeviceChoice::Cpu)),
+        (true, Some(dir)) => {
+            let scorer = cached(&SCORERS, dir, |dir| {
+                easel_engine::score::load_scorer(dir, easel_engine::DeviceChoice::Cpu)
+                    .map(Arc::from)
+                    .with_context(|| {
+                        format!(
+                            "loading quality.scorer {} (unset it to use each model's own scorer/)",
+                            dir.display()
+                        )
+                    })
+            })?;
+            Some(QualityScoring::with_scorer(scorer))
+        }
+    };
     Ok(PostProcess {
         watermark,
         moderation,
         memorization: m.near_copy_max_distance.map(Memorization::new),
+        quality,
         signer,
         omit_prompt: !p.include_prompt,
     })
@@ -198,11 +220,12 @@ pub async fn check_prompt(
         .category
         .clone()
         .unwrap_or_else(|| "unspecified".into());
-    let event = match decision.action {
-        Action::Allow => None,
-        Action::Flag => Some("moderation.prompt_flagged"),
-        Action::Block => Some("moderation.prompt_blocked"),
+    let (event, action) = match decision.action {
+        Action::Allow => (None, ModerationAction::Allow),
+        Action::Flag => (Some("moderation.prompt_flagged"), ModerationAction::Flag),
+        Action::Block => (Some("moderation.prompt_blocked"), ModerationAction::Block),
     };
+    state.metrics.moderation(ModerationStage::Prompt, action);
     if let Some(event) = event {
         let actor = user
             .map(str::to_string)

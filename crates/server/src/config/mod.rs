@@ -18,9 +18,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{KeyHash, Scope};
 
+mod metrics;
+mod quality;
 mod responsible;
+mod telemetry;
 
+pub use metrics::MetricsConfig;
+pub use quality::QualityConfig;
 pub use responsible::{ModerationConfig, ProvenanceConfig};
+pub use telemetry::TelemetryConfig;
 
 /// The top-level keys; environment variables are only read for these, so
 /// unrelated `EASEL_*` variables (say, a test's `EASEL_PYTHON`) are ignored.
@@ -37,6 +43,9 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "queue",
     "moderation",
     "provenance",
+    "telemetry",
+    "quality",
+    "metrics",
 ];
 
 /// Everything `easel serve` (and the other subcommands) can be configured with.
@@ -73,6 +82,12 @@ pub struct Config {
     pub moderation: ModerationConfig,
     /// Watermark, C2PA Content Credentials and file metadata.
     pub provenance: ProvenanceConfig,
+    /// Log format and OTLP export of traces.
+    pub telemetry: TelemetryConfig,
+    /// The quality score of every image.
+    pub quality: QualityConfig,
+    /// `GET /metrics` and the price of device time.
+    pub metrics: MetricsConfig,
 }
 
 impl Default for Config {
@@ -93,6 +108,9 @@ impl Default for Config {
             queue: QueueConfig::default(),
             moderation: ModerationConfig::default(),
             provenance: ProvenanceConfig::default(),
+            telemetry: TelemetryConfig::default(),
+            quality: QualityConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -422,6 +440,8 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     /// `--insecure-no-auth`.
     pub insecure_no_auth: bool,
+    /// `--log-format text|json`.
+    pub log_format: Option<easel_telemetry::trace::LogFormat>,
 }
 
 /// Why the configuration could not be loaded or is unusable.
@@ -452,8 +472,13 @@ impl Config {
             let top = key.as_str().split('.').next().unwrap_or_default();
             TOP_LEVEL_KEYS.iter().any(|k| top.eq_ignore_ascii_case(k))
         });
+        // OpenTelemetry's own variable, below Easel's.
+        let otel_endpoint = Env::raw()
+            .only(&["OTEL_EXPORTER_OTLP_ENDPOINT"])
+            .map(|_| "telemetry.otlp_endpoint".into());
         let mut figment = Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::file(file))
+            .merge(otel_endpoint)
             .merge(env);
         if let Some(path) = &overrides.model {
             let name = model_name_for(path);
@@ -475,6 +500,9 @@ impl Config {
         }
         if overrides.insecure_no_auth {
             figment = figment.merge(Serialized::default("auth.insecure_no_auth", true));
+        }
+        if let Some(format) = overrides.log_format {
+            figment = figment.merge(Serialized::default("telemetry.log_format", format));
         }
         let config: Config = figment.extract().map_err(Box::new)?;
         config.check()?;
@@ -533,6 +561,10 @@ impl Config {
                 "provenance.certificate and provenance.private_key must be given together".into(),
             ));
         }
+        if let Some(problem) = self.metrics.problem() {
+            return Err(ConfigError::Unusable(problem));
+        }
+        self.telemetry.check()?;
         if self.server.body_limit_bytes < 1024 {
             return Err(ConfigError::Unusable(
                 "server.body_limit_bytes must be at least 1024".into(),

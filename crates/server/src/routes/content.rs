@@ -95,6 +95,14 @@ pub struct ImageRecordDto {
     pub moderation: Option<serde_json::Value>,
     /// Flags raised after generation: `nsfw_flagged`, `near_copy`.
     pub flags: Vec<String>,
+    /// The `x-request-id` of the request that created the image's job
+    /// (the correlation id in logs and traces); null for jobs created
+    /// before it was recorded.
+    pub request_id: Option<String>,
+    /// How well the image shows its prompt: the cosine of the quality
+    /// scorer's image and prompt embeddings, in [-1, 1] (higher is better;
+    /// compare scores of one scorer only), or null when not scored.
+    pub quality_score: Option<f32>,
     /// A signed, expiring link to the bytes.
     pub url: String,
 }
@@ -156,6 +164,8 @@ pub async fn get_image(
         perceptual_hash: r.perceptual_hash.clone(),
         moderation: r.moderation.clone(),
         flags: r.flags.clone(),
+        request_id: r.request_id.clone(),
+        quality_score: r.quality_score,
         url: state.signed_url(image_id, &headers),
     }))
 }

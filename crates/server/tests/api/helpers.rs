@@ -73,7 +73,15 @@ pub fn test_config(data_dir: &Path) -> Config {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     config.moderation.semantic_model = Some(root.join("models/easel-emoji"));
     config.moderation.image_model = Some(root.join("models/open-nsfw/open_nsfw.onnx"));
+    // The fixture model ships no scorer: score its images with the bundled
+    // model's, so the quality stage runs in every test.
+    config.quality.scorer = Some(quality_scorer());
     config
+}
+
+/// The bundled model's quality scorer folder.
+pub fn quality_scorer() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/easel-emoji/scorer")
 }
 
 /// Fresh API keys with these names and scopes: the keys (in order) and the

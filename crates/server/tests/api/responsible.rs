@@ -84,6 +84,7 @@ async fn every_image_carries_a_watermark_content_credentials_and_metadata() {
             "upscale",
             "watermark",
             "moderation",
+            "score",
             "encode",
             "sign"
         ]

@@ -92,6 +92,8 @@ async fn stored_image(app: &TestApp, key: &str, watermark: &str) -> (String, Str
         perceptual_hash: None,
         moderation: None,
         flags: vec![],
+        quality_score: None,
+        request_id: None,
     };
     db.insert_image(job_id, image).await.unwrap();
     (id.to_string(), job_id.to_string())

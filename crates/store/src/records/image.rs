@@ -65,6 +65,12 @@ pub struct NewImage {
     pub moderation: Option<serde_json::Value>,
     /// Flags raised by post-processing, e.g. `nsfw_flagged`; default empty.
     pub flags: Vec<String>,
+    /// The `x-request-id` of the request that created the image's job
+    /// (copied from the job); default `None`.
+    pub request_id: Option<String>,
+    /// How well the image shows its prompt (scorer cosine in [-1, 1]), when
+    /// scored; default `None`.
+    pub quality_score: Option<f32>,
 }
 
 /// A stored image record.
@@ -120,6 +126,10 @@ pub struct Image {
     pub moderation: Option<serde_json::Value>,
     /// Flags raised by post-processing.
     pub flags: Vec<String>,
+    /// The `x-request-id` of the request that created the image's job.
+    pub request_id: Option<String>,
+    /// How well the image shows its prompt, when scored.
+    pub quality_score: Option<f32>,
     /// When the record was written.
     pub created_at: DateTime<Utc>,
 }

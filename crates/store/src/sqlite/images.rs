@@ -11,9 +11,10 @@ use crate::records::job::Job;
 const INSERT: &str = "INSERT INTO images \
      (id, job_id, index_in_job, prompt, negative_prompt, seed, params, model, model_hash, \
       sampler, schedule, steps, guidance, width, height, format, byte_size, sha256, \
-      object_key, timings, warnings, watermark_id, perceptual_hash, moderation, flags, created_at) \
+      object_key, timings, warnings, watermark_id, perceptual_hash, moderation, flags, quality_score, \
+      created_at, request_id) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-             ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26) \
+             ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28) \
      RETURNING *";
 
 const SUCCEED: &str = "UPDATE jobs \
@@ -135,7 +136,9 @@ async fn insert(conn: &mut SqliteConnection, job: JobId, image: &NewImage) -> Re
                 .transpose()?,
         )
         .bind(rows::to_json(&image.flags, "image flags")?)
+        .bind(image.quality_score.map(f64::from))
         .bind(now_ms())
+        .bind(&image.request_id)
         .fetch_one(&mut *conn)
         .await;
     match result {

@@ -108,7 +108,8 @@ pub(super) fn job(row: &SqliteRow) -> Result<Job> {
         error_message: row.try_get("error_message")?,
         policy: opt_json(row, "policy")?,
         image_ids: image_ids(row)?,
-        correlation_id: row.try_get("correlation_id")?,
+        request_id: row.try_get("request_id")?,
+        trace_parent: row.try_get("trace_parent")?,
         created_at: time(row.try_get("created_at")?, "jobs.created_at")?,
         started_at: opt_time(row.try_get("started_at")?, "jobs.started_at")?,
         finished_at: opt_time(row.try_get("finished_at")?, "jobs.finished_at")?,
@@ -163,6 +164,10 @@ pub(super) fn image(row: &SqliteRow) -> Result<Image> {
         perceptual_hash: row.try_get("perceptual_hash")?,
         moderation: opt_json(row, "moderation")?,
         flags: json(row, "flags")?,
+        request_id: row.try_get("request_id")?,
+        quality_score: row
+            .try_get::<Option<f64>, _>("quality_score")?
+            .map(|s| s as f32),
         created_at: time(row.try_get("created_at")?, "images.created_at")?,
     })
 }

@@ -72,6 +72,8 @@ pub fn new_image(params: &GenerationParams, index: u32) -> NewImage {
         warnings: vec![],
         watermark_id: None,
         perceptual_hash: None,
+        quality_score: None,
+        request_id: None,
         moderation: None,
         flags: vec![],
     }
