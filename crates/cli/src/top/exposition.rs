@@ -1,8 +1,16 @@
-//! A parser for the Prometheus text exposition format (version 0.0.4), as
-//! much of it as `easel top` reads: `# TYPE` lines and samples with labels;
-//! `# HELP`, other comments and timestamps are skipped.
+//! A parser for the Prometheus text exposition format (version 0.0.4) and
+//! for OpenMetrics text (what the server's prometheus-client writes), as much
+//! of either as `easel top` reads: `# TYPE` lines and samples with labels;
+//! `# HELP`, `# UNIT`, other comments, timestamps and exemplars
+//! (` # {labels} value`) are skipped, and `# EOF` ends the exposition.
 //!
-//! Reference: <https://prometheus.io/docs/instrumenting/exposition_formats/#text-format-details>.
+//! The two formats name counters differently: 0.0.4 writes
+//! `# TYPE x_total counter`, OpenMetrics `# TYPE x counter` with samples
+//! still named `x_total`. `easel top` reads samples by their full name
+//! (`easel_http_requests_total`), so it reads both alike.
+//!
+//! References: <https://prometheus.io/docs/instrumenting/exposition_formats/#text-format-details>,
+//! <https://github.com/prometheus/OpenMetrics/blob/v1.0.0/specification/OpenMetrics.md>.
 
 use std::collections::BTreeMap;
 
@@ -25,7 +33,8 @@ pub struct Sample {
 pub struct Exposition {
     /// Samples in the order they appeared.
     pub samples: Vec<Sample>,
-    /// `# TYPE` of each metric family (`counter`, `gauge`, `histogram`, ...).
+    /// `# TYPE` of each metric family (`counter`, `gauge`, `histogram`,
+    /// `info`, ...), keyed by the name on the TYPE line.
     pub types: BTreeMap<String, String>,
 }
 
@@ -58,6 +67,9 @@ impl Exposition {
             };
             if line.is_empty() {
                 continue;
+            }
+            if line == "# EOF" {
+                break;
             }
             if let Some(rest) = line.strip_prefix('#') {
                 let mut parts = rest.split_whitespace();
@@ -249,6 +261,51 @@ mod tests {
         assert_eq!(e.samples[0].value, 3.0);
         assert!(e.samples[1].value.is_infinite());
         assert!(e.samples[2].value.is_nan());
+    }
+
+    /// What the server's prometheus-client writes: OpenMetrics text.
+    const OPENMETRICS: &str = include_str!("../../tests/fixtures/top/openmetrics.txt");
+
+    #[test]
+    fn parses_openmetrics_as_prometheus_client_writes_it() {
+        let e = Exposition::parse(OPENMETRICS).unwrap();
+        // Counter families are typed without `_total`, sampled with it.
+        assert_eq!(e.types["easel_http_requests"], "counter");
+        assert_eq!(e.types["easel_build"], "info");
+        assert_eq!(e.types["easel_generation_duration_seconds"], "histogram");
+        assert!(!e.types.contains_key("easel_http_requests_total"));
+        let requests: f64 = e
+            .select("easel_http_requests_total", &[])
+            .map(|s| s.value)
+            .sum();
+        assert_eq!(requests, 9.0);
+        // `le` first, written `1.0`; the exemplar after `#` is not the value.
+        let b = e.buckets("easel_generation_duration_seconds", &[("tier", "realtime")]);
+        assert_eq!(
+            b,
+            vec![
+                (0.1, 0.0),
+                (0.25, 2.0),
+                (0.5, 4.0),
+                (1.0, 6.0),
+                (f64::INFINITY, 6.0)
+            ]
+        );
+        assert_eq!(
+            e.select("easel_build_info", &[]).next().unwrap().labels["version"],
+            "0.1.0"
+        );
+        assert_eq!(
+            e.select("easel_models_loaded", &[]).next().unwrap().value,
+            1.0
+        );
+    }
+
+    #[test]
+    fn nothing_after_eof_is_read() {
+        let e = Exposition::parse("a_total 1\n# EOF\nb_total 2\nnot a sample\n").unwrap();
+        assert_eq!(e.samples.len(), 1);
+        assert_eq!(e.samples[0].name, "a_total");
     }
 
     #[test]

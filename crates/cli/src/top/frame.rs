@@ -433,6 +433,33 @@ mod tests {
     }
 
     #[test]
+    fn an_openmetrics_scrape_gives_the_same_slis() {
+        // From an empty scrape (a server just started) to the fixture, 1 s.
+        let om = include_str!("../../tests/fixtures/top/openmetrics.txt");
+        let cur = Exposition::parse(om).unwrap();
+        let f = Frame::between(&Exposition::default(), &cur, 1.0);
+        assert_eq!(f.version.as_deref(), Some("0.1.0"));
+        assert_eq!(f.http_per_s, 9.0);
+        assert_eq!(f.http_by_class["2xx"], 6.0);
+        assert_eq!(f.http_by_class["4xx"], 3.0);
+        // 6 succeeded, 1 failed; the cancelled one counts neither way.
+        assert_eq!(f.success_ratio, Some(6.0 / 7.0));
+        assert_eq!(f.errors_by_code["deadline_exceeded"], 1.0);
+        assert_eq!(f.images_per_s, 6.0);
+        assert_eq!(f.cost_per_image, Some(0.0));
+        assert_eq!(f.tiers[0].p50_s, Some(0.375));
+        assert_eq!(f.tiers[1].queue_depth, 2.0);
+        assert_eq!((f.models_loaded, f.cpu), (Some(1.0), Some(0.25)));
+        let text = f.render("http://127.0.0.1:8080");
+        assert!(text.contains("HTTP        9.00 req/s"), "{text}");
+        assert!(text.contains("version 0.1.0"), "{text}");
+
+        // The same scrape twice: nothing happened in between.
+        let still = Frame::between(&cur, &cur, 1.0);
+        assert_eq!((still.http_per_s, still.success_ratio), (0.0, None));
+    }
+
+    #[test]
     fn a_reset_counter_counts_its_new_value() {
         let before = Exposition::parse("easel_images_generated_total{model=\"m\"} 100\n").unwrap();
         let after = Exposition::parse("easel_images_generated_total{model=\"m\"} 4\n").unwrap();
