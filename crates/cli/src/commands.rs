@@ -13,6 +13,7 @@ use easel_core::{GenerationParams, OutputFormat, OutputOptions, RawParams, Respo
 use easel_engine::{CancelToken, LoadOptions, Model, Progress};
 use easel_server::auth::{Scope, create_key};
 use easel_server::config::{Config, Overrides, model_name_for};
+use easel_telemetry::trace::{LogFormat, TraceSettings};
 
 /// Easel: image generation you can run anywhere.
 #[derive(Debug, Parser)]
@@ -76,6 +77,13 @@ struct ServeArgs {
     /// Allow a non-loopback address without API keys.
     #[arg(long)]
     insecure_no_auth: bool,
+    /// Log line format: text or json (`telemetry.log_format`).
+    #[arg(long, value_parser = parse_log_format)]
+    log_format: Option<LogFormat>,
+}
+
+fn parse_log_format(text: &str) -> Result<LogFormat, String> {
+    text.parse()
 }
 
 #[derive(Debug, Args)]
@@ -211,13 +219,10 @@ pub(crate) fn set_compute_threads(threads: Option<usize>) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Text logs on stderr, filtered by `EASEL_LOG` or `default`; no export.
 fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("EASEL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    // Without an exporter the guard holds nothing to flush.
+    let _ = easel_telemetry::trace::init(&TraceSettings::logs_only(default));
 }
 
 fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
@@ -227,12 +232,16 @@ fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
         listen: args.listen,
         data_dir: args.data_dir,
         insecure_no_auth: args.insecure_no_auth,
+        log_format: args.log_format,
     })?;
     if args.print_config {
         print!("{}", config.to_toml());
         return Ok(());
     }
-    init_logging("info,tower_http=warn");
+    // Before the runtime: the OTLP exporter's blocking client starts its
+    // own. Held to the end, so the last spans are exported on the way out.
+    let _trace = easel_telemetry::trace::init(&config.telemetry.settings("info,tower_http=warn"))
+        .context("setting up logs and traces ([telemetry])")?;
     config.check_exposure(config.server.listen)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

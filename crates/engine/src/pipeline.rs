@@ -190,7 +190,10 @@ pub(crate) fn run(
         Architecture::Sd1 | Architecture::Sd2 => PreviewKind::SdLatent,
     };
 
+    // Each stage is a span (`engine.text_encode`, `engine.denoise`,
+    // `engine.decode`) under the caller's current span.
     // 1. Text, one image at a time (see "Batches" in the module docs).
+    let stage = tracing::info_span!("engine.text_encode", images = b).entered();
     let t0 = Instant::now();
     let mut conds = Vec::with_capacity(b);
     let mut warnings: Vec<Vec<String>> = vec![Vec::new(); b];
@@ -235,8 +238,10 @@ pub(crate) fn run(
         });
     }
     let text_encode_s = t0.elapsed().as_secs_f64();
+    drop(stage);
 
     // 2. Plan and initial state.
+    let stage = tracing::info_span!("engine.denoise", images = b, steps = key.steps).entered();
     let t1 = Instant::now();
     let plan = match key.strength {
         Some(s) => {
@@ -339,8 +344,10 @@ pub(crate) fn run(
         )?
     };
     let denoise_s = t1.elapsed().as_secs_f64();
+    drop(stage);
 
     // 4. Decode.
+    let stage = tracing::info_span!("engine.decode", images = b).entered();
     let t2 = Instant::now();
     let mut images = Vec::with_capacity(b);
     for i in 0..b {
@@ -351,6 +358,7 @@ pub(crate) fn run(
     } else {
         t2.elapsed().as_secs_f64()
     };
+    drop(stage);
     let timings = StageTimings {
         text_encode_s,
         denoise_s,

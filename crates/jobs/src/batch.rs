@@ -13,6 +13,7 @@
 //! crash overwrites the first attempt's files instead of leaving orphans:
 //! each image is stored once.
 
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +25,7 @@ use chrono::{DateTime, Datelike, Utc};
 use easel_core::{ImageId, JobId, OutputFormat, RgbImage};
 use easel_engine::{CancelToken, Progress, ProgressSink};
 use easel_store::{Job, NewImage, StageTiming, StoreError};
+use tracing::Instrument as _;
 
 use crate::error::JobError;
 use crate::events::JobEvent;
@@ -127,19 +129,35 @@ impl Jobs {
             "batch started"
         );
 
+        // Each job's `job.run` span, continuing its request's trace.
+        let mut spans: HashMap<JobId, tracing::Span> = claimed
+            .iter()
+            .map(|job| (job.id, job_span(job, batch)))
+            .collect();
+
         // Jobs whose initial image cannot be read fail alone.
         let mut ready = Vec::with_capacity(claimed.len());
         for job in claimed {
             match self.init_image(&job).await {
                 Ok(init) => ready.push((job, init)),
-                Err(failure) => self.finish_job(&job, Err(failure)).await?,
+                Err(failure) => {
+                    let span = spans.remove(&job.id).unwrap_or_else(tracing::Span::none);
+                    self.finish_job(&job, Err(failure)).instrument(span).await?
+                }
             }
         }
         if ready.is_empty() {
             return Ok(());
         }
+        let ready_spans: Vec<tracing::Span> = ready
+            .iter()
+            .map(|(job, _)| spans.remove(&job.id).unwrap_or_else(tracing::Span::none))
+            .collect();
         let outcomes = match self.inner.models.get(Some(&model_name)) {
-            Ok(model) => self.render(worker, model, &ready, token).await,
+            Ok(model) => {
+                self.render(worker, model, &ready, &ready_spans, token)
+                    .await
+            }
             Err(e) => {
                 let (code, message) = match self.inner.models.state(&model_name) {
                     Some(ModelState::Failed { code, message }) => (
@@ -154,8 +172,8 @@ impl Jobs {
                     .collect()
             }
         };
-        for ((job, _), outcome) in ready.iter().zip(outcomes) {
-            self.finish_job(job, outcome).await?;
+        for (((job, _), outcome), span) in ready.iter().zip(outcomes).zip(ready_spans) {
+            self.finish_job(job, outcome).instrument(span).await?;
         }
         Ok(())
     }
@@ -182,6 +200,7 @@ impl Jobs {
         worker: &Worker,
         model: Arc<dyn crate::models::Generator>,
         jobs: &[(Job, Option<RgbImage>)],
+        spans: &[tracing::Span],
         token: CancelToken,
     ) -> Vec<Outcome> {
         let mut ranges = Vec::with_capacity(jobs.len());
@@ -195,6 +214,9 @@ impl Jobs {
             .iter()
             .map(|(job, init)| (job.params.clone(), job.options, init.clone()))
             .collect();
+        // Entered on the engine thread: the engine's and post-processing's
+        // spans are children of the jobs' spans, not of this task's.
+        let spans = spans.to_vec();
         let mut sink = BatchSink {
             jobs: self.clone(),
             ranges,
@@ -205,10 +227,12 @@ impl Jobs {
         let render = worker.engine.run(move || {
             let parts: Vec<BatchPart<'_>> = owned
                 .iter()
-                .map(|(params, output, init)| BatchPart {
+                .zip(&spans)
+                .map(|((params, output, init), span)| BatchPart {
                     params,
                     output,
                     init_image: init.as_ref(),
+                    span: Some(span),
                 })
                 .collect();
             pipeline::render_batch(&*model, &post, &parts, &mut sink, &engine_token)
@@ -375,7 +399,8 @@ impl Jobs {
             .filter(|i| !i.flags.is_empty())
             .map(|i| (i.id, i.flags.clone(), i.moderation.clone()))
             .collect();
-        match self.store_images(job, images).await {
+        let store = tracing::info_span!("store", images = images.len());
+        match self.store_images(job, images).instrument(store).await {
             Ok(ids) => {
                 tracing::info!(job = %job_id, images = ids.len(), "job succeeded");
                 for (id, flags, moderation) in flagged {
@@ -475,6 +500,8 @@ impl Jobs {
                 warnings: image.warnings,
                 watermark_id: image.watermark_id,
                 perceptual_hash: image.perceptual_hash,
+                quality_score: image.quality_score,
+                request_id: job.request_id.clone(),
                 moderation: image.moderation,
                 flags: image.flags,
             });
@@ -516,6 +543,29 @@ async fn sleep_until(deadline: Option<DateTime<Utc>>) {
         }
         None => std::future::pending().await,
     }
+}
+
+/// A job's `job.run` span: a child of the request's span when the job
+/// stored a `traceparent` (a trace was being recorded), else a trace of its
+/// own. Log lines inside carry `job_id` and `request_id`.
+fn job_span(job: &Job, batch: u64) -> tracing::Span {
+    let span = tracing::info_span!(
+        "job.run",
+        job_id = %job.id,
+        request_id = tracing::field::Empty,
+        model = %job.params.model,
+        tier = job.tier.as_str(),
+        batch,
+        images = job.params.n,
+        attempt = job.attempts,
+        trace_id = tracing::field::Empty,
+    );
+    if let Some(id) = &job.request_id {
+        span.record("request_id", id.as_str());
+    }
+    easel_telemetry::trace::continue_trace(&span, job.trace_parent.as_deref(), None);
+    easel_telemetry::trace::record_trace_id(&span);
+    span
 }
 
 fn timing(stage: &str, seconds: f64) -> StageTiming {

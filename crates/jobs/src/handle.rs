@@ -47,6 +47,13 @@ pub struct NewJob {
     pub timeout: Option<Duration>,
     /// The prompt policy's decision, recorded on the job.
     pub policy: Option<serde_json::Value>,
+    /// The `x-request-id` of the request that submits it, stored on the job
+    /// and its images. `None` outside a request.
+    pub request_id: Option<String>,
+    /// The W3C `traceparent` of the submitting request's span, when a
+    /// trace is being recorded (see `easel_telemetry::trace::traceparent_of`):
+    /// the worker's `job.run` span continues it. `None` otherwise.
+    pub trace_parent: Option<String>,
 }
 
 /// Why the worker cancelled a running job's token.
@@ -296,7 +303,8 @@ impl Jobs {
             params: job.params,
             options: job.output,
             idempotency_key: job.idempotency_key,
-            correlation_id: None,
+            request_id: job.request_id,
+            trace_parent: job.trace_parent,
             policy: job.policy,
             deadline_at: job
                 .timeout

@@ -10,6 +10,8 @@
 //! - [`config`]: the typed configuration tree and its layers.
 //! - [`config_summary`]: the secret-free `config.loaded` audit event.
 //! - [`app`]: building and running the server; `run(listener, config, shutdown)`.
+//! - [`correlation`]: the `x-request-id` and the `http.request` span of every
+//!   request, and what a job keeps of them.
 //! - [`routes`]: one module per route group, and the router.
 //! - [`dto`]: request and response bodies and their validation.
 //! - [`error`]: [`ApiError`], the one error type, mapped to HTTP in one place.
@@ -26,6 +28,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod config_summary;
+pub mod correlation;
 pub mod dto;
 pub mod error;
 pub mod extract;

@@ -131,6 +131,10 @@ pub struct Job {
     pub error: Option<JobFailure>,
     /// Steps done, while running.
     pub progress: Option<JobProgress>,
+    /// The `x-request-id` of the request that created it (the
+    /// correlation id in logs and traces); null when made outside a
+    /// request.
+    pub request_id: Option<String>,
 }
 
 impl Job {
@@ -169,6 +173,7 @@ impl Job {
                 message: job.error_message.clone().unwrap_or_default(),
             }),
             progress: progress.map(|(step, total)| JobProgress { step, total }),
+            request_id: job.request_id.clone(),
         }
     }
 }

@@ -281,6 +281,7 @@ async fn run_sync(
         &valid.params.prompt,
     )
     .await?;
+    let trace = crate::correlation::JobTrace::of(headers);
     let (job, _) = state
         .jobs
         .submit(NewJob {
@@ -292,6 +293,8 @@ async fn run_sync(
             init_image,
             timeout,
             policy,
+            request_id: trace.request_id,
+            trace_parent: trace.trace_parent,
         })
         .await?;
     let mut guard = CancelOnDrop {

@@ -141,6 +141,7 @@ pub async fn create_job(
         &valid.params.prompt,
     )
     .await?;
+    let trace = crate::correlation::JobTrace::of(&headers);
     let (job, _created) = state
         .jobs
         .submit(NewJob {
@@ -152,6 +153,8 @@ pub async fn create_job(
             init_image: None,
             timeout,
             policy,
+            request_id: trace.request_id,
+            trace_parent: trace.trace_parent,
         })
         .await?;
     Ok((StatusCode::ACCEPTED, Json(Job::from_record(&job, None))))

@@ -55,7 +55,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        // Outermost: every response, the fallbacks' included, carries the
+        // request id, and everything below runs in the request's span.
+        .layer(axum::middleware::from_fn(crate::correlation::middleware))
         .with_state(state)
 }
 

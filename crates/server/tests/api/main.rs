@@ -13,4 +13,5 @@ mod openai_sdk;
 mod queue;
 mod responsible;
 mod service;
+mod tracing;
 mod watermark;

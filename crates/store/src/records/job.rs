@@ -19,8 +19,13 @@ pub struct NewJob {
     pub options: OutputOptions,
     /// The client's `Idempotency-Key`, if any. Unique per user.
     pub idempotency_key: Option<String>,
-    /// The trace or request id that created the job, for log correlation.
-    pub correlation_id: Option<String>,
+    /// The `x-request-id` of the request that created the job; default
+    /// `None` (jobs made outside a request).
+    pub request_id: Option<String>,
+    /// The W3C `traceparent` of the creating request's span, when a trace
+    /// was being recorded; the worker's `job.run` span continues it.
+    /// Default `None`.
+    pub trace_parent: Option<String>,
     /// When the job stops being worth running (the client's
     /// `X-Easel-Timeout` after submission); `None`: no deadline.
     pub deadline_at: Option<DateTime<Utc>>,
@@ -38,7 +43,8 @@ impl NewJob {
             params,
             options: OutputOptions::default(),
             idempotency_key: None,
-            correlation_id: None,
+            request_id: None,
+            trace_parent: None,
             deadline_at: None,
             policy: None,
         }
@@ -79,8 +85,10 @@ pub struct Job {
     pub policy: Option<serde_json::Value>,
     /// The job's images in index order; empty until it succeeds.
     pub image_ids: Vec<ImageId>,
-    /// The trace or request id that created the job.
-    pub correlation_id: Option<String>,
+    /// The `x-request-id` of the request that created the job.
+    pub request_id: Option<String>,
+    /// The W3C `traceparent` of the creating request's span, if traced.
+    pub trace_parent: Option<String>,
     /// When the job stops being worth running; `None`: no deadline.
     ///
     /// A job still queued at this time is never run:

@@ -19,8 +19,8 @@ const SELECT_BY_IDEMPOTENCY: &str = "SELECT * FROM jobs \
 
 const INSERT: &str = "INSERT INTO jobs \
      (id, status, tier, priority, user_id, model, params, options, idempotency_key, \
-      correlation_id, created_at, deadline_at, policy) \
-     VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+      request_id, created_at, deadline_at, policy, trace_parent) \
+     VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
      RETURNING *";
 
 // Queued jobs per priority (0 = realtime, 1 = batch), from the claim index.
@@ -126,10 +126,11 @@ impl Db {
             .bind(params)
             .bind(options)
             .bind(&new.idempotency_key)
-            .bind(&new.correlation_id)
+            .bind(&new.request_id)
             .bind(now_ms())
             .bind(new.deadline_at.map(rows::ms))
             .bind(policy)
+            .bind(&new.trace_parent)
             .fetch_one(&mut *tx)
             .await?;
         let job = rows::job(&row)?;

@@ -15,7 +15,8 @@ async fn a_new_job_is_queued_and_reads_back_as_written() {
         output_format: OutputFormat::Webp,
         output_compression: Some(70),
     };
-    new.correlation_id = Some("trace-1".into());
+    new.request_id = Some("req-1".into());
+    new.trace_parent = Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
     let created = t.db.insert_job(new.clone()).await.unwrap();
     assert!(created.is_created());
     let job = t.db.get_job(new.id).await.unwrap();
@@ -25,7 +26,8 @@ async fn a_new_job_is_queued_and_reads_back_as_written() {
     assert_eq!(job.params, new.params);
     assert_eq!(job.options, new.options);
     assert_eq!(job.user_id.as_deref(), Some("alice"));
-    assert_eq!(job.correlation_id.as_deref(), Some("trace-1"));
+    assert_eq!(job.request_id.as_deref(), Some("req-1"));
+    assert_eq!(job.trace_parent, new.trace_parent);
     assert_eq!(
         (job.attempts, job.started_at, job.finished_at),
         (0, None, None)
