@@ -67,3 +67,80 @@ impl TelemetryConfig {
         }
     }
 }
+
+#[cfg(test)]
+// figment's `Jail` closures return its large error type.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, Overrides};
+
+    #[test]
+    fn defaults_are_text_logs_and_no_export() {
+        let c = Config::default();
+        assert_eq!(c.telemetry.log_format, LogFormat::Text);
+        assert_eq!(c.telemetry.otlp_endpoint, None);
+        assert!(c.check().is_ok());
+    }
+
+    #[test]
+    fn an_unknown_log_format_is_refused_naming_the_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("easel.toml", "[telemetry]\nlog_format = \"xml\"\n")?;
+            let err = Config::load(&Overrides::default()).unwrap_err().to_string();
+            assert!(err.contains("log_format"), "{err}");
+            assert!(err.contains("xml"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_endpoint_that_is_not_an_http_url_is_refused_naming_the_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("EASEL_TELEMETRY__OTLP_ENDPOINT", "collector:4318");
+            let err = Config::load(&Overrides::default()).unwrap_err().to_string();
+            assert!(err.contains("telemetry.otlp_endpoint"), "{err}");
+            Ok(())
+        });
+        let mut c = Config::default();
+        c.telemetry.sample_ratio = 1.5;
+        let err = c.check().unwrap_err().to_string();
+        assert!(err.contains("telemetry.sample_ratio"), "{err}");
+    }
+
+    #[test]
+    fn the_opentelemetry_variable_is_the_default_and_easel_s_own_wins() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel:4318");
+            let c = Config::load(&Overrides::default()).unwrap();
+            assert_eq!(
+                c.telemetry.otlp_endpoint.as_deref(),
+                Some("http://otel:4318")
+            );
+            jail.set_env("EASEL_TELEMETRY__OTLP_ENDPOINT", "http://easel:4318");
+            let c = Config::load(&Overrides::default()).unwrap();
+            assert_eq!(
+                c.telemetry.otlp_endpoint.as_deref(),
+                Some("http://easel:4318")
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_flag_sets_the_log_format() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("EASEL_TELEMETRY__LOG_FORMAT", "text");
+            let c = Config::load(&Overrides {
+                log_format: Some(LogFormat::Json),
+                ..Default::default()
+            })
+            .unwrap();
+            assert_eq!(c.telemetry.log_format, LogFormat::Json);
+            let settings = c.telemetry.settings("info");
+            assert_eq!(settings.log_format, LogFormat::Json);
+            assert_eq!(settings.default_filter, "info");
+            Ok(())
+        });
+    }
+}
