@@ -25,6 +25,7 @@ use chrono::{DateTime, Datelike, Utc};
 use easel_core::{ImageId, JobId, OutputFormat, RgbImage};
 use easel_engine::{CancelToken, Progress, ProgressSink};
 use easel_store::{Job, NewImage, StageTiming, StoreError};
+use easel_telemetry::metrics::JobOutcome;
 use tracing::Instrument as _;
 
 use crate::error::JobError;
@@ -32,6 +33,7 @@ use crate::events::JobEvent;
 use crate::handle::{CancelReason, Jobs, Running, init_image_key, terminal_or_current_event};
 use crate::models::{ModelLookupError, ModelState};
 use crate::pipeline::{self, BatchPart, RenderedImage};
+use crate::recording::{EngineCall, TimedModel};
 use crate::worker::Worker;
 
 /// Numbers the batches of this process, so jobs know their companions.
@@ -120,6 +122,7 @@ impl Jobs {
         for job in &claimed {
             self.inner.hub.publish(JobEvent::Started { job_id: job.id });
         }
+        self.record_claimed(&claimed);
         let model_name = claimed[0].params.model.clone();
         tracing::info!(
             batch,
@@ -224,6 +227,8 @@ impl Jobs {
         };
         let engine_token = token.clone();
         let post = self.post_process();
+        let timed = Arc::new(TimedModel::new(model));
+        let model = timed.clone();
         let render = worker.engine.run(move || {
             let parts: Vec<BatchPart<'_>> = owned
                 .iter()
@@ -249,6 +254,24 @@ impl Jobs {
                 _ = sleep_until(deadline) => self.stop_overdue(jobs).await,
             }
         };
+        self.record_engine_call(EngineCall {
+            model: &jobs[0].0.params.model,
+            images: jobs.iter().map(|(job, _)| job.params.n).sum(),
+            timed: &timed,
+            timings: match &result {
+                Some(Ok(per_job)) => per_job
+                    .iter()
+                    .filter_map(|r| r.as_ref().ok()?.first())
+                    .map(|image| image.timings)
+                    .next(),
+                _ => None,
+            },
+            error: match &result {
+                None => Some("engine_panic"),
+                Some(Err(e)) if !e.is_cancelled() => Some(e.code()),
+                _ => None,
+            },
+        });
         match result {
             None => jobs
                 .iter()
@@ -363,6 +386,7 @@ impl Jobs {
                 db.mark_rejected(job_id, f.code, &f.message)
                     .await
                     .map_err(JobError::Store)?;
+                self.record_unsuccessful(job, JobOutcome::Rejected, f.code);
                 let mut entry = easel_store::NewAuditEvent::new("moderation.image_blocked")
                     .subject(job_id)
                     .detail(f.rejected.unwrap_or_default());
@@ -381,6 +405,7 @@ impl Jobs {
                 db.mark_failed(job_id, f.code, &f.message)
                     .await
                     .map_err(JobError::Store)?;
+                self.record_unsuccessful(job, JobOutcome::Failed, f.code);
                 self.inner.hub.publish(JobEvent::Failed {
                     job_id,
                     code: f.code.into(),
@@ -399,9 +424,12 @@ impl Jobs {
             .filter(|i| !i.flags.is_empty())
             .map(|i| (i.id, i.flags.clone(), i.moderation.clone()))
             .collect();
+        let stored = self.record_processed(job, &images);
+        let store_started = std::time::Instant::now();
         let store = tracing::info_span!("store", images = images.len());
         match self.store_images(job, images).instrument(store).await {
             Ok(ids) => {
+                self.record_succeeded(job, stored, store_started.elapsed().as_secs_f64());
                 tracing::info!(job = %job_id, images = ids.len(), "job succeeded");
                 for (id, flags, moderation) in flagged {
                     let mut entry = easel_store::NewAuditEvent::new("moderation.image_flagged")
@@ -435,6 +463,7 @@ impl Jobs {
                     .mark_failed(job_id, "storage_failed", &e.to_string())
                     .await
                     .map_err(JobError::Store)?;
+                self.record_unsuccessful(job, JobOutcome::Failed, "storage_failed");
                 self.inner.hub.publish(JobEvent::Failed {
                     job_id,
                     code: "storage_failed".into(),

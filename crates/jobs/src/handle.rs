@@ -17,6 +17,7 @@ use easel_store::{
     Blobs, BoundedInsert, CancelOutcome, Db, Image, InsertOutcome, Job, JobFilter, JobPage,
     StoreError,
 };
+use easel_telemetry::metrics::{JobOutcome, Metrics};
 use tokio::sync::{Notify, broadcast};
 
 use crate::admission::{Admission, AdmissionConfig, Backlog};
@@ -24,6 +25,9 @@ use crate::error::JobError;
 use crate::events::{EventHub, JobEvent, Subscription};
 use crate::models::Models;
 use crate::postprocess::PostProcess;
+
+/// The `code` of a cancelled job in `easel_jobs_finished_total`.
+pub(crate) const CANCELLED: &str = "cancelled";
 
 /// A validated job to submit.
 #[derive(Debug, Clone)]
@@ -91,6 +95,8 @@ pub(crate) struct Inner {
     pub(crate) admission: Mutex<Admission>,
     /// What happens to every image after the engine.
     pub(crate) post: Mutex<Arc<PostProcess>>,
+    /// Where jobs, stages and images are counted ([`Jobs::attach_metrics`]).
+    pub(crate) metrics: Mutex<Metrics>,
 }
 
 /// The job system. Cheap to clone.
@@ -127,6 +133,7 @@ impl Jobs {
                 running: Mutex::new(HashMap::new()),
                 admission: Mutex::new(Admission::default()),
                 post: Mutex::new(Arc::new(PostProcess::default())),
+                metrics: Mutex::new(Metrics::default()),
             }),
         }
     }
@@ -182,6 +189,24 @@ impl Jobs {
         *self.inner.post.lock().expect("post lock poisoned") = Arc::new(post);
     }
 
+    /// Records jobs, stages, images and model loads into `metrics` (the
+    /// server's, served at `/metrics`) from now on. Until called they go to
+    /// a private registry nobody reads, so `easel generate` and tests that
+    /// do not look need nothing.
+    pub fn attach_metrics(&self, metrics: Metrics) {
+        self.inner.models.attach_metrics(metrics.clone());
+        *self.inner.metrics.lock().expect("metrics lock poisoned") = metrics;
+    }
+
+    /// The metrics jobs are recorded into.
+    pub fn metrics(&self) -> Metrics {
+        self.inner
+            .metrics
+            .lock()
+            .expect("metrics lock poisoned")
+            .clone()
+    }
+
     /// The post-processing stages in force.
     pub fn post_process(&self) -> Arc<PostProcess> {
         self.inner.post.lock().expect("post lock poisoned").clone()
@@ -221,6 +246,14 @@ impl Jobs {
             .map_err(JobError::Store)?;
         for &job_id in &ids {
             tracing::info!(job = %job_id, "job reached its deadline while queued; not run");
+            if let Ok(job) = self.get(job_id).await {
+                self.metrics().job_finished(
+                    &job.params.model,
+                    job.tier.as_str(),
+                    JobOutcome::Failed,
+                    "deadline_exceeded",
+                );
+            }
             self.inner.hub.publish(JobEvent::Failed {
                 job_id,
                 code: "deadline_exceeded".into(),
@@ -264,6 +297,7 @@ impl Jobs {
                         .map_err(JobError::Store)?,
                 };
                 return Err(self.queue_full(
+                    &job.params.model,
                     job.tier,
                     Backlog {
                         queued,
@@ -338,6 +372,7 @@ impl Jobs {
         limit: u64,
     ) -> Result<InsertOutcome, JobError> {
         let tier = new.tier;
+        let model = new.params.model.clone();
         let mut retry = Some(new.clone());
         let mut new = new;
         loop {
@@ -351,6 +386,7 @@ impl Jobs {
                         continue;
                     }
                     return Err(self.queue_full(
+                        &model,
                         tier,
                         Backlog {
                             queued: full.queued,
@@ -364,7 +400,11 @@ impl Jobs {
         }
     }
 
-    fn queue_full(&self, tier: Tier, backlog: Backlog) -> JobError {
+    /// The refusal of a job for `model` by a full `tier`, counted as a
+    /// rejected job (`queue_full`).
+    fn queue_full(&self, model: &str, tier: Tier, backlog: Backlog) -> JobError {
+        self.metrics()
+            .job_finished(model, tier.as_str(), JobOutcome::Rejected, "queue_full");
         let retry_after = self.admission().retry_after(backlog, Instant::now());
         tracing::info!(
             tier = tier.as_str(),
@@ -428,6 +468,12 @@ impl Jobs {
             CancelOutcome::Cancelled(job) => {
                 self.audit("job.cancelled", job.user_id.clone(), id).await;
                 tracing::info!(job = %id, "queued job cancelled");
+                self.metrics().job_finished(
+                    &job.params.model,
+                    job.tier.as_str(),
+                    JobOutcome::Cancelled,
+                    CANCELLED,
+                );
                 self.inner.hub.publish(JobEvent::Cancelled { job_id: id });
                 Ok(job)
             }

@@ -10,10 +10,11 @@
 
 use easel_core::JobId;
 use easel_store::StoreError;
+use easel_telemetry::metrics::JobOutcome;
 
 use crate::error::JobError;
 use crate::events::JobEvent;
-use crate::handle::{CancelReason, Jobs};
+use crate::handle::{CANCELLED, CancelReason, Jobs};
 
 /// What stopping a job did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,10 +77,14 @@ impl Jobs {
         let db = &self.inner.db;
         let result = match reason {
             CancelReason::LeaseLost | CancelReason::Shutdown => return Ok(None),
-            CancelReason::User => db
-                .mark_cancelled(id)
-                .await
-                .map(|_| JobEvent::Cancelled { job_id: id }),
+            CancelReason::User => db.mark_cancelled(id).await.map(|job| {
+                (
+                    job,
+                    JobOutcome::Cancelled,
+                    CANCELLED,
+                    JobEvent::Cancelled { job_id: id },
+                )
+            }),
             CancelReason::Deadline => db
                 .mark_failed(
                     id,
@@ -87,15 +92,25 @@ impl Jobs {
                     "the job's deadline (X-Easel-Timeout) passed while it ran",
                 )
                 .await
-                .map(|_| JobEvent::Failed {
-                    job_id: id,
-                    code: "deadline_exceeded".into(),
-                    message: "the job's deadline (X-Easel-Timeout) passed while it ran".into(),
+                .map(|job| {
+                    (
+                        job,
+                        JobOutcome::Failed,
+                        "deadline_exceeded",
+                        JobEvent::Failed {
+                            job_id: id,
+                            code: "deadline_exceeded".into(),
+                            message: "the job's deadline (X-Easel-Timeout) passed while it ran"
+                                .into(),
+                        },
+                    )
                 }),
         };
         match result {
-            Ok(event) => {
+            Ok((job, outcome, code, event)) => {
                 tracing::info!(job = %id, ?reason, "running job stopped");
+                self.metrics()
+                    .job_finished(&job.params.model, job.tier.as_str(), outcome, code);
                 Ok(Some(event))
             }
             Err(StoreError::InvalidTransition { .. }) => Ok(None),

@@ -30,6 +30,9 @@ impl Application {
             .local_addr()
             .context("reading the listener's address")?;
         config.check_exposure(addr)?;
+        if let Some(problem) = config.metrics.problem() {
+            anyhow::bail!(problem);
+        }
         let specs = model_specs(&config)?;
         let default = config
             .default_model_name()
@@ -60,10 +63,13 @@ impl Application {
         )
         .await
         .context("appending config.loaded to the audit log")?;
+        let metrics = config.metrics.build();
         let models = Models::with_pool(specs, &default, config.pool.options());
         models.attach_audit_log(db.clone());
+        models.attach_metrics(metrics.clone());
         models.preload();
         let jobs = Jobs::new(db, blobs, models);
+        jobs.attach_metrics(metrics.clone());
         jobs.configure_admission(config.queue.admission());
         let prompt_policy = crate::responsible::build_prompt_policy(&config)?;
         jobs.configure_post_process(crate::responsible::build_post_process(&config)?);
@@ -78,6 +84,7 @@ impl Application {
             signer: Arc::new(UrlSigner::new(key, config.urls.ttl_seconds)),
             keys: Arc::new(ApiKeys::new(config.auth.api_keys.clone())),
             prompt_policy,
+            metrics,
             config: Arc::new(config),
             jobs,
         };

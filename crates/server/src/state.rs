@@ -23,6 +23,9 @@ pub struct AppState {
     pub signer: Arc<UrlSigner>,
     /// The prompt policy; `None` when `moderation.prompt_enabled` is off.
     pub prompt_policy: Option<Arc<easel_policy::prompt::PromptPolicy>>,
+    /// This application's metrics, served at `/metrics` (the job system
+    /// records into the same registry).
+    pub metrics: easel_telemetry::metrics::Metrics,
 }
 
 impl AppState {

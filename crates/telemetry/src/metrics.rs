@@ -1,1 +1,323 @@
-//! The metric catalogue (docs/observability.md) as prometheus-client families.
+//! The metric catalogue of `docs/observability.md` as prometheus-client
+//! families, one registry per application.
+//!
+//! [`Metrics`] is a cheap handle (an `Arc` inside). The server builds one,
+//! hands it to the job system, records HTTP requests and prompt moderation
+//! through it and renders it at `GET /metrics`; the job system records jobs,
+//! stages, images and model loads. Nothing here is global: two servers in
+//! one process (the tests) each serve only their own series. A job system
+//! built without one records into a private, never-served registry.
+//!
+//! Methods are named for what happened (`job_finished`, `stage`,
+//! `device_busy`); gauges that describe the present (queue, models, CPU)
+//! are set by whoever renders, just before rendering.
+//!
+//! The exposition is OpenMetrics text ([`CONTENT_TYPE`], ending in
+//! `# EOF`), which Prometheus negotiates; counters get their `_total`
+//! suffix from the library.
+//!
+//! # Layout
+//! - `buckets`: every histogram's explicit bounds.
+//! - `labels`: label sets and the closed vocabularies ([`JobOutcome`],
+//!   [`ModerationStage`], [`ModerationAction`]).
+//! - `families`: registering each family under the `easel` prefix.
+//! - `process`: CPU utilisation from `/proc/self/stat`.
+
+mod buckets;
+mod families;
+mod labels;
+mod process;
+#[cfg(test)]
+mod tests;
+
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::registry::Registry;
+
+pub use buckets::{
+    BATCH_IMAGES, GENERATION_SECONDS, HTTP_SECONDS, MODEL_LOAD_SECONDS, QUALITY_SCORE,
+    STAGE_SECONDS,
+};
+pub use labels::{JobOutcome, ModerationAction, ModerationStage};
+
+use families::Families;
+use labels::*;
+use process::CpuSample;
+
+/// The `Content-Type` of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The `code` of a job that succeeded.
+pub const NO_CODE: &str = "none";
+
+/// One application's metrics. Cheap to clone; clones share the series.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    f: Families,
+    /// Currency units per device-second; 0 leaves `easel_cost_total` at 0.
+    price_per_device_second: f64,
+    /// The previous CPU sample, for the utilisation since the last scrape.
+    cpu: Mutex<CpuSample>,
+}
+
+/// One configured model as the scrape sees it.
+#[derive(Debug, Clone)]
+pub struct ModelGauge<'a> {
+    /// Its configured name.
+    pub name: &'a str,
+    /// Whether it is ready in the pool.
+    pub loaded: bool,
+    /// Bytes its weights take while loaded.
+    pub bytes: u64,
+}
+
+impl Default for Metrics {
+    /// No price per device-second.
+    fn default() -> Self {
+        Self::new(0.0)
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field(
+                "price_per_device_second",
+                &self.inner.price_per_device_second,
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// Every family of the catalogue, empty, with `easel_build_info` set.
+    /// `price_per_device_second` must be finite and ≥ 0 (the server's
+    /// config check refuses anything else); anything else counts as 0.
+    pub fn new(price_per_device_second: f64) -> Self {
+        let mut registry = Registry::with_prefix("easel");
+        let f = Families::register(&mut registry);
+        f.build_info
+            .get_or_create(&VersionLabels {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            })
+            .set(1);
+        let price = if price_per_device_second.is_finite() && price_per_device_second >= 0.0 {
+            price_per_device_second
+        } else {
+            0.0
+        };
+        Self {
+            inner: Arc::new(Inner {
+                registry,
+                f,
+                price_per_device_second: price,
+                cpu: Mutex::new(CpuSample::now()),
+            }),
+        }
+    }
+
+    fn f(&self) -> &Families {
+        &self.inner.f
+    }
+
+    /// The exposition: every family, OpenMetrics text, `# EOF` last.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.inner.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+
+    /// An HTTP response: `route` is the matched path template (or
+    /// `unmatched`), `status` the numeric status.
+    pub fn http_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        let f = self.f();
+        f.http_requests
+            .get_or_create(&HttpLabels {
+                route: route.to_string(),
+                method: method.to_string(),
+                status: status.to_string(),
+            })
+            .inc();
+        f.http_duration
+            .get_or_create(&RouteLabels {
+                route: route.to_string(),
+                method: method.to_string(),
+            })
+            .observe(seconds);
+    }
+
+    /// A job ended. `code` is the stable error code, [`NO_CODE`] when it
+    /// succeeded.
+    pub fn job_finished(&self, model: &str, tier: &str, outcome: JobOutcome, code: &str) {
+        self.f()
+            .jobs_finished
+            .get_or_create(&JobLabels {
+                model: model.to_string(),
+                tier: tier.to_string(),
+                outcome: outcome.as_str(),
+                code: code.to_string(),
+            })
+            .inc();
+    }
+
+    /// A job succeeded `seconds` after it was created.
+    pub fn generation(&self, model: &str, tier: &str, seconds: f64) {
+        self.f()
+            .generation_duration
+            .get_or_create(&ModelTierLabels {
+                model: model.to_string(),
+                tier: tier.to_string(),
+            })
+            .observe(seconds);
+    }
+
+    /// One stage of a generation took `seconds`.
+    pub fn stage(&self, model: &str, stage: &str, seconds: f64) {
+        self.f()
+            .stage_duration
+            .get_or_create(&StageLabels {
+                model: model.to_string(),
+                stage: stage.to_string(),
+            })
+            .observe(seconds);
+    }
+
+    /// One engine call made `images` images.
+    pub fn batch(&self, model: &str, images: u32) {
+        self.f()
+            .batch_images
+            .get_or_create(&model_labels(model))
+            .observe(f64::from(images));
+    }
+
+    /// `n` images were stored.
+    pub fn images_generated(&self, model: &str, n: u64) {
+        self.f()
+            .images_generated
+            .get_or_create(&model_labels(model))
+            .inc_by(n);
+    }
+
+    /// A stored image's quality score.
+    pub fn quality_score(&self, model: &str, score: f64) {
+        self.f()
+            .quality_score
+            .get_or_create(&model_labels(model))
+            .observe(score);
+    }
+
+    /// A moderation decision.
+    pub fn moderation(&self, stage: ModerationStage, action: ModerationAction) {
+        self.f()
+            .moderation_decisions
+            .get_or_create(&ModerationLabels {
+                stage: stage.as_str(),
+                action: action.as_str(),
+            })
+            .inc();
+    }
+
+    /// An image was flagged as a near-copy of a training image.
+    pub fn memorization_flag(&self, model: &str) {
+        self.f()
+            .memorization_flags
+            .get_or_create(&model_labels(model))
+            .inc();
+    }
+
+    /// A model finished loading in `seconds`.
+    pub fn model_loaded(&self, model: &str, seconds: f64) {
+        self.f()
+            .model_load
+            .get_or_create(&model_labels(model))
+            .observe(seconds);
+    }
+
+    /// A model failed to load, or its engine call failed, with `code`.
+    pub fn model_error(&self, model: &str, code: &str) {
+        self.f()
+            .model_errors
+            .get_or_create(&ModelCodeLabels {
+                model: model.to_string(),
+                code: code.to_string(),
+            })
+            .inc();
+    }
+
+    /// An engine call kept `device` (`cpu`, `cuda:N`) busy for `seconds`;
+    /// its cost is counted at the configured price.
+    pub fn device_busy(&self, model: &str, device: &str, seconds: f64) {
+        let f = self.f();
+        let seconds = seconds.max(0.0);
+        f.device_busy
+            .get_or_create(&DeviceLabels {
+                model: model.to_string(),
+                device: device.to_string(),
+            })
+            .inc_by(seconds);
+        f.cost
+            .get_or_create(&model_labels(model))
+            .inc_by(seconds * self.inner.price_per_device_second);
+    }
+
+    /// The queue now: `depth` jobs queued in `tier`, the oldest created
+    /// `oldest_age_seconds` ago (0 when empty).
+    pub fn set_queue(&self, tier: &str, depth: u64, oldest_age_seconds: f64) {
+        let f = self.f();
+        let labels = TierLabels {
+            tier: tier.to_string(),
+        };
+        f.queue_depth
+            .get_or_create(&labels)
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
+        f.queue_oldest_age
+            .get_or_create(&labels)
+            .set(oldest_age_seconds.max(0.0));
+    }
+
+    /// The model pool now. Also creates the zero series of every configured
+    /// model's per-model counters (images, cost, near-copy flags), so a
+    /// ratio over them has data before the first image.
+    pub fn set_models(&self, models: &[ModelGauge<'_>]) {
+        let f = self.f();
+        f.models_loaded
+            .set(models.iter().filter(|m| m.loaded).count() as i64);
+        for m in models {
+            let labels = model_labels(m.name);
+            let bytes = if m.loaded { m.bytes } else { 0 };
+            f.model_memory
+                .get_or_create(&labels)
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+            let _ = f.images_generated.get_or_create(&labels);
+            let _ = f.cost.get_or_create(&labels);
+            let _ = f.memorization_flags.get_or_create(&labels);
+        }
+    }
+
+    /// Samples the process's CPU utilisation since the previous sample.
+    pub fn sample_cpu(&self) {
+        let now = CpuSample::now();
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let mut last = self.inner.cpu.lock().expect("cpu sample lock poisoned");
+        if process::cpu_seconds().is_some()
+            && let Some(ratio) = last.ratio_until(&now, cores)
+        {
+            self.f().cpu_utilization.set(ratio);
+        }
+        *last = now;
+    }
+}
+
+fn model_labels(model: &str) -> ModelLabels {
+    ModelLabels {
+        model: model.to_string(),
+    }
+}

@@ -115,6 +115,9 @@ fn load_one(shared: &Shared, request: Request) {
                         holders.join(", ")
                     );
                     tracing::warn!(model = %name, "{message}");
+                    if let Some(metrics) = shared.metrics.get() {
+                        metrics.model_error(&name, OVER_BUDGET);
+                    }
                     let actor = pool.entries[index].requested_by.take();
                     shared.record(
                         index,
@@ -184,6 +187,12 @@ fn load_one(shared: &Shared, request: Request) {
         }
     };
     shared.record(index, actor, event);
+    if let Some(metrics) = shared.metrics.get() {
+        match &slot {
+            Slot::Failed { code, .. } => metrics.model_error(&name, code),
+            _ => metrics.model_loaded(&name, seconds),
+        }
+    }
     pool.entries[index].slot = slot;
     if ready {
         pool.touch(index);

@@ -100,6 +100,8 @@ pub(crate) struct Shared {
     load: Box<LoadFn>,
     /// Where load and unload events go, once attached.
     audit: OnceLock<AuditSink>,
+    /// Where load times and load failures are counted, once attached.
+    metrics: OnceLock<easel_telemetry::metrics::Metrics>,
 }
 
 impl Shared {
@@ -172,6 +174,7 @@ impl Models {
                 pool: Mutex::new(Pool { entries, clock: 0 }),
                 load,
                 audit: OnceLock::new(),
+                metrics: OnceLock::new(),
             }),
             loader: Arc::new(loader::Loader::default()),
         }
@@ -219,6 +222,21 @@ impl Models {
                 let _ = self.shared.audit.set(sink);
             }
             None => tracing::warn!("no Tokio runtime: model events are not audited"),
+        }
+    }
+
+    /// Counts load times (`easel_model_load_seconds`) and load failures
+    /// (`easel_model_errors_total`) into `metrics` from now on. Call it
+    /// before [`Models::preload`]; a second call changes nothing.
+    pub fn attach_metrics(&self, metrics: easel_telemetry::metrics::Metrics) {
+        let _ = self.shared.metrics.set(metrics);
+    }
+
+    /// The `device` label of the models' engine calls: `cpu` or `cuda:N`.
+    pub fn device_label(&self) -> String {
+        match self.shared.options.load_options.device {
+            easel_engine::DeviceChoice::Cpu => "cpu".into(),
+            easel_engine::DeviceChoice::Cuda(n) => format!("cuda:{n}"),
         }
     }
 

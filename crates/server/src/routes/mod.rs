@@ -7,6 +7,7 @@ pub mod content;
 pub mod health;
 pub mod images;
 pub mod jobs;
+pub mod metrics;
 pub mod models;
 pub mod watermark;
 
@@ -48,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/v1/images/{id}/content", get(content::get_image_content))
+        .merge(metrics_route(&state))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()));
     Router::new()
         .merge(protected)
@@ -55,10 +57,24 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::record_http,
+        ))
         // Outermost: every response, the fallbacks' included, carries the
         // request id, and everything below runs in the request's span.
         .layer(axum::middleware::from_fn(crate::correlation::middleware))
         .with_state(state)
+}
+
+/// `GET /metrics` unless `[metrics] enabled = false`.
+fn metrics_route(state: &AppState) -> Router<AppState> {
+    let router = Router::new();
+    if state.config.metrics.enabled {
+        router.route("/metrics", get(metrics::get_metrics))
+    } else {
+        router
+    }
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

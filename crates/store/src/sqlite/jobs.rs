@@ -218,6 +218,22 @@ impl Db {
         Ok(row.try_get::<i64, _>("n")? as u64)
     }
 
+    /// When the oldest job still queued in `tier` was created (`None`: the
+    /// tier's queue is empty). A job put back in the queue keeps its
+    /// creation time, so this is how long its client has waited.
+    pub async fn oldest_queued(&self, tier: Tier) -> Result<Option<DateTime<Utc>>> {
+        let row = sqlx::query(
+            "SELECT MIN(created_at) AS oldest FROM jobs WHERE status = ?1 AND tier = ?2",
+        )
+        .bind(JobStatus::Queued.as_str())
+        .bind(tier.as_str())
+        .fetch_one(&self.reader)
+        .await?;
+        row.try_get::<Option<i64>, _>("oldest")?
+            .map(|ms| rows::time(ms, "jobs.created_at"))
+            .transpose()
+    }
+
     /// Records the prompt policy decision on a job (free-form JSON).
     pub async fn record_policy(&self, id: JobId, decision: &serde_json::Value) -> Result<()> {
         let done = sqlx::query("UPDATE jobs SET policy = ?2 WHERE id = ?1")

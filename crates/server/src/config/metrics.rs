@@ -1,0 +1,69 @@
+//! `[metrics]`: the Prometheus metrics at `GET /metrics`. Every default is
+//! listed in `docs/configuration.md`.
+
+use serde::{Deserialize, Serialize};
+
+/// The metrics endpoint and the cost of device time (`[metrics]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `GET /metrics` (OpenMetrics text, no API key: scrape it on a
+    /// private network or firewall it). Off answers 404 there; the series
+    /// are still recorded. Default: `true`. Env: `EASEL_METRICS__ENABLED`.
+    pub enabled: bool,
+    /// What one second of device time (an engine call's wall time) costs,
+    /// in any currency unit: `easel_cost_total` counts busy seconds times
+    /// this. Finite and ≥ 0. Default: `0.0` (unset: the cost series stay
+    /// at 0). Env: `EASEL_METRICS__PRICE_PER_DEVICE_SECOND`.
+    pub price_per_device_second: f64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            price_per_device_second: 0.0,
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// Why the section is unusable, if it is.
+    pub fn problem(&self) -> Option<String> {
+        let price = self.price_per_device_second;
+        (!(price.is_finite() && price >= 0.0)).then(|| {
+            format!(
+                "metrics.price_per_device_second must be a finite number ≥ 0 (cost per second \
+                 of device time; 0 leaves the cost unset), got {price}"
+            )
+        })
+    }
+
+    /// The metrics of one application, with this section's price.
+    pub fn build(&self) -> easel_telemetry::metrics::Metrics {
+        easel_telemetry::metrics::Metrics::new(self.price_per_device_second)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_negative_or_infinite_price_is_refused_and_zero_is_fine() {
+        for bad in [-1.0, f64::INFINITY, f64::NAN] {
+            let config = MetricsConfig {
+                price_per_device_second: bad,
+                ..Default::default()
+            };
+            let problem = config.problem().expect("refused");
+            assert!(problem.contains("price_per_device_second"), "{problem}");
+        }
+        assert_eq!(MetricsConfig::default().problem(), None);
+        let priced = MetricsConfig {
+            price_per_device_second: 0.0004,
+            ..Default::default()
+        };
+        assert_eq!(priced.problem(), None);
+    }
+}

@@ -1,0 +1,199 @@
+//! Every family of the catalogue, registered under the `easel` prefix.
+//!
+//! Names are given without `_total`: prometheus-client appends it to
+//! counters. Histograms are built with the explicit bounds of
+//! [`super::buckets`].
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use super::buckets;
+use super::labels::*;
+
+/// A histogram family whose histograms share one bucket layout.
+pub(super) type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+/// A counter of seconds or money.
+pub(super) type FloatCounter = Counter<f64, AtomicU64>;
+/// A gauge of a ratio or seconds.
+pub(super) type FloatGauge = Gauge<f64, AtomicU64>;
+
+fn http_seconds() -> Histogram {
+    Histogram::new(buckets::HTTP_SECONDS.iter().copied())
+}
+fn generation_seconds() -> Histogram {
+    Histogram::new(buckets::GENERATION_SECONDS.iter().copied())
+}
+fn stage_seconds() -> Histogram {
+    Histogram::new(buckets::STAGE_SECONDS.iter().copied())
+}
+fn batch_images() -> Histogram {
+    Histogram::new(buckets::BATCH_IMAGES.iter().copied())
+}
+fn quality_score() -> Histogram {
+    Histogram::new(buckets::QUALITY_SCORE.iter().copied())
+}
+fn model_load_seconds() -> Histogram {
+    Histogram::new(buckets::MODEL_LOAD_SECONDS.iter().copied())
+}
+
+/// The families, each a cheap handle onto the registered metric.
+pub(super) struct Families {
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub http_duration: Histograms<RouteLabels>,
+    pub generation_duration: Histograms<ModelTierLabels>,
+    pub stage_duration: Histograms<StageLabels>,
+    pub jobs_finished: Family<JobLabels, Counter>,
+    pub queue_depth: Family<TierLabels, Gauge>,
+    pub queue_oldest_age: Family<TierLabels, FloatGauge>,
+    pub batch_images: Histograms<ModelLabels>,
+    pub images_generated: Family<ModelLabels, Counter>,
+    pub quality_score: Histograms<ModelLabels>,
+    pub moderation_decisions: Family<ModerationLabels, Counter>,
+    pub memorization_flags: Family<ModelLabels, Counter>,
+    pub model_load: Histograms<ModelLabels>,
+    pub models_loaded: Gauge,
+    pub model_memory: Family<ModelLabels, Gauge>,
+    pub model_errors: Family<ModelCodeLabels, Counter>,
+    pub device_busy: Family<DeviceLabels, FloatCounter>,
+    pub cpu_utilization: FloatGauge,
+    pub gpu_utilization: Family<GpuLabels, FloatGauge>,
+    pub cost: Family<ModelLabels, FloatCounter>,
+    pub build_info: Family<VersionLabels, Gauge>,
+}
+
+impl Families {
+    /// Creates every family and registers it in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let f = Families {
+            http_requests: Family::default(),
+            http_duration: Family::new_with_constructor(http_seconds),
+            generation_duration: Family::new_with_constructor(generation_seconds),
+            stage_duration: Family::new_with_constructor(stage_seconds),
+            jobs_finished: Family::default(),
+            queue_depth: Family::default(),
+            queue_oldest_age: Family::default(),
+            batch_images: Family::new_with_constructor(batch_images),
+            images_generated: Family::default(),
+            quality_score: Family::new_with_constructor(quality_score),
+            moderation_decisions: Family::default(),
+            memorization_flags: Family::default(),
+            model_load: Family::new_with_constructor(model_load_seconds),
+            models_loaded: Gauge::default(),
+            model_memory: Family::default(),
+            model_errors: Family::default(),
+            device_busy: Family::default(),
+            cpu_utilization: FloatGauge::default(),
+            gpu_utilization: Family::default(),
+            cost: Family::default(),
+            build_info: Family::default(),
+        };
+        let r = registry;
+        r.register(
+            "http_requests",
+            "HTTP requests by matched route template, method and status",
+            f.http_requests.clone(),
+        );
+        r.register(
+            "http_request_duration_seconds",
+            "HTTP request duration by matched route template and method",
+            f.http_duration.clone(),
+        );
+        r.register(
+            "generation_duration_seconds",
+            "Job created to finished, succeeded jobs only",
+            f.generation_duration.clone(),
+        );
+        r.register(
+            "stage_duration_seconds",
+            "Duration of each stage of a generation (denoise_step: seconds per denoising step)",
+            f.stage_duration.clone(),
+        );
+        r.register(
+            "jobs_finished",
+            "Jobs finished by outcome and stable error code (none when succeeded)",
+            f.jobs_finished.clone(),
+        );
+        r.register("queue_depth", "Queued jobs", f.queue_depth.clone());
+        r.register(
+            "queue_oldest_age_seconds",
+            "Age of the oldest queued job (0 when the queue is empty)",
+            f.queue_oldest_age.clone(),
+        );
+        r.register(
+            "batch_images",
+            "Images per engine call",
+            f.batch_images.clone(),
+        );
+        r.register(
+            "images_generated",
+            "Images stored",
+            f.images_generated.clone(),
+        );
+        r.register(
+            "image_quality_score",
+            "Quality scorer's cosine similarity of each stored image and its prompt",
+            f.quality_score.clone(),
+        );
+        r.register(
+            "moderation_decisions",
+            "Moderation decisions by stage and action",
+            f.moderation_decisions.clone(),
+        );
+        r.register(
+            "memorization_flags",
+            "Images flagged as near-copies of a training image",
+            f.memorization_flags.clone(),
+        );
+        r.register(
+            "model_load_seconds",
+            "Model load duration (successful loads)",
+            f.model_load.clone(),
+        );
+        r.register(
+            "models_loaded",
+            "Models ready in the pool",
+            f.models_loaded.clone(),
+        );
+        r.register(
+            "model_memory_bytes",
+            "Memory the model's weights take (0 when unloaded)",
+            f.model_memory.clone(),
+        );
+        r.register(
+            "model_errors",
+            "Model load failures and engine errors by code",
+            f.model_errors.clone(),
+        );
+        r.register(
+            "device_busy_seconds",
+            "Wall seconds of engine calls, by device",
+            f.device_busy.clone(),
+        );
+        r.register(
+            "cpu_utilization_ratio",
+            "Process CPU seconds per wall second divided by the cores available, sampled at scrape",
+            f.cpu_utilization.clone(),
+        );
+        r.register(
+            "gpu_utilization_ratio",
+            "GPU utilisation from NVML (no series without an NVIDIA GPU)",
+            f.gpu_utilization.clone(),
+        );
+        r.register(
+            "cost",
+            "Price per device-second times device busy seconds ([metrics] price_per_device_second)",
+            f.cost.clone(),
+        );
+        r.register(
+            "build_info",
+            "Always 1; the version of the running server",
+            f.build_info.clone(),
+        );
+        f
+    }
+}
