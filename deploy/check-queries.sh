@@ -65,7 +65,8 @@ free_port() {
 echo "== easel serve"
 easel_port="$(free_port)"
 base="http://127.0.0.1:$easel_port"
-EASEL_LOG=warn "$easel" serve --data-dir "$work/data" --listen "127.0.0.1:$easel_port" \
+# A price for device time, so that the cost series move.
+EASEL_LOG=warn EASEL_METRICS__PRICE_PER_DEVICE_SECOND=0.0002 "$easel" serve --data-dir "$work/data" --listen "127.0.0.1:$easel_port" \
   >"$work/easel.log" 2>&1 &
 pids+=($!)
 $checker wait-ready "$base"
@@ -95,9 +96,10 @@ pids+=($!)
 $checker wait-prometheus "$prom" deploy/prometheus/rules.yml
 
 echo "== traffic"
-# Open loop, a few requests a second for a few seconds in each tier; `easel
-# top` reads /metrics twice, 2 s apart, while the first one runs.
-"$easel" loadtest --url "$base" --rate 3 --duration 6 --mode sync \
+# Open loop, a request a second for a few seconds in each tier (light: CI
+# has two cores); `easel top` reads /metrics twice, 2 s apart, while the
+# first one runs.
+"$easel" loadtest --url "$base" --rate 1 --duration 5 --mode sync --steps 4 \
   --json "$work/loadtest-sync.json" >"$work/loadtest-sync.log" 2>&1 &
 loadtest=$!
 pids+=($loadtest)
@@ -105,7 +107,7 @@ sleep 1
 "$easel" top --once --interval 2 --url "$base" | tee "$work/top.txt"
 wait "$loadtest"
 grep -E 'throughput|requests' "$work/loadtest-sync.log" | sed 's/^/  sync: /'
-"$easel" loadtest --url "$base" --rate 2 --duration 3 --mode jobs --tier batch \
+"$easel" loadtest --url "$base" --rate 1 --duration 3 --mode jobs --tier batch --steps 4 \
   --json "$work/loadtest-jobs.json" >"$work/loadtest-jobs.log" 2>&1
 grep -E 'throughput|requests' "$work/loadtest-jobs.log" | sed 's/^/  jobs: /'
 # `easel top` saw the requests: a nonzero HTTP rate.
