@@ -69,7 +69,7 @@ base="http://127.0.0.1:$easel_port"
 EASEL_LOG=warn EASEL_METRICS__PRICE_PER_DEVICE_SECOND=0.0002 "$easel" serve --data-dir "$work/data" --listen "127.0.0.1:$easel_port" \
   >"$work/easel.log" 2>&1 &
 pids+=($!)
-$checker wait-ready "$base"
+$checker wait-ready "$base" "$!"
 echo "  ready at $base"
 
 echo "== prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}')"

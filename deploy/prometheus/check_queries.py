@@ -4,7 +4,8 @@ Prometheus that scrapes a live Easel (the CI check of issue 6; driven by
 deploy/check-queries.sh). Python standard library only.
 
 Subcommands:
-  wait-ready URL               wait for an Easel's GET /readyz to answer 200
+  wait-ready URL [PID]         wait for an Easel's GET /readyz to answer 200
+                               (and fail at once if process PID exits)
   traffic BASE                 requests that exercise the SLIs loadtest does not:
                                a 400, a moderation block, 404s, a job failed by
                                its deadline, cancelled jobs, a model reload
@@ -32,6 +33,7 @@ so the list cannot go stale.
 
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -120,9 +122,14 @@ def prom_get(prom, path, params):
 # ---------------------------------------------------------------- wait-ready
 
 
-def wait_ready(url, seconds=180):
+def wait_ready(url, pid=None, seconds=180):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
+        if pid is not None:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                fail(f"the server (pid {pid}) exited before {url}/readyz answered 200")
         try:
             status, _ = http("GET", f"{url}/readyz", timeout=5)
             if status == 200:
@@ -482,8 +489,8 @@ def main(argv):
     if len(argv) < 2:
         fail(__doc__)
     cmd, args = argv[1], argv[2:]
-    if cmd == "wait-ready" and len(args) == 1:
-        wait_ready(args[0])
+    if cmd == "wait-ready" and len(args) in (1, 2):
+        wait_ready(args[0], int(args[1]) if len(args) == 2 else None)
     elif cmd == "traffic" and len(args) == 1:
         traffic(args[0])
     elif cmd == "wait-prometheus" and len(args) == 2:
