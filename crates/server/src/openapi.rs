@@ -17,7 +17,10 @@ use crate::routes::{admin, audit, content, health, images, jobs, models, waterma
                        Backpressure: a submission to a full queue tier answers 429 `queue_full` \
                        with `Retry-After` (whole seconds, from the current drain rate). Deadlines: \
                        `X-Easel-Timeout: <seconds>` on job creation and the synchronous image \
-                       routes; a job still queued at its deadline fails with `deadline_exceeded`."
+                       routes; a job still queued at its deadline fails with `deadline_exceeded`. \
+                       Correlation: every response carries `x-request-id` (the client's, when it \
+                       is 1–128 characters of `[A-Za-z0-9._:-]`, else a generated one); jobs and \
+                       images record it as `request_id`, and a W3C `traceparent` is continued."
     ),
     paths(
         images::create_generation,

@@ -116,3 +116,17 @@ async fn a_synchronous_generation_stores_its_generated_request_id() {
     let record: Value = app.get_image(image_id).await.json().await.unwrap();
     assert_eq!(record["request_id"], id.as_str(), "{record}");
 }
+
+#[tokio::test]
+async fn the_openapi_document_shows_the_request_id_on_jobs_and_images() {
+    let app = spawn_app().await;
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
+    let schemas = &doc["components"]["schemas"];
+    for schema in ["Job", "ImageRecordDto"] {
+        assert!(
+            schemas[schema]["properties"]["request_id"].is_object(),
+            "{schema}: {}",
+            schemas[schema]
+        );
+    }
+}
