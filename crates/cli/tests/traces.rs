@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 const REQUEST_ID: &str = "trace-test-req-1";
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CLIENT_SPAN_ID: &str = "00f067aa0ba902b7";
 
 fn bundled_model() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/easel-emoji")
@@ -163,7 +164,7 @@ async fn json_logs_and_otlp_spans_follow_one_request_into_its_job() {
     let response = client
         .post(format!("{base}/v1/images/generations"))
         .header("x-request-id", REQUEST_ID)
-        .header("traceparent", format!("00-{TRACE_ID}-00f067aa0ba902b7-01"))
+        .header("traceparent", format!("00-{TRACE_ID}-{CLIENT_SPAN_ID}-01"))
         .json(&json!({ "prompt": "a red apple", "steps": 2, "seed": 3 }))
         .send()
         .await
@@ -248,6 +249,11 @@ async fn json_logs_and_otlp_spans_follow_one_request_into_its_job() {
     }
     // The request's span alone would carry the trace id once; the job's
     // spans (job.run and everything under it) carry it too.
+    // `http.request`'s parent is the client's span.
+    assert!(
+        count(&bytes, &hex_bytes(CLIENT_SPAN_ID)) > 0,
+        "no span has the client's span as parent"
+    );
     let in_trace = count(&bytes, &hex_bytes(TRACE_ID));
     assert!(in_trace >= 5, "only {in_trace} spans in the client's trace");
 }
