@@ -9,13 +9,14 @@
 //! [`record_http`] runs around every route and the 404/405 fallbacks, so
 //! extractor rejections and unmatched paths are counted too; `route` is the
 //! matched path template (`/v1/jobs/{id}`), `unmatched` when none matched,
-//! so no id ever becomes a label. Durations end when the response head is
-//! ready: a server-sent event stream counts until its first byte.
+//! so no id ever becomes a label; a method outside the standard ones is
+//! `other`. Durations end when the response head is ready: a server-sent
+//! event stream counts until its first byte.
 
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
+use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use easel_core::Tier;
@@ -78,13 +79,45 @@ pub async fn record_http(State(state): State<AppState>, request: Request, next: 
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| UNMATCHED.to_string());
-    let method = request.method().clone();
+    let method = method_label(request.method());
     let response = next.run(request).await;
     state.metrics.http_request(
         &route,
-        method.as_str(),
+        method,
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
     );
     response
+}
+
+/// The `method` label: the standard methods by name, any other (a client
+/// may send any token) as `other`, so the label stays bounded.
+fn method_label(method: &Method) -> &'static str {
+    const KNOWN: &[Method] = &[
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    KNOWN
+        .iter()
+        .find(|known| *known == method)
+        .map_or("other", |known| known.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_method_is_other_so_the_label_stays_bounded() {
+        assert_eq!(method_label(&Method::POST), "POST");
+        let odd = Method::from_bytes(b"BREW").unwrap();
+        assert_eq!(method_label(&odd), "other");
+    }
 }
