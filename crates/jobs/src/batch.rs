@@ -258,14 +258,6 @@ impl Jobs {
             model: &jobs[0].0.params.model,
             images: jobs.iter().map(|(job, _)| job.params.n).sum(),
             timed: &timed,
-            timings: match &result {
-                Some(Ok(per_job)) => per_job
-                    .iter()
-                    .filter_map(|r| r.as_ref().ok()?.first())
-                    .map(|image| image.timings)
-                    .next(),
-                _ => None,
-            },
             error: match &result {
                 None => Some("engine_panic"),
                 Some(Err(e)) if !e.is_cancelled() => Some(e.code()),

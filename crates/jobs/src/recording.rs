@@ -30,11 +30,13 @@ use crate::pipeline::RenderedImage;
 use crate::postprocess::{FLAG_NEAR_COPY, FLAG_NSFW};
 
 /// A model that measures its engine calls: their wall time (device busy
-/// seconds) and the steps they ran.
+/// seconds), the steps they ran and the engine's stage timings, whatever
+/// post-processing then makes of the images.
 pub(crate) struct TimedModel {
     model: Arc<dyn Generator>,
     busy: Mutex<Duration>,
     steps: AtomicU32,
+    timings: Mutex<Option<StageTimings>>,
 }
 
 impl TimedModel {
@@ -43,6 +45,7 @@ impl TimedModel {
             model,
             busy: Mutex::new(Duration::ZERO),
             steps: AtomicU32::new(0),
+            timings: Mutex::new(None),
         }
     }
 
@@ -54,6 +57,11 @@ impl TimedModel {
     /// Denoising steps the last call reported (0 before any step).
     pub(crate) fn steps(&self) -> u32 {
         self.steps.load(Ordering::Relaxed)
+    }
+
+    /// The stage timings of the last call that made images.
+    pub(crate) fn timings(&self) -> Option<StageTimings> {
+        *self.timings.lock().expect("timings lock poisoned")
     }
 }
 
@@ -75,6 +83,9 @@ impl Generator for TimedModel {
         };
         let result = self.model.generate(requests, &mut counting, cancel);
         *self.busy.lock().expect("busy lock poisoned") += started.elapsed();
+        if let Some(image) = result.as_ref().ok().and_then(|images| images.first()) {
+            *self.timings.lock().expect("timings lock poisoned") = Some(image.timings);
+        }
         result
     }
 }
@@ -104,8 +115,6 @@ pub(crate) struct EngineCall<'a> {
     pub images: u32,
     /// The model's measurements.
     pub timed: &'a TimedModel,
-    /// The call's stage timings, when it made images.
-    pub timings: Option<StageTimings>,
     /// The engine's error code, when it failed (not when cancelled).
     pub error: Option<&'a str>,
 }
@@ -139,7 +148,7 @@ impl Jobs {
         if let Some(code) = call.error {
             metrics.model_error(model, code);
         }
-        if let Some(t) = call.timings {
+        if let Some(t) = call.timed.timings() {
             metrics.stage(model, "text_encode", t.text_encode_s);
             let steps = call.timed.steps();
             if steps > 0 {

@@ -420,3 +420,84 @@ async fn metrics_can_be_turned_off_and_a_bad_price_stops_startup() {
     };
     assert!(err.contains("metrics.price_per_device_second"), "{err}");
 }
+
+#[tokio::test]
+async fn refused_rejected_and_overdue_jobs_are_counted_by_outcome_and_code() {
+    let app = spawn_app_with(|c| {
+        c.worker.enabled = false;
+        c.queue.max_queued_batch = 2;
+        c.moderation.image = serde_json::from_value(json!({ "flag": 0.0, "block": 0.0 })).unwrap();
+    })
+    .await;
+    // One job image moderation will block, one that will be overdue, one
+    // the full queue refuses.
+    let r = app.create_job(&small_request("a red apple"), None).await;
+    assert_eq!(r.status(), 202);
+    let r = app
+        .client
+        .post(app.url("/v1/jobs"))
+        .header("X-Easel-Timeout", "1")
+        .json(&small_request("too late"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let r = app.create_job(&small_request("one too many"), None).await;
+    assert_eq!(r.status(), 429);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(
+        app.run_pending_jobs().await,
+        1,
+        "the overdue job never runs"
+    );
+
+    let m = scrape(&app).await;
+    let model = format!("model=\"{MODEL}\"");
+    let finished = |outcome: &str, code: &str| {
+        format!(
+            "easel_jobs_finished_total{{{model},tier=\"batch\",outcome=\"{outcome}\",code=\"{code}\"}}"
+        )
+    };
+    assert_eq!(
+        owned(m.series("easel_jobs_finished_total")),
+        expected(&[
+            (&finished("failed", "deadline_exceeded"), 1.0),
+            (&finished("rejected", "image_rejected"), 1.0),
+            (&finished("rejected", "queue_full"), 1.0),
+        ])
+    );
+    assert_eq!(
+        owned(m.series("easel_moderation_decisions_total")),
+        expected(&[
+            (
+                "easel_moderation_decisions_total{stage=\"image\",action=\"block\"}",
+                1.0
+            ),
+            (
+                "easel_moderation_decisions_total{stage=\"prompt\",action=\"allow\"}",
+                3.0
+            ),
+        ])
+    );
+    // Nothing succeeded: no latency, no images; the blocked job's engine
+    // call and its queue wait still count.
+    assert!(m.series("easel_generation_duration_seconds").is_empty());
+    assert_eq!(
+        m.value(&format!("easel_images_generated_total{{{model}}}")),
+        0.0
+    );
+    assert_eq!(
+        m.value(&format!("easel_batch_images_count{{{model}}}")),
+        1.0
+    );
+    let stages: Vec<String> = m
+        .series("easel_stage_duration_seconds_count")
+        .into_keys()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        stages,
+        ["denoise_step", "queue_wait", "text_encode"]
+            .map(|s| format!("easel_stage_duration_seconds_count{{{model},stage=\"{s}\"}}"))
+    );
+}
