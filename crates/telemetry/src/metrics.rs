@@ -25,6 +25,7 @@
 
 mod buckets;
 mod families;
+mod gpu;
 mod labels;
 mod process;
 #[cfg(test)]
@@ -313,6 +314,19 @@ impl Metrics {
             self.f().cpu_utilization.set(ratio);
         }
         *last = now;
+    }
+
+    /// Samples every NVIDIA GPU's utilisation through NVML; no series where
+    /// NVML (the NVIDIA driver) is missing.
+    pub fn sample_gpu(&self) {
+        for (index, ratio) in gpu::utilization() {
+            self.f()
+                .gpu_utilization
+                .get_or_create(&GpuLabels {
+                    gpu: index.to_string(),
+                })
+                .set(ratio);
+        }
     }
 }
 

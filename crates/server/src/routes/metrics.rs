@@ -4,7 +4,8 @@
 //! private network or firewall it. Before rendering it sets the gauges that
 //! describe the present: queue depth and oldest queued job per tier (two
 //! small store queries each), the model pool, and CPU utilisation since the
-//! previous scrape. GPU utilisation has no series: Easel reads no NVML.
+//! previous scrape, and GPU utilisation through NVML where the NVIDIA
+//! driver is present (no series elsewhere).
 //!
 //! [`record_http`] runs around every route and the 404/405 fallbacks, so
 //! extractor rejections and unmatched paths are counted too; `route` is the
@@ -68,6 +69,7 @@ async fn refresh_gauges(state: &AppState) {
         .collect();
     metrics.set_models(&gauges);
     metrics.sample_cpu();
+    metrics.sample_gpu();
 }
 
 /// Counts the response to every request: route template, method, status
