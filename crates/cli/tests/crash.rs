@@ -6,27 +6,18 @@
 //! Uses the bundled model, so the batch takes a few seconds: long enough to
 //! kill it half-way.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{bundled_model, free_port, wait_ready};
 use easel_core::JobId;
 use serde_json::{Value, json};
 
 const JOBS: usize = 3;
 const IMAGES_PER_JOB: u32 = 2;
-
-fn bundled_model() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/easel-emoji")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// `easel serve` on `port` with its data in `data`. The long batching
 /// window makes the jobs submitted one after another share one batch.
@@ -44,19 +35,6 @@ fn serve(data: &Path, port: u16) -> Child {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("easel serve starts")
-}
-
-async fn wait_ready(client: &reqwest::Client, base: &str) {
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(120) {
-        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
-            && r.status() == 200
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("easel serve not ready after 120 s");
 }
 
 async fn job(client: &reqwest::Client, base: &str, id: &str) -> Value {
@@ -92,7 +70,7 @@ async fn a_batch_killed_half_way_completes_after_restart_with_each_image_stored_
     let client = reqwest::Client::new();
 
     let mut first = serve(data.path(), port);
-    wait_ready(&client, &base).await;
+    wait_ready(&client, &base, &mut first).await;
     let mut ids = Vec::new();
     let prompts = ["a red apple", "a cat face", "a red heart"];
     for (i, prompt) in prompts.iter().enumerate().take(JOBS) {
@@ -141,7 +119,7 @@ async fn a_batch_killed_half_way_completes_after_restart_with_each_image_stored_
 
     // Same data folder, new process: the jobs are recovered and finish.
     let mut second = serve(data.path(), port);
-    wait_ready(&client, &base).await;
+    wait_ready(&client, &base, &mut second).await;
     let started = Instant::now();
     for id in &ids {
         loop {

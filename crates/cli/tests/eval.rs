@@ -1,13 +1,15 @@
 //! `easel eval` end to end on the bundled model, kept short with `--limit`
 //! and a three-line prompt list, so CI runs it in seconds.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
 
 fn bundled() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/easel-emoji");
+    let dir = common::bundled_model();
     if dir.join("scorer/model.safetensors").is_file() {
         Some(dir)
     } else {

@@ -3,57 +3,25 @@
 //! run, and the flags it refuses (a remote target, out-of-range load).
 //! Every report's counts must add up: requests = succeeded + Σ errors.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use common::{Killed, free_port, serve_tiny, workspace};
 use serde_json::Value;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn tiny_model() -> PathBuf {
-    workspace().join("crates/engine/tests/fixtures/models/tiny-pixel")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A server killed when dropped.
+/// A server killed when dropped (before its data folder is removed).
 struct Server {
-    child: Child,
+    _child: Killed,
     base: String,
     _data: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn serve() -> Server {
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_easel"))
-        .current_dir(workspace())
-        .arg("serve")
-        .arg("--model")
-        .arg(tiny_model())
-        .env("EASEL_DATA_DIR", data.path())
-        .env("EASEL_SERVER__LISTEN", format!("127.0.0.1:{port}"))
-        .env("EASEL_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("easel serve starts");
+    let child = Killed(serve_tiny(data.path(), port));
     let base = format!("http://127.0.0.1:{port}");
     let started = Instant::now();
     loop {
@@ -73,7 +41,7 @@ fn serve() -> Server {
         std::thread::sleep(Duration::from_millis(100));
     }
     Server {
-        child,
+        _child: child,
         base,
         _data: data,
     }

@@ -6,72 +6,21 @@
 //! writes is unit-tested in `src/top/exposition.rs`; this shows it on the
 //! live output.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::process::{Command, Stdio};
+
+use common::{Killed, free_port, serve_tiny, wait_ready};
 use serde_json::json;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn tiny_model() -> PathBuf {
-    workspace().join("crates/engine/tests/fixtures/models/tiny-pixel")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A server killed when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn wait_ready(client: &reqwest::Client, base: &str) {
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(120) {
-        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
-            && r.status() == 200
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("easel serve not ready after 120 s");
-}
 
 #[tokio::test]
 async fn top_once_shows_the_requests_a_live_server_is_serving() {
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let _server = Killed(
-        Command::new(env!("CARGO_BIN_EXE_easel"))
-            .current_dir(workspace())
-            .arg("serve")
-            .arg("--model")
-            .arg(tiny_model())
-            .env("EASEL_DATA_DIR", data.path())
-            .env("EASEL_SERVER__LISTEN", format!("127.0.0.1:{port}"))
-            .env("EASEL_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("easel serve starts"),
-    );
+    let mut server = Killed(serve_tiny(data.path(), port));
     let client = reqwest::Client::new();
-    wait_ready(&client, &base).await;
+    wait_ready(&client, &base, &mut server.0).await;
 
     // `--once` exits by itself after its second scrape.
     let mut top = Command::new(env!("CARGO_BIN_EXE_easel"))

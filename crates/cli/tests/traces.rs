@@ -7,30 +7,21 @@
 //! OTLP protobuf stores span names and trace ids as raw bytes, so finding
 //! them in the bodies needs no protobuf decoder.
 
+mod common;
+
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{bundled_model, free_port, wait_ready};
 use serde_json::{Value, json};
 
 const REQUEST_ID: &str = "trace-test-req-1";
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN_ID: &str = "00f067aa0ba902b7";
-
-fn bundled_model() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/easel-emoji")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Every request a [`collector`] received: (request line, body).
 type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
@@ -130,22 +121,6 @@ fn serve(data: &Path, port: u16, otlp: u16) -> Child {
 /// Collects a pipe's lines on a thread, so the child never blocks on it.
 fn lines_of(pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<Vec<String>> {
     std::thread::spawn(move || BufReader::new(pipe).lines().map_while(Result::ok).collect())
-}
-
-async fn wait_ready(client: &reqwest::Client, base: &str, child: &mut Child) {
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(120) {
-        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
-            && r.status() == 200
-        {
-            return;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("easel serve exited before it was ready: {status}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("easel serve not ready after 120 s");
 }
 
 #[tokio::test]

@@ -51,6 +51,34 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// The `code` of a job that succeeded.
 pub const NO_CODE: &str = "none";
 
+/// Every family served, as named in `# TYPE` (counters without `_total`),
+/// with its type (`counter`, `gauge` or `histogram`): the metric catalogue
+/// of `docs/observability.md`, which a unit test holds to this list. A
+/// family appears in the exposition once it has a series.
+pub const CATALOGUE: &[(&str, &str)] = &[
+    ("easel_http_requests", "counter"),
+    ("easel_http_request_duration_seconds", "histogram"),
+    ("easel_generation_duration_seconds", "histogram"),
+    ("easel_stage_duration_seconds", "histogram"),
+    ("easel_jobs_finished", "counter"),
+    ("easel_queue_depth", "gauge"),
+    ("easel_queue_oldest_age_seconds", "gauge"),
+    ("easel_batch_images", "histogram"),
+    ("easel_images_generated", "counter"),
+    ("easel_image_quality_score", "histogram"),
+    ("easel_moderation_decisions", "counter"),
+    ("easel_memorization_flags", "counter"),
+    ("easel_model_load_seconds", "histogram"),
+    ("easel_models_loaded", "gauge"),
+    ("easel_model_memory_bytes", "gauge"),
+    ("easel_model_errors", "counter"),
+    ("easel_device_busy_seconds", "counter"),
+    ("easel_cpu_utilization_ratio", "gauge"),
+    ("easel_gpu_utilization_ratio", "gauge"),
+    ("easel_cost", "counter"),
+    ("easel_build_info", "gauge"),
+];
+
 /// One application's metrics. Cheap to clone; clones share the series.
 #[derive(Clone)]
 pub struct Metrics {

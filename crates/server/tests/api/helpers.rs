@@ -136,6 +136,16 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
     app
 }
 
+/// Builds the server from `config` on 127.0.0.1:0 expecting startup to
+/// fail, and returns the error with its causes (`{err:#}`).
+pub async fn startup_error(config: Config) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    match easel_server::Application::build(config, listener).await {
+        Ok(_) => panic!("the server started; this config should stop startup"),
+        Err(err) => format!("{err:#}"),
+    }
+}
+
 impl TestApp {
     /// A full URL for `path`.
     pub fn url(&self, path: &str) -> String {

@@ -5,35 +5,10 @@
 use std::collections::BTreeMap;
 
 use easel_server::auth::Scope;
+use easel_telemetry::metrics::CATALOGUE;
 use serde_json::{Value, json};
 
 use crate::helpers::{MODEL, TestApp, small_request, spawn_app_with};
-
-/// Every family of docs/observability.md, as named in `# TYPE` (counters
-/// without `_total`), with its type.
-const CATALOGUE: &[(&str, &str)] = &[
-    ("easel_http_requests", "counter"),
-    ("easel_http_request_duration_seconds", "histogram"),
-    ("easel_generation_duration_seconds", "histogram"),
-    ("easel_stage_duration_seconds", "histogram"),
-    ("easel_jobs_finished", "counter"),
-    ("easel_queue_depth", "gauge"),
-    ("easel_queue_oldest_age_seconds", "gauge"),
-    ("easel_batch_images", "histogram"),
-    ("easel_images_generated", "counter"),
-    ("easel_image_quality_score", "histogram"),
-    ("easel_moderation_decisions", "counter"),
-    ("easel_memorization_flags", "counter"),
-    ("easel_model_load_seconds", "histogram"),
-    ("easel_models_loaded", "gauge"),
-    ("easel_model_memory_bytes", "gauge"),
-    ("easel_model_errors", "counter"),
-    ("easel_device_busy_seconds", "counter"),
-    ("easel_cpu_utilization_ratio", "gauge"),
-    ("easel_gpu_utilization_ratio", "gauge"),
-    ("easel_cost", "counter"),
-    ("easel_build_info", "gauge"),
-];
 
 /// One scrape: `# TYPE` lines and samples keyed by their full text
 /// (`name{labels}`), as written.
@@ -413,11 +388,7 @@ async fn metrics_can_be_turned_off_and_a_bad_price_stops_startup() {
     let data = tempfile::tempdir().unwrap();
     let mut config = crate::helpers::test_config(data.path());
     config.metrics.price_per_device_second = -1.0;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let err = match easel_server::Application::build(config, listener).await {
-        Ok(_) => panic!("a negative price must stop startup"),
-        Err(e) => format!("{e:#}"),
-    };
+    let err = crate::helpers::startup_error(config).await;
     assert!(err.contains("metrics.price_per_device_second"), "{err}");
 }
 

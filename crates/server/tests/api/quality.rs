@@ -69,12 +69,7 @@ async fn a_configured_scorer_that_does_not_load_stops_startup_naming_the_key() {
     let data = tempfile::tempdir().unwrap();
     let mut config = crate::helpers::test_config(data.path());
     config.quality.scorer = Some(data.path().join("no-such-scorer"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let err = easel_server::Application::build(config, listener)
-        .await
-        .err()
-        .expect("startup fails");
-    let text = format!("{err:#}");
+    let text = crate::helpers::startup_error(config).await;
     assert!(text.contains("quality.scorer"), "{text}");
     assert!(text.contains("no-such-scorer"), "{text}");
 }

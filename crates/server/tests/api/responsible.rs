@@ -360,11 +360,6 @@ async fn a_missing_signing_certificate_stops_startup_naming_the_file() {
     let mut config = crate::helpers::test_config(data.path());
     config.provenance.certificate = Some(data.path().join("nope/chain.pem"));
     config.provenance.private_key = Some(data.path().join("nope/key.pem"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let err = easel_server::Application::build(config, listener)
-        .await
-        .err()
-        .expect("startup fails");
-    let text = format!("{err:#}");
+    let text = crate::helpers::startup_error(config).await;
     assert!(text.contains("nope/chain.pem"), "{text}");
 }

@@ -2,7 +2,9 @@
 
 use serde_json::Value;
 
-use crate::helpers::{MODEL, assert_error, small_request, spawn_app, spawn_app_with, test_config};
+use crate::helpers::{
+    MODEL, assert_error, small_request, spawn_app, spawn_app_with, startup_error, test_config,
+};
 
 #[tokio::test]
 async fn models_are_listed_in_openai_shape_with_easel_fields() {
@@ -206,12 +208,8 @@ async fn a_missing_model_folder_names_the_flag_to_pass() {
     let data_dir = tempfile::tempdir().unwrap();
     let mut config = test_config(data_dir.path());
     config.models[0].path = data_dir.path().join("no-such-model");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let err = easel_server::Application::build(config, listener)
-        .await
-        .err()
-        .unwrap();
-    assert!(err.to_string().contains("--model"), "{err}");
+    let err = startup_error(config).await;
+    assert!(err.contains("--model"), "{err}");
 }
 
 #[tokio::test]

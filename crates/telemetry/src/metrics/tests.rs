@@ -2,31 +2,6 @@
 
 use super::*;
 
-/// Every family of the catalogue: (name in `# TYPE`, type).
-const CATALOGUE: &[(&str, &str)] = &[
-    ("easel_http_requests", "counter"),
-    ("easel_http_request_duration_seconds", "histogram"),
-    ("easel_generation_duration_seconds", "histogram"),
-    ("easel_stage_duration_seconds", "histogram"),
-    ("easel_jobs_finished", "counter"),
-    ("easel_queue_depth", "gauge"),
-    ("easel_queue_oldest_age_seconds", "gauge"),
-    ("easel_batch_images", "histogram"),
-    ("easel_images_generated", "counter"),
-    ("easel_image_quality_score", "histogram"),
-    ("easel_moderation_decisions", "counter"),
-    ("easel_memorization_flags", "counter"),
-    ("easel_model_load_seconds", "histogram"),
-    ("easel_models_loaded", "gauge"),
-    ("easel_model_memory_bytes", "gauge"),
-    ("easel_model_errors", "counter"),
-    ("easel_device_busy_seconds", "counter"),
-    ("easel_cpu_utilization_ratio", "gauge"),
-    ("easel_gpu_utilization_ratio", "gauge"),
-    ("easel_cost", "counter"),
-    ("easel_build_info", "gauge"),
-];
-
 fn lines(text: &str, prefix: &str) -> Vec<String> {
     text.lines()
         .filter(|l| l.starts_with(prefix))
@@ -95,6 +70,40 @@ fn every_family_of_the_catalogue_is_registered_with_its_type() {
     assert_eq!(families, CATALOGUE.len(), "{text}");
     assert!(text.ends_with("# EOF\n"), "{text}");
     assert!(!text.contains("summary"), "{text}");
+}
+
+/// The catalogue table of docs/observability.md lists exactly the families
+/// of [`CATALOGUE`], each with its type: counters under their exposed name
+/// (with `_total`), gauges whatever their note (`gauge (scrape)`).
+#[test]
+fn the_docs_catalogue_lists_exactly_the_families_served() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/observability.md");
+    let docs = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut documented = std::collections::BTreeSet::new();
+    for row in docs.lines().filter(|l| l.starts_with("| easel_")) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let (name, kind) = (cells[1], cells[2]);
+        let kind = kind.split_whitespace().next().unwrap_or_default();
+        let name = if kind == "counter" {
+            name.strip_suffix("_total")
+                .unwrap_or_else(|| panic!("counter {name} is documented without `_total`"))
+        } else {
+            name
+        };
+        assert!(
+            documented.insert((name, kind)),
+            "{name} is documented twice"
+        );
+    }
+    let served: std::collections::BTreeSet<(&str, &str)> = CATALOGUE.iter().copied().collect();
+    assert_eq!(served.len(), CATALOGUE.len(), "a family is listed twice");
+    assert_eq!(
+        documented,
+        served,
+        "documented but not served: {:?}; served but not documented: {:?}",
+        documented.difference(&served).collect::<Vec<_>>(),
+        served.difference(&documented).collect::<Vec<_>>()
+    );
 }
 
 /// Like Prometheus's Go client, a family without series is left out of
