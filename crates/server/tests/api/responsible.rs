@@ -222,6 +222,18 @@ async fn a_blocked_prompt_gets_400_with_its_category_and_no_job() {
     assert_eq!(events[0].detail["decision"]["action"], "block");
 }
 
+/// Generates synchronously and returns the stored job.
+async fn job_of(app: &crate::helpers::TestApp, prompt: &str) -> easel_store::Job {
+    let body: Value = app
+        .generate(&small_request(prompt))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let job_id: easel_core::JobId = body["job_id"].as_str().unwrap().parse().unwrap();
+    app.jobs.db().get_job(job_id).await.unwrap()
+}
+
 #[tokio::test]
 async fn a_flagged_prompt_runs_and_every_decision_is_recorded_on_the_job() {
     let app = spawn_app_with(|c| {
@@ -230,27 +242,13 @@ async fn a_flagged_prompt_runs_and_every_decision_is_recorded_on_the_job() {
         ]));
     })
     .await;
-    let body: Value = app
-        .generate(&small_request("a red apple"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let job_id: easel_core::JobId = body["job_id"].as_str().unwrap().parse().unwrap();
-    let job = app.jobs.db().get_job(job_id).await.unwrap();
+    let job = job_of(&app, "a red apple").await;
     let policy = job.policy.expect("the decision is on the job");
     assert_eq!(policy["action"], "flag");
     assert_eq!(policy["category"], "watchlist");
     assert_eq!(audit(&app, "moderation.prompt_flagged").await.len(), 1);
 
-    let body: Value = app
-        .generate(&small_request("a blue circle"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let job_id: easel_core::JobId = body["job_id"].as_str().unwrap().parse().unwrap();
-    let job = app.jobs.db().get_job(job_id).await.unwrap();
+    let job = job_of(&app, "a blue circle").await;
     assert_eq!(job.policy.unwrap()["action"], "allow");
 }
 

@@ -110,6 +110,20 @@ async fn detect(app: &TestApp, key: &str, content_type: &str, body: Vec<u8>) -> 
         .unwrap()
 }
 
+async fn detect_form(
+    app: &TestApp,
+    key: &str,
+    form: reqwest::multipart::Form,
+) -> reqwest::Response {
+    app.client
+        .post(app.url("/v1/watermark/detect"))
+        .bearer_auth(key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn detect_ok(app: &TestApp, key: &str, content_type: &str, body: Vec<u8>) -> Value {
     let r = detect(app, key, content_type, body).await;
     let status = r.status();
@@ -156,14 +170,7 @@ async fn a_marked_image_is_traced_to_its_record_for_its_owner_and_admins_only() 
             .mime_str("image/png")
             .unwrap(),
     );
-    let r = app
-        .client
-        .post(app.url("/v1/watermark/detect"))
-        .bearer_auth(&user)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let r = detect_form(&app, &user, form).await;
     assert_eq!(r.status(), 200);
     let via_form: Value = r.json().await.unwrap();
     assert_eq!(via_form["image"]["id"], image_id.as_str());
@@ -213,14 +220,7 @@ async fn bad_uploads_are_refused_with_codes_naming_the_field() {
     .await;
     assert_eq!(body["error"]["param"], "image");
     let form = reqwest::multipart::Form::new().text("file", "nope");
-    let r = app
-        .client
-        .post(app.url("/v1/watermark/detect"))
-        .bearer_auth(&user)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let r = detect_form(&app, &user, form).await;
     assert_error(r, 400, "missing_image").await;
 
     let body = assert_error(
