@@ -15,6 +15,8 @@
 //! each module for why).
 //!
 //! # Layout
+//! - [`device`]: which device computes ([`DeviceChoice`]), its text form
+//!   (`cpu`, `cuda:N`) and whether this build has CUDA ([`CUDA_BUILT`]).
 //! - [`error`]: the engine's one error type, each variant with a stable code.
 //! - [`model`]: the loaded-model handle: load, info, generate.
 //! - [`request`]: what a generation call takes and returns (requests, images,
@@ -33,6 +35,7 @@
 //! - [`bench`]: timing and peak memory of each stage (`easel bench engine`).
 
 pub mod bench;
+pub mod device;
 pub mod error;
 pub mod loader;
 pub mod model;
@@ -48,9 +51,10 @@ mod vae;
 /// The tensor library, re-exported for callers of the low-level methods
 /// ([`Model::unet_forward`], [`Model::decode`]) and for tests.
 pub use candle_core;
+pub use device::{CUDA_BUILT, DeviceChoice, ParseDeviceError};
 pub use error::{EngineError, Result};
 pub use loader::hash::HashCache;
-pub use model::{Architecture, DeviceChoice, LoadOptions, Model, ModelInfo};
+pub use model::{Architecture, LoadOptions, Model, ModelInfo};
 pub use request::{
     CancelToken, GeneratedImage, ImageRequest, Progress, ProgressSink, RgbImage, StageTimings,
 };

@@ -20,6 +20,7 @@ use candle_core::{Device, Tensor};
 use easel_core::{SamplerKind, Size, limits};
 use serde::Deserialize;
 
+pub use crate::device::DeviceChoice;
 use crate::error::{EngineError, Result};
 use crate::loader::hash::{HashCache, content_hash};
 use crate::loader::{ModelFolder, read_json, select_device};
@@ -28,17 +29,6 @@ use crate::sampling::{NoiseSource, SchedulerConfig};
 use crate::text::{TextEncoder, TextFamily};
 use crate::unet::{UNet, UNetConfig};
 use crate::vae::{Vae, VaeConfig};
-
-/// Which device computes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeviceChoice {
-    /// The CPU (default).
-    #[default]
-    Cpu,
-    /// CUDA device with this ordinal (needs the `cuda` feature).
-    Cuda(usize),
-}
 
 /// How to load a model.
 #[derive(Debug, Clone, Default)]

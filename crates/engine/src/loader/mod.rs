@@ -13,7 +13,9 @@ pub(crate) use safetensors::WeightStore;
 
 use candle_core::Device;
 
-use crate::error::{EngineError, Result};
+#[cfg(feature = "cuda")]
+use crate::error::EngineError;
+use crate::error::Result;
 use crate::model::DeviceChoice;
 
 /// The candle device for a choice. CUDA needs the `cuda` cargo feature.
@@ -27,11 +29,6 @@ pub(crate) fn select_device(choice: DeviceChoice) -> Result<Device> {
             })
         }
         #[cfg(not(feature = "cuda"))]
-        DeviceChoice::Cuda(ordinal) => Err(EngineError::UnsupportedDevice {
-            detail: format!(
-                "CUDA device {ordinal} requested, but this build of Easel has no GPU support \
-                 (rebuild with `--features cuda`)"
-            ),
-        }),
+        DeviceChoice::Cuda(_) => Err(crate::device::no_gpu_support(choice)),
     }
 }
