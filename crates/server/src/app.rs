@@ -33,6 +33,9 @@ impl Application {
         if let Some(problem) = config.metrics.problem() {
             anyhow::bail!(problem);
         }
+        // Before the data folder is touched: a device this build cannot
+        // use stops startup here, not at the first model load.
+        let pool = config.pool.options()?;
         let specs = model_specs(&config)?;
         let default = config
             .default_model_name()
@@ -64,7 +67,7 @@ impl Application {
         .await
         .context("appending config.loaded to the audit log")?;
         let metrics = config.metrics.build();
-        let models = Models::with_pool(specs, &default, config.pool.options());
+        let models = Models::with_pool(specs, &default, pool);
         models.attach_audit_log(db.clone());
         models.attach_metrics(metrics.clone());
         models.preload();

@@ -1,11 +1,12 @@
 //! The `config.loaded` audit event: what the server started with, minus
 //! every secret, so an auditor can tell which settings were in force when.
 //!
-//! Kept: the listener, the data folder, the models, each API key's name and
-//! scopes (never its hash), which settings were generated rather than
-//! given, the worker, limits and queue, and the moderation and provenance
-//! sections as they stand (whatever fields they have; the prompt rule list
-//! is counted, not copied, as it is long and the policy's business).
+//! Kept: the listener, the data folder, the models, the pool (its device
+//! included), each API key's name and scopes (never its hash), which
+//! settings were generated rather than given, the worker, limits and queue,
+//! and the moderation and provenance sections as they stand (whatever
+//! fields they have; the prompt rule list is counted, not copied, as it is
+//! long and the policy's business).
 //! Dropped: key hashes and the URL signing key (`[urls] signing_key` says
 //! only whether one was configured).
 
@@ -38,6 +39,8 @@ pub fn config_summary(config: &Config) -> Value {
         "pool": {
             "memory_budget_mb": config.pool.memory_budget_mb,
             "preload": config.pool.preload,
+            "load_wait_seconds": config.pool.load_wait_seconds,
+            "device": config.pool.device,
         },
         "auth": {
             "api_keys": keys,
@@ -109,6 +112,7 @@ mod tests {
         assert_eq!(summary["urls"]["signing_key"], "configured");
         assert_eq!(summary["data_dir"], "./easel-data");
         assert_eq!(summary["models"][0]["name"], "easel-emoji");
+        assert_eq!(summary["pool"]["device"], "cpu");
     }
 
     #[test]

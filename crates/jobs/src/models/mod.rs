@@ -234,10 +234,7 @@ impl Models {
 
     /// The `device` label of the models' engine calls: `cpu` or `cuda:N`.
     pub fn device_label(&self) -> String {
-        match self.shared.options.load_options.device {
-            easel_engine::DeviceChoice::Cpu => "cpu".into(),
-            easel_engine::DeviceChoice::Cuda(n) => format!("cuda:{n}"),
-        }
+        self.shared.options.load_options.device.to_string()
     }
 
     /// The default model's name.

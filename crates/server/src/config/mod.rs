@@ -183,6 +183,12 @@ pub struct PoolConfig {
     /// with `memory_budget_exceeded` (retried on the next request for the
     /// model). Default: 60. Env: `EASEL_POOL__LOAD_WAIT_SECONDS`.
     pub load_wait_seconds: u64,
+    /// The device every model of the pool loads and computes on: `cpu`,
+    /// `cuda` (the first GPU, same as `cuda:0`) or `cuda:N` (the GPU with
+    /// ordinal N). CUDA needs a build with `--features easel-engine/cuda`;
+    /// a build without it refuses `cuda` at startup. Also the `device`
+    /// label of the metrics. Default: `cpu`. Env: `EASEL_POOL__DEVICE`.
+    pub device: String,
 }
 
 impl Default for PoolConfig {
@@ -191,23 +197,44 @@ impl Default for PoolConfig {
             memory_budget_mb: 8192,
             preload: None,
             load_wait_seconds: 60,
+            device: easel_engine::DeviceChoice::Cpu.to_string(),
         }
     }
 }
 
 impl PoolConfig {
-    /// The job system's pool options (models load on the CPU).
-    pub fn options(&self) -> easel_jobs::models::PoolOptions {
+    /// `device` parsed, and refused if this build cannot compute on it
+    /// (checked here, where the device is about to be used, rather than in
+    /// [`Config::check`], so that commands that load no model still run
+    /// with a config meant for a CUDA build).
+    pub fn device(&self) -> Result<easel_engine::DeviceChoice, ConfigError> {
+        self.parsed_device()?
+            .usable()
+            .map_err(|e| ConfigError::Unusable(format!("pool.device = \"{}\": {e}", self.device)))
+    }
+
+    /// `device` parsed: one of the forms, whatever this build supports.
+    fn parsed_device(&self) -> Result<easel_engine::DeviceChoice, ConfigError> {
+        self.device
+            .parse()
+            .map_err(|e| ConfigError::Unusable(format!("pool.device = \"{}\": {e}", self.device)))
+    }
+
+    /// The job system's pool options, models loading on [`Self::device`].
+    pub fn options(&self) -> Result<easel_jobs::models::PoolOptions, ConfigError> {
         use easel_jobs::models::{PoolOptions, Preload};
-        PoolOptions {
+        Ok(PoolOptions {
             budget_bytes: self.memory_budget_mb.saturating_mul(1024 * 1024),
             load_wait: std::time::Duration::from_secs(self.load_wait_seconds),
             preload: match &self.preload {
                 None => Preload::DefaultThenWhatFits,
                 Some(names) => Preload::Named(names.clone()),
             },
-            ..PoolOptions::default()
-        }
+            load_options: easel_engine::LoadOptions {
+                device: self.device()?,
+                ..Default::default()
+            },
+        })
     }
 }
 
@@ -442,6 +469,8 @@ pub struct Overrides {
     pub insecure_no_auth: bool,
     /// `--log-format text|json`.
     pub log_format: Option<easel_telemetry::trace::LogFormat>,
+    /// `--device cpu|cuda|cuda:N` (`easel generate`): `pool.device`.
+    pub device: Option<easel_engine::DeviceChoice>,
 }
 
 /// Why the configuration could not be loaded or is unusable.
@@ -504,6 +533,9 @@ impl Config {
         if let Some(format) = overrides.log_format {
             figment = figment.merge(Serialized::default("telemetry.log_format", format));
         }
+        if let Some(device) = overrides.device {
+            figment = figment.merge(Serialized::default("pool.device", device.to_string()));
+        }
         let config: Config = figment.extract().map_err(Box::new)?;
         config.check()?;
         Ok(config)
@@ -535,6 +567,7 @@ impl Config {
                 )));
             }
         }
+        self.pool.parsed_device()?;
         if self.pool.memory_budget_mb == 0 {
             return Err(ConfigError::Unusable(
                 "pool.memory_budget_mb must be at least 1".into(),
@@ -704,6 +737,47 @@ mod tests {
             assert_eq!(c.queue.admission().max_queued_batch, 5);
             Ok(())
         });
+    }
+
+    #[test]
+    fn the_device_comes_from_the_environment_and_a_flag_wins() {
+        figment::Jail::expect_with(|jail| {
+            assert_eq!(
+                Config::load(&Overrides::default()).unwrap().pool.device,
+                "cpu"
+            );
+            jail.set_env("EASEL_POOL__DEVICE", "tpu");
+            let err = Config::load(&Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("pool.device = \"tpu\""), "{err}");
+            let c = Config::load(&Overrides {
+                device: Some(easel_engine::DeviceChoice::Cpu),
+                ..Default::default()
+            })
+            .unwrap();
+            assert_eq!(c.pool.device().unwrap(), easel_engine::DeviceChoice::Cpu);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_device_that_is_not_one_is_refused_naming_the_key_and_the_forms() {
+        let mut c = Config::default();
+        for bad in ["tpu", "cuda:x", "cuda:-1"] {
+            c.pool.device = bad.into();
+            let err = c.check().unwrap_err().to_string();
+            assert!(err.contains(&format!("pool.device = \"{bad}\"")), "{err}");
+            assert!(err.contains("`cuda:N`"), "{err}");
+        }
+        c.pool.device = "cuda:1".into();
+        assert!(c.check().is_ok(), "the form is right whatever the build");
+        if easel_engine::CUDA_BUILT {
+            let device = c.pool.options().unwrap().load_options.device;
+            assert_eq!(device, easel_engine::DeviceChoice::Cuda(1));
+        } else {
+            let err = c.pool.options().unwrap_err().to_string();
+            assert!(err.contains("pool.device = \"cuda:1\""), "{err}");
+            assert!(err.contains("no GPU support"), "{err}");
+        }
     }
 
     #[test]

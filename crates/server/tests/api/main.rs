@@ -4,6 +4,7 @@
 mod audit;
 mod backpressure;
 mod bad_input;
+mod device;
 mod edits;
 mod generations;
 mod helpers;
