@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use easel_core::{GenerationParams, OutputFormat, OutputOptions, RawParams, ResponseFormat};
-use easel_engine::{CancelToken, LoadOptions, Model, Progress};
+use easel_engine::{CancelToken, DeviceChoice, LoadOptions, Model, Progress};
 use easel_server::auth::{Scope, create_key};
 use easel_server::config::{Config, Overrides, model_name_for};
 use easel_telemetry::trace::{LogFormat, TraceSettings};
@@ -80,6 +80,10 @@ struct ServeArgs {
     /// Log line format: text or json (`telemetry.log_format`).
     #[arg(long, value_parser = parse_log_format)]
     log_format: Option<LogFormat>,
+    /// Device the models compute on: cpu, cuda (= cuda:0) or cuda:N
+    /// (`pool.device`; default: cpu).
+    #[arg(long)]
+    device: Option<DeviceChoice>,
 }
 
 fn parse_log_format(text: &str) -> Result<LogFormat, String> {
@@ -123,6 +127,11 @@ struct GenerateArgs {
     /// JPEG quality 0–100.
     #[arg(long)]
     compression: Option<u8>,
+    /// Device to compute on: cpu, cuda (= cuda:0) or cuda:N. Default: the
+    /// configured `pool.device` (cpu). CUDA needs a build with
+    /// `--features easel-engine/cuda`.
+    #[arg(long)]
+    device: Option<DeviceChoice>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -233,6 +242,7 @@ fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         insecure_no_auth: args.insecure_no_auth,
         log_format: args.log_format,
+        device: checked_device(args.device)?,
     })?;
     if args.print_config {
         print!("{}", config.to_toml());
@@ -289,11 +299,20 @@ pub(crate) fn model_folder(
     Ok((name, entry.path.clone()))
 }
 
-fn load_model(name: &str, path: &Path) -> anyhow::Result<Model> {
+/// A `--device` this build can compute on; the flag named in the refusal,
+/// before the config (whose `pool.device` the flag replaces) is read.
+fn checked_device(device: Option<DeviceChoice>) -> anyhow::Result<Option<DeviceChoice>> {
+    device
+        .map(|d| d.usable().map_err(|e| anyhow::anyhow!("--device {d}: {e}")))
+        .transpose()
+}
+
+fn load_model(name: &str, path: &Path, device: DeviceChoice) -> anyhow::Result<Model> {
     Model::load(
         path,
         &LoadOptions {
             name: Some(name.to_string()),
+            device,
             ..Default::default()
         },
     )
@@ -322,11 +341,13 @@ fn generate(config_file: Option<PathBuf>, args: GenerateArgs) -> anyhow::Result<
     // file made here carries the same provenance.
     let config = Config::load(&Overrides {
         config_file: config_file.clone(),
+        device: checked_device(args.device)?,
         ..Default::default()
     })?;
+    let device = config.pool.device()?;
     let post = easel_server::responsible::build_post_process(&config)?;
     let (name, path) = model_folder(config_file, args.model)?;
-    let model = Arc::new(load_model(&name, &path)?);
+    let model = Arc::new(load_model(&name, &path, device)?);
     let info = model.info().clone();
     let params = GenerationParams::validate(
         RawParams {
@@ -430,7 +451,8 @@ fn models_list(config_file: Option<PathBuf>, model: Option<PathBuf>) -> anyhow::
     println!("{:<20} {:<12} {:<24} PATH", "NAME", "ARCHITECTURE", "HASH");
     let mut failed = 0;
     for (name, path) in entries {
-        match load_model(&name, &path) {
+        // Reading the headers and hashing needs no GPU.
+        match load_model(&name, &path, DeviceChoice::Cpu) {
             Ok(model) => {
                 let info = model.info();
                 let arch = serde_json::to_value(info.architecture)
