@@ -62,6 +62,12 @@ pub struct EvalArgs {
     /// Compute threads (default: candle's choice, the physical cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Sampling steps (default: the model's, from its `easel.json`).
+    #[arg(long)]
+    steps: Option<u32>,
+    /// Classifier-free guidance scale (default: the model's).
+    #[arg(long)]
+    guidance: Option<f32>,
 }
 
 /// Whether a prompt is a training name or a paraphrase of some.
@@ -179,6 +185,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("loading {}: {e} ({})", dir.display(), e.code()))?;
     let load_s = started.elapsed().as_secs_f64();
     let info = model.info().clone();
+    let steps = args.steps.unwrap_or(info.default_steps);
+    let guidance = args.guidance.unwrap_or(info.default_guidance);
     let scorer_dir = args.scorer.clone().unwrap_or_else(|| dir.join("scorer"));
     let scorer = load_scorer(&scorer_dir, DeviceChoice::Cpu).map_err(|e| {
         anyhow::anyhow!(
@@ -207,8 +215,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         info.content_hash,
         prompts.len(),
         info.default_sampler,
-        info.default_steps,
-        info.default_guidance,
+        steps,
+        guidance,
         info.default_size.width,
         info.default_size.height,
     );
@@ -226,8 +234,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                 prompt: p.prompt.clone(),
                 negative_prompt: String::new(),
                 size: info.default_size,
-                steps: info.default_steps,
-                guidance_scale: info.default_guidance,
+                steps,
+                guidance_scale: guidance,
                 seed: SEED_BASE + (chunk_no * batch + j) as u64,
                 sampler: None,
                 schedule: ScheduleKind::Default,
@@ -324,8 +332,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         "scorer_kind": scorer.kind(),
         "settings": {
             "sampler": info.default_sampler.to_string(),
-            "steps": info.default_steps,
-            "guidance": info.default_guidance,
+            "steps": steps,
+            "guidance": guidance,
             "width": info.default_size.width,
             "height": info.default_size.height,
             "seeds": format!("{SEED_BASE} + prompt position"),

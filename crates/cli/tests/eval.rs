@@ -110,3 +110,51 @@ fn eval_counts_a_paraphrase_as_retrieved_through_its_listed_names() {
     assert_eq!(para["targets"], serde_json::json!(["taco"]));
     assert!(para["rank"].as_u64().unwrap() <= 1);
 }
+
+#[test]
+fn eval_overrides_the_model_default_steps_and_guidance() {
+    let Some(dir) = bundled() else {
+        return;
+    };
+    let tmp = scratch("settings");
+    let r = eval(
+        &[
+            dir.to_str().unwrap(),
+            "--limit",
+            "2",
+            "--steps",
+            "3",
+            "--guidance",
+            "2.5",
+        ],
+        &tmp,
+    );
+    assert_eq!(r["settings"]["steps"], 3);
+    assert_eq!(r["settings"]["guidance"], 2.5);
+    assert_eq!(r["images"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn eval_refuses_zero_steps_with_the_engine_error() {
+    let Some(dir) = bundled() else {
+        return;
+    };
+    let out = scratch("zero-steps");
+    let output = Command::new(env!("CARGO_BIN_EXE_easel"))
+        .args([
+            "eval",
+            dir.to_str().unwrap(),
+            "--limit",
+            "1",
+            "--steps",
+            "0",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("steps"), "{stderr}");
+    assert!(!out.join("report.json").exists());
+}
