@@ -210,14 +210,17 @@ impl PoolConfig {
     pub fn device(&self) -> Result<easel_engine::DeviceChoice, ConfigError> {
         self.parsed_device()?
             .usable()
-            .map_err(|e| ConfigError::Unusable(format!("pool.device = \"{}\": {e}", self.device)))
+            .map_err(|e| self.device_problem(e))
     }
 
     /// `device` parsed: one of the forms, whatever this build supports.
     fn parsed_device(&self) -> Result<easel_engine::DeviceChoice, ConfigError> {
-        self.device
-            .parse()
-            .map_err(|e| ConfigError::Unusable(format!("pool.device = \"{}\": {e}", self.device)))
+        self.device.parse().map_err(|e| self.device_problem(e))
+    }
+
+    /// Why `device` is unusable, naming the key and the value.
+    fn device_problem(&self, why: impl std::fmt::Display) -> ConfigError {
+        ConfigError::Unusable(format!("pool.device = \"{}\": {why}", self.device))
     }
 
     /// The job system's pool options, models loading on [`Self::device`].
