@@ -8,7 +8,7 @@ the same inputs: the same token ids, denoiser inputs of the same shape
 Prints one JSON object (the engine's `ReferenceReport`) on stdout; progress
 goes to stderr.
 
-    /work/py/bin/python tools/bench/diffusers_bench.py MODEL_DIR \
+    .venv/bin/python tools/bench/diffusers_bench.py MODEL_DIR \
         --threads 2 --warmup 1 --repeats 3 --token-ids 49406,320,... \
         --latent-shape 4,64,64 --timestep 500
 

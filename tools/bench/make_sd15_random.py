@@ -6,7 +6,7 @@ and therefore the cost of SD 1.5 without downloading its weights. Everything
 is built from config alone, with diffusers'/transformers' own default
 initialisation (seeded), and saved in diffusers layout, f32 (about 4.3 GB):
 
-    /work/py/bin/python tools/bench/make_sd15_random.py [OUT]   # default /work/cache/sd15-random
+    .venv/bin/python tools/bench/make_sd15_random.py [OUT]   # default .cache/sd15-random
 
 Never put the output inside the repository.
 
@@ -82,7 +82,7 @@ SCHEDULER = {
 
 
 def main():
-    out = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "/work/cache/sd15-random")
+    out = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else ".cache/sd15-random")
     repo = pathlib.Path(__file__).resolve().parents[2]
     if out.resolve().is_relative_to(repo):
         sys.exit(f"{out} is inside the repository; write the model elsewhere")

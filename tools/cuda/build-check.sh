@@ -12,14 +12,14 @@
 #   tools/cuda/build-check.sh [VENV] --env    # only install and print the exports:
 #                                             # eval "$(tools/cuda/build-check.sh --env)"
 #
-# VENV (default /work/cudaenv) is a Python venv outside the repository that
+# VENV (default .cache/cudaenv) is a Python venv (git-ignored, or any path) that
 # receives the wheels; it is created when missing.
 # Environment: CUDA_COMPUTE_CAP (default 80), CARGO_TARGET_DIR (default
 # target/cuda-check), CUDAFORGE_THREADS (default 2: parallel nvcc jobs).
 # Every cargo/nvcc process runs under `nice -n 19`.
 set -euo pipefail
 
-VENV=/work/cudaenv
+VENV=.cache/cudaenv
 MODE=engine
 for arg in "$@"; do
     case "$arg" in

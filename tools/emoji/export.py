@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Export a training checkpoint's EMA weights as models/easel-emoji/ (diffusers layout).
 
-  python tools/emoji/export.py --ckpt /work/cache/run/ckpt.pt --out models/easel-emoji
+  python tools/emoji/export.py --ckpt .cache/run/ckpt.pt --out models/easel-emoji
 
 Writes:
   model_index.json                        lists unet, text_encoder, tokenizer, scheduler (no vae)
@@ -111,7 +111,7 @@ def export_index(out: str):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--ckpt", default="/work/cache/run/ckpt.pt")
+    ap.add_argument("--ckpt", default=".cache/run/ckpt.pt")
     ap.add_argument("--out", default="models/easel-emoji")
     ap.add_argument("--f32", action="store_true", help="store the UNet in f32 (default f16)")
     args = ap.parse_args()

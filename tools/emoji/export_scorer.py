@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Export a train_scorer.py checkpoint as models/easel-emoji/scorer/.
 
-  python tools/emoji/export_scorer.py --ckpt /work/cache/scorer/ckpt.pt --out models/easel-emoji/scorer
+  python tools/emoji/export_scorer.py --ckpt .cache/scorer/ckpt.pt --out models/easel-emoji/scorer
 
 Writes ``model.safetensors`` (the image encoder in f16; tensor names
 ``blocks.{i}.conv.*``, ``blocks.{i}.norm.*``, ``proj.*`` as in
@@ -25,7 +25,7 @@ import scorer_common as sc  # noqa: E402
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--ckpt", default="/work/cache/scorer/ckpt.pt")
+    ap.add_argument("--ckpt", default=".cache/scorer/ckpt.pt")
     ap.add_argument("--out", default="models/easel-emoji/scorer")
     args = ap.parse_args()
     ck = torch.load(args.ckpt, map_location="cpu")

@@ -23,7 +23,7 @@ every short name with ``_``/``-`` turned into spaces ("grinning", "smile")
 except the two-letter ``flag-xx`` codes, and "<name>, <category>" ("taco, food
 & drink"). Training samples one caption per image per step.
 
-Usage: python tools/emoji/fetch_data.py [--cache /work/cache/emoji] [--res 32]
+Usage: python tools/emoji/fetch_data.py [--cache .cache/emoji] [--res 32]
 """
 import argparse
 import json
@@ -81,7 +81,7 @@ def load_image(path: str, res: int) -> np.ndarray:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cache", default="/work/cache/emoji")
+    ap.add_argument("--cache", default=".cache/emoji")
     ap.add_argument("--res", type=int, default=32)
     args = ap.parse_args()
 

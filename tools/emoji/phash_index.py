@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write models/easel-emoji/index/phash.json: a 64-bit DCT pHash of every training image.
 
-  python tools/emoji/phash_index.py --data /work/cache/emoji/emoji-32 --out models/easel-emoji/index/phash.json
+  python tools/emoji/phash_index.py --data .cache/emoji/emoji-32 --out models/easel-emoji/index/phash.json
 
 The images hashed are exactly the training images (fetch_data.py: RGBA over
 white, BOX-resized to 32x32, uint8 RGB), so a generated 32x32 output can be
@@ -54,7 +54,7 @@ def phash(rgb: np.ndarray) -> int:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default="/work/cache/emoji/emoji-32")
+    ap.add_argument("--data", default=".cache/emoji/emoji-32")
     ap.add_argument("--out", default="models/easel-emoji/index/phash.json")
     args = ap.parse_args()
     imgs = np.load(args.data + ".npz")["images"]

@@ -7,7 +7,7 @@ folder). Same measurement: one image per name (seeds 1000 + position, or
 --seeds more per name), scored by the shipped scorer against all 100 names;
 retrieved at k when the correct name has fewer than k names above it.
 
-  python tools/emoji/quick_eval.py --ckpt /work/cache/run2/ckpt.pt --guidance 5,7,9
+  python tools/emoji/quick_eval.py --ckpt .cache/run2/ckpt.pt --guidance 5,7,9
   python tools/emoji/quick_eval.py --model models/easel-emoji --steps 6,8
 
 --ckpt takes train.py's checkpoint and evaluates its EMA (what export.py

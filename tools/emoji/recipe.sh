@@ -6,10 +6,10 @@
 #
 #   bash tools/emoji/recipe.sh [CACHE] [OUT_MODEL]
 #
-# CACHE (default /work/cache) holds the data, checkpoints and the phase-1
-# export, all outside the repository; OUT_MODEL (default models/easel-emoji)
+# CACHE (default .cache) holds the data, checkpoints and the phase-1
+# export, all git-ignored (or any path you pass); OUT_MODEL (default models/easel-emoji)
 # receives the exported UNet. Needs the Python environment of
-# models/easel-emoji/README.md in $PY (default /work/py/bin/python) and npm.
+# models/easel-emoji/README.md in $PY (default .venv/bin/python) and npm.
 #
 # The shipped weights were made in two phases, because the first training
 # session ran out of time and the second continued from its EMA:
@@ -25,9 +25,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-CACHE="${1:-/work/cache}"
+CACHE="${1:-.cache}"
 OUT="${2:-models/easel-emoji}"
-PY="${PY:-/work/py/bin/python}"
+PY="${PY:-.venv/bin/python}"
 THREADS="${THREADS:-2}"
 DATA="$CACHE/emoji/emoji-32"
 

@@ -2,7 +2,7 @@
 """Write the golden fixture that checks the Rust scorer and pHash against
 this PyTorch/numpy reference (crates/engine/tests/score.rs).
 
-  python tools/emoji/scorer_golden.py --model models/easel-emoji --data /work/cache/emoji/emoji-32 \
+  python tools/emoji/scorer_golden.py --model models/easel-emoji --data .cache/emoji/emoji-32 \
       --out crates/engine/tests/fixtures/score/golden.json
 
 Images: three training emoji (Noto Emoji, Apache-2.0) and three synthetic
@@ -58,7 +58,7 @@ def phash_margin(rgb):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="models/easel-emoji")
-    ap.add_argument("--data", default="/work/cache/emoji/emoji-32")
+    ap.add_argument("--data", default=".cache/emoji/emoji-32")
     ap.add_argument("--out", default="crates/engine/tests/fixtures/score/golden.json")
     args = ap.parse_args()
     torch.set_num_threads(1)

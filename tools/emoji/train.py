@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Train the easel-emoji pixel-space text-to-image UNet (CPU or GPU).
 
-  python tools/emoji/fetch_data.py --cache /work/cache/emoji
-  python tools/emoji/train.py --data /work/cache/emoji/emoji-32 --out /work/cache/run
+  python tools/emoji/fetch_data.py --cache .cache/emoji
+  python tools/emoji/train.py --data .cache/emoji/emoji-32 --out .cache/run
   python tools/emoji/train.py ... --resume                      # continue a run
   python tools/emoji/train.py ... --init-from models/easel-emoji  # continue from shipped weights
 
@@ -26,8 +26,8 @@ import sys
 import time
 
 p = argparse.ArgumentParser()
-p.add_argument("--data", default="/work/cache/emoji/emoji-32", help="prefix of fetch_data.py's .npz/.json")
-p.add_argument("--out", default="/work/cache/run", help="checkpoints, caches, loss log (outside the repo)")
+p.add_argument("--data", default=".cache/emoji/emoji-32", help="prefix of fetch_data.py's .npz/.json")
+p.add_argument("--out", default=".cache/run", help="checkpoints, caches, loss log (outside the repo)")
 p.add_argument("--resume", action="store_true", help="continue from OUT/ckpt.pt")
 p.add_argument("--init-from", default=None, help="diffusers folder (models/easel-emoji) to start the weights from")
 p.add_argument("--batch", type=int, default=32)

@@ -2,10 +2,10 @@
 """Train the easel-emoji quality scorer: a small image encoder aligned
 contrastively with the frozen MiniLM sentence embeddings of the captions.
 
-  python tools/emoji/fetch_data.py --cache /work/cache/emoji
-  python tools/emoji/train_scorer.py --data /work/cache/emoji/emoji-32 --out /work/cache/scorer
+  python tools/emoji/fetch_data.py --cache .cache/emoji
+  python tools/emoji/train_scorer.py --data .cache/emoji/emoji-32 --out .cache/scorer
   python tools/emoji/train_scorer.py ... --resume        # continue an interrupted run
-  python tools/emoji/export_scorer.py --ckpt /work/cache/scorer/ckpt.pt --out models/easel-emoji/scorer
+  python tools/emoji/export_scorer.py --ckpt .cache/scorer/ckpt.pt --out models/easel-emoji/scorer
 
 Data: the real training images only (fetch_data.py's 32x32 RGB on white),
 never generated ones, with all their captions (name, short names, "name,
@@ -39,9 +39,9 @@ import sys
 import time
 
 p = argparse.ArgumentParser()
-p.add_argument("--data", default="/work/cache/emoji/emoji-32", help="prefix of fetch_data.py's .npz/.json")
+p.add_argument("--data", default=".cache/emoji/emoji-32", help="prefix of fetch_data.py's .npz/.json")
 p.add_argument("--model", default="models/easel-emoji", help="model folder whose text_encoder/ and tokenizer/ the scorer uses")
-p.add_argument("--out", default="/work/cache/scorer", help="checkpoint, caches and log (outside the repo)")
+p.add_argument("--out", default=".cache/scorer", help="checkpoint, caches and log (outside the repo)")
 p.add_argument("--resume", action="store_true")
 p.add_argument("--batch", type=int, default=256)
 p.add_argument("--lr", type=float, default=2e-3)

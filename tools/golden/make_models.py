@@ -3,7 +3,7 @@
 
 Run by developers, not by CI (it needs torch, diffusers and transformers):
 
-    /work/py/bin/python tools/golden/make_models.py [tiny-sd1 tiny-sd2 tiny-sdxl tiny-pixel]
+    .venv/bin/python tools/golden/make_models.py [tiny-sd1 tiny-sd2 tiny-sdxl tiny-pixel]
 
 It writes, under crates/engine/tests/fixtures/:
 

