@@ -373,6 +373,8 @@ fn fixture(name: &str) -> std::path::PathBuf {
 
 #[test]
 fn an_openssl_made_p384_chain_signs_every_format() {
+    // `byo-signer.key` is a committed TEST FIXTURE, not a secret: a
+    // throw-away key for a throw-away test CA (see the fixtures' README).
     let (chain, key) = (fixture("byo-chain.pem"), fixture("byo-signer.key"));
     let dir = tempfile::tempdir().unwrap();
     let signer = C2paSigner::load_or_generate(dir.path(), Some((&chain, &key))).unwrap();
