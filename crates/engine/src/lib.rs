@@ -54,6 +54,7 @@ pub use candle_core;
 pub use device::{CUDA_BUILT, DeviceChoice, ParseDeviceError};
 pub use error::{EngineError, Result};
 pub use loader::hash::HashCache;
+pub use loader::inspect::{FolderSummary, WeightsCheck, inspect};
 pub use model::{Architecture, LoadOptions, Model, ModelInfo};
 pub use request::{
     CancelToken, GeneratedImage, ImageRequest, Progress, ProgressSink, RgbImage, StageTimings,

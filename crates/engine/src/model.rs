@@ -23,12 +23,13 @@ use serde::Deserialize;
 pub use crate::device::DeviceChoice;
 use crate::error::{EngineError, Result};
 use crate::loader::hash::{HashCache, content_hash};
+use crate::loader::inspect::{Configs, read_configs, weight_files};
 use crate::loader::{ModelFolder, read_json, select_device};
 use crate::request::{CancelToken, GeneratedImage, ImageRequest, ProgressSink};
 use crate::sampling::{NoiseSource, SchedulerConfig};
-use crate::text::{TextEncoder, TextFamily};
-use crate::unet::{UNet, UNetConfig};
-use crate::vae::{Vae, VaeConfig};
+use crate::text::TextEncoder;
+use crate::unet::UNet;
+use crate::vae::Vae;
 
 /// How to load a model.
 #[derive(Debug, Clone, Default)]
@@ -121,68 +122,15 @@ impl Model {
         let device = select_device(opts.device)?;
         let folder = ModelFolder::open(dir)?;
         // Configs first: reject what cannot run before reading weights.
-        let unet_cfg = UNetConfig::load(&folder.file("unet", "config.json"))?;
-        let family = TextEncoder::family(&folder, "text_encoder")?;
-        let sdxl = folder.has_component("text_encoder_2") || unet_cfg.text_time().is_some();
-        if sdxl {
-            let family2 = TextEncoder::family(&folder, "text_encoder_2")?;
-            let clip = |f| matches!(f, TextFamily::Clip { .. });
-            if !clip(family) || !clip(family2) || unet_cfg.text_time().is_none() {
-                return Err(EngineError::UnknownArchitecture {
-                    detail: "an SDXL-style folder needs two CLIP text encoders and a UNet with \
-                             addition_embed_type text_time"
-                        .into(),
-                });
-            }
-        }
-        let vae_cfg = if folder.has_component("vae") {
-            Some(VaeConfig::load(&folder.file("vae", "config.json"))?)
-        } else {
-            None
-        };
-        let scheduler_path = folder.file("scheduler", "scheduler_config.json");
-        if !scheduler_path.is_file() {
-            return Err(EngineError::MissingFile {
-                path: scheduler_path,
-            });
-        }
-        let scheduler = SchedulerConfig::from_file(&scheduler_path)?;
-        let architecture = match (&vae_cfg, family) {
-            (Some(_), _) if sdxl => Architecture::Sdxl,
-            (Some(vae), TextFamily::Clip { exact_gelu, .. }) => {
-                if unet_cfg.in_channels != vae.latent_channels {
-                    return Err(EngineError::InvalidConfig {
-                        path: folder.file("unet", "config.json"),
-                        detail: format!(
-                            "UNet takes {} channels but the VAE makes {}-channel latents",
-                            unet_cfg.in_channels, vae.latent_channels
-                        ),
-                    });
-                }
-                if exact_gelu {
-                    Architecture::Sd2
-                } else {
-                    Architecture::Sd1
-                }
-            }
-            (Some(_), TextFamily::Bert) => {
-                return Err(EngineError::UnknownArchitecture {
-                    detail: "a latent (VAE) model conditioned on a BERT encoder".into(),
-                });
-            }
-            (None, _) if unet_cfg.in_channels == 3 && unet_cfg.out_channels == 3 => {
-                Architecture::Pixel
-            }
-            (None, _) => {
-                return Err(EngineError::UnknownArchitecture {
-                    detail: format!(
-                        "no vae/ folder, and the UNet has {} input channels (a pixel-space \
-                         model needs 3)",
-                        unet_cfg.in_channels
-                    ),
-                });
-            }
-        };
+        let configs = read_configs(&folder)?;
+        let weight_files = weight_files(&folder, &configs)?;
+        let Configs {
+            unet: unet_cfg,
+            vae: vae_cfg,
+            scheduler,
+            sdxl,
+            architecture,
+        } = configs;
         let overrides: Overrides = if dir.join("easel.json").is_file() {
             read_json(&dir.join("easel.json"))?
         } else {
@@ -232,17 +180,6 @@ impl Model {
             None => None,
         };
 
-        let mut weight_files = Vec::new();
-        for component in ["text_encoder", "text_encoder_2", "unet", "vae"] {
-            let present = match component {
-                "vae" => vae.is_some(),
-                "text_encoder_2" => text2.is_some(),
-                _ => true,
-            };
-            if present {
-                weight_files.extend(folder.weight_files(component)?);
-            }
-        }
         let content_hash = content_hash(dir, &weight_files, &opts.hash_cache)?;
 
         let round8 = |v: u32| (v / 8).max(1) * 8;

@@ -48,38 +48,76 @@ struct CacheEntry {
     blake3: String,
 }
 
-/// Hashes the weight files `files` (absolute paths inside `root`).
-pub(crate) fn content_hash(root: &Path, files: &[PathBuf], cache: &HashCache) -> Result<String> {
-    let cache_path = match cache {
+fn cache_path(root: &Path, cache: &HashCache) -> Option<PathBuf> {
+    match cache {
         HashCache::Sidecar => Some(root.join(SIDECAR_NAME)),
         HashCache::File(p) => Some(p.clone()),
         HashCache::Off => None,
-    };
-    let mut stored: CacheFile = cache_path
-        .as_deref()
-        .and_then(|p| std::fs::read(p).ok())
+    }
+}
+
+fn read_cache(path: Option<&Path>) -> CacheFile {
+    path.and_then(|p| std::fs::read(p).ok())
         .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// Size and modification time (nanoseconds) of a file, the cache's key.
+fn stamp(path: &Path) -> std::io::Result<(u64, u128)> {
+    let meta = std::fs::metadata(path)?;
+    let mtime_ns = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    Ok((meta.len(), mtime_ns))
+}
+
+fn manifest_hash(manifest: &str) -> String {
+    format!("blake3:{}", blake3::hash(manifest.as_bytes()).to_hex())
+}
+
+/// The content hash of `files` from the cache alone: `Some` when the cache
+/// holds an entry of the current size and mtime for every file, `None`
+/// when some file would have to be read (or the cache is off). Reads no
+/// weights and writes nothing.
+pub fn cached_content_hash(root: &Path, files: &[PathBuf], cache: &HashCache) -> Option<String> {
+    let stored = read_cache(cache_path(root, cache).as_deref());
+    let mut sorted: Vec<(String, &PathBuf)> =
+        files.iter().map(|p| (relative_key(root, p), p)).collect();
+    sorted.sort();
+    let mut manifest = String::new();
+    for (key, path) in sorted {
+        let (size, mtime_ns) = stamp(path).ok()?;
+        let entry = stored
+            .files
+            .get(&key)
+            .filter(|e| e.size == size && e.mtime_ns == mtime_ns)?;
+        manifest.push_str(&format!("{key}\0{}\n", entry.blake3));
+    }
+    Some(manifest_hash(&manifest))
+}
+
+/// Hashes the weight files `files` (absolute paths inside `root`), reading
+/// only those whose cache entry is missing or stale, and updates the cache.
+pub fn content_hash(root: &Path, files: &[PathBuf], cache: &HashCache) -> Result<String> {
+    let cache_path = cache_path(root, cache);
+    let mut stored = read_cache(cache_path.as_deref());
     let mut sorted: Vec<(String, &PathBuf)> =
         files.iter().map(|p| (relative_key(root, p), p)).collect();
     sorted.sort();
     let mut manifest = String::new();
     let mut changed = false;
     for (key, path) in sorted {
-        let meta = std::fs::metadata(path).map_err(|source| EngineError::Io {
+        let (size, mtime_ns) = stamp(path).map_err(|source| EngineError::Io {
             path: path.clone(),
             source,
         })?;
-        let mtime_ns = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
         let hit = stored
             .files
             .get(&key)
-            .filter(|e| e.size == meta.len() && e.mtime_ns == mtime_ns)
+            .filter(|e| e.size == size && e.mtime_ns == mtime_ns)
             .map(|e| e.blake3.clone());
         let hex = match hit {
             Some(h) => h,
@@ -88,7 +126,7 @@ pub(crate) fn content_hash(root: &Path, files: &[PathBuf], cache: &HashCache) ->
                 stored.files.insert(
                     key.clone(),
                     CacheEntry {
-                        size: meta.len(),
+                        size,
                         mtime_ns,
                         blake3: h.clone(),
                     },
@@ -107,10 +145,7 @@ pub(crate) fn content_hash(root: &Path, files: &[PathBuf], cache: &HashCache) ->
     {
         tracing::debug!(path = %p.display(), error = %e, "content hash cache not written");
     }
-    Ok(format!(
-        "blake3:{}",
-        blake3::hash(manifest.as_bytes()).to_hex()
-    ))
+    Ok(manifest_hash(&manifest))
 }
 
 fn relative_key(root: &Path, path: &Path) -> String {
@@ -158,5 +193,31 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(b, content_hash(&dir, &files, &HashCache::Off).unwrap());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_cached_hash_is_known_only_once_every_file_was_hashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("w.safetensors");
+        std::fs::write(&f, b"one").unwrap();
+        let files = vec![f.clone()];
+        assert_eq!(
+            cached_content_hash(dir.path(), &files, &HashCache::Sidecar),
+            None
+        );
+        let full = content_hash(dir.path(), &files, &HashCache::Sidecar).unwrap();
+        assert_eq!(
+            cached_content_hash(dir.path(), &files, &HashCache::Sidecar),
+            Some(full)
+        );
+        std::fs::write(&f, b"a different length").unwrap();
+        assert_eq!(
+            cached_content_hash(dir.path(), &files, &HashCache::Sidecar),
+            None
+        );
+        assert_eq!(
+            cached_content_hash(dir.path(), &files, &HashCache::Off),
+            None
+        );
     }
 }

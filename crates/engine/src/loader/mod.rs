@@ -3,9 +3,12 @@
 //! - [`folder`]: `model_index.json`, configs, and which files hold weights.
 //! - [`safetensors`]: memory-mapped, validated weights behind a candle `VarBuilder`.
 //! - [`hash`]: the content hash that names a model version, with its cache.
+//! - [`inspect`]: a folder's configs, architecture and weight headers,
+//!   without loading it (`easel models list`).
 
 pub(crate) mod folder;
 pub mod hash;
+pub mod inspect;
 pub(crate) mod safetensors;
 
 pub(crate) use folder::{ModelFolder, read_json};
