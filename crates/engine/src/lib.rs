@@ -8,11 +8,12 @@
 //!
 //! Computation uses candle on the CPU (or CUDA with the `cuda` feature), in
 //! f32 whatever the stored dtype. Where candle-transformers has a correct
-//! component it is used as is (BERT, resnets, spatial transformers, the
-//! VAE's encoder/decoder blocks); the CLIP text encoder, the UNet's blocks
-//! and top level (candle's ignore `norm_num_groups` and lack SDXL's added
-//! embedding) and the VAE's wiring and mid-block attention are our own (see
-//! each module for why).
+//! component it is used as is (BERT, resnets, the VAE's encoder/decoder
+//! blocks); the CLIP text encoder, the UNet's blocks and top level
+//! (candle's ignore `norm_num_groups` and lack SDXL's added embedding), the
+//! UNet's spatial transformers (ported from candle to run on the fused
+//! attention of [`ops`]) and the VAE's wiring and mid-block attention are
+//! our own (see each module for why).
 //!
 //! # Layout
 //! - [`device`]: which device computes ([`DeviceChoice`]), its text form
@@ -31,6 +32,7 @@
 //!   and cancellation.
 //! - `preview`: tensor ↔ RGB conversions and cheap step previews.
 //! - [`sampling`]: samplers over sigma schedules, behind one interface.
+//! - [`ops`]: kernels of our own for the CPU (fused attention).
 //! - [`score`]: image–prompt scores (the bundled scorer or CLIP) and the pHash near-copy check.
 //! - [`bench`]: timing and peak memory of each stage (`easel bench engine`).
 
@@ -39,6 +41,7 @@ pub mod device;
 pub mod error;
 pub mod loader;
 pub mod model;
+pub mod ops;
 mod pipeline;
 mod preview;
 pub mod request;

@@ -117,3 +117,309 @@ fn matmul_matches_a_float64_reference_at_kernel_edge_sizes() {
     check_matmul(2, 130, 96, 257, false, &mut rng);
     check_matmul(1, 300, 1030, 260, false, &mut rng);
 }
+
+// ---------------------------------------------------------------------------
+// Fused attention (`easel_engine::ops::attention`).
+//
+// Each case is checked against the plain candle path (`attention_unfused`:
+// matmul → softmax → matmul, every query row) and against a float64
+// softmax computed here (a spread of query rows always including the first
+// and last, which keeps the f64 loops cheap at 4096 × 4096). Tolerance: the
+// largest difference over the compared rows ≤ 1e-5 × the largest |value|
+// of the float64 output (a relative error of the whole output, not of
+// single elements, which can be near zero after the weighted average of
+// signed values). Lengths include values that are not multiples of the
+// kernel's tiles (64 query rows, 256 keys) and shorter than a tile.
+// ---------------------------------------------------------------------------
+
+use easel_engine::ops::attention::{Mask, attention, attention_unfused};
+
+/// One attention problem: `b` batches of `h` heads, `lq` queries, `lk`
+/// keys, head width `d`.
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    b: usize,
+    h: usize,
+    lq: usize,
+    lk: usize,
+    d: usize,
+    mask: Mask,
+    /// Multiplies the inputs' range: 1 gives scores of order 1; larger
+    /// values give peaked softmaxes whose row maximum moves from block to
+    /// block (the online rescaling path).
+    spread: f32,
+}
+
+/// Query rows compared against float64: about 40, ends included.
+fn sample_rows(lq: usize) -> Vec<usize> {
+    let step = (lq / 40).max(1);
+    let mut rows: Vec<usize> = (0..lq).step_by(step).collect();
+    if rows.last() != Some(&(lq - 1)) {
+        rows.push(lq - 1);
+    }
+    rows
+}
+
+/// float64 attention of query row `i` of head `(bi, hi)`; inputs are
+/// row-major `[B, H, L, D]`.
+#[allow(clippy::too_many_arguments)]
+fn reference_row(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    c: &Case,
+    bi: usize,
+    hi: usize,
+    i: usize,
+    scale: f64,
+) -> Vec<f64> {
+    let (lq, lk, d) = (c.lq, c.lk, c.d);
+    let head = bi * c.h + hi;
+    let qr = &q[(head * lq + i) * d..][..d];
+    let visible = match c.mask {
+        Mask::None => lk,
+        Mask::Causal => i + 1,
+    };
+    let scores: Vec<f64> = (0..visible)
+        .map(|j| {
+            let kr = &k[(head * lk + j) * d..][..d];
+            qr.iter()
+                .zip(kr)
+                .map(|(&a, &b)| a as f64 * b as f64)
+                .sum::<f64>()
+                * scale
+        })
+        .collect();
+    let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+    let total: f64 = weights.iter().sum();
+    let mut out = vec![0f64; d];
+    for (j, w) in weights.iter().enumerate() {
+        let vr = &v[(head * lk + j) * d..][..d];
+        for (o, &x) in out.iter_mut().zip(vr) {
+            *o += w / total * x as f64;
+        }
+    }
+    out
+}
+
+fn check_attention(c: Case, rng: &mut Lcg) {
+    let Case {
+        b, h, lq, lk, d, ..
+    } = c;
+    let scale = 1.0 / (d as f64).sqrt();
+    let mut data = |l: usize| -> Vec<f32> {
+        rng.vec(b * h * l * d)
+            .into_iter()
+            .map(|x| x * c.spread)
+            .collect()
+    };
+    let (q, k, v) = (data(lq), data(lk), data(lk));
+    let t = |x: &[f32], l: usize| Tensor::from_vec(x.to_vec(), (b, h, l, d), &Device::Cpu).unwrap();
+    let (qt, kt, vt) = (t(&q, lq), t(&k, lk), t(&v, lk));
+    let fused = attention(&qt, &kt, &vt, scale, c.mask).unwrap();
+    assert_eq!(fused.dims(), &[b, h, lq, d]);
+    let fused: Vec<f32> = fused.flatten_all().unwrap().to_vec1().unwrap();
+    let plain: Vec<f32> = attention_unfused(&qt, &kt, &vt, scale, c.mask)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+
+    let (mut worst_ref, mut worst_plain, mut magnitude) = (0f64, 0f64, 0f64);
+    for bi in 0..b {
+        for hi in 0..h {
+            for i in sample_rows(lq) {
+                let want = reference_row(&q, &k, &v, &c, bi, hi, i, scale);
+                let at = ((bi * h + hi) * lq + i) * d;
+                for (j, w) in want.iter().enumerate() {
+                    magnitude = magnitude.max(w.abs());
+                    worst_ref = worst_ref.max((fused[at + j] as f64 - w).abs());
+                }
+            }
+        }
+    }
+    for (f, p) in fused.iter().zip(&plain) {
+        worst_plain = worst_plain.max((f - p).abs() as f64);
+    }
+    let tol = 1e-5 * magnitude;
+    assert!(
+        worst_ref <= tol && worst_plain <= tol,
+        "{c:?}: fused differs from float64 by {worst_ref:e} and from matmul-softmax-matmul \
+         by {worst_plain:e} (tolerance {tol:e})"
+    );
+}
+
+fn case(b: usize, h: usize, lq: usize, lk: usize, d: usize) -> Case {
+    Case {
+        b,
+        h,
+        lq,
+        lk,
+        d,
+        mask: Mask::None,
+        spread: 1.0,
+    }
+}
+
+#[test]
+fn fused_self_attention_matches_the_references() {
+    let mut rng = Lcg(1);
+    // SD 1.5 at 512×512: 4096 positions, head width 40 (first level).
+    check_attention(case(1, 2, 4096, 4096, 40), &mut rng);
+    // Second level (1024 positions, 80) and SDXL-like widths.
+    check_attention(case(2, 2, 1024, 1024, 80), &mut rng);
+    check_attention(case(1, 2, 1024, 1024, 64), &mut rng);
+    // Third level / VAE-like: 64 positions, 160 wide; one head of 512
+    // (the VAE's mid-block attention is single-headed over all channels).
+    check_attention(case(2, 3, 64, 64, 160), &mut rng);
+    check_attention(case(1, 1, 256, 256, 512), &mut rng);
+    // Lengths off the tiles: 1, 63, 65, 257, 513 keys.
+    check_attention(case(1, 1, 1, 1, 40), &mut rng);
+    check_attention(case(2, 2, 63, 63, 40), &mut rng);
+    check_attention(case(1, 3, 65, 65, 64), &mut rng);
+    check_attention(case(1, 2, 257, 257, 80), &mut rng);
+    check_attention(case(1, 1, 130, 513, 40), &mut rng);
+}
+
+#[test]
+fn fused_cross_attention_matches_the_references() {
+    let mut rng = Lcg(2);
+    // Latent positions attending to CLIP's 77 tokens.
+    check_attention(case(2, 1, 4096, 77, 40), &mut rng);
+    check_attention(case(1, 2, 1024, 77, 80), &mut rng);
+    check_attention(case(2, 2, 64, 77, 160), &mut rng);
+    check_attention(case(1, 2, 100, 77, 64), &mut rng);
+    check_attention(case(1, 1, 7, 300, 40), &mut rng);
+}
+
+#[test]
+fn fused_causal_attention_matches_the_references() {
+    let mut rng = Lcg(3);
+    let causal = |b, h, l, d| Case {
+        mask: Mask::Causal,
+        ..case(b, h, l, l, d)
+    };
+    // CLIP's text encoder: 77 tokens, 12 heads of 64 (SD 1.x) — and
+    // lengths across the tile edges.
+    check_attention(causal(2, 12, 77, 64), &mut rng);
+    check_attention(causal(1, 2, 1, 64), &mut rng);
+    check_attention(causal(1, 2, 64, 40), &mut rng);
+    check_attention(causal(1, 2, 130, 80), &mut rng);
+    check_attention(causal(1, 1, 600, 64), &mut rng);
+}
+
+#[test]
+fn fused_attention_is_stable_when_the_row_maximum_moves_between_key_blocks() {
+    // Inputs in [-4, 4]: scores with a standard deviation of about 5, so
+    // softmax rows are peaked and a later key block often raises a row's
+    // maximum; what earlier blocks accumulated must then be rescaled.
+    let mut rng = Lcg(4);
+    for (lq, lk) in [(70, 1000), (300, 300), (64, 77)] {
+        check_attention(
+            Case {
+                spread: 4.0,
+                ..case(1, 2, lq, lk, 64)
+            },
+            &mut rng,
+        );
+    }
+}
+
+#[test]
+fn fused_attention_reads_strided_heads_without_a_copy() {
+    // [B, L, H·D] projections viewed as [B, H, L, D] (what the UNet, VAE and
+    // CLIP hand it) give the same result as contiguous copies.
+    let (b, h, lq, lk, d) = (2, 3, 70, 77, 40);
+    let mut rng = Lcg(5);
+    let proj = |l: usize, rng: &mut Lcg| {
+        Tensor::from_vec(rng.vec(b * l * h * d), (b, l, h * d), &Device::Cpu)
+            .unwrap()
+            .reshape((b, l, h, d))
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+    };
+    let (q, k, v) = (proj(lq, &mut rng), proj(lk, &mut rng), proj(lk, &mut rng));
+    assert!(!q.is_contiguous());
+    let strided = attention(&q, &k, &v, 0.15, Mask::None).unwrap();
+    let c = |t: &Tensor| t.contiguous().unwrap();
+    let copied = attention(&c(&q), &c(&k), &c(&v), 0.15, Mask::None).unwrap();
+    let diff: f32 = (strided - copied)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert_eq!(diff, 0.0);
+}
+
+#[test]
+fn attention_in_float64_takes_the_unfused_path_and_agrees() {
+    use easel_engine::candle_core::DType;
+    let (b, h, l, d) = (1, 2, 90, 40);
+    let mut rng = Lcg(6);
+    let t = |rng: &mut Lcg| {
+        Tensor::from_vec(rng.vec(b * h * l * d), (b, h, l, d), &Device::Cpu).unwrap()
+    };
+    let (q, k, v) = (t(&mut rng), t(&mut rng), t(&mut rng));
+    let f32_out = attention(&q, &k, &v, 0.2, Mask::Causal).unwrap();
+    let f64 = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
+    let f64_out = attention(&f64(&q), &f64(&k), &f64(&v), 0.2, Mask::Causal).unwrap();
+    assert_eq!(f64_out.dtype(), DType::F64);
+    let diff: f64 = (f64_out - f64(&f32_out))
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert!(diff < 1e-5, "{diff}");
+}
+
+#[test]
+fn attention_refuses_mismatched_shapes() {
+    let z = |dims: &[usize]| {
+        Tensor::zeros(dims, easel_engine::candle_core::DType::F32, &Device::Cpu).unwrap()
+    };
+    let q = z(&[1, 2, 10, 40]);
+    assert!(
+        attention(
+            &q,
+            &z(&[1, 2, 12, 32]),
+            &z(&[1, 2, 12, 40]),
+            1.0,
+            Mask::None
+        )
+        .is_err()
+    );
+    assert!(
+        attention(
+            &q,
+            &z(&[1, 2, 12, 40]),
+            &z(&[1, 2, 11, 40]),
+            1.0,
+            Mask::None
+        )
+        .is_err()
+    );
+    assert!(
+        attention(
+            &q,
+            &z(&[1, 2, 12, 40]),
+            &z(&[1, 2, 12, 40]),
+            1.0,
+            Mask::Causal
+        )
+        .is_err()
+    );
+    assert!(attention(&q, &z(&[1, 2, 0, 40]), &z(&[1, 2, 0, 40]), 1.0, Mask::None).is_err());
+}

@@ -8,11 +8,12 @@
 //! Port of transformers' `CLIPTextTransformer`:
 //! <https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/clip/modeling_clip.py#L1000>.
 
-use candle_core::{DType, Device, IndexOp, Module, Tensor};
+use candle_core::{IndexOp, Module, Tensor};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
 
 use crate::error::{EngineError, Result};
+use crate::ops::attention::{Mask, attention};
 
 /// The fields of a `CLIPTextConfig` the engine uses.
 #[derive(Debug, Clone, Deserialize)]
@@ -107,20 +108,20 @@ impl Attention {
         })
     }
 
-    fn forward(&self, xs: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+    /// Causal self-attention on the fused kernel ([`crate::ops::attention`]).
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         let (b, l, h) = xs.dims3()?;
         let split = |t: Tensor| {
             t.reshape((b, l, self.heads, self.head_dim))?
-                .transpose(1, 2)?
-                .contiguous()
+                .transpose(1, 2)
         };
         let scale = (self.head_dim as f64).powf(-0.5);
-        let q = split((self.q.forward(xs)? * scale)?)?;
+        let q = split(self.q.forward(xs)?)?;
         let k = split(self.k.forward(xs)?)?;
         let v = split(self.v.forward(xs)?)?;
-        let scores = q.matmul(&k.t()?)?.broadcast_add(mask)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, h))?;
+        let ctx = attention(&q, &k, &v, scale, Mask::Causal)?
+            .transpose(1, 2)?
+            .reshape((b, l, h))?;
         self.out.forward(&ctx)
     }
 }
@@ -147,8 +148,8 @@ impl Layer {
         })
     }
 
-    fn forward(&self, xs: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
-        let xs = (xs + self.attn.forward(&self.ln1.forward(xs)?, mask)?)?;
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        let xs = (xs + self.attn.forward(&self.ln1.forward(xs)?)?)?;
         let hidden = self
             .act
             .apply(&self.fc1.forward(&self.ln2.forward(&xs)?)?)?;
@@ -174,7 +175,6 @@ pub(crate) struct ClipTextModel {
     layers: Vec<Layer>,
     final_ln: LayerNorm,
     projection: Option<Linear>,
-    device: Device,
 }
 
 impl ClipTextModel {
@@ -223,7 +223,6 @@ impl ClipTextModel {
             layers,
             final_ln,
             projection,
-            device: vb.device().clone(),
         })
     }
 
@@ -239,11 +238,10 @@ impl ClipTextModel {
         let (_, l) = ids.dims2()?;
         let pos = self.position_embedding.i(..l)?;
         let mut xs = self.token_embedding.forward(ids)?.broadcast_add(&pos)?;
-        let mask = causal_mask(l, &self.device)?;
         let mut penultimate = xs.clone();
         for layer in &self.layers {
             penultimate = xs.clone();
-            xs = layer.forward(&xs, &mask)?;
+            xs = layer.forward(&xs)?;
         }
         let last = self.final_ln.forward(&xs)?;
         let pooled = match &self.projection {
@@ -267,11 +265,4 @@ impl ClipTextModel {
             pooled,
         })
     }
-}
-
-fn causal_mask(l: usize, device: &Device) -> candle_core::Result<Tensor> {
-    let mask: Vec<f32> = (0..l)
-        .flat_map(|i| (0..l).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
-        .collect();
-    Tensor::from_vec(mask, (l, l), device)?.to_dtype(DType::F32)
 }

@@ -4,17 +4,18 @@
 //! attention blocks built on them) because candle's leave the resnets'
 //! group count at its default of 32 whatever `norm_num_groups` says: a
 //! model trained with 16 groups (the bundled one) would load without error
-//! and compute the wrong group norm. The pieces inside (resnets, spatial
-//! transformers) are candle's, which honour their configs. Structure as in
+//! and compute the wrong group norm. The resnets inside are candle's, which
+//! honour their configs; the spatial transformers are our port
+//! (`super::attention`), which runs the fused attention kernel. The mid
+//! block is ours for the same reason. Structure as in
 //! diffusers' `unet_2d_blocks.py`
 //! (<https://github.com/huggingface/diffusers/blob/v0.31.0/src/diffusers/models/unets/unet_2d_blocks.py>).
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
-use candle_transformers::models::stable_diffusion::attention::{
-    SpatialTransformer, SpatialTransformerConfig,
-};
 use candle_transformers::models::stable_diffusion::resnet::{ResnetBlock2D, ResnetBlock2DConfig};
+
+use super::attention::{SpatialTransformer, SpatialTransformerConfig};
 
 /// Settings every block of one UNet shares.
 #[derive(Debug, Clone, Copy)]
@@ -52,10 +53,50 @@ impl Shared {
             depth,
             num_groups: self.groups,
             context_dim: Some(self.context_dim),
-            sliced_attention_size: None,
             use_linear_projection: self.linear_projection,
         };
-        SpatialTransformer::new(vb, channels, heads, channels / heads, false, cfg)
+        SpatialTransformer::new(vb, channels, heads, channels / heads, cfg)
+    }
+}
+
+/// `UNetMidBlock2DCrossAttn` with one layer: resnet, spatial transformer,
+/// resnet, the resnets' output scaled by `mid_block_scale_factor`. As
+/// candle's (`unet_2d_blocks.rs`, candle-transformers 0.11.1) but on our
+/// spatial transformer.
+pub(crate) struct MidBlock {
+    first: ResnetBlock2D,
+    attn: SpatialTransformer,
+    second: ResnetBlock2D,
+}
+
+impl MidBlock {
+    pub(crate) fn new(
+        vb: VarBuilder,
+        s: &Shared,
+        ch: usize,
+        attn: Attn,
+        output_scale_factor: f64,
+    ) -> Result<Self> {
+        let cfg = ResnetBlock2DConfig {
+            out_channels: Some(ch),
+            temb_channels: Some(s.temb),
+            groups: s.groups,
+            groups_out: None,
+            eps: s.eps,
+            use_in_shortcut: None,
+            output_scale_factor,
+        };
+        Ok(Self {
+            first: ResnetBlock2D::new(vb.pp("resnets").pp(0), ch, cfg)?,
+            attn: s.transformer(vb.pp("attentions").pp(0), ch, attn.heads, attn.depth)?,
+            second: ResnetBlock2D::new(vb.pp("resnets").pp(1), ch, cfg)?,
+        })
+    }
+
+    pub(crate) fn forward(&self, xs: &Tensor, temb: &Tensor, context: &Tensor) -> Result<Tensor> {
+        let xs = self.first.forward(xs, Some(temb))?;
+        let xs = self.attn.forward(&xs, Some(context))?;
+        self.second.forward(&xs, Some(temb))
     }
 }
 

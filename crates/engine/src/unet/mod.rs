@@ -2,7 +2,9 @@
 //! `unet/config.json`.
 //!
 //! - `config`: the config and the check of what is supported.
-//! - `blocks`: down and up blocks (ours; see there why).
+//! - `blocks`: down, mid and up blocks (ours; see there why).
+//! - `attention`: the spatial transformers, ported from candle onto the
+//!   fused attention kernel.
 //!
 //! The top level follows candle's `unet_2d.rs` and diffusers'
 //! `unet_2d_condition.py`: time embedding, `conv_in`, down blocks collecting
@@ -10,6 +12,7 @@
 //! them, group norm, SiLU, `conv_out`. One timestep serves the whole batch
 //! (every image of a batch shares its plan).
 
+mod attention;
 mod blocks;
 mod config;
 
@@ -18,20 +21,17 @@ pub(crate) use config::UNetConfig;
 use candle_core::{Device, Module, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, VarBuilder};
 use candle_transformers::models::stable_diffusion::embeddings::{TimestepEmbedding, Timesteps};
-use candle_transformers::models::stable_diffusion::unet_2d_blocks::{
-    UNetMidBlock2DCrossAttn, UNetMidBlock2DCrossAttnConfig,
-};
 
 use crate::error::Result;
 use crate::loader::{ModelFolder, WeightStore};
-use blocks::{Attn, DownBlock, Shared, UpBlock};
+use blocks::{Attn, DownBlock, MidBlock, Shared, UpBlock};
 
 struct Network {
     time_proj: Timesteps,
     time_embedding: TimestepEmbedding,
     conv_in: Conv2d,
     down: Vec<DownBlock>,
-    mid: UNetMidBlock2DCrossAttn,
+    mid: MidBlock,
     up: Vec<UpBlock>,
     norm_out: GroupNorm,
     conv_out: Conv2d,
@@ -89,23 +89,15 @@ impl Network {
                 )
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
-        let mid_cfg = UNetMidBlock2DCrossAttnConfig {
-            num_layers: 1,
-            resnet_eps: c.norm_eps,
-            resnet_groups: Some(c.norm_num_groups),
-            attn_num_head_channels: c.heads(n - 1),
-            output_scale_factor: c.mid_block_scale_factor,
-            cross_attn_dim: c.context_dim(),
-            sliced_attention_size: None,
-            use_linear_projection: c.use_linear_projection,
-            transformer_layers_per_block: c.depth(n - 1),
-        };
-        let mid = UNetMidBlock2DCrossAttn::new(
+        let mid = MidBlock::new(
             vb.pp("mid_block"),
+            &shared,
             ch[n - 1],
-            Some(temb),
-            false,
-            mid_cfg,
+            Attn {
+                heads: c.heads(n - 1),
+                depth: c.depth(n - 1),
+            },
+            c.mid_block_scale_factor,
         )?;
         let up = (0..n)
             .map(|i| {
@@ -185,7 +177,7 @@ impl Network {
             skips.extend(s);
             xs = next;
         }
-        xs = self.mid.forward(&xs, Some(&temb), Some(context))?;
+        xs = self.mid.forward(&xs, &temb, context)?;
         // Sizes that do not halve evenly: upsample to the skip's size, as
         // diffusers does (`forward_upsample_size`).
         let factor = 1usize << (self.down.len() - 1);

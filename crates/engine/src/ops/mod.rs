@@ -1,0 +1,10 @@
+//! Kernels of our own where candle's composition of generic operations costs
+//! too much on the CPU (issue 14). Each has a plain-candle fallback for the
+//! devices and dtypes it does not cover, and a golden test against that
+//! fallback and a float64 reference (`crates/engine/tests/kernels.rs`).
+//!
+//! # Layout
+//! - [`attention`]: fused, tiled scaled-dot-product attention that never
+//!   builds the full score matrix.
+
+pub mod attention;
