@@ -522,8 +522,9 @@ fn exp_row(row: &mut [f32], old: f32) -> (f32, f32) {
 /// vectorises. Below −87 it returns `exp(−87) ≈ 1.6e-38` instead of a
 /// smaller or subnormal value: against a row whose maximum contributes 1 the
 /// difference is invisible. NaN stays NaN (so does the row's output, as in
-/// the unfused path). Cephes' `expf`
-/// (<https://github.com/jeremybarnes/cephes/blob/60f27df395b8322c2da22c83751a2366b82d50d1/single/expf.c>):
+/// the unfused path). The method and constants are those of `expf` in
+/// S. L. Moshier's Cephes library (`single/expf.c` in
+/// <https://www.netlib.org/cephes/single.tgz>):
 /// `x = n·ln 2 + r` with `|r| ≤ ln 2 / 2` (ln 2 split in two parts so `r` is
 /// exact), a degree-6 polynomial for `exp(r)`, and `2ⁿ` built in the
 /// exponent bits. `n` is rounded by adding and subtracting 1.5·2²³, whose
