@@ -423,3 +423,51 @@ fn attention_refuses_mismatched_shapes() {
     );
     assert!(attention(&q, &z(&[1, 2, 0, 40]), &z(&[1, 2, 0, 40]), 1.0, Mask::None).is_err());
 }
+
+/// Not a check: prints how long the fused and the unfused attention take at
+/// SD 1.5's shapes (batch 1, 8 heads), for tuning the tiles on a quiet
+/// machine. Run with
+/// `cargo test --release -p easel-engine --test kernels -- --ignored --nocapture`
+/// (`RAYON_NUM_THREADS=N` to fix the thread count).
+#[test]
+#[ignore = "timing only; run on a quiet machine"]
+fn attention_timing_at_sd15_shapes() {
+    let mut rng = Lcg(7);
+    // (positions, keys, head width): 64×64, 32×32 and 16×16 latents, each
+    // attending to itself and to 77 tokens.
+    let shapes = [
+        (4096, 4096, 40),
+        (4096, 77, 40),
+        (1024, 1024, 80),
+        (1024, 77, 80),
+        (256, 256, 160),
+        (256, 77, 160),
+    ];
+    for (lq, lk, d) in shapes {
+        let t = |l: usize, rng: &mut Lcg| {
+            Tensor::from_vec(rng.vec(8 * l * d), (1, 8, l, d), &Device::Cpu).unwrap()
+        };
+        let (q, k, v) = (t(lq, &mut rng), t(lk, &mut rng), t(lk, &mut rng));
+        let scale = 1.0 / (d as f64).sqrt();
+        let time = |f: &dyn Fn() -> Tensor| {
+            f(); // warm-up
+            let mut samples: Vec<f64> = (0..5)
+                .map(|_| {
+                    let start = std::time::Instant::now();
+                    f();
+                    start.elapsed().as_secs_f64()
+                })
+                .collect();
+            samples.sort_by(f64::total_cmp);
+            samples[2]
+        };
+        let fused = time(&|| attention(&q, &k, &v, scale, Mask::None).unwrap());
+        let plain = time(&|| attention_unfused(&q, &k, &v, scale, Mask::None).unwrap());
+        eprintln!(
+            "8 heads, {lq} queries × {lk} keys × {d}: fused {:.2} ms, unfused {:.2} ms \
+             (median of 5)",
+            fused * 1e3,
+            plain * 1e3
+        );
+    }
+}
