@@ -25,5 +25,5 @@ pub use ids::{ImageId, JobId, ParseIdError};
 pub use image::RgbImage;
 pub use job::JobStatus;
 pub use output::{OutputFormat, OutputOptions, ResponseFormat};
-pub use params::{GenerationParams, ParamError, RawParams, Size, Tier, limits};
+pub use params::{GenerationParams, ParamError, RawParams, SeedRequest, Size, Tier, limits};
 pub use sampler::{SamplerKind, ScheduleKind, TimestepSpacing, UnknownName};

@@ -105,6 +105,79 @@ impl Tier {
     }
 }
 
+/// The seed a request asks for, parsed at the edge (the JSON body, the edit
+/// form, `easel generate --seed`) by its one parser, [`SeedRequest::from_str`],
+/// handed on as [`RawParams::seed`] ([`SeedRequest::fixed`]) and resolved
+/// once, in [`GenerationParams::validate`], with the randomness passed in.
+///
+/// A seed is an integer from 0 to 4294967295 (2^32 − 1), or −1 for a random
+/// one (AUTOMATIC1111's convention, which clients built for it send). 32 bits
+/// because AUTOMATIC1111, ComfyUI workflows shared as PNG text, numpy's
+/// `RandomState` and many UIs store seeds as 32-bit integers, so an Easel seed
+/// can be typed into any of them; because every such value is exact as a JSON
+/// number in JavaScript (above 2^53 a seed would silently change); and because
+/// SQLite keeps it exactly in a signed 64-bit column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum SeedRequest {
+    /// Draw a fresh seed: `-1`, or no seed given.
+    #[default]
+    Random,
+    /// Use this seed.
+    Fixed(u32),
+}
+
+impl SeedRequest {
+    /// The text a client sends for [`SeedRequest::Random`].
+    pub const RANDOM: &'static str = "-1";
+
+    /// The fixed seed, or `None` for a random one: the form
+    /// [`RawParams::seed`] takes.
+    pub fn fixed(self) -> Option<u32> {
+        match self {
+            SeedRequest::Random => None,
+            SeedRequest::Fixed(seed) => Some(seed),
+        }
+    }
+
+    /// The error for a seed outside the range, naming the field and the range.
+    fn invalid(text: &str) -> ParamError {
+        ParamError::new(
+            "seed",
+            "invalid_seed",
+            format!(
+                "seed must be an integer from 0 to {} or -1 for a random seed, got `{}`",
+                u32::MAX,
+                text.trim().chars().take(40).collect::<String>()
+            ),
+        )
+    }
+}
+
+impl FromStr for SeedRequest {
+    type Err = ParamError;
+
+    /// Parses `-1` (random) or an integer from 0 to 4294967295, surrounding
+    /// whitespace allowed; anything else is `invalid_seed`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().parse::<i64>() {
+            Ok(-1) => Ok(SeedRequest::Random),
+            Ok(n) => u32::try_from(n)
+                .map(SeedRequest::Fixed)
+                .map_err(|_| Self::invalid(s)),
+            Err(_) => Err(Self::invalid(s)),
+        }
+    }
+}
+
+impl fmt::Display for SeedRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SeedRequest::Random => f.write_str(Self::RANDOM),
+            SeedRequest::Fixed(seed) => write!(f, "{seed}"),
+        }
+    }
+}
+
 /// A parameter that failed validation: which field, a stable code, and a
 /// message that names the limit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -150,7 +223,9 @@ pub struct GenerationParams {
     pub steps: u32,
     /// Classifier-free guidance scale; 1.0 or below disables guidance.
     pub guidance_scale: f32,
-    /// Seed of the first image.
+    /// Seed of the first image: from 0 to 4294967295 ([`SeedRequest`]),
+    /// random ones already drawn. Wider than that range only so that records
+    /// from before the range was set still load.
     pub seed: u64,
     /// Sampler; `None` means the model's default.
     pub sampler: Option<SamplerKind>,
@@ -178,8 +253,10 @@ pub struct RawParams {
     pub steps: Option<i64>,
     /// Guidance; the edge fills the model default.
     pub guidance_scale: Option<f64>,
-    /// Seed; `None` draws one from the operating system.
-    pub seed: Option<u64>,
+    /// A fixed seed (its type is the seed range, 0 to 4294967295), or
+    /// `None` for a random one, drawn by `validate`. Parse text with
+    /// [`SeedRequest`] (`-1` is random) and pass [`SeedRequest::fixed`].
+    pub seed: Option<u32>,
     /// Sampler name.
     pub sampler: Option<String>,
     /// Schedule name; default `default`.
@@ -191,13 +268,13 @@ pub struct RawParams {
 impl GenerationParams {
     /// Validates raw parameters. `default_size` and `default_steps` and
     /// `default_guidance` come from the model; `fresh_seed` is called only
-    /// when no seed was given (randomness stays an argument).
+    /// for a random seed (randomness stays an argument; pass `rand::random`).
     pub fn validate(
         raw: RawParams,
         default_size: Size,
         default_steps: u32,
         default_guidance: f32,
-        fresh_seed: impl FnOnce() -> u64,
+        fresh_seed: impl FnOnce() -> u32,
     ) -> Result<Self, ParamError> {
         let prompt = raw.prompt.trim().to_string();
         if prompt.is_empty() {
@@ -286,7 +363,8 @@ impl GenerationParams {
                 ));
             }
         };
-        let seed = raw.seed.unwrap_or_else(fresh_seed);
+        // The one place a random seed is drawn.
+        let seed = u64::from(raw.seed.unwrap_or_else(fresh_seed));
         Ok(Self {
             model: raw.model,
             prompt,
@@ -302,9 +380,15 @@ impl GenerationParams {
         })
     }
 
-    /// The seed of image `index` of this job.
+    /// The seed of image `index` of this job: `seed + index`, wrapping
+    /// within the 32-bit range so that every image's seed is one a request
+    /// may give (image 1 of seed 4294967295 has seed 0). A record from
+    /// before the range (a wider seed) keeps its 64-bit wrapping sum.
     pub fn image_seed(&self, index: u32) -> u64 {
-        self.seed.wrapping_add(index as u64)
+        match u32::try_from(self.seed) {
+            Ok(seed) => u64::from(seed.wrapping_add(index)),
+            Err(_) => self.seed.wrapping_add(u64::from(index)),
+        }
     }
 }
 
@@ -331,6 +415,85 @@ mod tests {
         assert_eq!(p.size, Size::new(32, 32).unwrap());
         assert_eq!((p.n, p.steps, p.seed), (1, 20, 42));
         assert_eq!(p.image_seed(3), 45);
+    }
+
+    #[test]
+    fn a_seed_is_minus_one_or_an_integer_from_0_to_2_pow_32_minus_1() {
+        for (text, want) in [
+            ("-1", SeedRequest::Random),
+            (" -1 ", SeedRequest::Random),
+            ("0", SeedRequest::Fixed(0)),
+            ("42", SeedRequest::Fixed(42)),
+            ("4294967295", SeedRequest::Fixed(u32::MAX)),
+        ] {
+            assert_eq!(text.parse::<SeedRequest>(), Ok(want), "{text}");
+        }
+        for text in [
+            "-2",
+            "4294967296",
+            "18446744073709551615",
+            "1.5",
+            "1e3",
+            "",
+            "random",
+        ] {
+            let e = text.parse::<SeedRequest>().unwrap_err();
+            assert_eq!((e.field, e.code), ("seed", "invalid_seed"), "{text}");
+            assert_eq!(
+                e.message,
+                format!(
+                    "seed must be an integer from 0 to 4294967295 or -1 for a random seed, \
+                     got `{text}`"
+                )
+            );
+        }
+        // Display writes the form the parser reads.
+        for seed in [SeedRequest::Random, SeedRequest::Fixed(7)] {
+            assert_eq!(seed.to_string().parse::<SeedRequest>(), Ok(seed));
+        }
+    }
+
+    #[test]
+    fn only_a_random_seed_calls_the_generator() {
+        let random = GenerationParams::validate(
+            RawParams {
+                seed: SeedRequest::Random.fixed(),
+                ..raw("x")
+            },
+            Size::new(32, 32).unwrap(),
+            20,
+            5.0,
+            || u32::MAX,
+        )
+        .unwrap();
+        assert_eq!(random.seed, u64::from(u32::MAX));
+        let fixed = GenerationParams::validate(
+            RawParams {
+                seed: SeedRequest::Fixed(0).fixed(),
+                ..raw("x")
+            },
+            Size::new(32, 32).unwrap(),
+            20,
+            5.0,
+            || unreachable!("a fixed seed draws nothing"),
+        )
+        .unwrap();
+        assert_eq!(fixed.seed, 0, "0 is a seed, not \"random\"");
+    }
+
+    #[test]
+    fn image_seeds_stay_in_the_seed_range() {
+        let p = validate(RawParams {
+            seed: Some(u32::MAX - 1),
+            n: Some(3),
+            ..raw("x")
+        })
+        .unwrap();
+        let seeds: Vec<u64> = (0..3).map(|i| p.image_seed(i)).collect();
+        assert_eq!(seeds, [u64::from(u32::MAX) - 1, u64::from(u32::MAX), 0]);
+        // A record from before the range keeps its 64-bit sum.
+        let old = GenerationParams { seed: 1 << 40, ..p };
+        assert_eq!(old.image_seed(2), (1 << 40) + 2);
     }
 
     #[test]
