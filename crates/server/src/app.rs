@@ -1,5 +1,6 @@
 //! Building and running the server: store, models, job system, worker and
-//! router, with one owner for every background task and one shutdown path.
+//! router, with one owner for every background task and one shutdown path;
+//! and the HTTP middleware stack around the router ([`middleware`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -7,11 +8,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderName, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse as _, Response};
 use easel_jobs::{Jobs, ModelSpec, Models, WorkerHandle};
 use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 use crate::auth::ApiKeys;
-use crate::config::Config;
+use crate::config::{Config, HttpConfig};
+use crate::error::{ApiError, ErrorKind};
 use crate::signing::{UrlSigner, load_or_create_key};
 use crate::state::AppState;
 
@@ -31,6 +41,9 @@ impl Application {
             .context("reading the listener's address")?;
         config.check_exposure(addr)?;
         if let Some(problem) = config.metrics.problem() {
+            anyhow::bail!(problem);
+        }
+        if let Some(problem) = config.http.problem() {
             anyhow::bail!(problem);
         }
         // Before the data folder is touched: a device this build cannot
@@ -124,7 +137,8 @@ impl Application {
         } = self;
         let grace = Duration::from_secs(state.config.server.shutdown_grace_seconds);
         let jobs = state.jobs.clone();
-        let router = crate::routes::router(state);
+        let http = state.config.http.clone();
+        let router = middleware(crate::routes::router(state), &http);
         tracing::info!(addr = %listener.local_addr()?, "listening");
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let mut server = tokio::spawn(async move {
@@ -166,6 +180,115 @@ impl Application {
 
 /// How long open requests may take to answer after the worker stopped.
 const DRAIN_AFTER_WORKER: Duration = Duration::from_secs(5);
+
+/// Wraps the router in the HTTP middleware stack, outermost first:
+///
+/// 1. a panic in a handler becomes a 500 `internal_error` in the API's error
+///    shape (and a log line), instead of a dropped connection;
+/// 2. CORS, when `http.cors_allowed_origins` lists any origin: preflights
+///    are answered here, before authentication (browsers send them without
+///    credentials);
+/// 3. response compression (gzip or brotli, as the client's
+///    `Accept-Encoding` asks): JSON and other text; tower-http's default
+///    predicate leaves images (already compressed), SSE streams (compressing
+///    them would hold events back) and bodies under 32 bytes alone;
+/// 4. the request timeout, `http.request_timeout_seconds`, for every route
+///    but the few that wait on a job by design (`untimed`): a 504 `request_timeout` when the response head
+///    is not ready in time. Bodies already streaming are never cut.
+///
+/// `Router::layer` wraps every route and the fallbacks, so 404s and 405s go
+/// through the same stack. Public so tests can wrap a router of their own
+/// (with a handler that panics or never answers) in exactly this stack.
+pub fn middleware(router: Router, http: &HttpConfig) -> Router {
+    let mut router = router;
+    if let Some(limit) = http.request_timeout() {
+        router = router.layer(axum::middleware::from_fn(
+            move |req: Request, next: Next| request_timeout(limit, req, next),
+        ));
+    }
+    router = router.layer(CompressionLayer::new());
+    if let Some(cors) = cors_layer(http) {
+        router = router.layer(cors);
+    }
+    router.layer(CatchPanicLayer::custom(panic_response))
+}
+
+/// Whether a request is outside the request timeout: the synchronous image
+/// routes wait for their job under their own deadline
+/// (`worker.sync_timeout_seconds`, `X-Easel-Timeout`) and answer 504
+/// themselves; the SSE stream of a job lives as long as the job. Paths as
+/// in `crate::routes::router`.
+fn untimed(method: &Method, path: &str) -> bool {
+    match *method {
+        Method::POST => path == "/v1/images/generations" || path == "/v1/images/edits",
+        Method::GET => path
+            .strip_prefix("/v1/jobs/")
+            .and_then(|rest| rest.strip_suffix("/events"))
+            .is_some_and(|id| !id.is_empty() && !id.contains('/')),
+        _ => false,
+    }
+}
+
+/// Answers 504 `request_timeout` when the inner service has not produced a
+/// response head within `limit`.
+async fn request_timeout(limit: Duration, req: Request, next: Next) -> Response {
+    if untimed(req.method(), req.uri().path()) {
+        return next.run(req).await;
+    }
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            ErrorKind::Timeout,
+            "request_timeout",
+            format!(
+                "the request took longer than http.request_timeout_seconds ({} s)",
+                limit.as_secs()
+            ),
+        )
+        .into_response(),
+    }
+}
+
+/// The CORS layer for `http.cors_allowed_origins`; `None` (no CORS headers
+/// at all) when the list is empty.
+fn cors_layer(http: &HttpConfig) -> Option<CorsLayer> {
+    if http.cors_allowed_origins.is_empty() {
+        return None;
+    }
+    let origins = match http.cors_origins() {
+        None => AllowOrigin::any(),
+        Some(list) => AllowOrigin::list(list),
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            // Whatever the preflight asks for (Authorization, Content-Type,
+            // X-Easel-Timeout, ...): the origin check is the gate.
+            .allow_headers(AllowHeaders::mirror_request())
+            .expose_headers([HeaderName::from_static("x-request-id"), header::RETRY_AFTER])
+            // Browsers cap this (Chromium at 2 hours); an hour saves a
+            // preflight per request without pinning a changed policy long.
+            .max_age(Duration::from_secs(3600)),
+    )
+}
+
+/// The response for a handler that panicked: the API's 500 shape. The panic
+/// message goes to the log only; it may hold internals.
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(a non-string panic payload)");
+    tracing::error!(panic = message, "a request handler panicked");
+    ApiError::new(
+        ErrorKind::Internal,
+        "internal_error",
+        "internal error while handling the request; see the server log",
+    )
+    .into_response()
+}
 
 /// Model specs from the config; a missing folder of the default model is a
 /// startup error that says which flag to pass.
@@ -222,5 +345,23 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_job_waiting_routes_are_outside_the_request_timeout() {
+        assert!(untimed(&Method::POST, "/v1/images/generations"));
+        assert!(untimed(&Method::POST, "/v1/images/edits"));
+        assert!(untimed(&Method::GET, "/v1/jobs/job_123/events"));
+        assert!(!untimed(&Method::GET, "/v1/jobs/job_123"));
+        assert!(!untimed(&Method::GET, "/v1/jobs//events"));
+        assert!(!untimed(&Method::GET, "/v1/jobs/a/b/events"));
+        assert!(!untimed(&Method::POST, "/v1/jobs"));
+        assert!(!untimed(&Method::GET, "/v1/images/generations"));
+        assert!(!untimed(&Method::GET, "/v1/models"));
     }
 }

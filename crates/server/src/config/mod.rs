@@ -18,11 +18,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{KeyHash, Scope};
 
+mod http;
 mod metrics;
 mod quality;
 mod responsible;
 mod telemetry;
 
+pub use http::HttpConfig;
 pub use metrics::MetricsConfig;
 pub use quality::QualityConfig;
 pub use responsible::{ModerationConfig, ProvenanceConfig};
@@ -33,6 +35,7 @@ pub use telemetry::TelemetryConfig;
 const TOP_LEVEL_KEYS: &[&str] = &[
     "data_dir",
     "server",
+    "http",
     "models",
     "default_model",
     "pool",
@@ -59,6 +62,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// HTTP listener settings.
     pub server: ServerConfig,
+    /// The request timeout and CORS.
+    pub http: HttpConfig,
     /// Models to serve. Default: one entry, `easel-emoji` at
     /// `models/easel-emoji` (the bundled model). `--model PATH` replaces the
     /// list with that one folder. Env: `EASEL_MODELS` (a TOML array).
@@ -95,6 +100,7 @@ impl Default for Config {
         Self {
             data_dir: PathBuf::from("./easel-data"),
             server: ServerConfig::default(),
+            http: HttpConfig::default(),
             models: vec![ModelEntry {
                 name: "easel-emoji".into(),
                 path: PathBuf::from("models/easel-emoji"),

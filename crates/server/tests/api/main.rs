@@ -10,6 +10,7 @@ mod generations;
 mod helpers;
 mod jobs;
 mod metrics;
+mod middleware;
 mod models;
 mod openai_sdk;
 mod quality;
