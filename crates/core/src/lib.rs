@@ -13,7 +13,9 @@
 //! - [`params`]: validated generation parameters and their limits.
 //! - [`job`]: the lifecycle states of a job.
 //! - [`output`]: output format and delivery options carried by a job.
+//! - [`clock`]: the wall clock as an argument (system or manual for tests).
 
+pub mod clock;
 pub mod ids;
 pub mod image;
 pub mod job;
@@ -21,6 +23,7 @@ pub mod output;
 pub mod params;
 pub mod sampler;
 
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use ids::{ImageId, JobId, ParseIdError};
 pub use image::RgbImage;
 pub use job::JobStatus;

@@ -1,6 +1,6 @@
 //! The append-only audit log.
 
-use super::{Db, now_ms, rows};
+use super::{Db, rows};
 use crate::error::{Result, StoreError};
 use crate::records::audit::{AuditEvent, AuditQuery, NewAuditEvent};
 
@@ -23,7 +23,7 @@ impl Db {
             "INSERT INTO audit_log (at, event_type, actor, subject, detail) \
              VALUES (?1, ?2, ?3, ?4, ?5) RETURNING *",
         )
-        .bind(now_ms())
+        .bind(self.now_ms())
         .bind(&event.event_type)
         .bind(&event.actor)
         .bind(&event.subject)

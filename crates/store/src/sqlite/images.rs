@@ -3,7 +3,7 @@
 use easel_core::{ImageId, JobId, JobStatus};
 use sqlx::SqliteConnection;
 
-use super::{Db, now_ms, rows};
+use super::{Db, rows};
 use crate::error::{Result, StoreError};
 use crate::records::image::{Image, NewImage};
 use crate::records::job::Job;
@@ -30,7 +30,7 @@ impl Db {
     /// ([`Db::mark_succeeded`]).
     pub async fn insert_image(&self, job: JobId, image: NewImage) -> Result<Image> {
         let mut conn = self.writer.acquire().await?;
-        insert(&mut conn, job, &image).await
+        insert(&mut conn, job, &image, self.now_ms()).await
     }
 
     /// Records all of a running job's images and marks it `succeeded`, in one
@@ -51,7 +51,7 @@ impl Db {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let row = sqlx::query(SUCCEED)
             .bind(job.to_string())
-            .bind(now_ms())
+            .bind(self.now_ms())
             .bind(rows::image_ids_json(&ids))
             .fetch_optional(&mut *tx)
             .await?;
@@ -62,7 +62,7 @@ impl Db {
         let done = rows::job(&row)?;
         let mut stored = Vec::with_capacity(images.len());
         for image in &images {
-            stored.push(insert(&mut tx, job, image).await?);
+            stored.push(insert(&mut tx, job, image, self.now_ms()).await?);
         }
         tx.commit().await?;
         Ok((done, stored))
@@ -102,7 +102,12 @@ impl Db {
     }
 }
 
-async fn insert(conn: &mut SqliteConnection, job: JobId, image: &NewImage) -> Result<Image> {
+async fn insert(
+    conn: &mut SqliteConnection,
+    job: JobId,
+    image: &NewImage,
+    now_ms: i64,
+) -> Result<Image> {
     let result = sqlx::query(INSERT)
         .bind(image.id.to_string())
         .bind(job.to_string())
@@ -137,7 +142,7 @@ async fn insert(conn: &mut SqliteConnection, job: JobId, image: &NewImage) -> Re
         )
         .bind(rows::to_json(&image.flags, "image flags")?)
         .bind(image.quality_score.map(f64::from))
-        .bind(now_ms())
+        .bind(now_ms)
         .bind(&image.request_id)
         .fetch_one(&mut *conn)
         .await;

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use easel_core::{JobId, JobStatus, Tier};
 use sqlx::Row;
 
-use super::{Db, now_ms, rows};
+use super::{Db, rows};
 use crate::cursor::{self, Position};
 use crate::error::{Result, StoreError};
 use crate::records::job::{
@@ -127,7 +127,7 @@ impl Db {
             .bind(options)
             .bind(&new.idempotency_key)
             .bind(&new.request_id)
-            .bind(now_ms())
+            .bind(self.now_ms())
             .bind(new.deadline_at.map(rows::ms))
             .bind(policy)
             .bind(&new.trace_parent)

@@ -23,6 +23,7 @@ pub use audit::MAX_AUDIT_PAGE;
 pub use jobs::MAX_PAGE as MAX_JOB_PAGE;
 pub use open::DbOptions;
 
+use easel_core::{SharedClock, SystemClock};
 use sqlx::SqlitePool;
 
 /// A handle to the database: cheap to clone, safe to share across tasks.
@@ -34,9 +35,29 @@ pub struct Db {
     writer: SqlitePool,
     /// Read-only (`query_only`) connections.
     reader: SqlitePool,
+    /// Every timestamp the database writes or compares against (creation,
+    /// leases, expiry) comes from here; the system clock unless
+    /// [`Db::with_clock`] set another.
+    clock: SharedClock,
 }
 
-/// The current time in milliseconds since the epoch, as stored.
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+impl Db {
+    /// This handle with `clock` as its source of time (tests pass a
+    /// [`easel_core::ManualClock`] to move past a lease without sleeping).
+    /// Clones made afterwards share it.
+    #[must_use]
+    pub fn with_clock(mut self, clock: SharedClock) -> Db {
+        self.clock = clock;
+        self
+    }
+
+    /// The current time in milliseconds since the epoch, as stored.
+    fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+}
+
+/// The default clock of a newly opened database.
+fn system_clock() -> SharedClock {
+    SystemClock::shared()
 }

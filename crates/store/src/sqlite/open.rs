@@ -63,7 +63,11 @@ impl Db {
             .map_err(|e| open_err(Box::new(e)))?;
 
         tracing::debug!(path = %path.display(), "database open");
-        Ok(Db { writer, reader })
+        Ok(Db {
+            writer,
+            reader,
+            clock: super::system_clock(),
+        })
     }
 
     /// Checks that the database answers a trivial query (for `/readyz`).

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use easel_core::{ImageId, JobId, JobStatus};
 
-use super::{Db, now_ms, rows};
+use super::{Db, rows};
 use crate::error::{Result, StoreError};
 use crate::records::job::{CancelOutcome, Job};
 use crate::records::queue::QueuedJob;
@@ -82,7 +82,7 @@ impl Db {
     /// `attempts`, and gives `worker` a lease until now + `lease`.
     /// `None` when nothing is queued.
     pub async fn claim_next_queued(&self, worker: &str, lease: Duration) -> Result<Option<Job>> {
-        let now = now_ms();
+        let now = self.now_ms();
         let row = sqlx::query(CLAIM)
             .bind(now)
             .bind(worker)
@@ -117,7 +117,7 @@ impl Db {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let now = now_ms();
+        let now = self.now_ms();
         let list: Vec<String> = ids.iter().map(JobId::to_string).collect();
         let rows = sqlx::query(CLAIM_CHOSEN)
             .bind(now)
@@ -139,7 +139,7 @@ impl Db {
         let done = sqlx::query(RENEW)
             .bind(id.to_string())
             .bind(worker)
-            .bind(now_ms().saturating_add(lease_ms(lease)))
+            .bind(self.now_ms().saturating_add(lease_ms(lease)))
             .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() == 1)
@@ -159,12 +159,12 @@ impl Db {
     /// Puts back every `running` job whose lease expired before now (its
     /// worker died or hung), as [`Db::requeue_running_on_startup`] does.
     pub async fn requeue_expired_leases(&self) -> Result<Vec<JobId>> {
-        self.requeue_running(Some(now_ms())).await
+        self.requeue_running(Some(self.now_ms())).await
     }
 
     async fn requeue_running(&self, expired_before: Option<i64>) -> Result<Vec<JobId>> {
         let rows = sqlx::query(REQUEUE)
-            .bind(now_ms())
+            .bind(self.now_ms())
             .bind(expired_before)
             .fetch_all(&self.writer)
             .await?;
@@ -182,7 +182,7 @@ impl Db {
     pub async fn mark_succeeded(&self, id: JobId, image_ids: &[ImageId]) -> Result<Job> {
         let row = sqlx::query(SUCCEED)
             .bind(id.to_string())
-            .bind(now_ms())
+            .bind(self.now_ms())
             .bind(rows::image_ids_json(image_ids))
             .fetch_optional(&self.writer)
             .await?;
@@ -243,7 +243,7 @@ impl Db {
                     "UPDATE jobs SET status = 'cancelled', finished_at = ?2 WHERE id = ?1 RETURNING *",
                 )
                 .bind(id.to_string())
-                .bind(now_ms())
+                .bind(self.now_ms())
                 .fetch_one(&mut *tx)
                 .await?;
                 CancelOutcome::Cancelled(rows::job(&row)?)
@@ -277,7 +277,7 @@ impl Db {
         let row = sqlx::query(FINISH_FROM_LIVE)
             .bind(id.to_string())
             .bind(to.as_str())
-            .bind(now_ms())
+            .bind(self.now_ms())
             .bind(error.map(|e| e.0))
             .bind(error.map(|e| e.1))
             .fetch_optional(&self.writer)

@@ -18,7 +18,7 @@ async fn audit_events_are_appended_and_listed_by_type_and_time() {
         )
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    t.clock.advance(Duration::from_millis(1));
     let loaded =
         t.db.append_audit(NewAuditEvent::new("model.loaded").subject("easel-tiny"))
             .await

@@ -1,6 +1,6 @@
 //! Shared fixtures.
 
-use easel_core::{GenerationParams, ImageId, OutputFormat, RawParams, Size, Tier};
+use easel_core::{GenerationParams, ImageId, ManualClock, OutputFormat, RawParams, Size, Tier};
 use easel_store::{Db, NewImage, NewJob, StageTiming};
 use tempfile::TempDir;
 
@@ -8,14 +8,20 @@ use tempfile::TempDir;
 pub struct TestDb {
     pub db: Db,
     pub dir: TempDir,
+    /// The database's clock: it stands still until a test advances it.
+    pub clock: ManualClock,
 }
 
 /// Opens a fresh database, in a subfolder that does not exist yet (so
-/// `Db::open` must create it).
+/// `Db::open` must create it), on a stopped [`ManualClock`].
 pub async fn fresh_db() -> TestDb {
     let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(dir.path().join("data/easel.db")).await.unwrap();
-    TestDb { db, dir }
+    let clock = ManualClock::starting_now();
+    let db = Db::open(dir.path().join("data/easel.db"))
+        .await
+        .unwrap()
+        .with_clock(clock.shared());
+    TestDb { db, dir, clock }
 }
 
 pub fn params(prompt: &str, n: u32) -> GenerationParams {

@@ -34,7 +34,7 @@ async fn when_two_images_share_a_watermark_id_the_newest_is_returned() {
     let mut first = new_image(&job.params, 0);
     first.watermark_id = Some("00020000002a".into());
     t.db.insert_image(job.id, first).await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    t.clock.advance(std::time::Duration::from_millis(1));
     let mut second = new_image(&job.params, 1);
     second.watermark_id = Some("00020000002a".into());
     let second = t.db.insert_image(job.id, second).await.unwrap();

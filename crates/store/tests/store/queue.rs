@@ -222,11 +222,13 @@ async fn an_expired_lease_puts_the_job_back_and_its_worker_cannot_renew() {
     let t = fresh_db().await;
     let new = new_job(Tier::Batch, "x");
     t.db.insert_job(new.clone()).await.unwrap();
-    t.db.claim_next_queued("w1", Duration::ZERO)
-        .await
-        .unwrap()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    t.db.claim_next_queued("w1", LEASE).await.unwrap().unwrap();
+    t.clock.advance(LEASE - Duration::from_secs(1));
+    assert!(
+        t.db.requeue_expired_leases().await.unwrap().is_empty(),
+        "a lease one second from its end is still live"
+    );
+    t.clock.advance(Duration::from_secs(2));
 
     assert_eq!(t.db.requeue_expired_leases().await.unwrap(), [new.id]);
     assert!(!t.db.renew_lease(new.id, "w1", LEASE).await.unwrap());
