@@ -5,7 +5,9 @@
 //! - a log layer writing to stderr, as text (the default) or JSON lines with
 //!   the fields of every enclosing span flattened in (so each line inside a
 //!   request or job carries `request_id` and `job_id`), filtered by
-//!   `EASEL_LOG` (an `EnvFilter` directive) or the command's default;
+//!   `EASEL_LOG`, else `RUST_LOG` (an `EnvFilter` directive), else the
+//!   command's default (see [`log_filter_directive`]); ANSI colours only
+//!   when stderr is a terminal;
 //! - when an OTLP endpoint is configured, an OpenTelemetry layer exporting
 //!   Easel's spans over OTLP/HTTP (protobuf) through a batch processor;
 //!   the returned [`TraceGuard`] flushes it when dropped.
@@ -40,6 +42,27 @@ pub use request_id::{
 /// e.g. `info,easel_jobs=debug`).
 pub const LOG_FILTER_ENV: &str = "EASEL_LOG";
 
+/// The conventional log filter variable, honoured when `EASEL_LOG` is unset.
+pub const RUST_LOG_ENV: &str = "RUST_LOG";
+
+/// The log filter in force: `EASEL_LOG` when set and not blank, else
+/// `RUST_LOG` when set and not blank, else the command's default. Easel's
+/// own variable wins so that a `RUST_LOG` exported for other Rust programs
+/// in the same shell does not change Easel's logs when `EASEL_LOG` is set.
+pub fn log_filter_directive(
+    easel_log: Option<&str>,
+    rust_log: Option<&str>,
+    default: &str,
+) -> String {
+    fn set(v: Option<&str>) -> Option<&str> {
+        v.map(str::trim).filter(|v| !v.is_empty())
+    }
+    set(easel_log)
+        .or(set(rust_log))
+        .unwrap_or(default)
+        .to_string()
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -68,7 +91,8 @@ impl std::str::FromStr for LogFormat {
 pub struct TraceSettings {
     /// Text or JSON lines.
     pub log_format: LogFormat,
-    /// The log filter when `EASEL_LOG` is unset, e.g. `info,tower_http=warn`.
+    /// The log filter when `EASEL_LOG` and `RUST_LOG` are unset, e.g.
+    /// `info,tower_http=warn`.
     pub default_filter: String,
     /// OTLP/HTTP base endpoint (`http://collector:4318`); `None`: no export.
     pub otlp_endpoint: Option<String>,
@@ -136,12 +160,22 @@ fn easel_spans(meta: &tracing::Metadata<'_>) -> bool {
 /// Sets the process's subscriber. Call once, outside any async runtime
 /// (the OTLP exporter's blocking HTTP client starts its own).
 pub fn init(settings: &TraceSettings) -> Result<TraceGuard, TraceError> {
-    let filter = EnvFilter::try_from_env(LOG_FILTER_ENV)
-        .unwrap_or_else(|_| EnvFilter::new(&settings.default_filter));
+    let directive = log_filter_directive(
+        std::env::var(LOG_FILTER_ENV).ok().as_deref(),
+        std::env::var(RUST_LOG_ENV).ok().as_deref(),
+        &settings.default_filter,
+    );
+    // A directive that does not parse falls back to the default, as before.
+    let filter =
+        EnvFilter::try_new(&directive).unwrap_or_else(|_| EnvFilter::new(&settings.default_filter));
     let log_filter = filter.or(filter_fn(easel_spans));
+    // Colour codes only for a person reading a terminal, never in files,
+    // pipes or CI logs.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let log: Box<dyn Layer<Registry> + Send + Sync> = match settings.log_format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
+            .with_ansi(ansi)
             .with_filter(log_filter)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
@@ -175,6 +209,24 @@ pub fn init(settings: &TraceSettings) -> Result<TraceGuard, TraceError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn easel_log_wins_over_rust_log_which_wins_over_the_default() {
+        assert_eq!(
+            log_filter_directive(Some("debug"), Some("trace"), "warn"),
+            "debug"
+        );
+        assert_eq!(log_filter_directive(None, Some("trace"), "warn"), "trace");
+        assert_eq!(
+            log_filter_directive(Some("  "), Some("info"), "warn"),
+            "info"
+        );
+        assert_eq!(log_filter_directive(None, Some(""), "warn"), "warn");
+        assert_eq!(
+            log_filter_directive(None, None, "info,tower_http=warn"),
+            "info,tower_http=warn"
+        );
+    }
 
     #[test]
     fn log_formats_parse_by_name() {
