@@ -28,8 +28,8 @@ pub enum BenchCommand {
 /// Flags of `easel bench engine`.
 #[derive(Debug, Args)]
 pub struct EngineArgs {
-    /// A diffusers model folder.
-    model_dir: PathBuf,
+    #[command(flatten)]
+    model: crate::commands::ModelArg,
     /// Also measure diffusers on the same folder and print the ratios.
     #[arg(long)]
     reference: bool,
@@ -48,10 +48,9 @@ pub struct EngineArgs {
     /// Image size as WIDTHxHEIGHT (default: the model's).
     #[arg(long)]
     size: Option<String>,
-    /// Compute threads for both libraries (default: candle's choice, the
-    /// physical cores).
-    #[arg(long)]
-    threads: Option<usize>,
+    // `--threads` applies to both libraries.
+    #[command(flatten)]
+    engine: crate::commands::EngineFlags,
     /// Also time one whole image at the model's default settings.
     #[arg(long)]
     full_image: bool,
@@ -64,12 +63,10 @@ pub struct EngineArgs {
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     let args = match command {
         BenchCommand::Engine(args) => args,
-        BenchCommand::Serve(args) => {
-            let (name, dir) = crate::commands::model_folder(None, args.model().cloned())?;
-            return crate::bench_serve::run(args, name, dir);
-        }
+        BenchCommand::Serve(args) => return crate::bench_serve::run(args),
     };
-    crate::commands::set_compute_threads(args.threads)?;
+    let device = args.engine.apply()?;
+    let (_, model_dir) = args.model.resolve()?;
     let size = args.size.as_deref().map(parse_size).transpose()?;
     let opts = BenchOptions {
         size,
@@ -77,14 +74,14 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         repeats: args.repeats.max(1),
         full_image: args.full_image,
     };
-    eprintln!("easel: measuring {} ...", args.model_dir.display());
-    let report = bench::run(&args.model_dir, &LoadOptions::default(), &opts).map_err(|e| {
-        anyhow::anyhow!(
-            "benchmarking {}: {e} ({})",
-            args.model_dir.display(),
-            e.code()
-        )
-    })?;
+    let measuring = crate::progress::spinner(format!("easel: measuring {}", model_dir.display()));
+    let load = LoadOptions {
+        device,
+        ..LoadOptions::default()
+    };
+    let report = bench::run(&model_dir, &load, &opts)
+        .map_err(|e| anyhow::anyhow!("benchmarking {}: {e} ({})", model_dir.display(), e.code()))?;
+    measuring.finish_and_clear();
     println!("{report}");
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -92,14 +89,20 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     if !args.reference {
         return Ok(());
     }
-    eprintln!("diffusers: measuring {} ...", args.model_dir.display());
-    let reference = run_reference(&args, &report)?;
+    let measuring =
+        crate::progress::spinner(format!("diffusers: measuring {}", model_dir.display()));
+    let reference = run_reference(&args, &model_dir, &report)?;
+    measuring.finish_and_clear();
     println!("{}", bench::comparison_table(&report, &reference));
     Ok(())
 }
 
 /// Runs tools/bench/diffusers_bench.py with the engine's inputs and thread count.
-fn run_reference(args: &EngineArgs, report: &BenchReport) -> anyhow::Result<ReferenceReport> {
+fn run_reference(
+    args: &EngineArgs,
+    model_dir: &std::path::Path,
+    report: &BenchReport,
+) -> anyhow::Result<ReferenceReport> {
     let i = &report.inputs;
     let join = |v: &[String]| v.join(",");
     let ids: Vec<String> = i.token_ids.iter().map(u32::to_string).collect();
@@ -107,7 +110,7 @@ fn run_reference(args: &EngineArgs, report: &BenchReport) -> anyhow::Result<Refe
     let threads = report.threads.to_string();
     let output = Command::new(&args.python)
         .arg(&args.script)
-        .arg(&args.model_dir)
+        .arg(model_dir)
         .args(["--threads", &threads])
         .args(["--warmup", &report.warmup.to_string()])
         .args(["--repeats", &report.repeats.to_string()])

@@ -43,10 +43,12 @@ pub struct ServeArgs {
     /// API key for `--url`.
     #[arg(long, env = "EASEL_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
-    /// Model folder (default: the configured default model, normally the
-    /// bundled `models/easel-emoji`).
-    #[arg(long)]
+    /// Model folder or configured model name (default: the configured
+    /// default model, normally the bundled `models/easel-emoji`).
+    #[arg(long, value_name = "FOLDER|NAME")]
     model: Option<PathBuf>,
+    #[command(flatten)]
+    engine: crate::commands::EngineFlags,
     /// Concurrent clients, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = vec![1, 4, 8])]
     concurrency: Vec<usize>,
@@ -62,16 +64,13 @@ pub struct ServeArgs {
     /// Skip the batching-off rerun.
     #[arg(long)]
     no_batching_comparison: bool,
+    /// Print the report as JSON on stdout instead of text. (A FILE after
+    /// it, the earlier spelling, writes the JSON there like `--output`.)
+    #[arg(long, value_name = "FILE", num_args = 0..=1)]
+    json: Option<Option<PathBuf>>,
     /// Also write the report as JSON to this file.
-    #[arg(long)]
-    json: Option<PathBuf>,
-}
-
-impl ServeArgs {
-    /// The `--model` folder, if given.
-    pub fn model(&self) -> Option<&PathBuf> {
-        self.model.as_ref()
-    }
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
 }
 
 /// One measured configuration.
@@ -111,10 +110,12 @@ pub struct Report {
 }
 
 /// Runs `easel bench serve`.
-pub fn run(args: ServeArgs, name: String, model_dir: PathBuf) -> anyhow::Result<()> {
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.concurrency.is_empty() || args.concurrency.contains(&0) {
         bail!("--concurrency needs positive numbers, e.g. 1,4,8");
     }
+    let device = args.engine.apply()?;
+    let (name, model_dir) = crate::commands::model_folder(None, args.model.clone())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -123,32 +124,51 @@ pub fn run(args: ServeArgs, name: String, model_dir: PathBuf) -> anyhow::Result<
         .max_batch
         .unwrap_or(easel_jobs::WorkerSettings::default().max_batch_images)
         .max(1);
+    let comparison = args.url.is_none() && !args.no_batching_comparison && max_batch > 1;
+    let mut raw_batches: Vec<u32> = args
+        .concurrency
+        .iter()
+        .map(|&c| (c as u32).min(max_batch))
+        .collect();
+    raw_batches.sort_unstable();
+    raw_batches.dedup();
+    let measurements = args.concurrency.len() + usize::from(comparison) + raw_batches.len();
+    // Drawn only on a terminal; the row lines print either way.
+    let bar = crate::progress::bar(measurements as u64, "measurements", "bench serve");
+    let report_row = |row: &Row| {
+        bar.suspend(|| eprintln!("{}", row_line(row)));
+        bar.inc(1);
+    };
     let mut rows = Vec::new();
     for &c in &args.concurrency {
-        let row = runtime.block_on(server_row(&args, &name, &model_dir, c, max_batch, "server"))?;
-        eprintln!("{}", row_line(&row));
+        let row = runtime.block_on(server_row(
+            &args, &name, &model_dir, device, c, max_batch, "server",
+        ))?;
+        report_row(&row);
         rows.push(row);
     }
     let top = *args.concurrency.iter().max().expect("not empty");
-    if args.url.is_none() && !args.no_batching_comparison && max_batch > 1 {
+    if comparison {
         let row = runtime.block_on(server_row(
             &args,
             &name,
             &model_dir,
+            device,
             top,
             1,
             "server (batching off)",
         ))?;
-        eprintln!("{}", row_line(&row));
+        report_row(&row);
         rows.push(row);
     }
     drop(runtime);
 
-    eprintln!("easel: raw engine loop on {} ...", model_dir.display());
+    bar.set_message("raw engine loop");
     let model = Model::load(
         &model_dir,
         &LoadOptions {
             name: Some(name.clone()),
+            device,
             ..LoadOptions::default()
         },
     )
@@ -161,7 +181,7 @@ pub fn run(args: ServeArgs, name: String, model_dir: PathBuf) -> anyhow::Result<
             Some(r) => r.clone(),
             None => {
                 let r = raw_row(&model, batch, args.requests.max(c), args.steps)?;
-                eprintln!("{}", row_line(&r));
+                report_row(&r);
                 raw_rows.push(r.clone());
                 r
             }
@@ -174,18 +194,19 @@ pub fn run(args: ServeArgs, name: String, model_dir: PathBuf) -> anyhow::Result<
         }
     }
     rows.extend(raw_rows);
+    bar.finish_and_clear();
     let report = Report {
         model: model_dir.display().to_string(),
         steps: args.steps,
         rows,
         ratios,
     };
-    print!("{}", table(&report));
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(())
+    crate::commands::write_report(
+        &report,
+        &table(&report),
+        args.json.as_ref(),
+        args.output.as_deref(),
+    )
 }
 
 /// One server configuration at concurrency `c`.
@@ -193,6 +214,7 @@ async fn server_row(
     args: &ServeArgs,
     name: &str,
     model_dir: &std::path::Path,
+    device: easel_engine::DeviceChoice,
     c: usize,
     max_batch: u32,
     mode: &str,
@@ -209,6 +231,7 @@ async fn server_row(
             }];
             config.default_model = Some(name.to_string());
             config.worker.max_batch_images = max_batch;
+            config.pool.device = device.to_string();
             config.queue.max_queued_realtime = 1_000;
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let app = easel_server::Application::build(config, listener).await?;

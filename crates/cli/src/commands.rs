@@ -1,8 +1,17 @@
-//! Subcommands: `serve`, `generate`, `models list`, `keys create`, `bench engine`
-//! (in `crate::bench`), `eval` (in `crate::eval`), `loadtest` (in
-//! `crate::loadtest`), `top` (in `crate::top`), `verify` (in `crate::verify`).
+//! Subcommands: `serve`, `generate`, `models list` (in `crate::models`),
+//! `keys create`, `bench engine` (in `crate::bench`), `eval` (in
+//! `crate::eval`), `loadtest` (in `crate::loadtest`), `top` (in
+//! `crate::top`), `verify` (in `crate::verify`).
+//!
+//! One vocabulary across commands: `--model FOLDER|NAME` (a model folder,
+//! or a configured model's name; `loadtest`: the server's model name),
+//! `--guidance`, `--steps`, `--size`, `--json` (print JSON to stdout
+//! instead of text), `-o/--output PATH` (where files go), and
+//! `--device`/`--threads` ([`EngineFlags`]) on every command that runs the
+//! engine. Earlier spellings (`--guidance-scale`, `--out`, a positional
+//! model folder, `--json FILE`) still parse, hidden from `--help`, for one
+//! release.
 
-use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,7 +41,7 @@ enum Command {
     Serve(ServeArgs),
     /// Generate images from a prompt without a server.
     Generate(GenerateArgs),
-    /// Inspect the configured models.
+    /// Inspect the configured models without loading them.
     Models {
         #[command(subcommand)]
         command: ModelsCommand,
@@ -66,7 +75,7 @@ struct ServeArgs {
     #[arg(long)]
     print_config: bool,
     /// Serve this model folder (replaces the configured models).
-    #[arg(long)]
+    #[arg(long, value_name = "FOLDER")]
     model: Option<PathBuf>,
     /// Address to listen on, e.g. 127.0.0.1:8080.
     #[arg(long)]
@@ -80,10 +89,56 @@ struct ServeArgs {
     /// Log line format: text or json (`telemetry.log_format`).
     #[arg(long, value_parser = parse_log_format)]
     log_format: Option<LogFormat>,
-    /// Device the models compute on: cpu, cuda (= cuda:0) or cuda:N
-    /// (`pool.device`; default: cpu).
+    #[command(flatten)]
+    engine: EngineFlags,
+}
+
+/// Where and how wide the engine computes: the same two flags on every
+/// command that runs it (`serve`, `generate`, `eval`, `bench`).
+#[derive(Debug, Clone, Copy, Args)]
+pub(crate) struct EngineFlags {
+    /// Device to compute on: cpu, cuda (= cuda:0) or cuda:N. Default: the
+    /// configured `pool.device` (cpu). CUDA needs a build with
+    /// `--features easel-engine/cuda`.
     #[arg(long)]
-    device: Option<DeviceChoice>,
+    pub device: Option<DeviceChoice>,
+    /// CPU compute threads (default: candle's choice, the physical cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// A required model: `--model FOLDER|NAME`, or the deprecated positional
+/// folder of earlier releases (hidden from `--help`).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ModelArg {
+    /// Model folder, or a configured model's name.
+    #[arg(
+        long = "model",
+        value_name = "FOLDER|NAME",
+        required_unless_present = "model_positional"
+    )]
+    model_flag: Option<PathBuf>,
+    /// Earlier spelling: the model folder as the first argument.
+    #[arg(hide = true, conflicts_with = "model_flag")]
+    model_positional: Option<PathBuf>,
+}
+
+impl ModelArg {
+    /// `(name, folder)` of the model (see [`model_folder`]).
+    pub(crate) fn resolve(&self) -> anyhow::Result<(String, PathBuf)> {
+        let given = self.model_flag.clone().or(self.model_positional.clone());
+        model_folder(None, given)
+    }
+}
+
+impl EngineFlags {
+    /// Applies `--threads` and checks `--device`; call before any model
+    /// loads. Returns the device to use, `--device` else `cpu`, for the
+    /// commands that do not read `pool.device`.
+    pub(crate) fn apply(&self) -> anyhow::Result<DeviceChoice> {
+        set_compute_threads(self.threads)?;
+        Ok(checked_device(self.device)?.unwrap_or(DeviceChoice::Cpu))
+    }
 }
 
 fn parse_log_format(text: &str) -> Result<LogFormat, String> {
@@ -97,8 +152,9 @@ struct GenerateArgs {
     /// Output file; its extension (.png, .jpg, .webp) picks the format.
     #[arg(short, long)]
     output: PathBuf,
-    /// Model folder (default: the configured default model).
-    #[arg(long)]
+    /// Model folder, or a configured model's name (default: the configured
+    /// default model).
+    #[arg(long, value_name = "FOLDER|NAME")]
     model: Option<PathBuf>,
     /// Seed (default: random, printed).
     #[arg(long)]
@@ -115,9 +171,9 @@ struct GenerateArgs {
     /// Sigma schedule: default, karras, exponential.
     #[arg(long)]
     schedule: Option<String>,
-    /// Guidance scale (default: the model's).
-    #[arg(long)]
-    guidance_scale: Option<f64>,
+    /// Classifier-free guidance scale (default: the model's).
+    #[arg(long, alias = "guidance-scale")]
+    guidance: Option<f64>,
     /// What not to draw.
     #[arg(long)]
     negative_prompt: Option<String>,
@@ -127,21 +183,16 @@ struct GenerateArgs {
     /// JPEG quality 0–100.
     #[arg(long)]
     compression: Option<u8>,
-    /// Device to compute on: cpu, cuda (= cuda:0) or cuda:N. Default: the
-    /// configured `pool.device` (cpu). CUDA needs a build with
-    /// `--features easel-engine/cuda`.
-    #[arg(long)]
-    device: Option<DeviceChoice>,
+    #[command(flatten)]
+    engine: EngineFlags,
 }
 
 #[derive(Debug, Subcommand)]
 enum ModelsCommand {
-    /// Load each configured model and print its name, architecture, hash and folder.
-    List {
-        /// List this folder instead of the configured models.
-        #[arg(long)]
-        model: Option<PathBuf>,
-    },
+    /// Print each configured model's name, architecture, size on disk,
+    /// content hash (when cached) and state, from its configs and weight
+    /// headers; no network is loaded.
+    List(crate::models::ListArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,10 +217,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             generate(cli.config, args)
         }
         Command::Models {
-            command: ModelsCommand::List { model },
+            command: ModelsCommand::List(args),
         } => {
             init_logging("warn");
-            models_list(cli.config, model)
+            crate::models::list(cli.config, args)
         }
         Command::Keys {
             command: KeysCommand::Create { name, admin },
@@ -228,13 +279,15 @@ pub(crate) fn set_compute_threads(threads: Option<usize>) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Text logs on stderr, filtered by `EASEL_LOG` or `default`; no export.
+/// Text logs on stderr, filtered by `EASEL_LOG`, else `RUST_LOG`, else
+/// `default`; no export.
 fn init_logging(default: &str) {
     // Without an exporter the guard holds nothing to flush.
     let _ = easel_telemetry::trace::init(&TraceSettings::logs_only(default));
 }
 
 fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
+    set_compute_threads(args.engine.threads)?;
     let config = Config::load(&Overrides {
         config_file,
         model: args.model,
@@ -242,7 +295,7 @@ fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         insecure_no_auth: args.insecure_no_auth,
         log_format: args.log_format,
-        device: checked_device(args.device)?,
+        device: checked_device(args.engine.device)?,
     })?;
     if args.print_config {
         print!("{}", config.to_toml());
@@ -269,22 +322,41 @@ fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The model folder to use: `--model`, else the configured default.
+/// The model to use, `(name, folder)`: `--model` as a folder, else as a
+/// configured model's name, else the configured default.
 pub(crate) fn model_folder(
     config_file: Option<PathBuf>,
     model: Option<PathBuf>,
 ) -> anyhow::Result<(String, PathBuf)> {
-    if let Some(path) = model {
-        return Ok((model_name_for(&path), path));
+    if let Some(path) = &model
+        && (path.is_dir() || path.components().count() > 1)
+    {
+        // A path (not a bare name): used as given, so a missing folder is
+        // reported by the loader with its path.
+        return Ok((model_name_for(path), path.clone()));
     }
     let config = Config::load(&Overrides {
         config_file,
         ..Default::default()
     })?;
-    let name = config
-        .default_model_name()
-        .context("no model configured: pass --model PATH")?
-        .to_string();
+    let name = match &model {
+        Some(wanted) => {
+            let wanted = wanted.to_string_lossy();
+            config
+                .models
+                .iter()
+                .find(|m| m.name == wanted)
+                .with_context(|| {
+                    format!("--model {wanted}: neither a folder nor a configured model name")
+                })?
+                .name
+                .clone()
+        }
+        None => config
+            .default_model_name()
+            .context("no model configured: pass --model FOLDER")?
+            .to_string(),
+    };
     let entry = config
         .models
         .iter()
@@ -292,7 +364,7 @@ pub(crate) fn model_folder(
         .context("the default model is not in the model list")?;
     if !entry.path.is_dir() {
         bail!(
-            "the model folder {} (model `{name}`) does not exist; pass --model PATH with a diffusers model folder",
+            "the model folder {} (model `{name}`) does not exist; pass --model FOLDER with a diffusers model folder",
             entry.path.display()
         );
     }
@@ -339,15 +411,18 @@ fn generate(config_file: Option<PathBuf>, args: GenerateArgs) -> anyhow::Result<
     // The same post-processing as the server (watermark, moderation,
     // near-copy check, C2PA with the data folder's signing chain), so a
     // file made here carries the same provenance.
+    set_compute_threads(args.engine.threads)?;
     let config = Config::load(&Overrides {
         config_file: config_file.clone(),
-        device: checked_device(args.device)?,
+        device: checked_device(args.engine.device)?,
         ..Default::default()
     })?;
     let device = config.pool.device()?;
     let post = easel_server::responsible::build_post_process(&config)?;
     let (name, path) = model_folder(config_file, args.model)?;
+    let loading = crate::progress::spinner(format!("loading {name}"));
     let model = Arc::new(load_model(&name, &path, device)?);
+    loading.finish_and_clear();
     let info = model.info().clone();
     let params = GenerationParams::validate(
         RawParams {
@@ -357,7 +432,7 @@ fn generate(config_file: Option<PathBuf>, args: GenerateArgs) -> anyhow::Result<
             size: args.size,
             n: args.n,
             steps: args.steps,
-            guidance_scale: args.guidance_scale,
+            guidance_scale: args.guidance,
             seed: args.seed,
             sampler: args.sampler,
             schedule: args.schedule,
@@ -375,23 +450,15 @@ fn generate(config_file: Option<PathBuf>, args: GenerateArgs) -> anyhow::Result<
         output_format: format,
         output_compression: args.compression,
     };
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = indicatif::ProgressBar::new(u64::from(params.steps));
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} {msg} [{bar:30}] {pos}/{len} steps ({elapsed})",
-            )
-            .expect("a valid template")
-            .progress_chars("=> "),
-        );
-        bar.set_message(format!("{} image(s)", params.n));
-        bar
-    });
+    // Drawn only when stderr is a terminal (see `crate::progress`).
+    let bar = crate::progress::bar(
+        u64::from(params.steps),
+        "steps",
+        format!("{} image(s)", params.n),
+    );
     let mut on_step = |p: Progress| {
-        if let Some(bar) = &bar {
-            bar.set_length(u64::from(p.total));
-            bar.set_position(u64::from(p.step));
-        }
+        bar.set_length(u64::from(p.total));
+        bar.set_position(u64::from(p.step));
     };
     let images = easel_jobs::render(
         &*model,
@@ -403,9 +470,7 @@ fn generate(config_file: Option<PathBuf>, args: GenerateArgs) -> anyhow::Result<
         &CancelToken::new(),
     )
     .map_err(|e| anyhow::anyhow!("generation failed ({}): {e}", e.code()))?;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
+    bar.finish_and_clear();
     for image in &images {
         let file = nth_path(&args.output, image.index);
         std::fs::write(&file, &image.bytes)
@@ -433,48 +498,24 @@ fn nth_path(path: &Path, index: u32) -> PathBuf {
     path.with_file_name(format!("{stem}-{index}.{ext}"))
 }
 
-fn models_list(config_file: Option<PathBuf>, model: Option<PathBuf>) -> anyhow::Result<()> {
-    let entries: Vec<(String, PathBuf)> = match model {
-        Some(path) => vec![(model_name_for(&path), path)],
-        None => {
-            let config = Config::load(&Overrides {
-                config_file,
-                ..Default::default()
-            })?;
-            config
-                .models
-                .iter()
-                .map(|m| (m.name.clone(), m.path.clone()))
-                .collect()
-        }
-    };
-    println!("{:<20} {:<12} {:<24} PATH", "NAME", "ARCHITECTURE", "HASH");
-    let mut failed = 0;
-    for (name, path) in entries {
-        // Reading the headers and hashing needs no GPU.
-        match load_model(&name, &path, DeviceChoice::Cpu) {
-            Ok(model) => {
-                let info = model.info();
-                let arch = serde_json::to_value(info.architecture)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default();
-                let hash: String = info.content_hash.chars().take(23).collect();
-                println!("{name:<20} {arch:<12} {hash:<24} {}", path.display());
-            }
-            Err(e) => {
-                failed += 1;
-                println!(
-                    "{name:<20} {:<12} {:<24} {} ({e})",
-                    "-",
-                    "-",
-                    path.display()
-                );
-            }
-        }
+/// Prints a command's report: as JSON on stdout with `--json`, else as
+/// `text`; and writes the JSON to `--output` (or the earlier spelling
+/// `--json FILE`) when given.
+pub(crate) fn write_report<T: serde::Serialize>(
+    report: &T,
+    text: &str,
+    json: Option<&Option<PathBuf>>,
+    output: Option<&Path>,
+) -> anyhow::Result<()> {
+    let legacy_file = json.and_then(|j| j.as_deref());
+    if matches!(json, Some(None)) {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print!("{text}");
     }
-    if failed > 0 {
-        bail!("{failed} model(s) could not be loaded");
+    for path in output.into_iter().chain(legacy_file) {
+        std::fs::write(path, serde_json::to_string_pretty(report)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! `easel eval <model-dir>`: the bundled model's quality report (issue 7).
+//! `easel eval --model <folder>`: the bundled model's quality report (issue 7).
 //!
 //! Generates one image per prompt of a fixed list (`<model>/eval/prompts.txt`:
 //! training names and paraphrases, format in that file) with fixed seeds
@@ -14,7 +14,7 @@
 //!   within `NEAR_COPY_BITS` bits of `<model>/index/phash.json`);
 //! - times every generation call (wall clock, seconds per image).
 //!
-//! Writes `report.json` and `contact-sheet.png` into `--out`.
+//! Writes `report.json` and `contact-sheet.png` into `--output`.
 
 mod sheet;
 
@@ -24,7 +24,6 @@ use std::time::Instant;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use easel_core::{OutputFormat, RgbImage, ScheduleKind};
-use easel_engine::model::DeviceChoice;
 use easel_engine::score::phash::NEAR_COPY_BITS;
 use easel_engine::score::{PhashIndex, cosine, load_scorer, phash};
 use easel_engine::{CancelToken, ImageRequest, LoadOptions, Model};
@@ -36,9 +35,10 @@ const SEED_BASE: u64 = 1000;
 /// Flags of `easel eval`.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// A diffusers model folder with `scorer/` and `eval/prompts.txt`
-    /// (e.g. models/easel-emoji).
-    model_dir: PathBuf,
+    // A diffusers model folder with `scorer/` and `eval/prompts.txt`
+    // (e.g. models/easel-emoji), or a configured model's name.
+    #[command(flatten)]
+    model: crate::commands::ModelArg,
     /// The prompt list (default: MODEL_DIR/eval/prompts.txt).
     #[arg(long)]
     prompts: Option<PathBuf>,
@@ -50,24 +50,33 @@ pub struct EvalArgs {
     /// near-copies are not checked when it is absent).
     #[arg(long)]
     index: Option<PathBuf>,
-    /// Where report.json and contact-sheet.png go.
-    #[arg(long, default_value = "easel-eval")]
-    out: PathBuf,
+    /// Folder where report.json and contact-sheet.png go.
+    #[arg(
+        short,
+        long,
+        alias = "out",
+        value_name = "DIR",
+        default_value = "easel-eval"
+    )]
+    output: PathBuf,
     /// Evaluate only the first N prompts (all names stay candidates).
     #[arg(long)]
     limit: Option<usize>,
     /// Images per generation call (same settings, one seed each).
     #[arg(long, default_value_t = 1)]
     batch: usize,
-    /// Compute threads (default: candle's choice, the physical cores).
-    #[arg(long)]
-    threads: Option<usize>,
+    #[command(flatten)]
+    engine: crate::commands::EngineFlags,
     /// Sampling steps (default: the model's, from its `easel.json`).
     #[arg(long)]
     steps: Option<u32>,
     /// Classifier-free guidance scale (default: the model's).
     #[arg(long)]
     guidance: Option<f32>,
+    /// Print the report as JSON on stdout instead of the summary (the
+    /// files are written either way).
+    #[arg(long)]
+    json: bool,
 }
 
 /// Whether a prompt is a training name or a paraphrase of some.
@@ -157,8 +166,9 @@ struct Outcome {
 
 /// Runs `easel eval`.
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
-    crate::commands::set_compute_threads(args.threads)?;
-    let dir = &args.model_dir;
+    let device = args.engine.apply()?;
+    let (_, model_dir) = args.model.resolve()?;
+    let dir = &model_dir;
     let prompts_path = args
         .prompts
         .clone()
@@ -181,14 +191,20 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
 
     let started = Instant::now();
-    let model = Model::load(dir, &LoadOptions::default())
+    let loading = crate::progress::spinner(format!("loading {}", dir.display()));
+    let load = LoadOptions {
+        device,
+        ..LoadOptions::default()
+    };
+    let model = Model::load(dir, &load)
         .map_err(|e| anyhow::anyhow!("loading {}: {e} ({})", dir.display(), e.code()))?;
+    loading.finish_and_clear();
     let load_s = started.elapsed().as_secs_f64();
     let info = model.info().clone();
     let steps = args.steps.unwrap_or(info.default_steps);
     let guidance = args.guidance.unwrap_or(info.default_guidance);
     let scorer_dir = args.scorer.clone().unwrap_or_else(|| dir.join("scorer"));
-    let scorer = load_scorer(&scorer_dir, DeviceChoice::Cpu).map_err(|e| {
+    let scorer = load_scorer(&scorer_dir, device).map_err(|e| {
         anyhow::anyhow!(
             "loading the scorer {}: {e} ({})",
             scorer_dir.display(),
@@ -226,6 +242,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let mut seconds = Vec::with_capacity(prompts.len());
     let cancel = CancelToken::new();
     let batch = args.batch.max(1);
+    let bar = crate::progress::bar(prompts.len() as u64, "images", "generating");
     for (chunk_no, chunk) in prompts.chunks(batch).enumerate() {
         let requests: Vec<ImageRequest> = chunk
             .iter()
@@ -251,9 +268,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             images.push(g.image);
             seconds.push(per_image);
         }
-        eprint!("\r  generated {}/{}", images.len(), prompts.len());
+        bar.set_position(images.len() as u64);
     }
-    eprintln!();
+    bar.finish_and_clear();
     drop(model);
 
     // Score against every name; hash against the index.
@@ -365,9 +382,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         })).collect::<Vec<_>>(),
     });
 
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let report_path = args.out.join("report.json");
+    std::fs::create_dir_all(&args.output)
+        .with_context(|| format!("creating {}", args.output.display()))?;
+    let report_path = args.output.join("report.json");
     std::fs::write(&report_path, serde_json::to_string_pretty(&report)? + "\n")
         .with_context(|| format!("writing {}", report_path.display()))?;
     let tiles: Vec<sheet::Tile> = prompts
@@ -386,10 +403,14 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         None,
         &easel_media::Metadata::none(),
     )?;
-    let sheet_path = args.out.join("contact-sheet.png");
+    let sheet_path = args.output.join("contact-sheet.png");
     std::fs::write(&sheet_path, png)
         .with_context(|| format!("writing {}", sheet_path.display()))?;
 
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
     print_summary(&report);
     println!(
         "wrote {} and {}",

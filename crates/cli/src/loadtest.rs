@@ -118,9 +118,13 @@ pub struct LoadtestArgs {
     /// `transport timeout`).
     #[arg(long, default_value_t = 600)]
     request_timeout: u64,
+    /// Print the report as JSON on stdout instead of text. (A FILE after
+    /// it, the earlier spelling, writes the JSON there like `--output`.)
+    #[arg(long, value_name = "FILE", num_args = 0..=1)]
+    json: Option<Option<PathBuf>>,
     /// Also write the report as JSON to this file.
-    #[arg(long)]
-    json: Option<PathBuf>,
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
 }
 
 /// Open or closed loop, validated.
@@ -413,13 +417,30 @@ pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let report = runtime.block_on(execute(&plan))?;
-    print!("{}", report.render());
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(())
+    // A bar over the run's duration, drawn only on a terminal.
+    let bar = crate::progress::bar(plan.duration.as_secs().max(1), "s", "sending requests");
+    let report = runtime.block_on(async {
+        let started = Instant::now();
+        let ticker = {
+            let bar = bar.clone();
+            tokio::spawn(async move {
+                loop {
+                    bar.set_position(started.elapsed().as_secs());
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            })
+        };
+        let report = execute(&plan).await;
+        ticker.abort();
+        report
+    })?;
+    bar.finish_and_clear();
+    crate::commands::write_report(
+        &report,
+        &report.render(),
+        args.json.as_ref(),
+        args.output.as_deref(),
+    )
 }
 
 /// Runs a validated plan and returns its report.

@@ -5,6 +5,8 @@ mod bench_serve;
 mod commands;
 mod eval;
 mod loadtest;
+mod models;
+mod progress;
 mod top;
 mod verify;
 
