@@ -156,9 +156,10 @@ struct GenerateArgs {
     /// default model).
     #[arg(long, value_name = "FOLDER|NAME")]
     model: Option<PathBuf>,
-    /// Seed (default: random, printed).
-    #[arg(long)]
-    seed: Option<u64>,
+    /// Seed: an integer from 0 to 4294967295, or -1 for a random one
+    /// (default: random, printed).
+    #[arg(long, allow_negative_numbers = true)]
+    seed: Option<easel_core::SeedRequest>,
     /// Denoising steps (default: the model's).
     #[arg(long)]
     steps: Option<i64>,
@@ -433,7 +434,7 @@ fn generate(config_file: Option<PathBuf>, args: GenerateArgs) -> anyhow::Result<
             n: args.n,
             steps: args.steps,
             guidance_scale: args.guidance,
-            seed: args.seed,
+            seed: args.seed.and_then(easel_core::SeedRequest::fixed),
             sampler: args.sampler,
             schedule: args.schedule,
             strength: None,
@@ -441,7 +442,7 @@ fn generate(config_file: Option<PathBuf>, args: GenerateArgs) -> anyhow::Result<
         info.default_size,
         info.default_steps,
         info.default_guidance,
-        || u64::from(rand::random::<u32>()),
+        rand::random,
     )
     .map_err(|e| anyhow::anyhow!("{}: {e}", e.field))?;
     easel_jobs::check_for_model(&params, &info).map_err(|e| anyhow::anyhow!("{}: {e}", e.field))?;

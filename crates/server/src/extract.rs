@@ -1,7 +1,10 @@
-//! Extractors whose rejections are [`ApiError`]s, and the API-key check.
+//! Extractors whose rejections are [`ApiError`]s, the request deadline
+//! header, and the API-key check.
 //!
 //! axum's own `Json`, `Query` and `Path` reject with plain-text bodies; these
 //! wrappers convert every rejection into the OpenAI error shape.
+
+use std::time::Duration;
 
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -50,6 +53,53 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
         let axum::extract::Path(id) =
             axum::extract::Path::<String>::from_request_parts(parts, state).await?;
         Ok(Self(id))
+    }
+}
+
+/// The request header carrying a job's deadline.
+pub const TIMEOUT_HEADER: &str = "X-Easel-Timeout";
+
+/// The deadline a request asks for: `X-Easel-Timeout`, whole seconds from
+/// 1 to `queue.max_timeout_seconds`, counted from when the job is stored;
+/// `None` when absent. A header rather than a body field, so the JSON and the
+/// multipart (edits) routes take it the same way and OpenAI's request bodies
+/// stay as they are. Parsed once per request, here; handlers pass the value
+/// on. A bad value is 400 `invalid_timeout` naming the header and the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestTimeout(pub Option<Duration>);
+
+impl RequestTimeout {
+    /// Parses the header of `headers`, allowing 1 to `max_seconds`.
+    pub fn parse(headers: &axum::http::HeaderMap, max_seconds: u64) -> Result<Self, ApiError> {
+        let Some(value) = headers.get(TIMEOUT_HEADER) else {
+            return Ok(Self(None));
+        };
+        let text = value.to_str().unwrap_or_default().trim();
+        match text.parse::<u64>() {
+            Ok(seconds) if (1..=max_seconds).contains(&seconds) => {
+                Ok(Self(Some(Duration::from_secs(seconds))))
+            }
+            _ => Err(ApiError::invalid(
+                "invalid_timeout",
+                TIMEOUT_HEADER,
+                format!(
+                    "{TIMEOUT_HEADER} must be a whole number of seconds from 1 to {max_seconds} \
+                     (queue.max_timeout_seconds), got `{}`",
+                    text.chars().take(40).collect::<String>()
+                ),
+            )),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for RequestTimeout {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Self::parse(&parts.headers, state.config.queue.max_timeout_seconds)
     }
 }
 

@@ -5,7 +5,7 @@
 //! integers) so that a bad value reaches validation and gets its own stable
 //! code, instead of failing inside serde with a generic message.
 
-use easel_core::{GenerationParams, OutputOptions, RawParams};
+use easel_core::{GenerationParams, OutputOptions, ParamError, RawParams, SeedRequest};
 use easel_jobs::{Models, check_for_model};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -51,10 +51,15 @@ pub struct CreateImageRequest {
     /// Accepted for compatibility and ignored.
     #[serde(default)]
     pub moderation: Option<String>,
-    /// Extension: seed of the first image (image `i` uses `seed + i`);
-    /// default: random, reported in the response.
+    /// Extension: seed of the first image, an integer from 0 to 4294967295,
+    /// or -1 for a random one; default: random. Image `i` uses `seed + i`
+    /// (wrapping to 0 after 4294967295); the seeds used are in the response.
+    /// Any other value is 400 `invalid_seed`.
+    // Any JSON value, so that a bad seed (-2, 2^64, 1.5, "7") reaches the one
+    // seed parser and gets `invalid_seed` rather than a generic body error.
     #[serde(default)]
-    pub seed: Option<u64>,
+    #[schema(value_type = Option<i64>, minimum = -1, maximum = 4294967295_u32)]
+    pub seed: Option<serde_json::Value>,
     /// Extension: denoising steps, 1–150; default: the model's.
     #[serde(default)]
     pub steps: Option<i64>,
@@ -90,6 +95,17 @@ pub struct ValidRequest {
 impl CreateImageRequest {
     /// Validates against the named model's limits and defaults.
     pub fn validate(self, models: &Models) -> Result<ValidRequest, ApiError> {
+        let seed = json_seed(self.seed.as_ref())?;
+        self.validate_with_seed(seed, models)
+    }
+
+    /// [`Self::validate`] with the seed already parsed (the edit form parses
+    /// its text field itself); the body's `seed` is ignored.
+    pub fn validate_with_seed(
+        self,
+        seed: SeedRequest,
+        models: &Models,
+    ) -> Result<ValidRequest, ApiError> {
         let output = parse_output(
             self.response_format.as_deref(),
             self.output_format.as_deref(),
@@ -106,7 +122,7 @@ impl CreateImageRequest {
             n: self.n,
             steps: self.steps,
             guidance_scale: self.guidance_scale,
-            seed: self.seed,
+            seed: seed.fixed(),
             sampler: self.sampler,
             schedule: self.schedule,
             strength: self.strength,
@@ -116,8 +132,7 @@ impl CreateImageRequest {
             info.default_size,
             info.default_steps,
             info.default_guidance,
-            // Fresh seeds fit in 32 bits so they survive tools that store seeds as u32.
-            || u64::from(rand::random::<u32>()),
+            rand::random,
         )?;
         check_for_model(&params, &info)?;
         let user = self.user.map(|u| u.chars().take(256).collect());
@@ -126,6 +141,17 @@ impl CreateImageRequest {
             output,
             user,
         })
+    }
+}
+
+/// The seed of a JSON body: absent or `null` is random; a number goes to
+/// the one seed parser (so `-1` is random too); anything else is
+/// `invalid_seed` with the parser's message.
+fn json_seed(value: Option<&serde_json::Value>) -> Result<SeedRequest, ParamError> {
+    match value {
+        None | Some(serde_json::Value::Null) => Ok(SeedRequest::Random),
+        // A number's text is its JSON text: `-1`, `42`, `1.5`, `1e20`.
+        Some(value) => value.to_string().parse(),
     }
 }
 
@@ -178,7 +204,8 @@ pub struct ImagesResponse {
     pub size: String,
     /// Extension: the job that made the images.
     pub job_id: String,
-    /// Extension: the seed of the first image.
+    /// Extension: the seed of the first image (a random request's drawn
+    /// seed), 0 to 4294967295.
     pub seed: u64,
     /// Extension: the model that made them.
     pub model: String,
@@ -198,6 +225,7 @@ pub struct ImageData {
     pub revised_prompt: Option<String>,
     /// Extension: the stored image's id (`GET /v1/images/{id}`).
     pub id: String,
-    /// Extension: this image's seed.
+    /// Extension: this image's seed (`seed + i`, wrapping after
+    /// 4294967295): sent as `seed` with `n` 1, it makes this image again.
     pub seed: u64,
 }

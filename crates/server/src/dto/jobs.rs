@@ -66,7 +66,8 @@ pub struct JobParams {
     pub steps: u32,
     /// Guidance scale.
     pub guidance_scale: f32,
-    /// Seed of the first image.
+    /// Seed of the first image, 0 to 4294967295 (a random request's drawn
+    /// seed).
     pub seed: u64,
     /// Sampler, or null for the model's default.
     pub sampler: Option<String>,

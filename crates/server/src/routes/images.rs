@@ -10,14 +10,14 @@ use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
 use base64::Engine as _;
-use easel_core::{JobId, JobStatus, ResponseFormat, RgbImage, Tier};
+use easel_core::{JobId, JobStatus, ResponseFormat, RgbImage, SeedRequest, Tier};
 use easel_jobs::{Jobs, NewJob};
 use easel_store::Job as JobRecord;
 
 use crate::auth::Principal;
 use crate::dto::images::{CreateImageRequest, ImageData, ImagesResponse, ValidRequest};
 use crate::error::{ApiError, ErrorKind};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, RequestTimeout};
 use crate::state::AppState;
 
 /// Strength used by edits when the request gives none: keeps the layout of
@@ -33,7 +33,7 @@ pub const DEFAULT_EDIT_STRENGTH: f64 = 0.75;
     params(("X-Easel-Timeout" = Option<u64>, Header, description = "Deadline in whole seconds, 1 to `queue.max_timeout_seconds`: the request answers 504 `deadline_exceeded` by then and its job is not run (or is cancelled at its next step)")),
     responses(
         (status = 200, description = "The images", body = ImagesResponse),
-        (status = 400, description = "Invalid input (a bad `X-Easel-Timeout` is `invalid_timeout`)", body = crate::error::ErrorBody),
+        (status = 400, description = "Invalid input (a bad `X-Easel-Timeout` is `invalid_timeout`; a seed other than -1 or 0 to 4294967295 is `invalid_seed`)", body = crate::error::ErrorBody),
         (status = 404, description = "Unknown model", body = crate::error::ErrorBody),
         (status = 413, description = "Body over the limit", body = crate::error::ErrorBody),
         (status = 415, description = "Not JSON", body = crate::error::ErrorBody),
@@ -45,15 +45,15 @@ pub const DEFAULT_EDIT_STRENGTH: f64 = 0.75;
 pub async fn create_generation(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
+    RequestTimeout(timeout): RequestTimeout,
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateImageRequest>,
 ) -> Result<Json<ImagesResponse>, ApiError> {
     let mut body = body;
     // Text-to-image: strength belongs to edits.
     body.strength = None;
-    super::jobs::request_timeout(&headers, state.config.queue.max_timeout_seconds)?;
     let valid = body.validate(state.jobs.models())?;
-    run_sync(&state, &principal, &headers, valid, None).await
+    run_sync(&state, &principal, &headers, timeout, valid, None).await
 }
 
 /// The multipart form of `/v1/images/edits`, as text before validation.
@@ -61,6 +61,8 @@ pub async fn create_generation(
 struct EditForm {
     image: Option<bytes::Bytes>,
     request: CreateImageRequest,
+    /// The `seed` field, parsed; default random.
+    seed: SeedRequest,
 }
 
 fn parse_int(field: &'static str, code: &'static str, text: &str) -> Result<i64, ApiError> {
@@ -108,8 +110,10 @@ pub struct CreateEditForm {
     output_format: Option<String>,
     /// Extension: how much to change the image, 0–1; default 0.75.
     strength: Option<f64>,
-    /// Extension: seed of the first image.
-    seed: Option<u64>,
+    /// Extension: seed of the first image, an integer from 0 to 4294967295,
+    /// or -1 for a random one (default); as for generations.
+    #[schema(minimum = -1, maximum = 4294967295_u32)]
+    seed: Option<i64>,
     /// Extension: denoising steps.
     steps: Option<i64>,
 }
@@ -123,7 +127,7 @@ pub struct CreateEditForm {
     params(("X-Easel-Timeout" = Option<u64>, Header, description = "Deadline in whole seconds, as for generations")),
     responses(
         (status = 200, description = "The images", body = ImagesResponse),
-        (status = 400, description = "Invalid input or image", body = crate::error::ErrorBody),
+        (status = 400, description = "Invalid input or image (a seed other than -1 or 0 to 4294967295 is `invalid_seed`, as for generations)", body = crate::error::ErrorBody),
         (status = 413, description = "Body over the limit", body = crate::error::ErrorBody),
         (status = 415, description = "Not multipart", body = crate::error::ErrorBody),
         (status = 429, description = "The realtime queue is full (`queue_full`)", body = crate::error::ErrorBody,
@@ -134,10 +138,10 @@ pub struct CreateEditForm {
 pub async fn create_edit(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
+    RequestTimeout(timeout): RequestTimeout,
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Json<ImagesResponse>, ApiError> {
-    super::jobs::request_timeout(&headers, state.config.queue.max_timeout_seconds)?;
     let mut multipart = multipart?;
     let mut form = EditForm::default();
     while let Some(field) = multipart.next_field().await? {
@@ -177,19 +181,8 @@ pub async fn create_edit(
                 )?)
             }
             "user" => r.user = Some(text),
-            "seed" => {
-                r.seed = Some(
-                    parse_int("seed", "invalid_seed", &text)?
-                        .try_into()
-                        .map_err(|_| {
-                            ApiError::invalid(
-                                "invalid_seed",
-                                "seed",
-                                "seed must be a non-negative integer",
-                            )
-                        })?,
-                )
-            }
+            // The same parser, range and message as the JSON routes.
+            "seed" => form.seed = text.parse()?,
             "steps" => r.steps = Some(parse_int("steps", "invalid_steps", &text)?),
             "guidance_scale" => {
                 r.guidance_scale = Some(parse_float(
@@ -215,9 +208,9 @@ pub async fn create_edit(
     })?;
     let mut request = form.request;
     request.strength.get_or_insert(DEFAULT_EDIT_STRENGTH);
-    let valid = request.validate(state.jobs.models())?;
+    let valid = request.validate_with_seed(form.seed, state.jobs.models())?;
     let init = decode_upload(&state, &image, valid.params.size)?;
-    run_sync(&state, &principal, &headers, valid, Some(init)).await
+    run_sync(&state, &principal, &headers, timeout, valid, Some(init)).await
 }
 
 /// Decodes an untrusted upload (header-checked against the pixel limit
@@ -265,15 +258,16 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// Submits a realtime job, waits for it, and answers in OpenAI's shape.
+/// Submits a realtime job, waits for it (at most `timeout`, the request's
+/// parsed `X-Easel-Timeout`), and answers in OpenAI's shape.
 async fn run_sync(
     state: &AppState,
     principal: &Principal,
     headers: &HeaderMap,
+    timeout: Option<Duration>,
     valid: ValidRequest,
     init_image: Option<RgbImage>,
 ) -> Result<Json<ImagesResponse>, ApiError> {
-    let timeout = super::jobs::request_timeout(headers, state.config.queue.max_timeout_seconds)?;
     let policy = crate::responsible::check_prompt(
         state,
         principal,

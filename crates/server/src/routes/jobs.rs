@@ -16,43 +16,11 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::auth::Principal;
 use crate::dto::jobs::{CreateJobRequest, Job, JobList, ListJobsQuery};
 use crate::error::{ApiError, ErrorKind};
-use crate::extract::{ApiJson, ApiQuery, PathId};
+use crate::extract::{ApiJson, ApiQuery, PathId, RequestTimeout};
 use crate::state::AppState;
 
 /// Longest accepted `Idempotency-Key`.
 const MAX_IDEMPOTENCY_KEY: usize = 255;
-
-/// The request header carrying a job's deadline.
-pub const TIMEOUT_HEADER: &str = "X-Easel-Timeout";
-
-/// The deadline a request asks for: `X-Easel-Timeout`, whole seconds from
-/// 1 to `max_seconds` (`queue.max_timeout_seconds`), counted from when the
-/// job is stored. A header rather than a body field, so the JSON and the
-/// multipart (edits) routes take it the same way and OpenAI's request
-/// bodies stay as they are. `None` when absent.
-pub fn request_timeout(
-    headers: &HeaderMap,
-    max_seconds: u64,
-) -> Result<Option<Duration>, ApiError> {
-    let Some(value) = headers.get(TIMEOUT_HEADER) else {
-        return Ok(None);
-    };
-    let text = value.to_str().unwrap_or_default().trim();
-    match text.parse::<u64>() {
-        Ok(seconds) if (1..=max_seconds).contains(&seconds) => {
-            Ok(Some(Duration::from_secs(seconds)))
-        }
-        _ => Err(ApiError::invalid(
-            "invalid_timeout",
-            TIMEOUT_HEADER,
-            format!(
-                "{TIMEOUT_HEADER} must be a whole number of seconds from 1 to {max_seconds} \
-                 (queue.max_timeout_seconds), got `{}`",
-                text.chars().take(40).collect::<String>()
-            ),
-        )),
-    }
-}
 
 /// How long `DELETE` waits for a running job to stop at its next step
 /// before answering with the job still `running`.
@@ -98,7 +66,7 @@ fn progress_of(state: &AppState, id: JobId) -> Option<(u32, u32)> {
     ),
     responses(
         (status = 202, description = "The job, stored and queued", body = Job),
-        (status = 400, description = "Invalid input (a bad `X-Easel-Timeout` is `invalid_timeout`)", body = crate::error::ErrorBody),
+        (status = 400, description = "Invalid input (a bad `X-Easel-Timeout` is `invalid_timeout`; a seed other than -1 or 0 to 4294967295 is `invalid_seed`)", body = crate::error::ErrorBody),
         (status = 429, description = "The job's tier is full (`queue_full`); nothing was stored", body = crate::error::ErrorBody,
             headers(("Retry-After" = u64, description = "Whole seconds, 1 to 300, until a slot is expected to free, from the current drain rate"))),
     )
@@ -106,6 +74,7 @@ fn progress_of(state: &AppState, id: JobId) -> Option<(u32, u32)> {
 pub async fn create_job(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
+    RequestTimeout(timeout): RequestTimeout,
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateJobRequest>,
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
@@ -129,7 +98,6 @@ pub async fn create_job(
             )
         }
     };
-    let timeout = request_timeout(&headers, state.config.queue.max_timeout_seconds)?;
     let tier = body.tier()?;
     let mut request = body.request;
     request.strength = None;

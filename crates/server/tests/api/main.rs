@@ -16,6 +16,7 @@ mod openai_sdk;
 mod quality;
 mod queue;
 mod responsible;
+mod seeds;
 mod service;
 mod tracing;
 mod watermark;
