@@ -1,10 +1,14 @@
 //! Kernels of our own where candle's composition of generic operations costs
 //! too much on the CPU (issue 14). Each has a plain-candle fallback for the
 //! devices and dtypes it does not cover, and a golden test against that
-//! fallback and a float64 reference (`crates/engine/tests/kernels.rs`).
+//! fallback and a float64 reference (`crates/engine/tests/kernels.rs`,
+//! `crates/engine/tests/conv.rs`).
 //!
 //! # Layout
 //! - [`attention`]: fused, tiled scaled-dot-product attention that never
 //!   builds the full score matrix.
+//! - [`conv`]: 2-D convolution as shifted GEMMs over a padded block of input
+//!   rows, without im2col, and the [`conv::Conv2d`] layer built on it.
 
 pub mod attention;
+pub mod conv;
