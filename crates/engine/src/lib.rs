@@ -8,12 +8,13 @@
 //!
 //! Computation uses candle on the CPU (or CUDA with the `cuda` feature), in
 //! f32 whatever the stored dtype. Where candle-transformers has a correct
-//! component it is used as is (BERT, resnets, the VAE's encoder/decoder
-//! blocks); the CLIP text encoder, the UNet's blocks and top level
-//! (candle's ignore `norm_num_groups` and lack SDXL's added embedding), the
-//! UNet's spatial transformers (ported from candle to run on the fused
-//! attention of [`ops`]) and the VAE's wiring and mid-block attention are
-//! our own (see each module for why).
+//! component it is used as is (BERT, the time embeddings); the CLIP text
+//! encoder, the UNet's blocks and top level (candle's ignore
+//! `norm_num_groups` and lack SDXL's added embedding), the UNet's spatial
+//! transformers, the resnets and the VAE's encoder/decoder blocks (ported
+//! from candle to run on the fused attention and the convolution of
+//! [`ops`]) and the VAE's wiring and mid-block attention are our own (see
+//! each module for why).
 //!
 //! # Layout
 //! - [`device`]: which device computes ([`DeviceChoice`]), its text form
@@ -24,6 +25,8 @@
 //!   progress, cancellation).
 //! - [`loader`]: reading a diffusers folder: configs, validated memory-mapped
 //!   safetensors, the content hash.
+//! - `layers`: the resnet block and the down/upsamplers the UNet and the
+//!   VAE share, on the engine's convolution.
 //! - `text`: tokenizers and text encoders (CLIP, BERT), and sentence
 //!   embeddings ([`SentenceEncoder`]).
 //! - `unet`: the denoising network, from diffusers' UNet config (SDXL included).
@@ -32,13 +35,15 @@
 //!   and cancellation.
 //! - `preview`: tensor ↔ RGB conversions and cheap step previews.
 //! - [`sampling`]: samplers over sigma schedules, behind one interface.
-//! - [`ops`]: kernels of our own for the CPU (fused attention).
+//! - [`ops`]: kernels of our own for the CPU (fused attention,
+//!   convolution without im2col).
 //! - [`score`]: image–prompt scores (the bundled scorer or CLIP) and the pHash near-copy check.
 //! - [`bench`]: timing and peak memory of each stage (`easel bench engine`).
 
 pub mod bench;
 pub mod device;
 pub mod error;
+mod layers;
 pub mod loader;
 pub mod model;
 pub mod ops;

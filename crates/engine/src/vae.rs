@@ -1,26 +1,25 @@
 //! The KL autoencoder that maps between latents and pixels.
 //!
-//! Built from candle's public UNet blocks rather than its `AutoEncoderKL`,
+//! Built from the engine's layers rather than candle's `AutoEncoderKL`,
 //! because that type hides the encoder's mean and standard deviation and
 //! samples the posterior from candle's device-global RNG; image-to-image
 //! must sample it from each image's own generator (see [`crate::pipeline`]).
-//! The mid-block self-attention is our own (see [`SelfAttention`]).
+//! The mid-block self-attention is our own (see [`SelfAttention`]); the
+//! resnets and encoder/decoder blocks are ports of candle's onto the
+//! engine's convolution (`crate::layers`, [`crate::ops::conv`]).
 //! The layer structure follows candle's `vae.rs` (itself a port of
 //! diffusers' `AutoencoderKL`), with the scaling and shift factors of
 //! `vae/config.json` applied here, since candle's `decode` does not.
 
 use candle_core::{Device, Module, Tensor};
-use candle_nn::Linear;
-use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, VarBuilder};
-use candle_transformers::models::stable_diffusion::resnet::{ResnetBlock2D, ResnetBlock2DConfig};
-use candle_transformers::models::stable_diffusion::unet_2d_blocks::{
-    DownEncoderBlock2D, DownEncoderBlock2DConfig, UpDecoderBlock2D, UpDecoderBlock2DConfig,
-};
+use candle_nn::{GroupNorm, Linear, VarBuilder};
 use serde::Deserialize;
 
 use crate::error::{EngineError, Result};
+use crate::layers::{Downsample2D, ResnetBlock2D, ResnetBlock2DConfig, Upsample2D};
 use crate::loader::{ModelFolder, WeightStore, read_json};
 use crate::ops::attention::{Mask, attention};
+use crate::ops::conv::{Conv2d, ConvParams};
 
 /// The fields of diffusers' `AutoencoderKL` config the engine reads.
 #[derive(Debug, Clone, Deserialize)]
@@ -110,11 +109,75 @@ impl VaeConfig {
 }
 
 fn conv3(vb: VarBuilder, cin: usize, cout: usize) -> candle_core::Result<Conv2d> {
-    let cfg = Conv2dConfig {
-        padding: 1,
-        ..Default::default()
+    Conv2d::new(vb, cin, cout, 3, ConvParams::same(1))
+}
+
+fn conv1(vb: VarBuilder, ch: usize) -> candle_core::Result<Conv2d> {
+    Conv2d::new(vb, ch, ch, 1, ConvParams::default())
+}
+
+/// The resnets of one encoder or decoder block: no time embedding.
+fn resnets(
+    vb: VarBuilder,
+    cin: usize,
+    cout: usize,
+    layers: usize,
+    groups: usize,
+) -> candle_core::Result<Vec<ResnetBlock2D>> {
+    let cfg = ResnetBlock2DConfig {
+        out_channels: Some(cout),
+        temb_channels: None,
+        groups,
+        eps: 1e-6,
+        output_scale_factor: 1.0,
     };
-    candle_nn::conv2d(cin, cout, 3, cfg, vb)
+    (0..layers)
+        .map(|i| ResnetBlock2D::new(vb.pp("resnets").pp(i), if i == 0 { cin } else { cout }, cfg))
+        .collect()
+}
+
+/// diffusers' `DownEncoderBlock2D`: resnets, then (except in the last
+/// block) a stride-2 convolution with diffusers' bottom-right padding
+/// (`downsample_padding = 0`, as every `AutoencoderKL` sets it). As
+/// candle-transformers 0.11.1's (`stable_diffusion/unet_2d_blocks.rs`) on
+/// the engine's layers.
+struct DownEncoderBlock {
+    resnets: Vec<ResnetBlock2D>,
+    downsample: Option<Downsample2D>,
+}
+
+impl DownEncoderBlock {
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        let mut xs = xs.clone();
+        for r in &self.resnets {
+            xs = r.forward(&xs, None)?;
+        }
+        match &self.downsample {
+            Some(d) => d.forward(&xs),
+            None => Ok(xs),
+        }
+    }
+}
+
+/// diffusers' `UpDecoderBlock2D`: resnets, then (except in the last block)
+/// nearest-neighbour doubling and a 3×3 convolution. As candle-transformers
+/// 0.11.1's on the engine's layers.
+struct UpDecoderBlock {
+    resnets: Vec<ResnetBlock2D>,
+    upsample: Option<Upsample2D>,
+}
+
+impl UpDecoderBlock {
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        let mut xs = xs.clone();
+        for r in &self.resnets {
+            xs = r.forward(&xs, None)?;
+        }
+        match &self.upsample {
+            Some(u) => u.forward(&xs, None),
+            None => Ok(xs),
+        }
+    }
 }
 
 /// The VAE's single-head self-attention (diffusers' `Attention` as used by
@@ -193,7 +256,7 @@ impl MidBlock {
 
 struct Encoder {
     conv_in: Conv2d,
-    down: Vec<DownEncoderBlock2D>,
+    down: Vec<DownEncoderBlock>,
     mid: MidBlock,
     norm_out: GroupNorm,
     conv_out: Conv2d,
@@ -207,16 +270,23 @@ impl Encoder {
         let e = vb.pp("encoder");
         let down = (0..ch.len())
             .map(|i| {
-                let cfg = DownEncoderBlock2DConfig {
-                    num_layers: c.layers_per_block,
-                    resnet_eps: 1e-6,
-                    resnet_groups: c.norm_num_groups,
-                    add_downsample: i + 1 < ch.len(),
-                    downsample_padding: 0,
-                    ..Default::default()
-                };
+                let vb = e.pp("down_blocks").pp(i);
                 let cin = if i > 0 { ch[i - 1] } else { ch[0] };
-                DownEncoderBlock2D::new(e.pp("down_blocks").pp(i), cin, ch[i], cfg)
+                let last = i + 1 == ch.len();
+                Ok(DownEncoderBlock {
+                    resnets: resnets(
+                        vb.clone(),
+                        cin,
+                        ch[i],
+                        c.layers_per_block,
+                        c.norm_num_groups,
+                    )?,
+                    downsample: if last {
+                        None
+                    } else {
+                        Some(Downsample2D::new(vb.pp("downsamplers").pp(0), ch[i], 0)?)
+                    },
+                })
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
         let lc = c.latent_channels;
@@ -227,13 +297,7 @@ impl Encoder {
             norm_out: candle_nn::group_norm(c.norm_num_groups, last, 1e-6, e.pp("conv_norm_out"))?,
             conv_out: conv3(e.pp("conv_out"), last, 2 * lc)?,
             quant_conv: if c.use_quant_conv {
-                Some(candle_nn::conv2d(
-                    2 * lc,
-                    2 * lc,
-                    1,
-                    Default::default(),
-                    vb.pp("quant_conv"),
-                )?)
+                Some(conv1(vb.pp("quant_conv"), 2 * lc)?)
             } else {
                 None
             },
@@ -263,7 +327,7 @@ struct Decoder {
     post_quant_conv: Option<Conv2d>,
     conv_in: Conv2d,
     mid: MidBlock,
-    up: Vec<UpDecoderBlock2D>,
+    up: Vec<UpDecoderBlock>,
     norm_out: GroupNorm,
     conv_out: Conv2d,
 }
@@ -274,28 +338,25 @@ impl Decoder {
         let d = vb.pp("decoder");
         let up = (0..rev.len())
             .map(|i| {
-                let cfg = UpDecoderBlock2DConfig {
-                    num_layers: c.layers_per_block + 1,
-                    resnet_eps: 1e-6,
-                    resnet_groups: c.norm_num_groups,
-                    add_upsample: i + 1 < rev.len(),
-                    ..Default::default()
-                };
+                let vb = d.pp("up_blocks").pp(i);
                 let cin = if i > 0 { rev[i - 1] } else { rev[0] };
-                UpDecoderBlock2D::new(d.pp("up_blocks").pp(i), cin, rev[i], cfg)
+                let last = i + 1 == rev.len();
+                let layers = c.layers_per_block + 1;
+                Ok(UpDecoderBlock {
+                    resnets: resnets(vb.clone(), cin, rev[i], layers, c.norm_num_groups)?,
+                    upsample: if last {
+                        None
+                    } else {
+                        Some(Upsample2D::new(vb.pp("upsamplers").pp(0), rev[i])?)
+                    },
+                })
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
         let lc = c.latent_channels;
         let first = c.block_out_channels[0];
         Ok(Self {
             post_quant_conv: if c.use_post_quant_conv {
-                Some(candle_nn::conv2d(
-                    lc,
-                    lc,
-                    1,
-                    Default::default(),
-                    vb.pp("post_quant_conv"),
-                )?)
+                Some(conv1(vb.pp("post_quant_conv"), lc)?)
             } else {
                 None
             },

@@ -12,15 +12,19 @@
 //! sliced and flash-attention variants (unused by the engine) are left
 //! out; `proj_out` of the linear projection is declared `inner → channels`
 //! as diffusers has it (candle declares `channels → inner`, the same shape
-//! whenever the two are equal, as in every Stable Diffusion config).
+//! whenever the two are equal, as in every Stable Diffusion config); the
+//! 1×1 `proj_in`/`proj_out` convolutions of SD 1.x run on the engine's
+//! convolution ([`crate::ops::conv`]), which reads `proj_out`'s transposed
+//! input in place.
 //! Numerics otherwise unchanged: the feed-forward's GEGLU keeps candle's
 //! tanh-approximated GELU, where diffusers uses the exact one (the 1e-3
 //! UNet tolerance of the golden tests allows for it).
 
 use candle_core::{D, Module, Result, Tensor};
-use candle_nn::{Conv2d, GroupNorm, LayerNorm, Linear, VarBuilder};
+use candle_nn::{GroupNorm, LayerNorm, Linear, VarBuilder};
 
 use crate::ops::attention::{Mask, attention};
+use crate::ops::conv::{Conv2d, ConvParams};
 
 /// `GEGLU`: a projection to twice the width, one half gating the other.
 struct GeGlu {
@@ -199,7 +203,7 @@ impl SpatialTransformer {
             )
         } else {
             let conv =
-                |cin, cout, name| candle_nn::conv2d(cin, cout, 1, Default::default(), vb.pp(name));
+                |cin, cout, name| Conv2d::new(vb.pp(name), cin, cout, 1, ConvParams::default());
             (
                 Proj::Conv2d(conv(channels, inner, "proj_in")?),
                 Proj::Conv2d(conv(inner, channels, "proj_out")?),

@@ -4,16 +4,18 @@
 //! attention blocks built on them) because candle's leave the resnets'
 //! group count at its default of 32 whatever `norm_num_groups` says: a
 //! model trained with 16 groups (the bundled one) would load without error
-//! and compute the wrong group norm. The resnets inside are candle's, which
-//! honour their configs; the spatial transformers are our port
-//! (`super::attention`), which runs the fused attention kernel. The mid
-//! block is ours for the same reason. Structure as in
+//! and compute the wrong group norm. The resnets, downsamplers and
+//! upsamplers are the engine's (`crate::layers`, on its convolution
+//! kernel); the spatial transformers are our port (`super::attention`),
+//! which runs the fused attention kernel. The mid block is ours for the
+//! same reason. Structure as in
 //! diffusers' `unet_2d_blocks.py`
 //! (<https://github.com/huggingface/diffusers/blob/v0.31.0/src/diffusers/models/unets/unet_2d_blocks.py>).
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
-use candle_transformers::models::stable_diffusion::resnet::{ResnetBlock2D, ResnetBlock2DConfig};
+use candle_nn::VarBuilder;
+
+use crate::layers::{Downsample2D, ResnetBlock2D, ResnetBlock2DConfig, Upsample2D};
 
 use super::attention::{SpatialTransformer, SpatialTransformerConfig};
 
@@ -34,9 +36,7 @@ impl Shared {
             out_channels: Some(cout),
             temb_channels: Some(self.temb),
             groups: self.groups,
-            groups_out: None,
             eps: self.eps,
-            use_in_shortcut: None,
             output_scale_factor: 1.0,
         };
         ResnetBlock2D::new(vb, cin, cfg)
@@ -81,9 +81,7 @@ impl MidBlock {
             out_channels: Some(ch),
             temb_channels: Some(s.temb),
             groups: s.groups,
-            groups_out: None,
             eps: s.eps,
-            use_in_shortcut: None,
             output_scale_factor,
         };
         Ok(Self {
@@ -107,60 +105,11 @@ pub(crate) struct Attn {
     pub depth: usize,
 }
 
-struct Downsample(Conv2d, usize);
-
-impl Downsample {
-    fn new(vb: VarBuilder, ch: usize, padding: usize) -> Result<Self> {
-        let cfg = Conv2dConfig {
-            padding,
-            stride: 2,
-            ..Default::default()
-        };
-        Ok(Self(
-            candle_nn::conv2d(ch, ch, 3, cfg, vb.pp("conv"))?,
-            padding,
-        ))
-    }
-
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        if self.1 == 0 {
-            // diffusers pads right and bottom by one when padding is 0.
-            let xs = xs.pad_with_zeros(3, 0, 1)?.pad_with_zeros(2, 0, 1)?;
-            self.0.forward(&xs)
-        } else {
-            self.0.forward(xs)
-        }
-    }
-}
-
-struct Upsample(Conv2d);
-
-impl Upsample {
-    fn new(vb: VarBuilder, ch: usize) -> Result<Self> {
-        let cfg = Conv2dConfig {
-            padding: 1,
-            ..Default::default()
-        };
-        Ok(Self(candle_nn::conv2d(ch, ch, 3, cfg, vb.pp("conv"))?))
-    }
-
-    fn forward(&self, xs: &Tensor, size: Option<(usize, usize)>) -> Result<Tensor> {
-        let xs = match size {
-            Some((h, w)) => xs.upsample_nearest2d(h, w)?,
-            None => {
-                let (_, _, h, w) = xs.dims4()?;
-                xs.upsample_nearest2d(2 * h, 2 * w)?
-            }
-        };
-        self.0.forward(&xs)
-    }
-}
-
 /// `DownBlock2D` or `CrossAttnDownBlock2D`.
 pub(crate) struct DownBlock {
     resnets: Vec<ResnetBlock2D>,
     attentions: Vec<SpatialTransformer>,
-    downsample: Option<Downsample>,
+    downsample: Option<Downsample2D>,
 }
 
 impl DownBlock {
@@ -189,7 +138,7 @@ impl DownBlock {
             }
         }
         let downsample = if add_downsample {
-            Some(Downsample::new(
+            Some(Downsample2D::new(
                 vb.pp("downsamplers").pp(0),
                 cout,
                 s.downsample_padding,
@@ -232,7 +181,7 @@ impl DownBlock {
 pub(crate) struct UpBlock {
     resnets: Vec<ResnetBlock2D>,
     attentions: Vec<SpatialTransformer>,
-    upsample: Option<Upsample>,
+    upsample: Option<Upsample2D>,
 }
 
 impl UpBlock {
@@ -265,7 +214,7 @@ impl UpBlock {
             }
         }
         let upsample = if add_upsample {
-            Some(Upsample::new(vb.pp("upsamplers").pp(0), cout)?)
+            Some(Upsample2D::new(vb.pp("upsamplers").pp(0), cout)?)
         } else {
             None
         };

@@ -19,11 +19,12 @@ mod config;
 pub(crate) use config::UNetConfig;
 
 use candle_core::{Device, Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, VarBuilder};
+use candle_nn::{GroupNorm, VarBuilder};
 use candle_transformers::models::stable_diffusion::embeddings::{TimestepEmbedding, Timesteps};
 
 use crate::error::Result;
 use crate::loader::{ModelFolder, WeightStore};
+use crate::ops::conv::{Conv2d, ConvParams};
 use blocks::{Attn, DownBlock, MidBlock, Shared, UpBlock};
 
 struct Network {
@@ -49,11 +50,7 @@ pub(crate) struct Added<'a> {
 }
 
 fn conv3(vb: VarBuilder, cin: usize, cout: usize) -> candle_core::Result<Conv2d> {
-    let cfg = Conv2dConfig {
-        padding: 1,
-        ..Default::default()
-    };
-    candle_nn::conv2d(cin, cout, 3, cfg, vb)
+    Conv2d::new(vb, cin, cout, 3, ConvParams::same(1))
 }
 
 impl Network {
