@@ -6,13 +6,13 @@
 //! must sample it from each image's own generator (see [`crate::pipeline`]).
 //! The mid-block self-attention is our own (see [`SelfAttention`]); the
 //! resnets and encoder/decoder blocks are ports of candle's onto the
-//! engine's convolution (`crate::layers`, [`crate::ops::conv`]).
+//! engine's convolution and group norm (`crate::layers`, [`crate::ops`]).
 //! The layer structure follows candle's `vae.rs` (itself a port of
 //! diffusers' `AutoencoderKL`), with the scaling and shift factors of
 //! `vae/config.json` applied here, since candle's `decode` does not.
 
 use candle_core::{Device, Module, Tensor};
-use candle_nn::{GroupNorm, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 use serde::Deserialize;
 
 use crate::error::{EngineError, Result};
@@ -20,6 +20,7 @@ use crate::layers::{Downsample2D, ResnetBlock2D, ResnetBlock2DConfig, Upsample2D
 use crate::loader::{ModelFolder, WeightStore, read_json};
 use crate::ops::attention::{Mask, attention};
 use crate::ops::conv::{Conv2d, ConvParams};
+use crate::ops::group_norm::GroupNorm;
 
 /// The fields of diffusers' `AutoencoderKL` config the engine reads.
 #[derive(Debug, Clone, Deserialize)]
@@ -198,7 +199,7 @@ impl SelfAttention {
     fn new(vb: VarBuilder, ch: usize, groups: usize) -> candle_core::Result<Self> {
         let lin = |name: &str| candle_nn::linear(ch, ch, vb.pp(name));
         Ok(Self {
-            norm: candle_nn::group_norm(groups, ch, 1e-6, vb.pp("group_norm"))?,
+            norm: GroupNorm::new(vb.pp("group_norm"), groups, ch, 1e-6)?,
             q: lin("to_q")?,
             k: lin("to_k")?,
             v: lin("to_v")?,
@@ -294,7 +295,7 @@ impl Encoder {
             conv_in: conv3(e.pp("conv_in"), c.in_channels, ch[0])?,
             down,
             mid: MidBlock::new(e.pp("mid_block"), last, c.norm_num_groups)?,
-            norm_out: candle_nn::group_norm(c.norm_num_groups, last, 1e-6, e.pp("conv_norm_out"))?,
+            norm_out: GroupNorm::new(e.pp("conv_norm_out"), c.norm_num_groups, last, 1e-6)?,
             conv_out: conv3(e.pp("conv_out"), last, 2 * lc)?,
             quant_conv: if c.use_quant_conv {
                 Some(conv1(vb.pp("quant_conv"), 2 * lc)?)
@@ -311,7 +312,7 @@ impl Encoder {
             xs = block.forward(&xs)?;
         }
         let xs = self.mid.forward(&xs)?;
-        let xs = candle_nn::ops::silu(&self.norm_out.forward(&xs)?)?;
+        let xs = self.norm_out.forward_silu(&xs)?;
         let mut params = self.conv_out.forward(&xs)?;
         if let Some(q) = &self.quant_conv {
             params = q.forward(&params)?;
@@ -363,7 +364,7 @@ impl Decoder {
             conv_in: conv3(d.pp("conv_in"), lc, rev[0])?,
             mid: MidBlock::new(d.pp("mid_block"), rev[0], c.norm_num_groups)?,
             up,
-            norm_out: candle_nn::group_norm(c.norm_num_groups, first, 1e-6, d.pp("conv_norm_out"))?,
+            norm_out: GroupNorm::new(d.pp("conv_norm_out"), c.norm_num_groups, first, 1e-6)?,
             conv_out: conv3(d.pp("conv_out"), first, c.out_channels)?,
         })
     }
@@ -377,7 +378,7 @@ impl Decoder {
         for block in &self.up {
             xs = block.forward(&xs)?;
         }
-        let xs = candle_nn::ops::silu(&self.norm_out.forward(&xs)?)?;
+        let xs = self.norm_out.forward_silu(&xs)?;
         self.conv_out.forward(&xs)
     }
 }

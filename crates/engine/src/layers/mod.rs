@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! - `resnet`: diffusers' `ResnetBlock2D`, ported from candle-transformers
-//!   onto the engine's convolution.
+//!   onto the engine's convolution and fused group norm + SiLU.
 //! - `sample`: the stride-2 convolution that halves a feature map and the
 //!   nearest-neighbour doubling followed by a 3×3 convolution.
 

@@ -7,15 +7,18 @@
 //! itself a port of diffusers' `resnet.py`
 //! (<https://github.com/huggingface/diffusers/blob/v0.31.0/src/diffusers/models/resnet.py>),
 //! so that its convolutions run on the engine's kernel
-//! ([`crate::ops::conv`]) rather than candle's im2col. Same weight names,
-//! same computation; candle's `groups_out` and `use_in_shortcut` options,
+//! ([`crate::ops::conv`]) rather than candle's im2col, and each group norm
+//! and the SiLU after it are one fused kernel ([`crate::ops::group_norm`])
+//! rather than about ten tensor operations. Same weight names, same
+//! computation; candle's `groups_out` and `use_in_shortcut` options,
 //! which no diffusers config the engine loads sets, are left out (the
 //! shortcut convolution exists exactly when the widths differ).
 
 use candle_core::{D, Module, Result, Tensor};
-use candle_nn::{GroupNorm, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 
 use crate::ops::conv::{Conv2d, ConvParams};
+use crate::ops::group_norm::GroupNorm;
 
 /// Shape of one block.
 #[derive(Debug, Clone, Copy)]
@@ -78,9 +81,9 @@ impl ResnetBlock2D {
             None => None,
         };
         Ok(Self {
-            norm1: candle_nn::group_norm(config.groups, cin, config.eps, vb.pp("norm1"))?,
+            norm1: GroupNorm::new(vb.pp("norm1"), config.groups, cin, config.eps)?,
             conv1: conv3(cin, "conv1")?,
-            norm2: candle_nn::group_norm(config.groups, cout, config.eps, vb.pp("norm2"))?,
+            norm2: GroupNorm::new(vb.pp("norm2"), config.groups, cout, config.eps)?,
             conv2: conv3(cout, "conv2")?,
             time_emb_proj,
             conv_shortcut,
@@ -94,7 +97,7 @@ impl ResnetBlock2D {
             Some(conv) => conv.forward(xs)?,
             None => xs.clone(),
         };
-        let hs = candle_nn::ops::silu(&self.norm1.forward(xs)?)?;
+        let hs = self.norm1.forward_silu(xs)?;
         let hs = self.conv1.forward(&hs)?;
         let hs = match (temb, &self.time_emb_proj) {
             (Some(temb), Some(proj)) => proj
@@ -104,7 +107,7 @@ impl ResnetBlock2D {
                 .broadcast_add(&hs)?,
             _ => hs,
         };
-        let hs = candle_nn::ops::silu(&self.norm2.forward(&hs)?)?;
+        let hs = self.norm2.forward_silu(&hs)?;
         let hs = self.conv2.forward(&hs)?;
         (shortcut + hs)? / self.output_scale_factor
     }

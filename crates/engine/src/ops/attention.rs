@@ -530,7 +530,7 @@ fn exp_row(row: &mut [f32], old: f32) -> (f32, f32) {
 /// exponent bits. `n` is rounded by adding and subtracting 1.5·2²³, whose
 /// sum also holds `n` in its low mantissa bits.
 #[inline(always)]
-fn exp_nonpositive(x: f32) -> f32 {
+pub(crate) fn exp_nonpositive(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23
     const ROUND_BITS: u32 = 0x4B40_0000;
     const LN2_HI: f32 = 0.693_359_4;

@@ -15,16 +15,18 @@
 //! whenever the two are equal, as in every Stable Diffusion config); the
 //! 1×1 `proj_in`/`proj_out` convolutions of SD 1.x run on the engine's
 //! convolution ([`crate::ops::conv`]), which reads `proj_out`'s transposed
-//! input in place.
+//! input in place, and the input group norm on the engine's
+//! ([`crate::ops::group_norm`]).
 //! Numerics otherwise unchanged: the feed-forward's GEGLU keeps candle's
 //! tanh-approximated GELU, where diffusers uses the exact one (the 1e-3
 //! UNet tolerance of the golden tests allows for it).
 
 use candle_core::{D, Module, Result, Tensor};
-use candle_nn::{GroupNorm, LayerNorm, Linear, VarBuilder};
+use candle_nn::{LayerNorm, Linear, VarBuilder};
 
 use crate::ops::attention::{Mask, attention};
 use crate::ops::conv::{Conv2d, ConvParams};
+use crate::ops::group_norm::GroupNorm;
 
 /// `GEGLU`: a projection to twice the width, one half gating the other.
 struct GeGlu {
@@ -195,7 +197,7 @@ impl SpatialTransformer {
         config: SpatialTransformerConfig,
     ) -> Result<Self> {
         let inner = heads * head_dim;
-        let norm = candle_nn::group_norm(config.num_groups, channels, 1e-6, vb.pp("norm"))?;
+        let norm = GroupNorm::new(vb.pp("norm"), config.num_groups, channels, 1e-6)?;
         let (proj_in, proj_out) = if config.use_linear_projection {
             (
                 Proj::Linear(candle_nn::linear(channels, inner, vb.pp("proj_in"))?),

@@ -19,12 +19,13 @@ mod config;
 pub(crate) use config::UNetConfig;
 
 use candle_core::{Device, Module, Tensor};
-use candle_nn::{GroupNorm, VarBuilder};
+use candle_nn::VarBuilder;
 use candle_transformers::models::stable_diffusion::embeddings::{TimestepEmbedding, Timesteps};
 
 use crate::error::Result;
 use crate::loader::{ModelFolder, WeightStore};
 use crate::ops::conv::{Conv2d, ConvParams};
+use crate::ops::group_norm::GroupNorm;
 use blocks::{Attn, DownBlock, MidBlock, Shared, UpBlock};
 
 struct Network {
@@ -120,12 +121,7 @@ impl Network {
             down,
             mid,
             up,
-            norm_out: candle_nn::group_norm(
-                c.norm_num_groups,
-                ch[0],
-                c.norm_eps,
-                vb.pp("conv_norm_out"),
-            )?,
+            norm_out: GroupNorm::new(vb.pp("conv_norm_out"), c.norm_num_groups, ch[0], c.norm_eps)?,
             conv_out: conv3(vb.pp("conv_out"), ch[0], c.out_channels)?,
             center_input: c.center_input_sample,
             added: match c.text_time() {
@@ -190,7 +186,7 @@ impl Network {
             };
             xs = block.forward(&xs, &rest, &temb, context, size)?;
         }
-        let xs = candle_nn::ops::silu(&self.norm_out.forward(&xs)?)?;
+        let xs = self.norm_out.forward_silu(&xs)?;
         self.conv_out.forward(&xs)
     }
 }
