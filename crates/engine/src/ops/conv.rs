@@ -377,7 +377,9 @@ struct Plan {
     ew: usize,
     /// Block row width, `Wo + ew`.
     wq: usize,
-    /// Output rows per task (`R`).
+    /// Row tiles per image.
+    tiles: usize,
+    /// Output rows of the tallest tile (`R`).
     rows: usize,
     /// Output channels per task.
     co_chunk: usize,
@@ -419,11 +421,20 @@ impl Plan {
             && s == 1
             && pad == Padding::default()
             && x.strides[2] == wd * x.strides[3];
-        let mut rows = TARGET_COLS.div_ceil(wq).clamp(1, ho);
-        while rows > 1 && b * ho.div_ceil(rows) < 2 * threads && (rows / 2) * wq >= MIN_COLS {
-            rows = rows.div_ceil(2);
+        // Row tiles per image: about TARGET_COLS wide columns each; more
+        // (down to MIN_COLS) while there are fewer than two per thread; then
+        // a whole number of rounds for the threads, as far as rows allow.
+        // Tiles are spread evenly (their heights differ by at most one), so
+        // no short last tile leaves a thread idle.
+        let mut tiles = (ho * wq).div_ceil(TARGET_COLS).clamp(1, ho);
+        while b * tiles < 2 * threads && 2 * tiles <= ho && (ho / (2 * tiles)) * wq >= MIN_COLS {
+            tiles *= 2;
         }
-        let pos_tasks = b * ho.div_ceil(rows);
+        let rounded = (b * tiles).next_multiple_of(threads).div_ceil(b);
+        if rounded <= ho && (ho / rounded) * wq >= MIN_COLS {
+            tiles = rounded;
+        }
+        let pos_tasks = b * tiles;
         let co_chunks = if pos_tasks >= threads {
             1
         } else {
@@ -449,14 +460,16 @@ impl Plan {
             eh,
             ew,
             wq,
-            rows,
+            tiles,
+            rows: ho.div_ceil(tiles),
             co_chunk: co.div_ceil(co_chunks),
             direct,
         })
     }
 
-    fn tiles(&self) -> usize {
-        self.ho.div_ceil(self.rows)
+    /// Output rows `y0..y1` of tile `t`.
+    fn tile_rows(&self, t: usize) -> (usize, usize) {
+        (t * self.ho / self.tiles, (t + 1) * self.ho / self.tiles)
     }
 
     fn co_chunks(&self) -> usize {
@@ -507,7 +520,7 @@ fn forward(
     let p = Plan::new(x, w, params, threads)?;
     let mut out = vec![0f32; p.b * p.co * p.ho * p.wo];
     let out_ptr = OutPtr(out.as_mut_ptr());
-    let (tiles, chunks) = (p.tiles(), p.co_chunks());
+    let (tiles, chunks) = (p.tiles, p.co_chunks());
     let tasks = p.b * tiles * chunks;
     let next = AtomicUsize::new(0);
     let worker = |_| {
@@ -529,8 +542,8 @@ fn forward(
             }
             let (bi, rest) = (task / (tiles * chunks), task % (tiles * chunks));
             let (tile, chunk) = (rest / chunks, rest % chunks);
-            let y0 = tile * p.rows;
-            let rows = p.rows.min(p.ho - y0);
+            let (y0, y1) = p.tile_rows(tile);
+            let rows = y1 - y0;
             let co0 = chunk * p.co_chunk;
             let cn = p.co_chunk.min(p.co - co0);
             let task = Task {
