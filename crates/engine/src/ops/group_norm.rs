@@ -403,4 +403,41 @@ mod tests {
         assert_eq!(silu(0.0), 0.0);
         assert!(silu(f32::NAN).is_nan());
     }
+
+    #[test]
+    fn every_simd_level_the_cpu_has_gives_the_same_group() {
+        // 3 channels of 37 values: rows off the 16 lanes, values of both
+        // signs around a non-zero mean.
+        let g = Groups {
+            cg: 3,
+            hw: 37,
+            eps: 1e-6,
+            silu: true,
+        };
+        let x: Vec<f32> = (0..g.cg * g.hw)
+            .map(|i| ((i * 37) % 23) as f32 * 0.4 - 3.0)
+            .collect();
+        let (gamma, beta) = ([0.5f32, 1.0, -2.0], [0.1f32, -0.3, 0.0]);
+        let mut want = vec![0f32; x.len()];
+        group(&x, &gamma, &beta, &mut want, &g);
+        let mut levels = vec![Simd::Baseline];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                levels.push(Simd::Avx2);
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                levels.push(Simd::Avx512);
+            }
+        }
+        for simd in levels {
+            let mut got = vec![0f32; x.len()];
+            simd.group(&x, &gamma, &beta, &mut got, &g);
+            for (a, b) in got.iter().zip(&want) {
+                assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{simd:?}");
+            }
+        }
+    }
 }
