@@ -19,11 +19,14 @@
 //!   stride, over `R·Wq` "wide" columns. The `Wq − Wo` columns at the end
 //!   of each wide row wrap into the next row's values; they are computed and
 //!   dropped when the tile is copied to the output, with the bias added.
-//!   This is the "implicit GEMM" of cuDNN's `IMPLICIT_GEMM` and of
-//!   Chetlur et al., cuDNN: Efficient Primitives for Deep Learning
-//!   (<https://arxiv.org/abs/1410.0759>, section 3.1), in the shifted form
-//!   of Vasudevan et al., Parallel Multi Channel Convolution using General
-//!   Matrix Multiplication (<https://arxiv.org/abs/1704.04428>, "kn2row").
+//!   The im2col matrix is never built (an "implicit GEMM", as cuDNN's
+//!   `CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM` and Chetlur et al.,
+//!   <https://arxiv.org/abs/1410.0759>, describe it), here in the form of
+//!   one GEMM per kernel tap accumulated into shifted outputs (Vasudevan,
+//!   Anderson and Gregg, Parallel Multi Channel Convolution using General
+//!   Matrix Multiplication, <https://arxiv.org/abs/1704.04428>, "kn2row"),
+//!   with the shift moved onto the input block so every tap writes the
+//!   same output tile.
 //! - Stride 2 is the same after splitting the block into its `2 × 2`
 //!   phases (even/odd rows × even/odd columns, a space-to-depth copy of the
 //!   same size): tap `(ky, kx)` reads phase `(ky mod 2, kx mod 2)` shifted by
@@ -44,9 +47,11 @@
 //! many rayon workers as candle gives its matmuls
 //! ([`candle_core::utils::get_num_threads`]).
 //!
-//! Other devices and dtypes, and grouped or dilated convolutions, take
-//! [`conv2d_unfused`], candle's own `conv2d`, which is also the reference
-//! of the golden tests (`crates/engine/tests/conv.rs`).
+//! Other devices and dtypes take [`conv2d_unfused`], candle's own
+//! `conv2d`, which is also the reference of the golden tests
+//! (`crates/engine/tests/conv.rs`). Grouped and dilated convolutions are
+//! not offered (no model the engine loads has one); candle's `conv2d`
+//! remains for those.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
