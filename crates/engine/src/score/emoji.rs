@@ -17,7 +17,7 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{D, Device, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, Linear, Module};
+use candle_nn::{Linear, Module};
 use serde::Deserialize;
 
 use super::image::{resize_area, to_tensor};
@@ -25,6 +25,8 @@ use super::{Scorer, ScorerKind, rows};
 use crate::error::{EngineError, Result};
 use crate::loader::{ModelFolder, WeightStore, read_json, select_device};
 use crate::model::DeviceChoice;
+use crate::ops::conv::{Conv2d, ConvParams, Padding};
+use crate::ops::group_norm::GroupNorm;
 use crate::request::RgbImage;
 use crate::text::TextEncoder;
 
@@ -112,14 +114,12 @@ impl EmojiScorer {
             let mut cin = 3;
             for (i, (&c, &s)) in config.channels.iter().zip(&config.strides).enumerate() {
                 let vb = vb.pp(format!("blocks.{i}"));
-                let cfg = Conv2dConfig {
-                    padding: 1,
+                let params = ConvParams {
                     stride: s,
-                    ..Default::default()
+                    padding: Padding::uniform(1),
                 };
-                let conv = candle_nn::conv2d(cin, c, 3, cfg, vb.pp("conv"))?;
-                let norm =
-                    candle_nn::group_norm(config.norm_groups, c, config.norm_eps, vb.pp("norm"))?;
+                let conv = Conv2d::new(vb.pp("conv"), cin, c, 3, params)?;
+                let norm = GroupNorm::new(vb.pp("norm"), config.norm_groups, c, config.norm_eps)?;
                 blocks.push(Block { conv, norm });
                 cin = c;
             }
@@ -165,7 +165,7 @@ impl EmojiScorer {
     fn image_tower(&self, x: &Tensor) -> Result<Tensor> {
         let mut x = x.clone();
         for b in &self.blocks {
-            x = b.norm.forward(&b.conv.forward(&x)?)?.silu()?;
+            x = b.norm.forward_silu(&b.conv.forward(&x)?)?;
         }
         let pooled = x.mean(D::Minus1)?.mean(D::Minus1)?;
         Ok(l2_normalize(&self.proj.forward(&pooled)?)?)
