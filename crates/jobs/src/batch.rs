@@ -24,7 +24,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Datelike, Utc};
 use easel_core::{ImageId, JobId, OutputFormat, RgbImage};
 use easel_engine::{CancelToken, Progress, ProgressSink};
-use easel_store::{Job, NewImage, StageTiming, StoreError};
+use easel_store::{Job, StoreError};
 use easel_telemetry::metrics::JobOutcome;
 use tracing::Instrument as _;
 
@@ -35,6 +35,10 @@ use crate::models::{ModelLookupError, ModelState};
 use crate::pipeline::{self, BatchPart, RenderedImage};
 use crate::recording::{EngineCall, TimedModel};
 use crate::worker::Worker;
+
+mod row;
+#[cfg(test)]
+mod tests;
 
 /// Numbers the batches of this process, so jobs know their companions.
 static NEXT_BATCH: AtomicU64 = AtomicU64::new(1);
@@ -474,58 +478,22 @@ impl Jobs {
         job: &Job,
         images: Vec<RenderedImage>,
     ) -> Result<Vec<ImageId>, JobError> {
-        let model_hash = self
-            .inner
-            .models
-            .get(Some(&job.params.model))
-            .map(|m| m.info().content_hash.clone())
-            .unwrap_or_default();
+        // Each row comes from its image's record, which carries the hash of
+        // the model that rendered it: the model is not looked up again (it
+        // may have been evicted since, and a lookup would start its load).
         let format = job.options.output_format;
         let mut records = Vec::with_capacity(images.len());
         let mut written = Vec::with_capacity(images.len());
-        for image in images {
+        for mut image in images {
             let key = job_image_key(job.id, image.index, format, job.created_at);
-            let byte_size = image.bytes.len() as u64;
-            if let Err(e) = self.inner.blobs.put(&key, Bytes::from(image.bytes)).await {
+            let bytes = std::mem::take(&mut image.bytes);
+            let byte_size = bytes.len() as u64;
+            if let Err(e) = self.inner.blobs.put(&key, Bytes::from(bytes)).await {
                 self.remove_blobs(&written).await;
                 return Err(JobError::Blob(e));
             }
             written.push(key.clone());
-            let p = &job.params;
-            let mut timings = vec![
-                timing("text_encode", image.timings.text_encode_s),
-                timing("denoise", image.timings.denoise_s),
-                timing("decode", image.timings.decode_s),
-            ];
-            timings.extend(image.post_stages.iter().map(|&(s, t)| timing(s, t)));
-            records.push(NewImage {
-                id: image.id,
-                index_in_job: image.index,
-                prompt: p.prompt.clone(),
-                negative_prompt: p.negative_prompt.clone(),
-                seed: image.seed,
-                params: p.clone(),
-                model: p.model.clone(),
-                model_hash: model_hash.clone(),
-                sampler: image.sampler.as_str().into(),
-                schedule: p.schedule.as_str().into(),
-                steps: p.steps,
-                guidance: p.guidance_scale,
-                width: image.width,
-                height: image.height,
-                format,
-                byte_size,
-                sha256: image.sha256,
-                object_key: key,
-                timings,
-                warnings: image.warnings,
-                watermark_id: image.watermark_id,
-                perceptual_hash: image.perceptual_hash,
-                quality_score: image.quality_score,
-                request_id: job.request_id.clone(),
-                moderation: image.moderation,
-                flags: image.flags,
-            });
+            records.push(row::image_row(job, image, key, byte_size));
         }
         let ids = records.iter().map(|r| r.id).collect();
         if let Err(e) = self
@@ -587,13 +555,6 @@ fn job_span(job: &Job, batch: u64) -> tracing::Span {
     easel_telemetry::trace::continue_trace(&span, job.trace_parent.as_deref(), None);
     easel_telemetry::trace::record_trace_id(&span);
     span
-}
-
-fn timing(stage: &str, seconds: f64) -> StageTiming {
-    StageTiming {
-        stage: stage.into(),
-        seconds,
-    }
 }
 
 fn model_error_code(e: &ModelLookupError) -> &'static str {

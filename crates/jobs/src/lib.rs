@@ -28,7 +28,10 @@
 //!   watermark, moderation, near-copy check, encode with metadata, C2PA.
 //! - `recording`: what the worker counts into the metrics (stages, engine
 //!   calls, outcomes, images).
-//! - [`metadata`]: the text written into image files.
+//! - [`record`]: [`GenerationRecord`], the one typed record of how an
+//!   image was made, and its watermark tag.
+//! - [`metadata`]: the text and C2PA claim written into image files,
+//!   derived from the record.
 //! - [`events`]: per-job broadcast channels; late watchers get the current
 //!   state first.
 //! - [`models`]: served models and their load state.
@@ -44,10 +47,14 @@ pub mod metadata;
 pub mod models;
 pub mod pipeline;
 pub mod postprocess;
+pub mod record;
 mod recording;
 pub mod running;
 pub mod schedule;
 pub mod worker;
+
+#[cfg(test)]
+mod testing;
 
 pub use admission::AdmissionConfig;
 pub use error::JobError;
@@ -56,5 +63,6 @@ pub use handle::{Jobs, NewJob, Watch, init_image_key, terminal_or_current_event}
 pub use models::{Generator, ModelLookupError, ModelSpec, ModelState, ModelStatus, Models};
 pub use pipeline::{RenderError, RenderedImage, check_for_model, image_requests, render};
 pub use postprocess::{ImageModeration, Memorization, PostProcess, QualityScoring};
+pub use record::GenerationRecord;
 pub use schedule::{BatchKey, Candidate, Plan, Scheduler};
 pub use worker::{WorkerHandle, WorkerSettings};

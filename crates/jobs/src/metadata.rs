@@ -1,77 +1,51 @@
-//! The generation record written into every image file: the A1111-style
-//! `parameters` text that image tools already read (built by the media
-//! crate), and Easel's own JSON record.
+//! What an image file says about how it was made, all derived from its
+//! [`GenerationRecord`]: the A1111-style `parameters` text that image
+//! tools already read (written by the media crate), Easel's own `easel`
+//! JSON chunk (the record itself), and the C2PA claim.
 
-use easel_core::{GenerationParams, SamplerKind};
-use easel_engine::ModelInfo;
-use easel_media::{GenerationInfo, Metadata};
+use easel_core::OutputFormat;
+use easel_media::{ClaimInfo, GenerationInfo, Metadata};
 
-/// Easel's record of one image, as JSON: every parameter, the model's name
-/// and content hash, and this image's seed and sampler.
-pub fn easel_json(
-    params: &GenerationParams,
-    info: &ModelInfo,
-    seed: u64,
-    sampler: SamplerKind,
-) -> serde_json::Value {
-    serde_json::json!({
-        "generator": "easel",
-        "version": env!("CARGO_PKG_VERSION"),
-        "prompt": params.prompt,
-        "negative_prompt": params.negative_prompt,
-        "seed": seed,
-        "steps": params.steps,
-        "guidance_scale": params.guidance_scale,
-        "sampler": sampler.as_str(),
-        "schedule": params.schedule.as_str(),
-        "strength": params.strength,
-        "width": params.size.width,
-        "height": params.size.height,
-        "model": info.name,
-        "model_hash": info.content_hash,
-        "architecture": info.architecture,
-    })
+use crate::record::GenerationRecord;
+
+/// The A1111 `parameters` fields of the record.
+pub fn generation_info(record: &GenerationRecord) -> GenerationInfo {
+    GenerationInfo {
+        prompt: record.prompt.clone(),
+        negative_prompt: record.negative_prompt.clone(),
+        steps: record.steps,
+        sampler: record.sampler,
+        schedule: record.schedule,
+        cfg_scale: record.guidance_scale,
+        seed: record.seed,
+        width: record.width,
+        height: record.height,
+        model_hash: record.model_hash.clone(),
+        model: record.model.clone(),
+        denoising_strength: record.strength,
+    }
 }
 
-/// The metadata written into one image file, with Easel's record as built
-/// by [`easel_json`].
-pub fn for_image(
-    params: &GenerationParams,
-    info: &ModelInfo,
-    seed: u64,
-    sampler: SamplerKind,
-) -> Metadata {
-    let record = easel_json(params, info, seed, sampler);
-    for_image_with(params, info, seed, sampler, record, true)
-}
-
-/// The metadata written into one image file, with a given JSON record;
-/// `include_prompt` false leaves the prompt and negative prompt out of the
-/// `parameters` text (the caller leaves them out of `record`).
-pub fn for_image_with(
-    params: &GenerationParams,
-    info: &ModelInfo,
-    seed: u64,
-    sampler: SamplerKind,
-    record: serde_json::Value,
-    include_prompt: bool,
-) -> Metadata {
+/// The metadata written into the image file: the `parameters` text and the
+/// record as the `easel` JSON chunk. `include_prompt` false leaves the
+/// prompt and negative prompt out of both.
+pub fn for_record(record: &GenerationRecord, include_prompt: bool) -> Metadata {
     Metadata::builder()
-        .generation(GenerationInfo {
-            prompt: params.prompt.clone(),
-            negative_prompt: params.negative_prompt.clone(),
-            steps: params.steps,
-            sampler,
-            schedule: params.schedule,
-            cfg_scale: params.guidance_scale,
-            seed,
-            width: params.size.width,
-            height: params.size.height,
-            model_hash: info.content_hash.clone(),
-            model: info.name.clone(),
-            denoising_strength: params.strength,
-        })
-        .record(record)
+        .generation(generation_info(record))
+        .record(record.to_json())
         .include_prompt(include_prompt)
         .build()
+}
+
+/// The C2PA claim for the record's image, encoded as `format`: Easel and
+/// its version as generator, the rendering model's name and content hash,
+/// and `<image id>.<extension>` as title.
+pub fn claim_info(record: &GenerationRecord, format: OutputFormat) -> ClaimInfo {
+    ClaimInfo {
+        generator: "Easel".into(),
+        version: record.version.clone(),
+        model_name: record.model.clone(),
+        model_hash: record.model_hash.clone(),
+        title: Some(format!("{}.{}", record.image_id, format.extension())),
+    }
 }

@@ -10,6 +10,7 @@ use easel_policy::image::ImageDecision;
 
 use crate::models::Generator;
 use crate::postprocess::{ImageInput, Outcome, PostError, PostProcess};
+use crate::record::GenerationRecord;
 
 /// Checks the limits only the model knows: its largest side and the
 /// multiple its sizes must be. Called at the edge, before the job is stored.
@@ -62,10 +63,14 @@ pub struct RenderedImage {
     pub id: ImageId,
     /// Position in the job (0-based).
     pub index: u32,
-    /// The seed that made it.
+    /// The seed that made it (the same as `record.seed`).
     pub seed: u64,
-    /// The sampler actually used.
+    /// The sampler actually used (the same as `record.sampler`).
     pub sampler: SamplerKind,
+    /// How it was made, with the rendering model's name and content hash
+    /// and the watermark's id: the source of its metadata, C2PA claim,
+    /// watermark tag and database row.
+    pub record: GenerationRecord,
     /// Width in pixels of the file (after any upscale for the watermark).
     pub width: u32,
     /// Height in pixels of the file.
@@ -78,8 +83,6 @@ pub struct RenderedImage {
     pub timings: StageTimings,
     /// Seconds per post-processing stage, in order.
     pub post_stages: Vec<(&'static str, f64)>,
-    /// The watermark's id, when marked.
-    pub watermark_id: Option<String>,
     /// The generated image's pHash (16 hex digits), when checked.
     pub perceptual_hash: Option<String>,
     /// Moderation and near-copy results, when any ran.
@@ -188,14 +191,14 @@ fn finish_job(
     let mut out = Vec::with_capacity(generated.len());
     for (i, g) in generated.into_iter().enumerate() {
         let id = ImageId::new();
+        // Built here, from the model that made these pixels: whatever
+        // happens to the pool later cannot change what the image records.
+        let record = GenerationRecord::new(part.params, info, g.seed, g.sampler, id);
         let input = ImageInput {
             image: g.image,
-            params: part.params,
+            record,
             output: part.output,
-            info,
-            seed: g.seed,
-            sampler: g.sampler,
-            image_id: id,
+            model_dir: &info.path,
         };
         let done = match post.process(input)? {
             Outcome::Ready(done) => done,
@@ -217,7 +220,7 @@ fn finish_job(
             sha256: done.sha256,
             timings: g.timings,
             post_stages: done.stages,
-            watermark_id: done.watermark_id,
+            record: done.record,
             perceptual_hash: done.perceptual_hash,
             quality_score: done.quality_score,
             moderation: done.moderation,
@@ -271,94 +274,12 @@ impl RenderError {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
-    use easel_core::{OutputFormat, RawParams, Size};
-    use easel_engine::{Architecture, GeneratedImage, Progress};
+    use easel_core::OutputFormat;
+    use easel_engine::Progress;
     use sha2::Digest as _;
 
     use super::*;
-
-    /// A stand-in model: flat grey images, one progress call per step,
-    /// cancellation checked between steps as the engine does.
-    struct FakeModel(ModelInfo);
-
-    impl Generator for FakeModel {
-        fn info(&self) -> &ModelInfo {
-            &self.0
-        }
-
-        fn generate(
-            &self,
-            requests: &[easel_engine::ImageRequest],
-            progress: &mut dyn ProgressSink,
-            cancel: &CancelToken,
-        ) -> Result<Vec<GeneratedImage>, EngineError> {
-            let steps = requests[0].steps;
-            for step in 1..=steps {
-                if cancel.is_cancelled() {
-                    return Err(EngineError::Cancelled);
-                }
-                progress.on_step(Progress {
-                    step,
-                    total: steps,
-                    previews: None,
-                });
-            }
-            Ok(requests
-                .iter()
-                .map(|r| GeneratedImage {
-                    image: RgbImage {
-                        width: r.size.width,
-                        height: r.size.height,
-                        pixels: vec![
-                            (r.seed % 256) as u8;
-                            (r.size.width * r.size.height * 3) as usize
-                        ],
-                    },
-                    seed: r.seed,
-                    sampler: r.sampler.unwrap_or(SamplerKind::Euler),
-                    warnings: Vec::new(),
-                    timings: StageTimings::default(),
-                })
-                .collect())
-        }
-    }
-
-    fn info() -> ModelInfo {
-        ModelInfo {
-            name: "fake".into(),
-            path: PathBuf::from("fake"),
-            architecture: Architecture::Pixel,
-            content_hash: "blake3:0123456789abcdef".into(),
-            default_size: Size::new(16, 16).unwrap(),
-            max_side: 64,
-            size_multiple: 16,
-            default_steps: 3,
-            default_guidance: 5.0,
-            default_sampler: SamplerKind::Euler,
-            weight_bytes: 0,
-        }
-    }
-
-    fn params(size: &str, n: i64) -> GenerationParams {
-        let info = info();
-        GenerationParams::validate(
-            RawParams {
-                model: "fake".into(),
-                prompt: "a red apple".into(),
-                size: Some(size.into()),
-                n: Some(n),
-                seed: Some(10),
-                ..Default::default()
-            },
-            info.default_size,
-            info.default_steps,
-            info.default_guidance,
-            || unreachable!(),
-        )
-        .unwrap()
-    }
+    use crate::testing::{FakeModel, fake_info as info, fake_params as params};
 
     #[test]
     fn each_image_gets_seed_plus_its_index() {

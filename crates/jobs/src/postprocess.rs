@@ -20,10 +20,15 @@
 //! Storing comes after, in [`crate::batch`]. Each stage's wall time is
 //! recorded on the image.
 //!
+//! Every stage reads the image's [`GenerationRecord`]; the watermark stage
+//! writes its id into it, and the metadata and the C2PA claim are derived
+//! from it ([`crate::metadata`]).
+//!
 //! # Reproducibility
-//! The image's watermark tag is a hash of everything that determines its
-//! pixels (the model's content hash, the parameters and the seed), not of
-//! its id, so the same model, parameters and seed still give the same
+//! The image's watermark tag is a hash of a canonical encoding of
+//! everything in the record that determines its pixels (the model's content
+//! hash, the parameters, the seed and sampler; see
+//! [`GenerationRecord::image_tag`]), not of its id, so the same model, parameters and seed still give the same
 //! pixels, watermark included, on servers with the same watermark tag
 //! (`provenance.server_tag`; each data folder generates its own unless it
 //! is set). Two identical generations therefore carry
@@ -36,13 +41,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use easel_core::{GenerationParams, ImageId, OutputOptions, RgbImage, SamplerKind};
-use easel_engine::ModelInfo;
+use easel_core::{OutputOptions, RgbImage};
 use easel_engine::score::{PhashIndex, Scorer, phash};
-use easel_media::{C2paSigner, ClaimInfo, MediaError, WatermarkPayload};
+use easel_media::{C2paSigner, MediaError, WatermarkPayload};
 use easel_policy::image::{ImageDecision, ImageThresholds, NsfwClassifier, decide};
 use easel_policy::{Action, PolicyError};
 use sha2::Digest as _;
+
+use crate::record::GenerationRecord;
 
 /// The flag on an image whose moderation score reached the flag threshold.
 pub const FLAG_NSFW: &str = "nsfw_flagged";
@@ -180,18 +186,13 @@ impl QualityScoring {
 pub struct ImageInput<'a> {
     /// The pixels as the engine made them.
     pub image: RgbImage,
-    /// The job's parameters.
-    pub params: &'a GenerationParams,
+    /// How they were made (not yet watermarked), built from the model
+    /// that rendered them.
+    pub record: GenerationRecord,
     /// The job's output format and compression.
     pub output: &'a OutputOptions,
-    /// The model.
-    pub info: &'a ModelInfo,
-    /// The image's seed.
-    pub seed: u64,
-    /// The sampler actually used.
-    pub sampler: SamplerKind,
-    /// The id the image will be stored under.
-    pub image_id: ImageId,
+    /// The rendering model's folder (its training-set index and scorer).
+    pub model_dir: &'a Path,
 }
 
 /// A processed image, ready to store.
@@ -205,8 +206,8 @@ pub struct Processed {
     pub width: u32,
     /// Final height.
     pub height: u32,
-    /// The watermark's id ([`WatermarkPayload::id`]), when marked.
-    pub watermark_id: Option<String>,
+    /// The image's record, with its watermark id once marked.
+    pub record: GenerationRecord,
     /// The generated image's pHash, 16 hex digits, when checked.
     pub perceptual_hash: Option<String>,
     /// Moderation and near-copy results, when any ran.
@@ -274,10 +275,8 @@ impl PostProcess {
         let mut moderation = serde_json::Map::new();
         let generated = input.image;
         let mut image = generated.clone();
-        let record =
-            crate::metadata::easel_json(input.params, input.info, input.seed, input.sampler);
+        let mut record = input.record;
 
-        let mut watermark_id = None;
         if let Some(server) = self.watermark {
             if let Some(bigger) = timed(&mut stages, "upscale", || {
                 easel_media::upscale_for_watermark(&image)
@@ -286,12 +285,12 @@ impl PostProcess {
             }
             let payload = WatermarkPayload {
                 server,
-                image: image_tag(&record),
+                image: record.image_tag(),
             };
             image = timed(&mut stages, "watermark", || {
                 easel_media::embed_watermark(&image, payload)
             })?;
-            watermark_id = Some(payload.id());
+            record.watermark_id = Some(payload.id());
         }
 
         if let Some(m) = &self.moderation {
@@ -308,7 +307,7 @@ impl PostProcess {
 
         let mut perceptual_hash = None;
         if let Some(m) = &self.memorization
-            && let Some(index) = m.index_for(&input.info.path)
+            && let Some(index) = m.index_for(input.model_dir)
         {
             let started = Instant::now();
             let hash = phash(&generated);
@@ -333,10 +332,10 @@ impl PostProcess {
 
         let mut quality_score = None;
         if let Some(q) = &self.quality
-            && let Some(scorer) = q.scorer_for(&input.info.path)
+            && let Some(scorer) = q.scorer_for(input.model_dir)
         {
             match timed(&mut stages, "score", || {
-                scorer.score(&generated, &input.params.prompt)
+                scorer.score(&generated, &record.prompt)
             }) {
                 Ok(score) if score.is_finite() => quality_score = Some(score),
                 Ok(score) => tracing::warn!(score, "the scorer returned a non-finite score"),
@@ -346,33 +345,13 @@ impl PostProcess {
             }
         }
 
-        let mut record = record;
-        if let Some(map) = record.as_object_mut() {
-            map.insert("image_id".into(), input.image_id.to_string().into());
-            if let Some(id) = &watermark_id {
-                map.insert("watermark_id".into(), id.clone().into());
-            }
-        }
-        let metadata = crate::metadata::for_image_with(
-            input.params,
-            input.info,
-            input.seed,
-            input.sampler,
-            record,
-            !self.omit_prompt,
-        );
+        let metadata = crate::metadata::for_record(&record, !self.omit_prompt);
         let format = input.output.output_format;
         let mut bytes = timed(&mut stages, "encode", || {
             easel_media::encode(&image, format, input.output.output_compression, &metadata)
         })?;
         if let Some(signer) = &self.signer {
-            let claim = ClaimInfo {
-                generator: "Easel".into(),
-                version: env!("CARGO_PKG_VERSION").into(),
-                model_name: input.info.name.clone(),
-                model_hash: input.info.content_hash.clone(),
-                title: Some(format!("{}.{}", input.image_id, format.extension())),
-            };
+            let claim = crate::metadata::claim_info(&record, format);
             bytes = timed(&mut stages, "sign", || signer.sign(&bytes, format, &claim))?;
         }
         let sha256 = hex::encode(sha2::Sha256::digest(&bytes));
@@ -381,7 +360,7 @@ impl PostProcess {
             sha256,
             width: image.width,
             height: image.height,
-            watermark_id,
+            record,
             perceptual_hash,
             moderation: (!moderation.is_empty()).then_some(serde_json::Value::Object(moderation)),
             flags,
@@ -389,13 +368,4 @@ impl PostProcess {
             stages,
         })))
     }
-}
-
-/// The image's 32-bit watermark tag: the first four bytes of the BLAKE3
-/// hash of its generation record (model hash, every parameter, its seed
-/// and sampler), so identical generations get identical marks.
-fn image_tag(record: &serde_json::Value) -> u32 {
-    let hash = blake3::hash(record.to_string().as_bytes());
-    let b = hash.as_bytes();
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }

@@ -1,0 +1,102 @@
+//! Storing a batch's images: each row comes from the image's own record.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use easel_core::{OutputOptions, Tier};
+use easel_engine::CancelToken;
+use easel_store::{Blobs, Db};
+
+use crate::handle::{Jobs, NewJob};
+use crate::models::{Generator, ModelSpec, ModelState, Models};
+use crate::pipeline;
+use crate::postprocess::PostProcess;
+use crate::testing::{FAKE_HASH, FakeModel, fake_info, fake_params};
+
+/// A job system over a fresh store, serving only the fake model.
+async fn jobs(dir: &std::path::Path) -> Jobs {
+    let db = Db::open(dir.join("easel.db")).await.unwrap();
+    let blobs = Blobs::local(dir.join("objects")).unwrap();
+    let spec = ModelSpec {
+        name: "fake".into(),
+        path: "fake".into(),
+    };
+    let model: Arc<dyn Generator> = Arc::new(FakeModel(fake_info()));
+    Jobs::new(db, blobs, Models::from_ready(vec![(spec, model)]))
+}
+
+/// Regression (issue 13): `store_images` looked the model's hash up again
+/// in the pool; after an eviction between render and store that recorded
+/// an empty hash (and started a load) while the file carried the right one.
+#[tokio::test]
+async fn a_model_evicted_between_render_and_store_still_has_its_hash_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let jobs = jobs(dir.path()).await;
+    let (job, _) = jobs
+        .submit(NewJob {
+            params: fake_params("16x16", 2),
+            output: OutputOptions::default(),
+            tier: Tier::Batch,
+            user_id: None,
+            idempotency_key: None,
+            init_image: None,
+            timeout: None,
+            policy: None,
+            request_id: None,
+            trace_parent: None,
+        })
+        .await
+        .unwrap();
+    let job = jobs
+        .db()
+        .claim_jobs(&[job.id], "test-worker", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .pop()
+        .expect("the job is claimed");
+
+    // Render with the pool's model, as the worker does...
+    let post = PostProcess {
+        watermark: Some(0x00ab),
+        ..PostProcess::default()
+    };
+    let model = jobs.models().get(Some("fake")).unwrap();
+    let images = pipeline::render(
+        &*model,
+        &post,
+        &job.params,
+        &job.options,
+        None,
+        &mut (),
+        &CancelToken::new(),
+    )
+    .unwrap();
+    drop(model);
+    let records: Vec<_> = images.iter().map(|i| i.record.clone()).collect();
+
+    // ...evict it...
+    jobs.models().unload("fake").unwrap();
+    assert_eq!(jobs.models().state("fake"), Some(ModelState::Unloaded));
+
+    // ...then store.
+    jobs.finish_job(&job, Ok(images)).await.unwrap();
+
+    let stored = jobs.db().images_for_job(job.id).await.unwrap();
+    assert_eq!(stored.len(), 2);
+    for (row, record) in stored.iter().zip(&records) {
+        assert_eq!(
+            row.model_hash, FAKE_HASH,
+            "the hash of the model that rendered it"
+        );
+        assert_eq!(row.model, "fake");
+        assert_eq!(row.id, record.image_id);
+        assert_eq!(row.seed, record.seed);
+        let tag = record.image_tag();
+        assert_eq!(row.watermark_id, Some(format!("00ab{tag:08x}")));
+        assert_eq!(row.watermark_id, record.watermark_id);
+    }
+    // Storing asked nothing of the pool: no load was started.
+    assert_eq!(jobs.models().state("fake"), Some(ModelState::Unloaded));
+    let done = jobs.get(job.id).await.unwrap();
+    assert_eq!(done.status, easel_core::JobStatus::Succeeded);
+}
