@@ -2,7 +2,8 @@
 //! generation parameters that cross from the API edge into the queue and the
 //! engine, and the names of samplers and sigma schedules.
 //!
-//! Nothing here does I/O. Types in this crate are *validated*: code that holds
+//! Nothing here does I/O (reading the system clock in [`SystemClock`] aside).
+//! Types in this crate are *validated*: code that holds
 //! a [`GenerationParams`] may rely on its invariants (size a multiple of 8,
 //! steps at least one, finite guidance, seed resolved) without checking again.
 //!

@@ -255,7 +255,7 @@ impl Jobs {
             tokio::select! {
                 result = &mut render => break result,
                 _ = renew.tick() => self.keep_leases(jobs, &worker.name, lease).await,
-                _ = sleep_until(deadline) => self.stop_overdue(jobs).await,
+                _ = sleep_until(deadline, self.inner.db.now()) => self.stop_overdue(jobs).await,
             }
         };
         self.record_engine_call(EngineCall {
@@ -305,7 +305,7 @@ impl Jobs {
     }
 
     async fn stop_overdue(&self, jobs: &[(Job, Option<RgbImage>)]) {
-        let now = Utc::now();
+        let now = self.inner.db.now();
         for (job, _) in jobs {
             if job.deadline_at.is_some_and(|d| d <= now) {
                 self.stop_job(job.id, CancelReason::Deadline).await;
@@ -524,10 +524,10 @@ impl Jobs {
     }
 }
 
-async fn sleep_until(deadline: Option<DateTime<Utc>>) {
+async fn sleep_until(deadline: Option<DateTime<Utc>>, now: DateTime<Utc>) {
     match deadline {
         Some(at) => {
-            let left = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            let left = (at - now).to_std().unwrap_or(Duration::ZERO);
             tokio::time::sleep(left).await
         }
         None => std::future::pending().await,

@@ -241,7 +241,7 @@ impl Jobs {
         let ids = self
             .inner
             .db
-            .expire_overdue(chrono::Utc::now())
+            .expire_overdue(self.inner.db.now())
             .await
             .map_err(JobError::Store)?;
         for &job_id in &ids {
@@ -343,7 +343,7 @@ impl Jobs {
             deadline_at: job
                 .timeout
                 .and_then(|t| chrono::Duration::from_std(t).ok())
-                .map(|t| chrono::Utc::now() + t),
+                .map(|t| self.inner.db.now() + t),
         };
         let has_init = job.init_image.is_some();
         let outcome = self.insert_bounded(new, limit).await;

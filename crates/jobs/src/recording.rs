@@ -130,7 +130,7 @@ impl Jobs {
     /// Jobs were claimed: each waited from creation until now.
     pub(crate) fn record_claimed(&self, jobs: &[Job]) {
         let metrics = self.metrics();
-        let now = chrono::Utc::now();
+        let now = self.inner.db.now();
         for job in jobs {
             let claimed = job.started_at.unwrap_or(now);
             let waited = (claimed - job.created_at).to_std().unwrap_or_default();
@@ -202,7 +202,7 @@ impl Jobs {
         for _ in 0..stored.near_copies {
             metrics.memorization_flag(model);
         }
-        let latency = (chrono::Utc::now() - job.created_at)
+        let latency = (self.inner.db.now() - job.created_at)
             .to_std()
             .unwrap_or_default();
         metrics.generation(model, tier, latency.as_secs_f64());

@@ -185,7 +185,7 @@ impl Jobs {
         let Some(plan) = worker.scheduler.plan(&candidates, runnable) else {
             return Ok((Turn::Wait(MODEL_POLL), 0));
         };
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = self.inner.db.now().timestamp_millis();
         if let Some(wait) = worker.scheduler.wait_for_more(&plan, now) {
             return Ok((Turn::Wait(wait), 0));
         }

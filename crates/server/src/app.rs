@@ -36,6 +36,18 @@ impl Application {
     /// Opens the data folder, recovers jobs left running by a crash, starts
     /// loading the models in the background and the worker (unless disabled).
     pub async fn build(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, listener, easel_core::SystemClock::shared()).await
+    }
+
+    /// [`Application::build`] with `clock` as the source of every time the
+    /// application reads: deadlines, leases, link expiry and record
+    /// timestamps (tests pass a [`easel_core::ManualClock`] and move it
+    /// instead of sleeping).
+    pub async fn build_with_clock(
+        config: Config,
+        listener: TcpListener,
+        clock: easel_core::SharedClock,
+    ) -> anyhow::Result<Self> {
         let addr = listener
             .local_addr()
             .context("reading the listener's address")?;
@@ -58,9 +70,8 @@ impl Application {
             .with_context(|| format!("creating the data folder {}", config.data_dir.display()))?;
         let db = easel_store::Db::open(&config.database_path())
             .await
-            .with_context(|| {
-                format!("opening the database {}", config.database_path().display())
-            })?;
+            .with_context(|| format!("opening the database {}", config.database_path().display()))?
+            .with_clock(clock);
         // Object keys start with `images/` (or `inputs/` for edit uploads),
         // so the store's root is the data folder itself.
         let blobs = easel_store::Blobs::local(&config.data_dir).with_context(|| {

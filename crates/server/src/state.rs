@@ -38,7 +38,7 @@ impl AppState {
     /// `server.public_url`, or the request's `Host` over plain HTTP.
     pub fn signed_url(&self, id: ImageId, headers: &HeaderMap) -> String {
         let path = Self::content_path(id);
-        let query = self.signer.sign(&path, chrono::Utc::now().timestamp());
+        let query = self.signer.sign(&path, self.jobs.db().now().timestamp());
         let base = match &self.config.server.public_url {
             Some(base) => base.trim_end_matches('/').to_string(),
             None => {

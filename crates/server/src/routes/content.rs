@@ -213,7 +213,7 @@ pub async fn get_image_content(
                 &path,
                 expires,
                 sig.as_deref().unwrap_or_default(),
-                chrono::Utc::now().timestamp(),
+                state.jobs.db().now().timestamp(),
             )?;
         }
     }

@@ -49,7 +49,7 @@ async fn refresh_gauges(state: &AppState) {
         match (depth, oldest) {
             (Ok(depth), Ok(oldest)) => {
                 let age = oldest
-                    .map(|created| (chrono::Utc::now() - created).num_milliseconds() as f64 / 1e3)
+                    .map(|created| (db.now() - created).num_milliseconds() as f64 / 1e3)
                     .unwrap_or(0.0);
                 metrics.set_queue(tier.as_str(), depth, age);
             }

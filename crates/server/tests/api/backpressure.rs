@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{TestApp, assert_error, small_request, spawn_app_with};
+use crate::helpers::{TestApp, assert_error, small_request, spawn_app_with, spawn_app_with_clock};
 
 /// The `Retry-After` header of a response, as whole seconds.
 fn retry_after(r: &reqwest::Response) -> u64 {
@@ -251,17 +251,14 @@ async fn concurrent_retries_with_one_idempotency_key_create_one_job() {
 
 #[tokio::test]
 async fn a_job_still_queued_at_its_deadline_fails_and_never_runs() {
-    let app = spawn_app_with(|c| c.worker.enabled = false).await;
-    let r = create_job_with_timeout(&app, &small_request("too late"), "1").await;
+    let clock = easel_core::ManualClock::starting_now();
+    let app = spawn_app_with_clock(|c| c.worker.enabled = false, clock.shared()).await;
+    let r = create_job_with_timeout(&app, &small_request("too late"), "60").await;
     assert_eq!(r.status(), 202);
     let job: Value = r.json().await.unwrap();
     let id = job["id"].as_str().unwrap().to_string();
     let deadline = job["deadline_at"].as_i64().expect("deadline_at is set");
-    assert!(
-        (job["created_at"].as_i64().unwrap()..=job["created_at"].as_i64().unwrap() + 2)
-            .contains(&deadline),
-        "{job}"
-    );
+    assert_eq!(deadline, job["created_at"].as_i64().unwrap() + 60, "{job}");
     // A job without a deadline, queued behind it, still runs.
     let patient: Value = app
         .create_job(&small_request("patient"), None)
@@ -271,7 +268,8 @@ async fn a_job_still_queued_at_its_deadline_fails_and_never_runs() {
         .unwrap();
     assert!(patient["deadline_at"].is_null(), "{patient}");
 
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Past the deadline by the application's clock; no real time passes.
+    clock.advance(Duration::from_secs(61));
     assert_eq!(app.run_pending_jobs().await, 1, "only the patient job runs");
     let late = job_json(&app, &id).await;
     assert_eq!(late["status"], "failed", "{late}");

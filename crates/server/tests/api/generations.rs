@@ -99,12 +99,20 @@ async fn a_url_response_is_a_signed_link_that_serves_the_image() {
 
 #[tokio::test]
 async fn an_expired_link_is_refused() {
-    let app = crate::helpers::spawn_app_with(|c| c.urls.ttl_seconds = 0).await;
+    let clock = easel_core::ManualClock::starting_now();
+    let app =
+        crate::helpers::spawn_app_with_clock(|c| c.urls.ttl_seconds = 3600, clock.shared()).await;
     let mut req = small_request("a yellow star");
     req["response_format"] = json!("url");
     let body: Value = app.generate(&req).await.json().await.unwrap();
     let url = body["data"][0]["url"].as_str().unwrap().to_string();
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    clock.advance(std::time::Duration::from_secs(3599));
+    assert_eq!(
+        app.get(&url).await.status(),
+        200,
+        "valid until its last second"
+    );
+    clock.advance(std::time::Duration::from_secs(2));
     assert_error(app.get(&url).await, 403, "link_expired").await;
 }
 

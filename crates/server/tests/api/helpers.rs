@@ -110,11 +110,21 @@ pub async fn spawn_app() -> TestApp {
 /// The server with the config changed first (e.g. the worker turned off,
 /// so jobs stay queued until [`TestApp::run_pending_jobs`]).
 pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_with_clock(change, easel_core::SystemClock::shared()).await
+}
+
+/// [`spawn_app_with`] on `clock`: a test that passes a
+/// [`easel_core::ManualClock`] moves past deadlines and link expiry with
+/// `advance` instead of sleeping.
+pub async fn spawn_app_with_clock(
+    change: impl FnOnce(&mut Config),
+    clock: easel_core::SharedClock,
+) -> TestApp {
     let data_dir = tempfile::tempdir().unwrap();
     let mut config = test_config(data_dir.path());
     change(&mut config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app = easel_server::Application::build(config, listener)
+    let app = easel_server::Application::build_with_clock(config, listener, clock)
         .await
         .expect("the server builds");
     let addr = app.local_addr();

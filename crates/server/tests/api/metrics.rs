@@ -394,11 +394,16 @@ async fn metrics_can_be_turned_off_and_a_bad_price_stops_startup() {
 
 #[tokio::test]
 async fn refused_rejected_and_overdue_jobs_are_counted_by_outcome_and_code() {
-    let app = spawn_app_with(|c| {
-        c.worker.enabled = false;
-        c.queue.max_queued_batch = 2;
-        c.moderation.image = serde_json::from_value(json!({ "flag": 0.0, "block": 0.0 })).unwrap();
-    })
+    let clock = easel_core::ManualClock::starting_now();
+    let app = crate::helpers::spawn_app_with_clock(
+        |c| {
+            c.worker.enabled = false;
+            c.queue.max_queued_batch = 2;
+            c.moderation.image =
+                serde_json::from_value(json!({ "flag": 0.0, "block": 0.0 })).unwrap();
+        },
+        clock.shared(),
+    )
     .await;
     // One job image moderation will block, one that will be overdue, one
     // the full queue refuses.
@@ -415,7 +420,7 @@ async fn refused_rejected_and_overdue_jobs_are_counted_by_outcome_and_code() {
     assert_eq!(r.status(), 202);
     let r = app.create_job(&small_request("one too many"), None).await;
     assert_eq!(r.status(), 429);
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    clock.advance(std::time::Duration::from_secs(2));
     assert_eq!(
         app.run_pending_jobs().await,
         1,

@@ -51,6 +51,17 @@ impl Db {
         self
     }
 
+    /// The clock this database stamps and compares times with; the rest of
+    /// the application reads the time here too, so one clock rules them all.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    /// The current time by [`Db::clock`].
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::from_timestamp_millis(self.now_ms()).unwrap_or_default()
+    }
+
     /// The current time in milliseconds since the epoch, as stored.
     fn now_ms(&self) -> i64 {
         self.clock.now_ms()
