@@ -223,13 +223,15 @@ async fn server_row(
         Some(url) => (url.trim_end_matches('/').to_string(), None, None),
         None => {
             let data = tempfile::tempdir().context("creating a data folder")?;
-            let mut config = Config::default();
-            config.data_dir = data.path().to_path_buf();
-            config.models = vec![ModelEntry {
-                name: name.to_string(),
-                path: model_dir.to_path_buf(),
-            }];
-            config.default_model = Some(name.to_string());
+            let mut config = Config {
+                data_dir: data.path().to_path_buf(),
+                models: vec![ModelEntry {
+                    name: name.to_string(),
+                    path: model_dir.to_path_buf(),
+                }],
+                default_model: Some(name.to_string()),
+                ..Config::default()
+            };
             config.worker.max_batch_images = max_batch;
             config.pool.device = device.to_string();
             config.queue.max_queued_realtime = 1_000;

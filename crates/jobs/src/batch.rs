@@ -594,7 +594,7 @@ impl ProgressSink for BatchSink {
     }
 
     fn wants_preview(&self, step: u32) -> bool {
-        self.preview_every > 0 && step % self.preview_every == 0
+        self.preview_every > 0 && step.is_multiple_of(self.preview_every)
     }
 }
 

@@ -37,10 +37,13 @@ fn the_same_record_gives_the_same_tag() {
     assert_eq!(r.image_tag(), r.clone().image_tag());
 }
 
+/// A named edit of one record field.
+type Change = (&'static str, fn(&mut GenerationRecord));
+
 #[test]
 fn every_field_that_determines_the_pixels_changes_the_tag() {
     let base = record();
-    let changes: [(&str, fn(&mut GenerationRecord)); 11] = [
+    let changes: [Change; 11] = [
         ("model_hash", |r| r.model_hash.push('0')),
         ("prompt", |r| r.prompt.push('!')),
         ("negative_prompt", |r| r.negative_prompt = "blurry".into()),

@@ -312,10 +312,11 @@ pub struct WorkerConfig {
     /// 504 `timeout` (the job is then cancelled), in seconds. Default: 600.
     /// Env: `EASEL_WORKER__SYNC_TIMEOUT_SECONDS`.
     pub sync_timeout_seconds: u64,
-    /// Most images in one engine call; a job with more runs alone. At least
-    /// 1. Default: 1, because on a CPU a batch costs what its images cost
-    /// one by one and only adds latency (`docs/performance.md` has the
-    /// measurement); raise it on a GPU. Env: `EASEL_WORKER__MAX_BATCH_IMAGES`.
+    /// Most images in one engine call; a job with more runs alone. Must be
+    /// at least one. Default: 1, because on a CPU a batch costs what its
+    /// images cost one by one and only adds latency (`docs/performance.md`
+    /// has the measurement); raise it on a GPU.
+    /// Env: `EASEL_WORKER__MAX_BATCH_IMAGES`.
     pub max_batch_images: u32,
     /// How long a batch that is not full may wait for companions with the
     /// same settings, counted from its first job's arrival, in
