@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use easel_core::{GenerationParams, JobId, JobStatus, OutputOptions, RgbImage, Tier};
@@ -221,7 +221,10 @@ impl Jobs {
     /// of eight is one call with 8). The worker calls this once per finished
     /// job or batch; `Retry-After` of a full queue is computed from it.
     pub fn record_completions(&self, n: u64) {
-        self.admission().record_completions(n, Instant::now());
+        // Tokio's clock (the system's, unless a test paused it), so a test
+        // can advance it instead of sleeping.
+        self.admission()
+            .record_completions(n, tokio::time::Instant::now().into_std());
     }
 
     fn admission(&self) -> std::sync::MutexGuard<'_, Admission> {
@@ -405,7 +408,9 @@ impl Jobs {
     fn queue_full(&self, model: &str, tier: Tier, backlog: Backlog) -> JobError {
         self.metrics()
             .job_finished(model, tier.as_str(), JobOutcome::Rejected, "queue_full");
-        let retry_after = self.admission().retry_after(backlog, Instant::now());
+        let retry_after = self
+            .admission()
+            .retry_after(backlog, tokio::time::Instant::now().into_std());
         tracing::info!(
             tier = tier.as_str(),
             queued = backlog.queued,

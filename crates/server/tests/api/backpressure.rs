@@ -132,7 +132,10 @@ async fn retry_after_follows_the_measured_drain_rate() {
 
     // The worker reports a fast drain: 10 jobs in about a tenth of a second.
     app.jobs.record_completions(1);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A tenth of a second on tokio's paused clock, not a real sleep.
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_millis(100)).await;
+    tokio::time::resume();
     app.jobs.record_completions(10);
     let r = app.create_job(&small_request("refused"), None).await;
     assert_eq!((r.status().as_u16(), retry_after(&r)), (429, 1));
