@@ -20,6 +20,8 @@
 //! `proj_out` hands it, and sizes that make the kernel split output
 //! channels across tasks (few rows, many channels).
 
+mod common;
+
 use easel_engine::candle_core::{DType, Device, Module, Tensor};
 use easel_engine::ops::conv::{Conv2d, ConvParams, Padding, conv2d, conv2d_packed, conv2d_unfused};
 
@@ -289,16 +291,7 @@ fn convolution_in_float64_takes_candles_path_and_agrees() {
     let layer = Conv2d::from_tensors(f64(&w), Some(f64(&b)), p).unwrap();
     let f64_out = layer.forward(&f64(&x)).unwrap();
     assert_eq!(f64_out.dtype(), DType::F64);
-    let diff: f64 = (f64_out - f64(&f32_out))
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap();
+    let diff = common::max_abs_diff_f64(&f64_out, &f32_out);
     assert!(diff < 1e-5, "{diff}");
 }
 

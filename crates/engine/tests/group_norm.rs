@@ -9,6 +9,8 @@
 //! wrong channel's γ/β or a one-pass variance (which loses everything to
 //! cancellation on the offset input below) is of order 1.
 
+mod common;
+
 use easel_engine::candle_core::{DType, Device, Module, Tensor};
 use easel_engine::ops::group_norm::{Activation, GroupNorm, group_norm, group_norm_unfused};
 
@@ -190,16 +192,7 @@ fn group_norm_in_float64_takes_candles_path_and_agrees() {
     let f64 = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
     let f64_out = group_norm(&f64(&x), &f64(&g), &f64(&b), 4, 1e-6, Activation::Silu).unwrap();
     assert_eq!(f64_out.dtype(), DType::F64);
-    let diff: f64 = (f64_out - f64(&f32_out))
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap();
+    let diff = common::max_abs_diff_f64(&f64_out, &f32_out);
     assert!(diff < 1e-5, "{diff}");
 }
 

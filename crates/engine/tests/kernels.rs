@@ -14,6 +14,8 @@
 //! magnitude of the terms; f32 rounding is typically √k·6e-8 of it (2e-6 at
 //! the largest k here), a wrong or skipped tile is of order 1.
 
+mod common;
+
 use easel_engine::candle_core::{Device, Tensor};
 
 /// A deterministic stream of values in [-1, 1) (a 64-bit LCG), so failures
@@ -346,16 +348,7 @@ fn fused_attention_reads_strided_heads_without_a_copy() {
     let strided = attention(&q, &k, &v, 0.15, Mask::None).unwrap();
     let c = |t: &Tensor| t.contiguous().unwrap();
     let copied = attention(&c(&q), &c(&k), &c(&v), 0.15, Mask::None).unwrap();
-    let diff: f32 = (strided - copied)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap();
+    let diff = common::max_abs_diff(&strided, &copied);
     assert_eq!(diff, 0.0);
 }
 
@@ -372,16 +365,7 @@ fn attention_in_float64_takes_the_unfused_path_and_agrees() {
     let f64 = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
     let f64_out = attention(&f64(&q), &f64(&k), &f64(&v), 0.2, Mask::Causal).unwrap();
     assert_eq!(f64_out.dtype(), DType::F64);
-    let diff: f64 = (f64_out - f64(&f32_out))
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap();
+    let diff = common::max_abs_diff_f64(&f64_out, &f32_out);
     assert!(diff < 1e-5, "{diff}");
 }
 

@@ -36,6 +36,9 @@ use candle_core::{
 };
 use rayon::prelude::*;
 
+use super::simd::Simd;
+use super::view::View;
+
 /// Which keys a query may attend to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mask {
@@ -166,52 +169,29 @@ impl CustomOp3 for FusedAttention {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let q = View::new(s1.as_slice::<f32>()?, l1)?;
-        let k = View::new(s2.as_slice::<f32>()?, l2)?;
-        let v = View::new(s3.as_slice::<f32>()?, l3)?;
+        let q = head_view(s1.as_slice::<f32>()?, l1)?;
+        let k = head_view(s2.as_slice::<f32>()?, l2)?;
+        let v = head_view(s3.as_slice::<f32>()?, l3)?;
         let out = run(&q, &k, &v, self.scale, self.mask);
         let [b, h, lq, _] = q.dims;
         Ok((CpuStorage::F32(out), Shape::from((b, lq, h, v.dims[3]))))
     }
 }
 
-/// A 4-D f32 tensor in candle's storage: `[B, H, L, D]` with any strides,
-/// rows (the last dimension) contiguous.
-struct View<'a> {
-    data: &'a [f32],
-    offset: usize,
-    dims: [usize; 4],
-    strides: [usize; 4],
+/// `[B, H, L, D]` with any strides, rows (the last dimension) contiguous.
+fn head_view<'a>(data: &'a [f32], layout: &Layout) -> Result<View<'a>> {
+    let view = View::new("attention", data, layout)?;
+    if view.dims[3] > 1 && view.strides[3] != 1 {
+        bail!(
+            "attention: rows must be contiguous (stride {:?})",
+            view.strides
+        );
+    }
+    Ok(view)
 }
 
-impl<'a> View<'a> {
-    fn new(data: &'a [f32], layout: &Layout) -> Result<Self> {
-        let (Ok(dims), Ok(strides)) = (
-            <[usize; 4]>::try_from(layout.dims()),
-            <[usize; 4]>::try_from(layout.stride()),
-        ) else {
-            bail!("attention: expected 4-D tensors, got {:?}", layout.dims());
-        };
-        if dims[3] > 1 && strides[3] != 1 {
-            bail!("attention: rows must be contiguous (stride {:?})", strides);
-        }
-        // The last element any task reads must lie inside the storage: the
-        // kernel below reads through raw pointers derived from this view.
-        let last = layout.start_offset()
-            + (0..4)
-                .map(|i| dims[i].saturating_sub(1) * strides[i])
-                .sum::<usize>();
-        if dims.contains(&0) || last >= data.len() {
-            bail!("attention: empty tensor or layout outside its storage");
-        }
-        Ok(Self {
-            data,
-            offset: layout.start_offset(),
-            dims,
-            strides,
-        })
-    }
-
+/// Rows of one head.
+impl View<'_> {
     /// Pointer to row `i` of head `(b, h)`.
     fn row(&self, b: usize, h: usize, i: usize) -> *const f32 {
         let at = self.offset + b * self.strides[0] + h * self.strides[1] + i * self.strides[2];
@@ -355,7 +335,7 @@ fn tile_attention(
     while k0 < k_end {
         let len = kb.min(k_end - k0);
         // SAFETY: the operands lie inside their views (checked in
-        // `View::new`: rows `q0..q0 + rows` and keys `k0..k0 + len` exist,
+        // `head_view`: rows `q0..q0 + rows` and keys `k0..k0 + len` exist,
         // each row holds `d` or `dv` contiguous values); `scores` holds
         // `rows × kb` values and `acc` `rows × dv`.
         unsafe {
@@ -431,32 +411,8 @@ fn tile_attention(
     }
 }
 
-/// The instruction set the row work is compiled for, chosen once per call.
-#[derive(Debug, Clone, Copy)]
-enum Simd {
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    Baseline,
-}
-
+/// The row work, compiled once per instruction set.
 impl Simd {
-    fn detect() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                return Self::Avx512;
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return Self::Avx2;
-            }
-        }
-        Self::Baseline
-    }
-
     /// Replaces `row` by `exp(row − m)` where `m = max(old, max(row))`;
     /// returns `m` and the sum of the new values.
     fn exp_row(self, row: &mut [f32], old: f32) -> (f32, f32) {

@@ -62,6 +62,8 @@ use candle_core::{
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
+use super::view::View;
+
 /// Zero padding on each side of the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Padding {
@@ -291,8 +293,8 @@ impl CustomOp2 for ConvOp {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = View::new(s1.as_slice::<f32>()?, l1)?;
-        let w = View::new(s2.as_slice::<f32>()?, l2)?;
+        let x = View::new("conv2d", s1.as_slice::<f32>()?, l1)?;
+        let w = View::new("conv2d", s2.as_slice::<f32>()?, l2)?;
         forward(&x, &w, None, self.params)
     }
 }
@@ -311,51 +313,13 @@ impl CustomOp3 for ConvOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = View::new(s1.as_slice::<f32>()?, l1)?;
-        let w = View::new(s2.as_slice::<f32>()?, l2)?;
+        let x = View::new("conv2d", s1.as_slice::<f32>()?, l1)?;
+        let w = View::new("conv2d", s2.as_slice::<f32>()?, l2)?;
         let bias = s3.as_slice::<f32>()?;
         let Some(bias) = bias.get(l3.start_offset()..l3.start_offset() + w.dims[2]) else {
             bail!("conv2d: bias outside its storage");
         };
         forward(&x, &w, Some(bias), self.params)
-    }
-}
-
-/// A 4-D f32 tensor in candle's storage with any strides.
-struct View<'a> {
-    data: &'a [f32],
-    offset: usize,
-    dims: [usize; 4],
-    strides: [usize; 4],
-}
-
-impl<'a> View<'a> {
-    fn new(data: &'a [f32], layout: &Layout) -> Result<Self> {
-        let (Ok(dims), Ok(strides)) = (
-            <[usize; 4]>::try_from(layout.dims()),
-            <[usize; 4]>::try_from(layout.stride()),
-        ) else {
-            bail!("conv2d: expected 4-D tensors, got {:?}", layout.dims());
-        };
-        // The last element the kernel reads must lie inside the storage: it
-        // reads through raw pointers derived from this view.
-        let last = layout.start_offset()
-            + (0..4)
-                .map(|i| dims[i].saturating_sub(1) * strides[i])
-                .sum::<usize>();
-        if dims.contains(&0) || last >= data.len() {
-            bail!("conv2d: empty tensor or layout outside its storage");
-        }
-        Ok(Self {
-            data,
-            offset: layout.start_offset(),
-            dims,
-            strides,
-        })
-    }
-
-    fn at(&self, i: [usize; 4]) -> usize {
-        self.offset + (0..4).map(|d| i[d] * self.strides[d]).sum::<usize>()
     }
 }
 

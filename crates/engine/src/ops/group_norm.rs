@@ -34,6 +34,7 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
 use super::attention::exp_nonpositive;
+use super::simd::Simd;
 
 /// What follows the normalisation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,32 +261,8 @@ fn run(x: &[f32], gamma: &[f32], beta: &[f32], out: &mut [f32], tasks: usize, g:
     }
 }
 
-/// The instruction set the loops are compiled for, chosen once per call.
-#[derive(Debug, Clone, Copy)]
-enum Simd {
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    Baseline,
-}
-
+/// The loops, compiled once per instruction set.
 impl Simd {
-    fn detect() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                return Self::Avx512;
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return Self::Avx2;
-            }
-        }
-        Self::Baseline
-    }
-
     fn group(self, x: &[f32], gamma: &[f32], beta: &[f32], out: &mut [f32], g: &Groups) {
         match self {
             // SAFETY: `detect` saw the features these functions enable.

@@ -11,7 +11,11 @@
 //!   rows, without im2col, and the [`conv::Conv2d`] layer built on it.
 //! - [`group_norm`]: group norm with its affine transform and an optional
 //!   SiLU in one kernel, and the [`group_norm::GroupNorm`] layer.
+//! - `simd` and `view` (private): the instruction-set detection and the
+//!   checked 4-D view of candle's storage that the kernels share.
 
 pub mod attention;
 pub mod conv;
 pub mod group_norm;
+mod simd;
+mod view;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use easel_core::{SamplerKind, ScheduleKind, Size};
-use easel_engine::candle_core::{Device, Tensor};
+use easel_engine::candle_core::{DType, Device, Tensor};
 use easel_engine::{HashCache, ImageRequest, LoadOptions, Model};
 
 /// A fixture model folder.
@@ -118,4 +118,21 @@ pub fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
     let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     edit(&mut v);
     std::fs::write(path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+}
+
+/// Largest absolute difference between two tensors of the same shape,
+/// computed in float64 (each may be f32 or f64).
+pub fn max_abs_diff_f64(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.dims(), b.dims(), "shapes differ");
+    let f64 = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
+    (f64(a) - f64(b))
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
 }
