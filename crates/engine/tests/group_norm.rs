@@ -11,25 +11,10 @@
 
 mod common;
 
+use common::Lcg;
+
 use easel_engine::candle_core::{DType, Device, Module, Tensor};
 use easel_engine::ops::group_norm::{Activation, GroupNorm, group_norm, group_norm_unfused};
-
-/// A deterministic stream of values in [-1, 1) (a 64-bit LCG).
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> f32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-
-    fn vec(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.next()).collect()
-    }
-}
 
 /// float64 group norm (+ SiLU) of row-major `[B, C, S]` data.
 #[allow(clippy::too_many_arguments)]

@@ -37,7 +37,7 @@ use candle_core::{
 use rayon::prelude::*;
 
 use super::simd::Simd;
-use super::view::View;
+use super::view::{OutPtr, View};
 
 /// Which keys a query may attend to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,23 +201,6 @@ impl View<'_> {
     /// Distance between consecutive rows.
     fn row_stride(&self) -> isize {
         self.strides[2] as isize
-    }
-}
-
-/// The output pointer, shared by tasks that write disjoint rows.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: each task writes only the rows of its own (batch, head, query
-// tile), which no other task touches, and `run` waits for every task before
-// the buffer is used.
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    /// The pointer `i` floats in. A method rather than `self.0.add(i)` in
-    /// the closure, which would capture the bare (non-`Send`) pointer.
-    fn at(self, i: usize) -> *mut f32 {
-        self.0.wrapping_add(i)
     }
 }
 

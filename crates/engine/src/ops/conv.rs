@@ -62,7 +62,7 @@ use candle_core::{
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
-use super::view::View;
+use super::view::{OutPtr, View};
 
 /// Zero padding on each side of the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -459,23 +459,6 @@ impl Plan {
     /// Whether the GEMMs write a scratch tile with dropped columns.
     fn wide(&self) -> bool {
         self.wq != self.wo
-    }
-}
-
-/// The output pointer, shared by tasks that write disjoint tiles.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: each task writes only its own (image, output channels, rows)
-// tile, which no other task touches, and `forward` waits for every task
-// before the buffer is used.
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    /// The pointer `i` floats in (a method so closures capture the `Send`
-    /// wrapper, not the bare pointer).
-    fn at(self, i: usize) -> *mut f32 {
-        self.0.wrapping_add(i)
     }
 }
 

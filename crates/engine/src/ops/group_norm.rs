@@ -35,6 +35,7 @@ use rayon::prelude::*;
 
 use super::attention::exp_nonpositive;
 use super::simd::Simd;
+use super::view::OutPtr;
 
 /// What follows the normalisation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,20 +218,6 @@ struct Groups {
     hw: usize,
     eps: f64,
     silu: bool,
-}
-
-/// The output pointer, shared by tasks that write disjoint groups.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: each task writes only its own group's `cg · hw` values, which no
-// other task touches, and `run` waits for every task before returning.
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    fn at(self, i: usize) -> *mut f32 {
-        self.0.wrapping_add(i)
-    }
 }
 
 fn run(x: &[f32], gamma: &[f32], beta: &[f32], out: &mut [f32], tasks: usize, g: &Groups) {

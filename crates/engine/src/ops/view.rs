@@ -1,5 +1,6 @@
 //! A 4-D f32 tensor in candle's CPU storage, with any strides, checked once
-//! so that the kernels may read it through raw pointers.
+//! so that the kernels may read it through raw pointers; and the output
+//! pointer their parallel tasks write through.
 
 use candle_core::{Layout, Result, bail};
 
@@ -41,5 +42,26 @@ impl<'a> View<'a> {
     /// The storage index of element `i`.
     pub(crate) fn at(&self, i: [usize; 4]) -> usize {
         self.offset + (0..4).map(|d| i[d] * self.strides[d]).sum::<usize>()
+    }
+}
+
+/// The output buffer's pointer, shared by a kernel's parallel tasks.
+///
+/// Every kernel splits its output into disjoint parts, one per task (rows of
+/// a head, a tile of an image, a group), writes each only from its own task
+/// (in its `unsafe` blocks), and waits for every task before the buffer is
+/// used: so no two threads ever touch the same element.
+#[derive(Clone, Copy)]
+pub(crate) struct OutPtr(pub(crate) *mut f32);
+// SAFETY: the pointer is only written through, at disjoint offsets per task,
+// while the kernel that made it waits for all its tasks (see above).
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// The pointer `i` floats in (a method, so closures capture the `Send`
+    /// wrapper rather than the bare pointer).
+    pub(crate) fn at(self, i: usize) -> *mut f32 {
+        self.0.wrapping_add(i)
     }
 }

@@ -136,3 +136,23 @@ pub fn max_abs_diff_f64(a: &Tensor, b: &Tensor) -> f64 {
         .to_scalar::<f64>()
         .unwrap()
 }
+
+/// A deterministic stream of values in [-1, 1) (a 64-bit LCG), so kernel
+/// tests reproduce without a seed argument.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    /// The next value.
+    pub fn next(&mut self) -> f32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    /// The next `n` values.
+    pub fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.next()).collect()
+    }
+}
