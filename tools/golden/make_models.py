@@ -58,9 +58,14 @@ GUIDANCE = 5.0
 
 
 def site_file(*parts):
-    import importlib
+    """A data file of an installed package, found without importing it
+    (importing open_clip pulls in torchvision, which nothing here needs)."""
+    import importlib.util
 
-    base = pathlib.Path(importlib.import_module(parts[0]).__file__).parent
+    spec = importlib.util.find_spec(parts[0])
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(f"package {parts[0]} is not installed")
+    base = pathlib.Path(list(spec.submodule_search_locations)[0])
     return base.joinpath(*parts[1:])
 
 
