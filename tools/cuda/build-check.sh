@@ -11,28 +11,36 @@
 #                                             # a generated libcuda stub)
 #   tools/cuda/build-check.sh [VENV] --env    # only install and print the exports:
 #                                             # eval "$(tools/cuda/build-check.sh --env)"
+#                                             # (with --link: the link wheels and the
+#                                             # libcuda stub too; gpu-check.sh uses this)
 #
 # VENV (default .cache/cudaenv) is a Python venv (git-ignored, or any path) that
 # receives the wheels; it is created when missing.
 # Environment: CUDA_COMPUTE_CAP (default 80), CARGO_TARGET_DIR (default
 # target/cuda-check), CUDAFORGE_THREADS (default 2: parallel nvcc jobs).
-# Every cargo/nvcc process runs under `nice -n 19`.
+# Every cargo/nvcc process runs under `nice -n 19`; CARGO_BUILD_JOBS=1 makes
+# cargo run one job at a time on a shared machine.
 set -euo pipefail
 
 VENV=.cache/cudaenv
 MODE=engine
+ENV_ONLY=0
 for arg in "$@"; do
     case "$arg" in
         --cli) MODE=cli ;;
-        --link) MODE=link ;;
-        --env) MODE=env ;;
-        -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+        --link) MODE="link" ;;
+        --env) ENV_ONLY=1 ;;
+        -h | --help) sed -n '2,23p' "$0"; exit 0 ;;
         -*) echo "unknown option $arg" >&2; exit 2 ;;
         *) VENV=$arg ;;
     esac
 done
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
+# Absolute: the exported PATH and CUDA_HOME must also hold in the build
+# scripts, which run in their crates' folders (cudarc's runs `nvcc --version`
+# through PATH and fails on a relative entry).
+VENV=$(realpath -m "$VENV")
 
 # The CUDA 13.0 compiler: the cu12 nvcc wheel (nvidia-cuda-nvcc-cu12) ships
 # ptxas but no nvcc, the CUDA 13 wheels ship nvcc, cicc, headers and libcudart
@@ -78,7 +86,12 @@ if [ "$MODE" = link ]; then
     STUB=$ROOT/lib64/stubs
     mkdir -p "$STUB"
     if [ ! -f "$STUB/libcuda.so" ]; then
-        REG=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-0.19.10 | head -1)
+        # The symbol list comes from cudarc's sources, which a fresh cargo
+        # registry does not have yet.
+        (cd "$REPO" && nice -n 19 cargo fetch --locked >&2)
+        REG=$(find "${CARGO_HOME:-$HOME/.cargo}"/registry/src -maxdepth 2 -type d \
+            -name cudarc-0.19.10 -print -quit)
+        [ -n "$REG" ] || { echo "cudarc-0.19.10 sources not found after cargo fetch" >&2; exit 1; }
         grep -ho 'pub \(unsafe \)\?fn cu[A-Za-z0-9_]*' "$REG/src/driver/sys/mod.rs" \
             | sed 's/.* fn //' | sort -u | sed 's/.*/void &(void) {}/' > "$STUB/libcuda_stub.c"
         nice -n 19 cc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$STUB/libcuda.so" "$STUB/libcuda_stub.c"
@@ -87,7 +100,7 @@ if [ "$MODE" = link ]; then
     # search path; lib64 already holds libnvrtc/libcurand/libcublas(Lt)/libcudart.so.
 fi
 
-if [ "$MODE" = env ]; then
+if [ "$ENV_ONLY" = 1 ]; then
     for v in CUDA_ROOT CUDA_HOME CUDA_PATH NVCC PATH CUDA_COMPUTE_CAP CUDAFORGE_THREADS CARGO_TARGET_DIR; do
         printf 'export %s=%q\n' "$v" "${!v}"
     done
