@@ -15,17 +15,61 @@
 //!   reference's initial noise: at most 1 level of 255 per 8-bit channel;
 //! - image-to-image at strength 0.5 (VAE encode, posterior sample, the last
 //!   2 of 4 steps), from the reference's draws: the same.
+//!
+//! The models compute on `EASEL_TEST_DEVICE` (`cpu` by default, `cuda` or
+//! `cuda:N` in a build with `--features cuda`; `tools/cuda/gpu-check.sh`
+//! sets it), at the same tolerances: the reference tensors are loaded onto
+//! the model's device and every comparison is made on the CPU.
 
 mod common;
+
+use std::collections::HashMap;
 
 use common::*;
 use easel_engine::candle_core::{DType, Device, IndexOp, Tensor};
 use easel_engine::sampling::ReplayNoise;
-use easel_engine::{CancelToken, Progress, RgbImage};
+use easel_engine::{CancelToken, DeviceChoice, LoadOptions, Model, Progress, RgbImage};
 
 const TEXT_TOL: f32 = 1e-4;
 const UNET_TOL: f32 = 1e-3;
 const VAE_TOL: f32 = 1e-4;
+
+/// `EASEL_TEST_DEVICE`, or the CPU when unset.
+fn test_device() -> DeviceChoice {
+    match std::env::var("EASEL_TEST_DEVICE") {
+        Ok(text) => text
+            .parse()
+            .unwrap_or_else(|e| panic!("EASEL_TEST_DEVICE: {e}")),
+        Err(_) => DeviceChoice::Cpu,
+    }
+}
+
+/// Loads a fixture model on [`test_device`].
+fn load_on_test_device(name: &str) -> Model {
+    let opts = LoadOptions {
+        device: test_device(),
+        ..opts()
+    };
+    Model::load(&fixture(name), &opts)
+        .unwrap_or_else(|e| panic!("loading {name} on {}: {e}", opts.device))
+}
+
+/// The reference tensors on `model`'s device (each CUDA device candle
+/// opens is distinct, so they go to that one).
+fn golden_for(model: &Model, name: &str) -> HashMap<String, Tensor> {
+    golden(name)
+        .into_iter()
+        .map(|(k, t)| (k, t.to_device(model.device()).unwrap()))
+        .collect()
+}
+
+/// [`max_abs_diff`] of two tensors wherever they are, computed on the CPU.
+fn cpu_diff(a: &Tensor, b: &Tensor) -> f32 {
+    max_abs_diff(
+        &a.to_device(&Device::Cpu).unwrap(),
+        &b.to_device(&Device::Cpu).unwrap(),
+    )
+}
 
 fn prompts(name: &str) -> Vec<String> {
     let m = meta(name);
@@ -40,8 +84,8 @@ fn prompts(name: &str) -> Vec<String> {
 }
 
 fn check_text(name: &str) {
-    let model = load(name);
-    let g = golden(name);
+    let model = load_on_test_device(name);
+    let g = golden_for(&model, name);
     let prompts = prompts(name);
     let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
     let ids = model.token_ids(&refs).unwrap();
@@ -51,25 +95,25 @@ fn check_text(name: &str) {
         assert_eq!(&got, want, "{name}: token ids");
     }
     let emb = model.encode_prompts(&refs).unwrap();
-    let diff = max_abs_diff(&emb, &g["text_emb"]);
+    let diff = cpu_diff(&emb, &g["text_emb"]);
     assert!(diff < TEXT_TOL, "{name}: text embeddings differ by {diff}");
 }
 
 fn check_unet(name: &str) {
-    let model = load(name);
-    let g = golden(name);
+    let model = load_on_test_device(name);
+    let g = golden_for(&model, name);
     let t = meta(name)["unet_timestep"].as_f64().unwrap();
     let ctx = g["text_emb"].i(0..2).unwrap();
     let out = model.unet_forward(&g["unet_x"], t, &ctx).unwrap();
-    let diff = max_abs_diff(&out, &g["unet_out"]);
+    let diff = cpu_diff(&out, &g["unet_out"]);
     assert!(diff < UNET_TOL, "{name}: UNet output differs by {diff}");
 }
 
 fn check_vae(name: &str) {
-    let model = load(name);
-    let g = golden(name);
+    let model = load_on_test_device(name);
+    let g = golden_for(&model, name);
     let out = model.decode(&g["vae_z"]).unwrap();
-    let diff = max_abs_diff(&out, &g["vae_out"]);
+    let diff = cpu_diff(&out, &g["vae_out"]);
     assert!(diff < VAE_TOL, "{name}: VAE decode differs by {diff}");
 }
 
@@ -89,8 +133,8 @@ fn gradient(side: u32) -> RgbImage {
 }
 
 fn check_img2img(name: &str) {
-    let model = load(name);
-    let g = golden(name);
+    let model = load_on_test_device(name);
+    let g = golden_for(&model, name);
     let m = meta(name);
     let side = m["size"].as_u64().unwrap() as u32;
     let steps = m["steps"].as_u64().unwrap() as u32;
@@ -132,7 +176,7 @@ fn check_img2img(name: &str) {
             .unwrap()
             .round()
             .unwrap();
-        let diff = max_abs_diff(&got, &want);
+        let diff = cpu_diff(&got, &want);
         assert!(
             diff <= 1.0,
             "{name}: img2img image {i} differs by {diff} levels"
@@ -145,8 +189,8 @@ fn check_pipeline(name: &str) {
 }
 
 fn check_pipeline_with(name: &str, negative: bool, image_key: &str) {
-    let model = load(name);
-    let g = golden(name);
+    let model = load_on_test_device(name);
+    let g = golden_for(&model, name);
     let m = meta(name);
     let side = m["size"].as_u64().unwrap() as u32;
     let steps = m["steps"].as_u64().unwrap() as u32;
@@ -185,7 +229,7 @@ fn check_pipeline_with(name: &str, negative: bool, image_key: &str) {
         .to_dtype(DType::F32)
         .unwrap();
         let want_u8 = (want.i(i).unwrap() * 255.0).unwrap().round().unwrap();
-        let diff = max_abs_diff(&got, &want_u8);
+        let diff = cpu_diff(&got, &want_u8);
         assert!(diff <= 1.0, "{name}: image {i} differs by {diff} levels");
     }
 }
@@ -248,25 +292,25 @@ fn pixel_run_matches_the_reference_loop() {
 #[test]
 fn sdxl_tokens_embeddings_and_pooled_embeddings_match_diffusers() {
     check_text("tiny-sdxl");
-    let model = load("tiny-sdxl");
-    let g = golden("tiny-sdxl");
+    let model = load_on_test_device("tiny-sdxl");
+    let g = golden_for(&model, "tiny-sdxl");
     let prompts = prompts("tiny-sdxl");
     let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
     let pooled = model.pooled_prompts(&refs).unwrap().unwrap();
-    let diff = max_abs_diff(&pooled, &g["pooled"]);
+    let diff = cpu_diff(&pooled, &g["pooled"]);
     assert!(diff < TEXT_TOL, "pooled embeddings differ by {diff}");
 }
 
 #[test]
 fn sdxl_unet_call_with_added_conditioning_matches_diffusers() {
-    let model = load("tiny-sdxl");
-    let g = golden("tiny-sdxl");
+    let model = load_on_test_device("tiny-sdxl");
+    let g = golden_for(&model, "tiny-sdxl");
     let ctx = g["text_emb"].i(0..2).unwrap();
     let pooled = g["pooled"].i(0..2).unwrap();
     let out = model
         .unet_forward_sdxl(&g["unet_x"], 500.0, &ctx, &pooled, &g["time_ids"])
         .unwrap();
-    let diff = max_abs_diff(&out, &g["unet_out"]);
+    let diff = cpu_diff(&out, &g["unet_out"]);
     assert!(diff < UNET_TOL, "SDXL UNet output differs by {diff}");
 }
 
