@@ -423,4 +423,67 @@ impl Vae {
         let z = ((latents / self.config.scaling_factor)? + shift)?;
         Ok(self.decoder.forward(&z)?)
     }
+
+    /// How many images one [`Vae::encode`] of `height × width` pixels
+    /// should take at once to stay within [`ACTIVATION_BUDGET_BYTES`] (at
+    /// least 1). The encoder's levels run from full resolution down, block
+    /// `i` at `1/2^i` of the side.
+    pub(crate) fn encode_images_per_call(&self, height: usize, width: usize) -> usize {
+        let ch = &self.config.block_out_channels;
+        let levels = (0..ch.len()).map(|i| {
+            // Block `i` reads block `i - 1`'s channels (downsampled) and
+            // writes its own.
+            let c = ch[i].max(ch[i.saturating_sub(1)]);
+            c * (height >> i).max(1) * (width >> i).max(1)
+        });
+        images_per_call(levels.max().unwrap_or(0))
+    }
+
+    /// How many images one [`Vae::decode`] of `height × width` *latents*
+    /// should take at once to stay within [`ACTIVATION_BUDGET_BYTES`] (at
+    /// least 1). The decoder's levels run from latent resolution up, block
+    /// `i` at `2^i` times the latent side, so the largest maps are the last
+    /// levels' (256 channels at 512 × 512 for SD 1.5 at 512 × 512: 256 MiB
+    /// each in f32).
+    pub(crate) fn decode_images_per_call(&self, height: usize, width: usize) -> usize {
+        let rev: Vec<usize> = self
+            .config
+            .block_out_channels
+            .iter()
+            .rev()
+            .copied()
+            .collect();
+        let levels = (0..rev.len()).map(|i| {
+            // Block `i` reads block `i - 1`'s channels (upsampled to this
+            // level by block `i - 1`) and writes its own.
+            let c = rev[i].max(rev[i.saturating_sub(1)]);
+            c * (height << i) * (width << i)
+        });
+        images_per_call(levels.max().unwrap_or(0))
+    }
+}
+
+/// Activation memory one VAE call may use, estimated as
+/// [`LIVE_MAPS`] × the largest feature map × 4 bytes (f32) per image. The
+/// pipeline splits a batch's VAE encode and decode into calls of at most
+/// this much, so a batch's peak stays that of about one budget above the
+/// weights however many images it holds: SD 1.5 at 512 × 512 (an estimated
+/// 1 GiB an image) decodes one image per call, SD 1.5 at 256 × 256 four,
+/// the tiny test fixtures a whole batch. One decode per image costs little
+/// next to the `2 × steps` UNet rows of the same image, so the batching
+/// speed-up forgone there is small, while a decode of 4 SD images at once
+/// would hold 4 GiB more.
+pub(crate) const ACTIVATION_BUDGET_BYTES: usize = 1 << 30;
+
+/// Feature maps of the largest level alive at once in a VAE call, for the
+/// memory estimate: inside a resnet its input (kept for the residual), the
+/// normalised input, the first convolution's output, and the second
+/// normalisation or convolution being written.
+const LIVE_MAPS: usize = 4;
+
+/// Images per VAE call when the largest feature map has `floats` values
+/// per image.
+fn images_per_call(floats: usize) -> usize {
+    let per_image = LIVE_MAPS * floats * std::mem::size_of::<f32>();
+    (ACTIVATION_BUDGET_BYTES / per_image.max(1)).max(1)
 }

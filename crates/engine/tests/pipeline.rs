@@ -1,5 +1,5 @@
 //! Behaviour of loading and generation beyond numerics: model info and the
-//! content hash, batches equal to sequential runs, progress, previews,
+//! content hash, batches close to sequential runs, progress, previews,
 //! cancellation, image-to-image, and the stored dtypes.
 
 mod common;
@@ -100,7 +100,23 @@ fn the_content_hash_is_cached_in_a_sidecar_and_follows_the_weights() {
     );
 }
 
-fn batch_equals_sequential(name: &str, sampler: SamplerKind) {
+/// 8-bit values of `a` and `b` that differ, and the largest difference.
+fn pixel_diff(a: &RgbImage, b: &RgbImage) -> (usize, u8) {
+    assert_eq!((a.width, a.height), (b.width, b.height));
+    a.pixels
+        .iter()
+        .zip(&b.pixels)
+        .filter(|(x, y)| x != y)
+        .fold((0, 0), |(n, max), (x, y)| (n + 1, max.max(x.abs_diff(*y))))
+}
+
+/// A batch runs each network once for all its images, so an image in a
+/// batch may differ from the same request alone in the last float bits
+/// (the rule, on final latents, is checked in `src/pipeline/batch_tests.rs`);
+/// in 8-bit pixels that is at most a few values off by a level or two.
+/// Seeds, samplers and the order of images are kept, and a batch run twice
+/// gives the same pixels.
+fn batch_close_to_sequential(name: &str, sampler: SamplerKind) {
     let model = load(name);
     let side = model.info().default_size.width;
     let reqs: Vec<_> = ["a red apple", "a taco", "grinning face"]
@@ -113,13 +129,17 @@ fn batch_equals_sequential(name: &str, sampler: SamplerKind) {
         })
         .collect();
     let batch = model.generate(&reqs, &mut (), &CancelToken::new()).unwrap();
+    let again = model.generate(&reqs, &mut (), &CancelToken::new()).unwrap();
     for (i, r) in reqs.iter().enumerate() {
+        assert_eq!(batch[i].image, again[i].image, "{name} {sampler}: rerun");
         let alone = model
             .generate(std::slice::from_ref(r), &mut (), &CancelToken::new())
             .unwrap();
-        assert_eq!(
-            alone[0].image, batch[i].image,
-            "{name} {sampler}: image {i}"
+        let (differing, max) = pixel_diff(&alone[0].image, &batch[i].image);
+        let values = batch[i].image.pixels.len();
+        assert!(
+            differing * 100 <= values && max <= 4,
+            "{name} {sampler}: image {i} has {differing} of {values} values off, by up to {max}"
         );
         assert_eq!(batch[i].seed, 100 + i as u64);
         assert_eq!(batch[i].sampler, sampler);
@@ -128,10 +148,10 @@ fn batch_equals_sequential(name: &str, sampler: SamplerKind) {
 }
 
 #[test]
-fn a_batch_gives_the_same_pixels_as_one_request_at_a_time() {
-    batch_equals_sequential("tiny-pixel", SamplerKind::Euler);
-    batch_equals_sequential("tiny-pixel", SamplerKind::EulerAncestral);
-    batch_equals_sequential("tiny-sd1", SamplerKind::EulerAncestral);
+fn a_batch_gives_nearly_the_pixels_of_one_request_at_a_time() {
+    batch_close_to_sequential("tiny-pixel", SamplerKind::Euler);
+    batch_close_to_sequential("tiny-pixel", SamplerKind::EulerAncestral);
+    batch_close_to_sequential("tiny-sd1", SamplerKind::EulerAncestral);
 }
 
 #[test]

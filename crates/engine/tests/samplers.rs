@@ -13,8 +13,9 @@
 //! The batch test demands bitwise equality: every sampler operation is
 //! element-wise with per-step scalars shared by the batch, and SeededNoise
 //! gives each image its own generator, so nothing in a batch can reach
-//! another image's numbers. (The test network is element-wise too; whether a
-//! real UNet is batch-invariant is the pipeline's test, not this one.)
+//! another image's numbers. (The test network is element-wise too. A real
+//! UNet run on a whole batch is not bitwise batch-invariant; the pipeline's
+//! tolerance for that is checked in `src/pipeline/batch_tests.rs`.)
 
 use std::collections::HashMap;
 
