@@ -1,7 +1,8 @@
 //! Loading a diffusers model folder.
 //!
 //! - [`folder`]: `model_index.json`, configs, and which files hold weights.
-//! - [`safetensors`]: memory-mapped, validated weights behind a candle `VarBuilder`.
+//! - [`safetensors`]: validated weights read tensor by tensor into f32
+//!   ([`WeightStore`]), behind a candle `VarBuilder`.
 //! - [`hash`]: the content hash that names a model version, with its cache.
 //! - [`inspect`]: a folder's configs, architecture and weight headers,
 //!   without loading it (`easel models list`).
@@ -12,7 +13,7 @@ pub mod inspect;
 pub(crate) mod safetensors;
 
 pub(crate) use folder::{ModelFolder, read_json};
-pub(crate) use safetensors::WeightStore;
+pub use safetensors::WeightStore;
 
 use candle_core::Device;
 

@@ -1,84 +1,147 @@
-//! Memory-mapped safetensors weights behind a candle `VarBuilder`.
+//! Safetensors weights, validated at open and read tensor by tensor into
+//! f32, behind a candle `VarBuilder`.
 //!
-//! Every file is mapped and its header validated when it is opened, so a
-//! truncated or malformed file fails with [`EngineError::CorruptWeights`]
+//! Every file's header is read and validated when it is opened (its offsets,
+//! sizes and dtypes, and that the file holds exactly the bytes it names), so
+//! a truncated or malformed file fails with [`EngineError::CorruptWeights`]
 //! before any model is built. Tensors are then served to candle's model
 //! constructors through [`WeightStore::var_builder`]: each is checked for
-//! dtype (f32, f16, bf16) and shape, copied out of the map and converted to
-//! f32 on the target device. candle's own error for a bad tensor is an
-//! untyped string, so the store remembers the first typed failure
+//! dtype (f32, f16, bf16) and shape, and read from the file straight into
+//! the f32 buffer the tensor then owns. candle's own error for a bad tensor
+//! is an untyped string, so the store remembers the first typed failure
 //! ([`WeightStore::take_failure`]) and the loader reports that instead.
+//!
+//! # Why positioned reads, not a memory map
+//!
+//! The store used to map each file and copy every tensor out of the map.
+//! The pages a copy touches stay mapped into the process, and a file-backed
+//! page counts in the resident set like any other, so the peak at load was
+//! the file *and* its f32 copy (6.89 GiB for SD 1.5's 4.3 GB of f32
+//! weights), and every page came in through a page fault. Here a tensor is
+//! read with positioned reads (`pread`) straight into its final buffer: an
+//! f32 tensor in one read of its bytes into the `Vec<f32>` that becomes the
+//! tensor (one copy, from the page cache, which is not the process's
+//! memory); an f16 or bf16 tensor in chunks of [`CHUNK_BYTES`] through one
+//! small scratch buffer, each chunk widened into its place in the f32
+//! buffer ([`widen`]). So the peak is the weights once, in the compute
+//! dtype, plus one chunk, and the time is the kernel's copy out of the page
+//! cache, or the disk when the file is cold (the kernel's readahead sees
+//! each tensor's reads as sequential). Dropping each tensor's pages from a
+//! map after the copy (`madvise`) would bound the memory as well, but still
+//! pays a fault per page and needs `unsafe` to map; a read also cannot
+//! fault with `SIGBUS` when the file shrinks while it loads, it fails with
+//! an error. Reads are on the loading thread, one tensor after another:
+//! a warm file copies at memory speed and a cold one at the disk's, and
+//! splitting large tensors across threads was not tried (docs/performance.md
+//! has the figures).
+//!
+//! The content hash is not computed here: [`super::hash`] reads the files
+//! once and caches the result, as before.
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::VarBuilder;
-use safetensors::{Dtype, SafeTensors};
+use half::slice::HalfFloatSliceExt as _;
+use half::{bf16, f16};
+use safetensors::tensor::Metadata;
+use safetensors::{Dtype, SafeTensorError};
 
 use crate::error::{EngineError, Result};
 
-/// Where one tensor lives inside a mapped file.
+// Safetensors stores little-endian numbers and tensors are read straight
+// into native memory.
+const _: () = assert!(
+    cfg!(target_endian = "little"),
+    "the weight loader reads little-endian safetensors into native memory"
+);
+
+/// The largest header accepted (the safetensors crate's own limit).
+const MAX_HEADER: u64 = 100_000_000;
+
+/// Bytes of an f16 or bf16 tensor read per step before widening: large
+/// enough that each read is one cheap system call, small enough to stay in
+/// cache and to leave the peak at the f32 weights.
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// Where one tensor lives inside a weights file.
 struct Entry {
     file: usize,
     dtype: Dtype,
     shape: Vec<usize>,
-    start: usize,
-    end: usize,
+    /// Absolute offset of the first byte in the file.
+    start: u64,
 }
 
-/// The mapped weight files of one model component.
-pub(crate) struct WeightStore {
+impl Entry {
+    fn elem_count(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// The weight files of one model component, opened and validated, from
+/// which tensors are read one at a time as f32.
+pub struct WeightStore {
     paths: Vec<PathBuf>,
-    maps: Vec<memmap2::Mmap>,
+    files: Vec<File>,
     index: HashMap<String, Entry>,
     failure: Mutex<Option<EngineError>>,
     loaded: AtomicU64,
 }
 
 impl WeightStore {
-    /// Maps and validates `paths`. Fails on the first unreadable, truncated
-    /// or malformed file.
-    pub(crate) fn open(paths: &[PathBuf]) -> Result<Arc<Self>> {
-        let mut maps = Vec::with_capacity(paths.len());
+    /// Opens `paths` and validates their headers. Fails on the first
+    /// unreadable file ([`EngineError::MissingFile`], [`EngineError::Io`])
+    /// or truncated or malformed one ([`EngineError::CorruptWeights`]).
+    /// Reads no tensor data.
+    pub fn open(paths: &[PathBuf]) -> Result<Arc<Self>> {
+        let mut files = Vec::with_capacity(paths.len());
         let mut index = HashMap::new();
         for (file_idx, path) in paths.iter().enumerate() {
-            let file = File::open(path).map_err(|e| io_error(path, e))?;
-            // SAFETY: the map is read-only; a weights file modified while a
-            // model loads is an operator error that at worst yields wrong
-            // numbers, which the content hash would also not match.
-            let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| io_error(path, e))?;
-            let st = SafeTensors::deserialize(&map).map_err(|e| EngineError::CorruptWeights {
-                path: path.clone(),
-                detail: describe(&e),
-            })?;
-            let base = map.as_ptr() as usize;
-            for (name, view) in st.tensors() {
-                let data = view.data();
-                let start = data.as_ptr() as usize - base;
+            let mut file = File::open(path).map_err(|e| io_error(path, e))?;
+            let (data_start, metadata) =
+                read_header(&mut file).map_err(|e| EngineError::CorruptWeights {
+                    path: path.clone(),
+                    detail: e,
+                })?;
+            for (name, info) in metadata.tensors() {
                 index.insert(
                     name,
                     Entry {
                         file: file_idx,
-                        dtype: view.dtype(),
-                        shape: view.shape().to_vec(),
-                        start,
-                        end: start + data.len(),
+                        dtype: info.dtype,
+                        shape: info.shape.clone(),
+                        start: data_start + info.data_offsets.0 as u64,
                     },
                 );
             }
-            maps.push(map);
+            files.push(file);
         }
         Ok(Arc::new(Self {
             paths: paths.to_vec(),
-            maps,
+            files,
             index,
             failure: Mutex::new(None),
             loaded: AtomicU64::new(0),
         }))
+    }
+
+    /// The names of every tensor in the files, in no particular order.
+    pub fn tensor_names(&self) -> impl Iterator<Item = &str> {
+        self.index.keys().map(String::as_str)
+    }
+
+    /// Reads one tensor as f32 on the CPU, whatever its stored dtype.
+    /// Fails with [`EngineError::MissingTensor`] or
+    /// [`EngineError::UnsupportedDtype`], or [`EngineError::Io`] when the
+    /// file cannot be read.
+    pub fn tensor(&self, name: &str) -> Result<Tensor> {
+        self.read(name, None)
     }
 
     /// A `VarBuilder` reading from this store, producing f32 tensors on `device`.
@@ -120,50 +183,198 @@ impl WeightStore {
         candle_core::Error::Msg(msg)
     }
 
+    /// Reads `name` as an f32 CPU tensor, checking its shape against
+    /// `expected` when given.
+    fn read(&self, name: &str, expected: Option<&Shape>) -> Result<Tensor> {
+        let Some(entry) = self.index.get(name) else {
+            return Err(EngineError::MissingTensor {
+                path: self.display_path(),
+                tensor: name.to_string(),
+            });
+        };
+        let path = &self.paths[entry.file];
+        if let Some(expected) = expected
+            && expected.dims() != entry.shape.as_slice()
+        {
+            return Err(EngineError::ShapeMismatch {
+                path: path.clone(),
+                tensor: name.to_string(),
+                expected: expected.dims().to_vec(),
+                found: entry.shape.clone(),
+            });
+        }
+        if !matches!(entry.dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
+            return Err(EngineError::UnsupportedDtype {
+                path: path.clone(),
+                tensor: name.to_string(),
+                dtype: format!("{:?}", entry.dtype).to_lowercase(),
+            });
+        }
+        let data = read_f32(&self.files[entry.file], entry).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                EngineError::CorruptWeights {
+                    path: path.clone(),
+                    detail: format!(
+                        "tensor `{name}` ends past the end of the file (did it change while \
+                         loading?)"
+                    ),
+                }
+            } else {
+                io_error(path, e)
+            }
+        })?;
+        Tensor::from_vec(data, entry.shape.as_slice(), &Device::Cpu)
+            .map_err(|e| EngineError::Compute(e.to_string()))
+    }
+
+    /// [`Self::read`] for candle: typed failures remembered, the tensor moved
+    /// to `dev` and counted.
     fn load(
         &self,
         name: &str,
         expected: Option<&Shape>,
         dev: &Device,
     ) -> candle_core::Result<Tensor> {
-        let Some(entry) = self.index.get(name) else {
-            return Err(self.fail(EngineError::MissingTensor {
-                path: self.display_path(),
-                tensor: name.to_string(),
-            }));
-        };
-        let path = &self.paths[entry.file];
-        if let Some(expected) = expected
-            && expected.dims() != entry.shape.as_slice()
-        {
-            return Err(self.fail(EngineError::ShapeMismatch {
-                path: path.clone(),
-                tensor: name.to_string(),
-                expected: expected.dims().to_vec(),
-                found: entry.shape.clone(),
-            }));
-        }
-        let dtype = match entry.dtype {
-            Dtype::F32 => DType::F32,
-            Dtype::F16 => DType::F16,
-            Dtype::BF16 => DType::BF16,
-            other => {
-                return Err(self.fail(EngineError::UnsupportedDtype {
-                    path: path.clone(),
-                    tensor: name.to_string(),
-                    dtype: format!("{other:?}").to_lowercase(),
-                }));
-            }
-        };
-        let bytes = &self.maps[entry.file][entry.start..entry.end];
-        let t = Tensor::from_raw_buffer(bytes, dtype, &entry.shape, &Device::Cpu)?;
+        let t = self.read(name, expected).map_err(|e| self.fail(e))?;
         // Compute is f32 everywhere: bf16 matmul is unsupported on candle's
-        // CPU backend and f16 is slow there.
-        let t = t.to_dtype(DType::F32)?.to_device(dev)?;
+        // CPU backend and f16 is slow there. On the CPU this is no copy.
+        let t = t.to_device(dev)?;
         self.loaded
             .fetch_add(4 * t.elem_count() as u64, Ordering::Relaxed);
         Ok(t)
     }
+}
+
+/// Reads and validates a safetensors header (8 bytes of little-endian
+/// length, then JSON), leaving the data unread. Returns the offset of the
+/// data in the file and the parsed header, or why the file is not valid.
+fn read_header(file: &mut File) -> std::result::Result<(u64, Metadata), String> {
+    let file_len = file.metadata().map_err(|e| e.to_string())?.len();
+    let mut prefix = [0u8; 8];
+    if file_len < 8 {
+        return Err(describe(&SafeTensorError::HeaderTooSmall));
+    }
+    file.read_exact(&mut prefix).map_err(|e| e.to_string())?;
+    let header_len = u64::from_le_bytes(prefix);
+    if header_len > MAX_HEADER {
+        return Err(describe(&SafeTensorError::HeaderTooLarge));
+    }
+    if 8 + header_len > file_len {
+        return Err(describe(&SafeTensorError::InvalidHeaderLength));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header).map_err(|e| e.to_string())?;
+    // The header's deserialisation checks that the tensors' byte ranges
+    // tile the data and that each range is the size its dtype and shape
+    // make (the safetensors crate's own validation).
+    let metadata: Metadata = serde_json::from_slice(&header)
+        .map_err(|e| describe(&SafeTensorError::InvalidHeaderDeserialization(e)))?;
+    let data_start = 8 + header_len;
+    if data_start + metadata.data_len() as u64 != file_len {
+        return Err(describe(&SafeTensorError::MetadataIncompleteBuffer));
+    }
+    Ok((data_start, metadata))
+}
+
+/// Reads one validated tensor's bytes from `file` into a new f32 buffer.
+fn read_f32(file: &File, entry: &Entry) -> std::io::Result<Vec<f32>> {
+    let count = entry.elem_count();
+    // Zeroed allocation: a large one comes as fresh zero pages from the
+    // kernel, so this writes nothing before the read does.
+    let mut out = vec![0f32; count];
+    match entry.dtype {
+        Dtype::F32 => read_exact_at(file, bytes_mut(&mut out), entry.start)?,
+        Dtype::F16 => read_widened::<f16>(file, entry.start, &mut out)?,
+        Dtype::BF16 => read_widened::<bf16>(file, entry.start, &mut out)?,
+        other => unreachable!("dtype {other:?} is rejected before reading"),
+    }
+    Ok(out)
+}
+
+/// Reads `out.len()` elements of a 16-bit float type from `file` at
+/// `start`, chunk by chunk through one scratch buffer, widening each chunk
+/// into its place in `out`.
+fn read_widened<T: Half>(file: &File, start: u64, out: &mut [f32]) -> std::io::Result<()> {
+    let per_chunk = CHUNK_BYTES / std::mem::size_of::<T>();
+    let mut scratch = vec![T::default(); per_chunk.min(out.len())];
+    let mut offset = start;
+    for dst in out.chunks_mut(per_chunk) {
+        let src = &mut scratch[..dst.len()];
+        read_exact_at(file, bytes_mut(src), offset)?;
+        widen(src, dst);
+        offset += std::mem::size_of_val(src) as u64;
+    }
+    Ok(())
+}
+
+/// The one conversion from a stored dtype to the compute dtype (f32):
+/// exact, and bit for bit what candle's `to_dtype(F32)` gives (both are the
+/// `half` crate's conversion, F16C instructions where the CPU has them).
+fn widen<T: Half>(src: &[T], dst: &mut [f32]) {
+    T::to_f32_slice(src, dst);
+}
+
+/// The 16-bit float types a tensor may be stored in.
+trait Half: Plain + Default {
+    /// `half`'s vectorised conversion of a slice.
+    fn to_f32_slice(src: &[Self], dst: &mut [f32]);
+}
+
+impl Half for f16 {
+    fn to_f32_slice(src: &[Self], dst: &mut [f32]) {
+        src.convert_to_f32_slice(dst);
+    }
+}
+
+impl Half for bf16 {
+    fn to_f32_slice(src: &[Self], dst: &mut [f32]) {
+        src.convert_to_f32_slice(dst);
+    }
+}
+
+mod plain {
+    /// Number types with no padding for which every bit pattern is a value.
+    pub(super) trait Plain: Copy {}
+    impl Plain for f32 {}
+    impl Plain for half::f16 {}
+    impl Plain for half::bf16 {}
+}
+use plain::Plain;
+
+/// The bytes of a slice of numbers, to read a file into.
+fn bytes_mut<T: Plain>(v: &mut [T]) -> &mut [u8] {
+    // SAFETY: `Plain` (sealed) is implemented only for f32, f16 and bf16:
+    // no padding, no invalid bit patterns, so any bytes written through the
+    // view leave valid numbers. The view covers exactly the slice's memory
+    // (`size_of_val`), u8 has alignment 1, and it borrows `v` mutably for
+    // its whole life, so nothing else aliases it.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
+}
+
+/// Fills `buf` from `file` at `offset` without moving a shared cursor, so
+/// reads need only `&File`.
+#[cfg(unix)]
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+/// Fills `buf` from `file` at `offset` (Windows moves the file's cursor;
+/// the store reads from one thread at a time).
+#[cfg(windows)]
+fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+    use std::os::windows::fs::FileExt as _;
+    while !buf.is_empty() {
+        match file.seek_read(buf, offset) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// The candle backend: a cheap handle on the shared store.
@@ -209,7 +420,7 @@ fn io_error(path: &Path, source: std::io::Error) -> EngineError {
     }
 }
 
-fn describe(e: &safetensors::SafeTensorError) -> String {
+fn describe(e: &SafeTensorError) -> String {
     use safetensors::SafeTensorError as E;
     match e {
         E::MetadataIncompleteBuffer => {
