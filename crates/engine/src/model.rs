@@ -25,6 +25,7 @@ use crate::error::{EngineError, Result};
 use crate::loader::hash::{HashCache, content_hash};
 use crate::loader::inspect::{Configs, read_configs, weight_files};
 use crate::loader::{ModelFolder, read_json, select_device};
+use crate::ops::bf16::{Bf16Kernel, Compute, building_with};
 use crate::request::{CancelToken, GeneratedImage, ImageRequest, ProgressSink};
 use crate::sampling::{NoiseSource, SchedulerConfig};
 use crate::text::TextEncoder;
@@ -36,12 +37,96 @@ use crate::vae::Vae;
 pub struct LoadOptions {
     /// Device to compute on. Default: CPU.
     pub device: DeviceChoice,
+    /// What the UNet's and the VAE's convolutions and linear layers
+    /// compute in. Default: f32.
+    pub precision: Precision,
     /// Name to report; default: the folder's name.
     pub name: Option<String>,
     /// Where per-file content hashes are cached. Default: a sidecar file
     /// `.easel-content-hash.json` in the model folder (skipped silently
     /// when the folder is read-only).
     pub hash_cache: HashCache,
+}
+
+/// The accepted text forms of [`Precision`], for error messages.
+pub const PRECISION_FORMS: &str = "`f32` or `bf16`";
+
+/// What the heavy layers compute in (the server's `pool.precision`,
+/// `--precision` on the command line).
+///
+/// `Bf16` rounds the weights of the UNet's and the VAE's convolutions and
+/// linear layers to bf16 once at load (half their memory) and their inputs
+/// on the fly, and accumulates in f32 (see [`crate::ops::bf16`]); norms,
+/// attention, the text encoder and the sampler stay f32. It needs a CPU
+/// with AMX-BF16 or AVX512-BF16: elsewhere (other CPUs, other devices) the
+/// model loads in f32 and a warning says so, so one configuration serves a
+/// mixed fleet.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// f32 throughout (default).
+    #[default]
+    F32,
+    /// bf16 products with f32 accumulation where the CPU has them.
+    Bf16,
+}
+
+impl Precision {
+    /// How the layers compute for this precision on `device`, given the
+    /// CPU's bf16 kernel (`kernel`, normally [`Bf16Kernel::detect`]):
+    /// `None` for `Bf16` where there is no kernel to run it, with the
+    /// reason, so the caller can warn and load in f32.
+    pub fn compute(
+        self,
+        device: DeviceChoice,
+        kernel: Option<Bf16Kernel>,
+    ) -> std::result::Result<Compute, String> {
+        match (self, device, kernel) {
+            (Precision::F32, _, _) => Ok(Compute::F32),
+            (Precision::Bf16, DeviceChoice::Cpu, Some(k)) => Ok(Compute::Bf16(k)),
+            (Precision::Bf16, DeviceChoice::Cpu, None) => {
+                Err("this CPU has neither AMX-BF16 nor AVX512-BF16".into())
+            }
+            (Precision::Bf16, DeviceChoice::Cuda(_), _) => {
+                Err("bf16 is implemented for the CPU only so far".into())
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    /// `f32` or `bf16`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        })
+    }
+}
+
+/// A precision string that is none of [`PRECISION_FORMS`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{given}` is not a precision: use {PRECISION_FORMS}")]
+pub struct ParsePrecisionError {
+    /// The text as given.
+    pub given: String,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = ParsePrecisionError;
+
+    /// `f32` or `bf16`, lower case.
+    fn from_str(text: &str) -> std::result::Result<Self, Self::Err> {
+        match text {
+            "f32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            _ => Err(ParsePrecisionError {
+                given: text.to_string(),
+            }),
+        }
+    }
 }
 
 /// Supported architectures.
@@ -174,11 +259,26 @@ impl Model {
         }
         let scale = vae_cfg.as_ref().map_or(1, |v| v.scale_factor()) as u32;
         let native = unet_cfg.sample_size.unwrap_or(64) as u32 * scale;
-        let unet = UNet::load(&folder, unet_cfg, &device)?;
-        let vae = match vae_cfg {
-            Some(cfg) => Some(Vae::load(&folder, cfg, &device)?),
-            None => None,
-        };
+        let compute = opts
+            .precision
+            .compute(opts.device, Bf16Kernel::detect())
+            .unwrap_or_else(|why| {
+                tracing::warn!(
+                    precision = %opts.precision, device = %opts.device,
+                    "{why}: computing in f32"
+                );
+                Compute::F32
+            });
+        // The UNet's and the VAE's layers pick their precision up from the
+        // build (see `building_with`).
+        let (unet, vae) = building_with(compute, || -> Result<_> {
+            let unet = UNet::load(&folder, unet_cfg, &device)?;
+            let vae = match vae_cfg {
+                Some(cfg) => Some(Vae::load(&folder, cfg, &device)?),
+                None => None,
+            };
+            Ok((unet, vae))
+        })?;
 
         let content_hash = content_hash(dir, &weight_files, &opts.hash_cache)?;
 
@@ -213,7 +313,7 @@ impl Model {
         };
         tracing::info!(
             name = %info.name, architecture = ?info.architecture, hash = %info.content_hash,
-            weight_bytes, "model loaded"
+            weight_bytes, compute = ?compute, "model loaded"
         );
         let force_zeros_for_empty_prompt = folder
             .index

@@ -53,6 +53,7 @@
 //! not offered (no model the engine loads has one); candle's `conv2d`
 //! remains for those.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use candle_core::{
@@ -62,6 +63,8 @@ use candle_core::{
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
+use super::bf16::{Compute, build_compute};
+use super::conv_bf16::{self, PackedConv};
 use super::view::{OutPtr, View};
 
 /// Zero padding on each side of the input.
@@ -224,19 +227,33 @@ fn fast_path(x: &Tensor, w: &Tensor) -> bool {
 /// (`weight` `[Co, Ci, KH, KW]`, `bias` `[Co]`), the engine's replacement
 /// for `candle_nn::Conv2d`. On the CPU in f32 it keeps the weights
 /// tap-major ([`pack_weight`], the same memory) and runs this module's
-/// kernel; elsewhere it keeps them as loaded and runs candle's.
+/// kernel; in bf16 ([`Compute::Bf16`]) it keeps them packed for the bf16
+/// variant of that kernel ([`super::conv_bf16`], half the memory);
+/// elsewhere it keeps them as loaded and runs candle's.
 #[derive(Debug, Clone)]
 pub struct Conv2d {
-    weight: Tensor,
-    /// Whether `weight` is tap-major.
-    packed: bool,
+    weights: Weights,
     bias: Option<Tensor>,
     params: ConvParams,
 }
 
+#[derive(Debug, Clone)]
+enum Weights {
+    /// Tap-major f32 (`[KH, KW, Co, Ci]`), for this module's kernel.
+    TapMajor(Tensor),
+    /// As loaded, for candle's `conv2d` (other devices and dtypes).
+    Torch(Tensor),
+    /// Packed bf16, with the bias as plain floats.
+    Bf16 {
+        packed: Arc<PackedConv>,
+        bias: Option<Arc<Vec<f32>>>,
+    },
+}
+
 impl Conv2d {
     /// Loads `weight` and `bias` of a `kernel × kernel` convolution from
-    /// `vb`.
+    /// `vb`, computing as the layers being built do
+    /// ([`super::bf16::building_with`]; f32 by default).
     pub fn new(
         vb: VarBuilder,
         cin: usize,
@@ -246,33 +263,88 @@ impl Conv2d {
     ) -> Result<Self> {
         let weight = vb.get((cout, cin, kernel, kernel), "weight")?;
         let bias = vb.get(cout, "bias")?;
-        Self::from_tensors(weight, Some(bias), params)
+        Self::with_compute(weight, Some(bias), params, build_compute())
     }
 
-    /// From a `[Co, Ci, KH, KW]` weight and an optional `[Co]` bias.
+    /// From a `[Co, Ci, KH, KW]` weight and an optional `[Co]` bias, in f32.
     pub fn from_tensors(weight: Tensor, bias: Option<Tensor>, params: ConvParams) -> Result<Self> {
+        Self::with_compute(weight, bias, params, Compute::F32)
+    }
+
+    /// As [`Conv2d::from_tensors`], computing as `compute` says: bf16
+    /// applies to f32 weights on the CPU; anything else computes in the
+    /// weights' dtype.
+    pub fn with_compute(
+        weight: Tensor,
+        bias: Option<Tensor>,
+        params: ConvParams,
+        compute: Compute,
+    ) -> Result<Self> {
         weight.dims4()?;
-        let packed = matches!(weight.device(), Device::Cpu) && weight.dtype() == DType::F32;
-        let weight = if packed {
-            pack_weight(&weight)?
-        } else {
-            weight
+        let cpu_f32 = matches!(weight.device(), Device::Cpu) && weight.dtype() == DType::F32;
+        let weights = match compute {
+            Compute::Bf16(kernel) if cpu_f32 => {
+                let packed = PackedConv::new(&weight, kernel)?;
+                let bias = match &bias {
+                    Some(b) => {
+                        if b.dims() != [packed.out_channels()] {
+                            bail!(
+                                "conv2d: bias {:?} for {} output channels",
+                                b.dims(),
+                                packed.out_channels()
+                            );
+                        }
+                        Some(Arc::new(b.to_dtype(DType::F32)?.to_vec1::<f32>()?))
+                    }
+                    None => None,
+                };
+                Weights::Bf16 {
+                    packed: Arc::new(packed),
+                    bias,
+                }
+            }
+            _ if cpu_f32 => Weights::TapMajor(pack_weight(&weight)?),
+            _ => Weights::Torch(weight),
         };
         Ok(Self {
-            weight,
-            packed,
+            weights,
             bias,
             params,
         })
+    }
+
+    /// How this layer computes.
+    pub fn compute(&self) -> Compute {
+        match &self.weights {
+            Weights::Bf16 { packed, .. } => Compute::Bf16(packed.kernel()),
+            _ => Compute::F32,
+        }
+    }
+
+    /// Bytes of weights held (the bias not included).
+    pub fn weight_bytes(&self) -> usize {
+        match &self.weights {
+            Weights::TapMajor(w) | Weights::Torch(w) => w.elem_count() * w.dtype().size_in_bytes(),
+            Weights::Bf16 { packed, .. } => packed.bytes(),
+        }
     }
 }
 
 impl Module for Conv2d {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        if self.packed {
-            conv2d_packed(xs, &self.weight, self.bias.as_ref(), self.params)
-        } else {
-            conv2d(xs, &self.weight, self.bias.as_ref(), self.params)
+        match &self.weights {
+            Weights::TapMajor(w) => conv2d_packed(xs, w, self.bias.as_ref(), self.params),
+            Weights::Torch(w) => conv2d(xs, w, self.bias.as_ref(), self.params),
+            Weights::Bf16 { packed, bias } => {
+                if !fast_path(xs, xs) {
+                    bail!(
+                        "conv2d: a bf16 layer takes f32 input on the CPU, got {:?} on {:?}",
+                        xs.dtype(),
+                        xs.device()
+                    );
+                }
+                conv_bf16::conv2d(xs, packed, bias.as_deref().map(Vec::as_slice), self.params)
+            }
         }
     }
 }
@@ -323,38 +395,39 @@ impl CustomOp3 for ConvOp {
     }
 }
 
-/// The shape of one convolution and how its tasks split it.
+/// The shape of one convolution and how its tasks split it (shared with
+/// the bf16 variant, [`super::conv_bf16`]).
 #[derive(Debug, Clone, Copy)]
-struct Plan {
-    b: usize,
-    ci: usize,
-    h: usize,
-    w: usize,
-    co: usize,
-    kh: usize,
-    kw: usize,
-    s: usize,
-    pad: Padding,
-    ho: usize,
-    wo: usize,
+pub(super) struct Plan {
+    pub(super) b: usize,
+    pub(super) ci: usize,
+    pub(super) h: usize,
+    pub(super) w: usize,
+    pub(super) co: usize,
+    pub(super) kh: usize,
+    pub(super) kw: usize,
+    pub(super) s: usize,
+    pub(super) pad: Padding,
+    pub(super) ho: usize,
+    pub(super) wo: usize,
     /// Row phases (`min(s, KH)`) and column phases (`min(s, KW)`).
-    ph: usize,
-    pw: usize,
+    pub(super) ph: usize,
+    pub(super) pw: usize,
     /// Extra block rows/columns beyond the output's: `(KH − 1) / s`,
     /// `(KW − 1) / s`.
-    eh: usize,
-    ew: usize,
+    pub(super) eh: usize,
+    pub(super) ew: usize,
     /// Block row width, `Wo + ew`.
-    wq: usize,
+    pub(super) wq: usize,
     /// Row tiles per image.
-    tiles: usize,
+    pub(super) tiles: usize,
     /// Output rows of the tallest tile (`R`).
-    rows: usize,
+    pub(super) rows: usize,
     /// Output channels per task.
-    co_chunk: usize,
+    pub(super) co_chunk: usize,
     /// 1×1 at stride 1 without padding, positions on one stride: GEMMs
     /// straight on the input.
-    direct: bool,
+    pub(super) direct: bool,
 }
 
 /// Wide columns a task aims for: enough that packing the weights (inside
@@ -370,9 +443,15 @@ const MIN_COLS: usize = 96;
 const MIN_CO: usize = 32;
 
 impl Plan {
-    fn new(x: &View, w: &View, p: ConvParams, threads: usize) -> Result<Self> {
+    /// The plan for input `x` and tap-major weight dimensions
+    /// `[KH, KW, Co, Ci]`.
+    pub(super) fn new(
+        x: &View,
+        [kh, kw, co, wci]: [usize; 4],
+        p: ConvParams,
+        threads: usize,
+    ) -> Result<Self> {
         let [b, ci, h, wd] = x.dims;
-        let [kh, kw, co, wci] = w.dims;
         if wci != ci {
             bail!("conv2d: input has {ci} channels, weights expect {wci}");
         }
@@ -437,7 +516,7 @@ impl Plan {
     }
 
     /// Output rows `y0..y1` of tile `t`.
-    fn tile_rows(&self, t: usize) -> (usize, usize) {
+    pub(super) fn tile_rows(&self, t: usize) -> (usize, usize) {
         (t * self.ho / self.tiles, (t + 1) * self.ho / self.tiles)
     }
 
@@ -447,12 +526,12 @@ impl Plan {
 
     /// Floats of a block of `rows` output rows (one image, all input
     /// channels), with the slack the last taps' wide columns read past it.
-    fn block_len(&self, rows: usize) -> usize {
+    pub(super) fn block_len(&self, rows: usize) -> usize {
         self.ci * self.plane(rows) + self.ew
     }
 
     /// Floats of one input channel in a block of `rows` output rows.
-    fn plane(&self, rows: usize) -> usize {
+    pub(super) fn plane(&self, rows: usize) -> usize {
         self.ph * self.pw * (rows + self.eh) * self.wq
     }
 
@@ -469,7 +548,7 @@ fn forward(
     params: ConvParams,
 ) -> Result<(CpuStorage, Shape)> {
     let threads = utils::get_num_threads().max(1);
-    let p = Plan::new(x, w, params, threads)?;
+    let p = Plan::new(x, w.dims, params, threads)?;
     let mut out = vec![0f32; p.b * p.co * p.ho * p.wo];
     let out_ptr = OutPtr(out.as_mut_ptr());
     let (tiles, chunks) = (p.tiles, p.co_chunks());
@@ -525,18 +604,18 @@ fn forward(
 
 /// One task's tile: image `bi`, output rows `y0..y0 + rows`, output
 /// channels `co0..co0 + cn`.
-struct Task {
-    bi: usize,
-    y0: usize,
-    rows: usize,
-    co0: usize,
-    cn: usize,
+pub(super) struct Task {
+    pub(super) bi: usize,
+    pub(super) y0: usize,
+    pub(super) rows: usize,
+    pub(super) co0: usize,
+    pub(super) cn: usize,
 }
 
 /// Copies the input rows of a tile into `block`, zero padding written out,
 /// split into phases: channel `c`, phase `(py, px)`, block row `r`, column
 /// `q` holds input `(s·(y0 + r) + py − top, s·q + px − left)`.
-fn fill_block(x: &View, p: &Plan, t: &Task, block: &mut [f32]) {
+pub(super) fn fill_block(x: &View, p: &Plan, t: &Task, block: &mut [f32]) {
     let rq = t.rows + p.eh;
     let plane = p.plane(t.rows);
     let (s, wq) = (p.s, p.wq);

@@ -17,16 +17,16 @@
 //! convolution ([`crate::ops::conv`]), which reads `proj_out`'s transposed
 //! input in place, and the input group norm on the engine's
 //! ([`crate::ops::group_norm`]).
-//! Numerics otherwise unchanged: the feed-forward's GEGLU keeps candle's
-//! tanh-approximated GELU, where diffusers uses the exact one (the 1e-3
-//! UNet tolerance of the golden tests allows for it).
+//! The feed-forward's GEGLU is one fused kernel ([`crate::ops::geglu`])
+//! with diffusers' exact GELU, where candle's uses the tanh approximation.
 
-use candle_core::{D, Module, Result, Tensor};
-use candle_nn::{LayerNorm, Linear, VarBuilder};
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{LayerNorm, VarBuilder};
 
 use crate::ops::attention::{Mask, attention};
 use crate::ops::conv::{Conv2d, ConvParams};
 use crate::ops::group_norm::GroupNorm;
+use crate::ops::linear::{Linear, linear, linear_no_bias};
 
 /// `GEGLU`: a projection to twice the width, one half gating the other.
 struct GeGlu {
@@ -36,13 +36,12 @@ struct GeGlu {
 impl GeGlu {
     fn new(vb: VarBuilder, dim_in: usize, dim_out: usize) -> Result<Self> {
         Ok(Self {
-            proj: candle_nn::linear(dim_in, dim_out * 2, vb.pp("proj"))?,
+            proj: linear(dim_in, dim_out * 2, vb.pp("proj"))?,
         })
     }
 
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let halves = self.proj.forward(xs)?.chunk(2, D::Minus1)?;
-        &halves[0] * halves[1].gelu()?
+        crate::ops::geglu::geglu(&self.proj.forward(xs)?)
     }
 }
 
@@ -58,7 +57,7 @@ impl FeedForward {
         let vb = vb.pp("net");
         Ok(Self {
             project_in: GeGlu::new(vb.pp("0"), dim, inner)?,
-            linear: candle_nn::linear(inner, dim, vb.pp("2"))?,
+            linear: linear(inner, dim, vb.pp("2"))?,
         })
     }
 
@@ -92,10 +91,10 @@ impl CrossAttention {
         let inner = heads * head_dim;
         let context_dim = context_dim.unwrap_or(query_dim);
         Ok(Self {
-            to_q: candle_nn::linear_no_bias(query_dim, inner, vb.pp("to_q"))?,
-            to_k: candle_nn::linear_no_bias(context_dim, inner, vb.pp("to_k"))?,
-            to_v: candle_nn::linear_no_bias(context_dim, inner, vb.pp("to_v"))?,
-            to_out: candle_nn::linear(inner, query_dim, vb.pp("to_out.0"))?,
+            to_q: linear_no_bias(query_dim, inner, vb.pp("to_q"))?,
+            to_k: linear_no_bias(context_dim, inner, vb.pp("to_k"))?,
+            to_v: linear_no_bias(context_dim, inner, vb.pp("to_v"))?,
+            to_out: linear(inner, query_dim, vb.pp("to_out.0"))?,
             heads,
             head_dim,
             scale: 1.0 / (head_dim as f64).sqrt(),
@@ -200,8 +199,8 @@ impl SpatialTransformer {
         let norm = GroupNorm::new(vb.pp("norm"), config.num_groups, channels, 1e-6)?;
         let (proj_in, proj_out) = if config.use_linear_projection {
             (
-                Proj::Linear(candle_nn::linear(channels, inner, vb.pp("proj_in"))?),
-                Proj::Linear(candle_nn::linear(inner, channels, vb.pp("proj_out"))?),
+                Proj::Linear(linear(channels, inner, vb.pp("proj_in"))?),
+                Proj::Linear(linear(inner, channels, vb.pp("proj_out"))?),
             )
         } else {
             let conv =
