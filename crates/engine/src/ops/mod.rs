@@ -14,6 +14,8 @@
 //!   rows, without im2col, and the [`conv::Conv2d`] layer built on it.
 //! - `conv_bf16` (private): the convolution's bf16 variant.
 //! - [`linear`]: the linear layer, candle's in f32 or on [`bf16`].
+//! - [`geglu`]: the feed-forward's gate `a · gelu(b)` with the exact GELU,
+//!   in one pass.
 //! - [`group_norm`]: group norm with its affine transform and an optional
 //!   SiLU in one kernel, and the [`group_norm::GroupNorm`] layer.
 //! - `amx` (private): the AMX tile kernel, in inline assembly.
@@ -25,6 +27,7 @@ pub mod attention;
 pub mod bf16;
 pub mod conv;
 mod conv_bf16;
+pub mod geglu;
 pub mod group_norm;
 pub mod linear;
 mod simd;
