@@ -77,6 +77,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     let measuring = crate::progress::spinner(format!("easel: measuring {}", model_dir.display()));
     let load = LoadOptions {
         device,
+        precision: args.engine.precision.unwrap_or_default(),
         ..LoadOptions::default()
     };
     let report = bench::run(&model_dir, &load, &opts)

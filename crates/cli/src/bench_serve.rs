@@ -169,6 +169,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         &LoadOptions {
             name: Some(name.clone()),
             device,
+            precision: args.engine.precision.unwrap_or_default(),
             ..LoadOptions::default()
         },
     )
@@ -234,6 +235,7 @@ async fn server_row(
             };
             config.worker.max_batch_images = max_batch;
             config.pool.device = device.to_string();
+            config.pool.precision = args.engine.precision.unwrap_or_default().to_string();
             config.queue.max_queued_realtime = 1_000;
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let app = easel_server::Application::build(config, listener).await?;

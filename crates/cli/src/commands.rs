@@ -19,6 +19,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use easel_core::{GenerationParams, OutputFormat, OutputOptions, RawParams, ResponseFormat};
+use easel_engine::model::Precision;
 use easel_engine::{CancelToken, DeviceChoice, LoadOptions, Model, Progress};
 use easel_server::auth::{Scope, create_key};
 use easel_server::config::{Config, Overrides, model_name_for};
@@ -102,6 +103,11 @@ pub(crate) struct EngineFlags {
     /// `--features easel-engine/cuda`.
     #[arg(long)]
     pub device: Option<DeviceChoice>,
+    /// What the convolutions and linear layers compute in: f32, or bf16
+    /// (f32 accumulation) on CPUs with AMX-BF16 or AVX512-BF16, f32 with a
+    /// warning elsewhere. Default: the configured `pool.precision` (f32).
+    #[arg(long)]
+    pub precision: Option<Precision>,
     /// CPU compute threads (default: candle's choice, the physical cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -297,6 +303,7 @@ fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
         insecure_no_auth: args.insecure_no_auth,
         log_format: args.log_format,
         device: checked_device(args.engine.device)?,
+        precision: args.engine.precision,
     })?;
     if args.print_config {
         print!("{}", config.to_toml());
@@ -380,12 +387,18 @@ fn checked_device(device: Option<DeviceChoice>) -> anyhow::Result<Option<DeviceC
         .transpose()
 }
 
-fn load_model(name: &str, path: &Path, device: DeviceChoice) -> anyhow::Result<Model> {
+fn load_model(
+    name: &str,
+    path: &Path,
+    device: DeviceChoice,
+    precision: Precision,
+) -> anyhow::Result<Model> {
     Model::load(
         path,
         &LoadOptions {
             name: Some(name.to_string()),
             device,
+            precision,
             ..Default::default()
         },
     )
@@ -416,13 +429,15 @@ fn generate(config_file: Option<PathBuf>, args: GenerateArgs) -> anyhow::Result<
     let config = Config::load(&Overrides {
         config_file: config_file.clone(),
         device: checked_device(args.engine.device)?,
+        precision: args.engine.precision,
         ..Default::default()
     })?;
     let device = config.pool.device()?;
+    let precision = config.pool.precision()?;
     let post = easel_server::responsible::build_post_process(&config)?;
     let (name, path) = model_folder(config_file, args.model)?;
     let loading = crate::progress::spinner(format!("loading {name}"));
-    let model = Arc::new(load_model(&name, &path, device)?);
+    let model = Arc::new(load_model(&name, &path, device, precision)?);
     loading.finish_and_clear();
     let info = model.info().clone();
     let params = GenerationParams::validate(

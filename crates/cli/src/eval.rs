@@ -194,6 +194,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let loading = crate::progress::spinner(format!("loading {}", dir.display()));
     let load = LoadOptions {
         device,
+        precision: args.engine.precision.unwrap_or_default(),
         ..LoadOptions::default()
     };
     let model = Model::load(dir, &load)

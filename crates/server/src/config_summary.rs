@@ -41,6 +41,7 @@ pub fn config_summary(config: &Config) -> Value {
             "preload": config.pool.preload,
             "load_wait_seconds": config.pool.load_wait_seconds,
             "device": config.pool.device,
+            "precision": config.pool.precision,
         },
         "auth": {
             "api_keys": keys,

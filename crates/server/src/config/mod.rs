@@ -195,6 +195,12 @@ pub struct PoolConfig {
     /// a build without it refuses `cuda` at startup. Also the `device`
     /// label of the metrics. Default: `cpu`. Env: `EASEL_POOL__DEVICE`.
     pub device: String,
+    /// What the models' convolutions and linear layers compute in: `f32`,
+    /// or `bf16` (bf16 products with f32 accumulation, half their weight
+    /// memory) on CPUs with AMX-BF16 or AVX512-BF16; elsewhere a model
+    /// loads in f32 with a warning. Default: `f32`. Env:
+    /// `EASEL_POOL__PRECISION`.
+    pub precision: String,
 }
 
 impl Default for PoolConfig {
@@ -204,6 +210,7 @@ impl Default for PoolConfig {
             preload: None,
             load_wait_seconds: 60,
             device: easel_engine::DeviceChoice::Cpu.to_string(),
+            precision: easel_engine::model::Precision::F32.to_string(),
         }
     }
 }
@@ -229,7 +236,15 @@ impl PoolConfig {
         ConfigError::Unusable(format!("pool.device = \"{}\": {why}", self.device))
     }
 
-    /// The job system's pool options, models loading on [`Self::device`].
+    /// `precision` parsed; a wrong value names the key and the forms.
+    pub fn precision(&self) -> Result<easel_engine::model::Precision, ConfigError> {
+        self.precision.parse().map_err(|e| {
+            ConfigError::Unusable(format!("pool.precision = \"{}\": {e}", self.precision))
+        })
+    }
+
+    /// The job system's pool options, models loading on [`Self::device`]
+    /// in [`Self::precision`].
     pub fn options(&self) -> Result<easel_jobs::models::PoolOptions, ConfigError> {
         use easel_jobs::models::{PoolOptions, Preload};
         Ok(PoolOptions {
@@ -241,6 +256,7 @@ impl PoolConfig {
             },
             load_options: easel_engine::LoadOptions {
                 device: self.device()?,
+                precision: self.precision()?,
                 ..Default::default()
             },
         })
@@ -481,6 +497,8 @@ pub struct Overrides {
     pub log_format: Option<easel_telemetry::trace::LogFormat>,
     /// `--device cpu|cuda|cuda:N` (`easel generate`): `pool.device`.
     pub device: Option<easel_engine::DeviceChoice>,
+    /// `--precision f32|bf16` (`easel generate`): `pool.precision`.
+    pub precision: Option<easel_engine::model::Precision>,
 }
 
 /// Why the configuration could not be loaded or is unusable.
@@ -546,6 +564,9 @@ impl Config {
         if let Some(device) = overrides.device {
             figment = figment.merge(Serialized::default("pool.device", device.to_string()));
         }
+        if let Some(precision) = overrides.precision {
+            figment = figment.merge(Serialized::default("pool.precision", precision.to_string()));
+        }
         let config: Config = figment.extract().map_err(Box::new)?;
         config.check()?;
         Ok(config)
@@ -578,6 +599,7 @@ impl Config {
             }
         }
         self.pool.parsed_device()?;
+        self.pool.precision()?;
         if self.pool.memory_budget_mb == 0 {
             return Err(ConfigError::Unusable(
                 "pool.memory_budget_mb must be at least 1".into(),
@@ -787,6 +809,48 @@ mod tests {
             let err = c.pool.options().unwrap_err().to_string();
             assert!(err.contains("pool.device = \"cuda:1\""), "{err}");
             assert!(err.contains("no GPU support"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_precision_comes_from_the_environment_and_a_flag_wins() {
+        use easel_engine::model::Precision;
+        figment::Jail::expect_with(|jail| {
+            let c = Config::load(&Overrides::default()).unwrap();
+            assert_eq!(c.pool.precision().unwrap(), Precision::F32);
+            jail.set_env("EASEL_POOL__PRECISION", "bf16");
+            let c = Config::load(&Overrides::default()).unwrap();
+            assert_eq!(
+                c.pool.options().unwrap().load_options.precision,
+                Precision::Bf16
+            );
+            jail.set_env("EASEL_POOL__PRECISION", "fp8");
+            let err = Config::load(&Overrides::default()).unwrap_err();
+            assert!(
+                err.to_string().contains("pool.precision = \"fp8\""),
+                "{err}"
+            );
+            let c = Config::load(&Overrides {
+                precision: Some(Precision::F32),
+                ..Default::default()
+            })
+            .unwrap();
+            assert_eq!(c.pool.precision().unwrap(), Precision::F32);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_precision_that_is_not_one_is_refused_naming_the_key_and_the_forms() {
+        let mut c = Config::default();
+        for bad in ["fp16", "BF16", ""] {
+            c.pool.precision = bad.into();
+            let err = c.check().unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("pool.precision = \"{bad}\"")),
+                "{err}"
+            );
+            assert!(err.contains("`f32` or `bf16`"), "{err}");
         }
     }
 
