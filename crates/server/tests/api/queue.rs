@@ -134,7 +134,7 @@ async fn a_thousand_queued_jobs_of_one_user_delay_others_by_at_most_one_batch() 
 }
 
 #[tokio::test]
-async fn compatible_jobs_share_one_engine_call_and_keep_their_pixels() {
+async fn compatible_jobs_share_one_engine_call_and_keep_nearly_their_pixels() {
     // Reference: each job alone. Both servers get the same watermark tag
     // (each would otherwise generate its own, and the mark is in the pixels).
     let setup = |c: &mut easel_server::Config| {
@@ -151,7 +151,7 @@ async fn compatible_jobs_share_one_engine_call_and_keep_their_pixels() {
     for body in &jobs {
         let r: Value = alone.create_job(body, None).await.json().await.unwrap();
         alone.run_pending_jobs().await;
-        want.push(pixel_hashes(&alone, r["id"].as_str().unwrap()).await);
+        want.push(job_pixels(&alone, r["id"].as_str().unwrap()).await);
     }
 
     // The same jobs queued together and run as batches of up to 4 images.
@@ -177,15 +177,32 @@ async fn compatible_jobs_share_one_engine_call_and_keep_their_pixels() {
     )
     .await;
     assert_eq!(claims, 1, "the three jobs ran as one batch");
+    // The engine runs a batch as one forward pass, so an image may differ
+    // from its unbatched run in the last float bits (the engine's
+    // tolerance, `crates/engine/src/pipeline.rs`): after upscaling and the
+    // watermark, a few 8-bit values a few levels off at most.
     for (id, want) in ids.iter().zip(&want) {
-        assert_eq!(&pixel_hashes(&together, id).await, want, "job {id}");
+        let got = job_pixels(&together, id).await;
+        assert_eq!(got.len(), want.len(), "job {id}");
+        for (a, b) in got.iter().zip(want) {
+            assert_eq!(a.len(), b.len(), "job {id}");
+            let (differing, max) = a
+                .iter()
+                .zip(b)
+                .filter(|(x, y)| x != y)
+                .fold((0, 0), |(n, m), (x, y)| (n + 1, m.max(x.abs_diff(*y))));
+            assert!(
+                differing * 100 <= a.len() && max <= 8,
+                "job {id}: {differing} of {} values off, by up to {max}",
+                a.len()
+            );
+        }
     }
 }
 
-/// SHA-256 of each image's decoded pixels, in index order. (The files
-/// differ between runs: each records its own image id and C2PA claim.)
-async fn pixel_hashes(app: &TestApp, job: &str) -> Vec<String> {
-    use sha2::Digest as _;
+/// Each image's decoded 8-bit pixels, in index order. (The files differ
+/// between runs: each records its own image id and C2PA claim.)
+async fn job_pixels(app: &TestApp, job: &str) -> Vec<Vec<u8>> {
     let job: Value = app.get_job(job).await.json().await.unwrap();
     assert_eq!(job["status"], "succeeded", "{job}");
     let mut out = Vec::new();
@@ -203,7 +220,7 @@ async fn pixel_hashes(app: &TestApp, job: &str) -> Vec<String> {
             .await
             .unwrap();
         let pixels = easel_media::decode_untrusted(&bytes, &Default::default()).unwrap();
-        out.push(hex::encode(sha2::Sha256::digest(&pixels.pixels)));
+        out.push(pixels.pixels);
     }
     out
 }
