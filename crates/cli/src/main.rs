@@ -13,6 +13,9 @@ mod verify;
 use clap::Parser as _;
 
 fn main() -> std::process::ExitCode {
+    // Activation buffers are reused across denoising steps instead of being
+    // unmapped and faulted in again (easel_engine::alloc).
+    easel_engine::alloc::keep_freed_buffers();
     let cli = commands::Cli::parse();
     match commands::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,

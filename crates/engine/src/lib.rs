@@ -17,14 +17,16 @@
 //! each module for why).
 //!
 //! # Layout
+//! - [`alloc`]: keeping freed activation buffers for reuse across steps
+//!   (glibc's malloc), and handing them back after a generation.
 //! - [`device`]: which device computes ([`DeviceChoice`]), its text form
 //!   (`cpu`, `cuda:N`) and whether this build has CUDA ([`CUDA_BUILT`]).
 //! - [`error`]: the engine's one error type, each variant with a stable code.
 //! - [`model`]: the loaded-model handle: load, info, generate.
 //! - [`request`]: what a generation call takes and returns (requests, images,
 //!   progress, cancellation).
-//! - [`loader`]: reading a diffusers folder: configs, validated memory-mapped
-//!   safetensors, the content hash.
+//! - [`loader`]: reading a diffusers folder: configs, safetensors validated
+//!   at open and read tensor by tensor into f32, the content hash.
 //! - `layers`: the resnet block and the down/upsamplers the UNet and the
 //!   VAE share, on the engine's convolution.
 //! - `text`: tokenizers and text encoders (CLIP, BERT), and sentence
@@ -40,6 +42,7 @@
 //! - [`score`]: image–prompt scores (the bundled scorer or CLIP) and the pHash near-copy check.
 //! - [`bench`]: timing and peak memory of each stage (`easel bench engine`).
 
+pub mod alloc;
 pub mod bench;
 pub mod device;
 pub mod error;

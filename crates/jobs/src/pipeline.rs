@@ -168,9 +168,12 @@ pub fn render_batch(
     for companion in parts.iter().skip(1).filter_map(|p| p.span) {
         engine.follows_from(companion);
     }
-    let mut generated = engine
-        .in_scope(|| model.generate(&requests, progress, cancel))?
-        .into_iter();
+    let result = engine.in_scope(|| model.generate(&requests, progress, cancel));
+    // The batch's activation buffers, kept by the allocator for reuse across
+    // steps, are free now: hand them back so an idle worker does not hold
+    // its last peak (easel_engine::alloc).
+    easel_engine::alloc::release_free_memory();
+    let mut generated = result?.into_iter();
     Ok(parts
         .iter()
         .map(|part| {
