@@ -205,8 +205,9 @@ impl ParamError {
 /// Everything needed to generate a job's images, validated.
 ///
 /// Image `i` of the job (0-based) uses seed `seed + i` (wrapping), so each
-/// image has its own generator and a batch reproduces the same pixels as the
-/// same images generated one at a time.
+/// image has its own generator: a batch draws the same noise as the same
+/// images generated one at a time, and gives their pixels within the
+/// engine's batching tolerance (`docs/performance.md`, "Real batching").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GenerationParams {
     /// Model name as listed by `/v1/models`.

@@ -4,7 +4,9 @@
 //! that share one *batch key* (size, steps, sampler, schedule, guidance,
 //! strength) and returns one [`GeneratedImage`] per request, in order. Each
 //! request carries its own seed: the engine gives every image its own random
-//! generator, so the pixels never depend on what else shared the batch.
+//! generator, so its noise never depends on what else shared the batch, and
+//! its pixels match the same request run alone within the batching
+//! tolerance of the pipeline (one forward pass per batch; see `pipeline`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -20,7 +20,9 @@
 //!    size, steps, guidance, sampler, schedule, strength) decides the batch;
 //!    then, round-robin over the users in fair order, each user's next job
 //!    with the same key joins while the batch has room for its images.
-//!    Per-image seeds make a batch's pixels identical to unbatched runs.
+//!    Per-image seeds give each image of a batch the noise it would have
+//!    alone; its pixels match unbatched runs within the engine's batching
+//!    tolerance.
 //! 4. **A job larger than a batch runs alone** (its `n` images in one call).
 //! 5. **A short window** lets a batch that is not full wait for companions:
 //!    [`Scheduler::wait_for_more`] says how long, measured from the leader's

@@ -55,8 +55,8 @@ impl Default for WorkerSettings {
     /// The defaults documented in `docs/configuration.md`.
     fn default() -> Self {
         Self {
-            // On a CPU a batch costs what its images cost one by one, so
-            // batching only adds latency; see docs/performance.md.
+            // On a 2-core CPU batching was measured to bring no throughput,
+            // only latency; see docs/performance.md.
             max_batch_images: 1,
             batch_window: Duration::from_millis(10),
             preview_every_steps: 0,

@@ -329,8 +329,8 @@ pub struct WorkerConfig {
     /// Env: `EASEL_WORKER__SYNC_TIMEOUT_SECONDS`.
     pub sync_timeout_seconds: u64,
     /// Most images in one engine call; a job with more runs alone. Must be
-    /// at least one. Default: 1, because on a CPU a batch costs what its
-    /// images cost one by one and only adds latency (`docs/performance.md`
+    /// at least one. Default: 1, because on a 2-core CPU batching was
+    /// measured to bring no throughput, only latency (`docs/performance.md`
     /// has the measurement); raise it on a GPU.
     /// Env: `EASEL_WORKER__MAX_BATCH_IMAGES`.
     pub max_batch_images: u32,
