@@ -92,17 +92,19 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     }
     let measuring =
         crate::progress::spinner(format!("diffusers: measuring {}", model_dir.display()));
-    let reference = run_reference(&args, &model_dir, &report)?;
+    let reference = run_reference(&args, &model_dir, &report, device)?;
     measuring.finish_and_clear();
     println!("{}", bench::comparison_table(&report, &reference));
     Ok(())
 }
 
-/// Runs tools/bench/diffusers_bench.py with the engine's inputs and thread count.
+/// Runs tools/bench/diffusers_bench.py with the engine's inputs, thread
+/// count and device.
 fn run_reference(
     args: &EngineArgs,
     model_dir: &std::path::Path,
     report: &BenchReport,
+    device: easel_engine::DeviceChoice,
 ) -> anyhow::Result<ReferenceReport> {
     let i = &report.inputs;
     let join = |v: &[String]| v.join(",");
@@ -119,6 +121,7 @@ fn run_reference(
         .args(["--prompt", &i.prompt])
         .args(["--latent-shape", &join(&shape)])
         .args(["--timestep", &i.timestep.to_string()])
+        .args(["--device", &device.to_string()])
         .env("OMP_NUM_THREADS", &threads)
         .env("MKL_NUM_THREADS", &threads)
         .stderr(std::process::Stdio::inherit())
