@@ -69,8 +69,11 @@ fn fused_geglu_matches_the_float64_reference() {
 #[test]
 fn saturation_and_tiny_inputs() {
     // a = [2, −3, 1, 1], x = [1e-20, −1e-20, 40, −40].
-    let x = Tensor::new(&[[2f32, -3.0, 1.0, 1.0, 1e-20, -1e-20, 40.0, -40.0]], &Device::Cpu)
-        .unwrap();
+    let x = Tensor::new(
+        &[[2f32, -3.0, 1.0, 1.0, 1e-20, -1e-20, 40.0, -40.0]],
+        &Device::Cpu,
+    )
+    .unwrap();
     let got: Vec<f32> = geglu(&x).unwrap().flatten_all().unwrap().to_vec1().unwrap();
     // gelu(x) ≈ x/2 near 0.
     assert!((got[0] - 1e-20).abs() <= 1e-26, "{}", got[0]);

@@ -144,6 +144,10 @@ pub(crate) fn gelu(x: f32) -> f32 {
     let e = if e > 0.0 { 0.0 } else { e };
     let erfc = t * exp_nonpositive(e);
     // Φ(x) = ½·erfc(−x/√2): erfc(z)/2 for x < 0, 1 − erfc(z)/2 for x ≥ 0.
-    let phi = if x < 0.0 { 0.5 * erfc } else { 1.0 - 0.5 * erfc };
+    let phi = if x < 0.0 {
+        0.5 * erfc
+    } else {
+        1.0 - 0.5 * erfc
+    };
     x * phi
 }
