@@ -25,7 +25,9 @@ mod common;
 use common::Lcg;
 
 use easel_engine::candle_core::{DType, Device, Module, Tensor};
-use easel_engine::ops::conv::{Conv2d, ConvParams, Padding, conv2d, conv2d_packed, conv2d_unfused};
+use easel_engine::ops::conv::{
+    Conv2d, ConvParams, Padding, conv2d, conv2d_packed, conv2d_unfused, pack_weight,
+};
 
 /// One convolution problem.
 #[derive(Debug, Clone, Copy)]
@@ -278,6 +280,25 @@ fn convolution_in_float64_takes_candles_path_and_agrees() {
     assert_eq!(f64_out.dtype(), DType::F64);
     let diff = common::max_abs_diff_f64(&f64_out, &f32_out);
     assert!(diff < 1e-5, "{diff}");
+}
+
+#[test]
+fn weights_pack_tap_major_exactly_as_the_permuted_view() {
+    let mut rng = Lcg(11);
+    for (co, ci, kh, kw) in [(3, 5, 3, 3), (7, 2, 1, 1), (4, 3, 4, 4), (2, 6, 1, 3)] {
+        let w =
+            Tensor::from_vec(rng.vec(co * ci * kh * kw), (co, ci, kh, kw), &Device::Cpu).unwrap();
+        let want = vec4(&w.permute((2, 3, 0, 1)).unwrap().contiguous().unwrap());
+        let packed = pack_weight(&w).unwrap();
+        assert_eq!(packed.dims(), [kh, kw, co, ci]);
+        assert_eq!(vec4(&packed), want, "{co}x{ci}x{kh}x{kw}");
+        // Off the fast path (f64): the same layout.
+        let w64 = w.to_dtype(DType::F64).unwrap();
+        let packed64 = pack_weight(&w64).unwrap().to_dtype(DType::F32).unwrap();
+        assert_eq!(vec4(&packed64), want);
+    }
+    let flat = Tensor::zeros((2, 3), DType::F32, &Device::Cpu).unwrap();
+    assert!(pack_weight(&flat).is_err());
 }
 
 #[test]
