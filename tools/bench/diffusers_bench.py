@@ -99,6 +99,35 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
+def time_calls(call, warmup, repeats, sync=lambda: None):
+    """`warmup` untimed calls, then max(repeats, 1) timed ones; the seconds
+    of each, each call bracketed by `sync` (a device barrier, or nothing)."""
+    for _ in range(warmup):
+        call()
+    samples = []
+    for _ in range(max(repeats, 1)):
+        sync()
+        t = time.perf_counter()
+        call()
+        sync()
+        samples.append(time.perf_counter() - t)
+    return samples
+
+
+def check_tokens(model_dir, prompt, ids):
+    """Whether the folder's tokenizer gives `ids` for `prompt`, and its
+    attention mask (a batch of one row); (None, None) without a prompt or
+    tokenizer."""
+    tok_dir = model_dir / "tokenizer"
+    if prompt is None or not tok_dir.is_dir():
+        return None, None
+    import transformers
+
+    tok = transformers.AutoTokenizer.from_pretrained(tok_dir)
+    enc = tok([prompt], padding="max_length", max_length=len(ids), truncation=True)
+    return enc["input_ids"][0] == ids, enc["attention_mask"]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("model_dir", type=pathlib.Path)
@@ -170,17 +199,12 @@ def main():
     stages.append(figures("load", [time.perf_counter() - t0], peak_bytes(), cuda_peak()))
     log(f"loaded in {stages[-1]['median_s']:.2f} s")
 
-    token_ids_match = None
     bert = "Bert" in text_cls
     ids_t = torch.tensor([ids], dtype=torch.long, device=dev)
     mask = None
-    tok_dir = d / "tokenizer"
-    if args.prompt is not None and tok_dir.is_dir():
-        tok = transformers.AutoTokenizer.from_pretrained(tok_dir)
-        enc = tok([args.prompt], padding="max_length", max_length=len(ids), truncation=True)
-        token_ids_match = enc["input_ids"][0] == ids
-        if bert:
-            mask = torch.tensor(enc["attention_mask"], dtype=torch.long, device=dev)
+    token_ids_match, tok_mask = check_tokens(d, args.prompt, ids)
+    if bert and tok_mask is not None:
+        mask = torch.tensor(tok_mask, dtype=torch.long, device=dev)
     if bert and mask is None:
         mask = (ids_t != (text.config.pad_token_id or 0)).long()
 
@@ -188,15 +212,7 @@ def main():
         reset_peak()
         reset_cuda_peak()
         with torch.inference_mode():
-            for _ in range(args.warmup):
-                call()
-            samples = []
-            for _ in range(max(args.repeats, 1)):
-                sync()
-                t = time.perf_counter()
-                call()
-                sync()
-                samples.append(time.perf_counter() - t)
+            samples = time_calls(call, args.warmup, args.repeats, sync)
         stages.append(figures(stage, samples, peak_bytes(), cuda_peak()))
         log(f"{stage}: {samples}")
 
