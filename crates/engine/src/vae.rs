@@ -12,7 +12,7 @@
 //! `vae/config.json` applied here, since candle's `decode` does not.
 
 use candle_core::{Device, Module, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
 use serde::Deserialize;
 
 use crate::error::{EngineError, Result};
@@ -21,6 +21,7 @@ use crate::loader::{ModelFolder, WeightStore, read_json};
 use crate::ops::attention::{Mask, attention};
 use crate::ops::conv::{Conv2d, ConvParams};
 use crate::ops::group_norm::GroupNorm;
+use crate::ops::linear::{Linear, linear_f32};
 
 /// The fields of diffusers' `AutoencoderKL` config the engine reads.
 #[derive(Debug, Clone, Deserialize)]
@@ -197,7 +198,7 @@ struct SelfAttention {
 
 impl SelfAttention {
     fn new(vb: VarBuilder, ch: usize, groups: usize) -> candle_core::Result<Self> {
-        let lin = |name: &str| candle_nn::linear(ch, ch, vb.pp(name));
+        let lin = |name: &str| linear_f32(ch, ch, vb.pp(name));
         Ok(Self {
             norm: GroupNorm::new(vb.pp("group_norm"), groups, ch, 1e-6)?,
             q: lin("to_q")?,

@@ -9,7 +9,11 @@
 //! test checks whichever path the machine selects — it prints which — at
 //! sizes that cover the micro-kernel edges (1, below, at and above the
 //! register-tile widths of both paths: 8/16 f32 lanes, 3–4 vectors × 4–6
-//! rows); running it on an AVX2-only machine checks the other path.
+//! rows); running it on an AVX2-only machine checks the other path, and
+//! CI does exactly that under QEMU's emulation of a Haswell CPU
+//! (`qemu-x86_64 -cpu Haswell` as cargo's runner, with
+//! `EASEL_EXPECT_GEMM_PATH=fma` so the test fails if the dispatch did not
+//! take the AVX2 path; see `.ci/run`).
 //! Tolerance: |got − want| ≤ 1e-5 · Σₖ|aᵢₖ·bₖⱼ| (+1e-30), relative to the
 //! magnitude of the terms; f32 rounding is typically √k·6e-8 of it (2e-6 at
 //! the largest k here), a wrong or skipped tile is of order 1.
@@ -86,6 +90,15 @@ fn check_matmul(batch: usize, m: usize, k: usize, n: usize, rhs_transposed: bool
 #[test]
 fn matmul_matches_a_float64_reference_at_kernel_edge_sizes() {
     eprintln!("gemm path on this CPU: {}", simd_path());
+    // CI runs this test a second time under an emulated AVX2-only CPU and
+    // says which path it must then be on.
+    if let Ok(want) = std::env::var("EASEL_EXPECT_GEMM_PATH") {
+        assert!(
+            simd_path().starts_with(want.as_str()),
+            "expected the {want} path, the CPU offers {}",
+            simd_path()
+        );
+    }
     let mut rng = Lcg(14);
     let edges = [1, 3, 7, 8, 9, 15, 16, 17, 31, 33, 47, 48, 49, 63, 65, 97];
     for &m in &edges {
@@ -102,6 +115,82 @@ fn matmul_matches_a_float64_reference_at_kernel_edge_sizes() {
     check_matmul(3, 77, 320, 65, true, &mut rng);
     check_matmul(2, 130, 96, 257, false, &mut rng);
     check_matmul(1, 300, 1030, 260, false, &mut rng);
+}
+
+// ---------------------------------------------------------------------------
+// The f32 linear layer (`easel_engine::ops::linear::Linear`): tasks of rows
+// (or of output columns when there are few rows), one gemm call each, the
+// bias added per tile. Checked against float64 at the same tolerance as the
+// matmul, at row counts below, at and above a task (128 rows) and the few
+// rows of a time embedding or a text context, with and without a bias, on a
+// 2-D and a 3-D input.
+// ---------------------------------------------------------------------------
+
+use easel_engine::candle_core::Module;
+use easel_engine::ops::bf16::Compute;
+use easel_engine::ops::linear::Linear;
+
+fn check_linear(rows: usize, k: usize, n: usize, with_bias: bool, rng: &mut Lcg) {
+    let x = rng.vec(rows * k);
+    let w = rng.vec(n * k);
+    let b = rng.vec(n);
+    let layer = Linear::new(
+        Tensor::from_vec(w.clone(), (n, k), &Device::Cpu).unwrap(),
+        with_bias.then(|| Tensor::from_vec(b.clone(), n, &Device::Cpu).unwrap()),
+        Compute::F32,
+    )
+    .unwrap();
+    // As the transformers call it: [batch, rows, features].
+    let xt = Tensor::from_vec(x.clone(), (1, rows, k), &Device::Cpu).unwrap();
+    let out = layer.forward(&xt).unwrap();
+    assert_eq!(out.dims(), [1, rows, n]);
+    let got: Vec<f32> = out.flatten_all().unwrap().to_vec1().unwrap();
+    for i in 0..rows {
+        for j in 0..n {
+            let (mut sum, mut mag) = (0f64, 0f64);
+            for kk in 0..k {
+                let p = x[i * k + kk] as f64 * w[j * k + kk] as f64;
+                sum += p;
+                mag += p.abs();
+            }
+            if with_bias {
+                sum += b[j] as f64;
+                mag += (b[j] as f64).abs();
+            }
+            let g = got[i * n + j] as f64;
+            assert!(
+                (g - sum).abs() <= 1e-5 * mag + 1e-30,
+                "linear {rows}x{k}->{n} (bias: {with_bias}) at [{i},{j}]: {g} vs {sum}"
+            );
+        }
+    }
+}
+
+#[test]
+fn linear_f32_matches_a_float64_reference() {
+    let mut rng = Lcg(41);
+    for &(rows, k, n) in &[
+        (1, 320, 1280),
+        (2, 1280, 1280),
+        (77, 768, 320),
+        (127, 40, 97),
+        (128, 64, 64),
+        (129, 33, 17),
+        (300, 96, 257),
+        (1024, 64, 48),
+    ] {
+        check_linear(rows, k, n, true, &mut rng);
+        check_linear(rows, k, n, false, &mut rng);
+    }
+    // A 2-D input keeps its rank.
+    let layer = Linear::new(
+        Tensor::from_vec(rng.vec(6 * 5), (6, 5), &Device::Cpu).unwrap(),
+        None,
+        Compute::F32,
+    )
+    .unwrap();
+    let x = Tensor::from_vec(rng.vec(4 * 5), (4, 5), &Device::Cpu).unwrap();
+    assert_eq!(layer.forward(&x).unwrap().dims(), [4, 6]);
 }
 
 // ---------------------------------------------------------------------------

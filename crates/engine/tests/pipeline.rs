@@ -113,7 +113,11 @@ fn pixel_diff(a: &RgbImage, b: &RgbImage) -> (usize, u8) {
 /// A batch runs each network once for all its images, so an image in a
 /// batch may differ from the same request alone in the last float bits
 /// (the rule, on final latents, is checked in `src/pipeline/batch_tests.rs`);
-/// in 8-bit pixels that is at most a few values off by a level or two.
+/// in 8-bit pixels that is at most 1 % of the values off, by at most 8
+/// levels (the bound the server's queue test uses): tiny-pixel's random
+/// weights drive its latents to ±9·10⁴, where a relative 10⁻⁶ is a
+/// difference of 0.1 that can move a pixel on the edge of the clamp by a
+/// few levels.
 /// Seeds, samplers and the order of images are kept, and a batch run twice
 /// gives the same pixels.
 fn batch_close_to_sequential(name: &str, sampler: SamplerKind) {
@@ -138,7 +142,7 @@ fn batch_close_to_sequential(name: &str, sampler: SamplerKind) {
         let (differing, max) = pixel_diff(&alone[0].image, &batch[i].image);
         let values = batch[i].image.pixels.len();
         assert!(
-            differing * 100 <= values && max <= 4,
+            differing * 100 <= values && max <= 8,
             "{name} {sampler}: image {i} has {differing} of {values} values off, by up to {max}"
         );
         assert_eq!(batch[i].seed, 100 + i as u64);

@@ -9,11 +9,12 @@
 //! <https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/clip/modeling_clip.py#L1000>.
 
 use candle_core::{IndexOp, Module, Tensor};
-use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::{Embedding, LayerNorm, VarBuilder};
 use serde::Deserialize;
 
 use crate::error::{EngineError, Result};
 use crate::ops::attention::{Mask, attention};
+use crate::ops::linear::{Linear, linear_f32, linear_f32_no_bias};
 
 /// The fields of a `CLIPTextConfig` the engine uses.
 #[derive(Debug, Clone, Deserialize)]
@@ -99,10 +100,10 @@ impl Attention {
     fn new(vb: VarBuilder, cfg: &ClipTextConfig) -> candle_core::Result<Self> {
         let h = cfg.hidden_size;
         Ok(Self {
-            q: candle_nn::linear(h, h, vb.pp("q_proj"))?,
-            k: candle_nn::linear(h, h, vb.pp("k_proj"))?,
-            v: candle_nn::linear(h, h, vb.pp("v_proj"))?,
-            out: candle_nn::linear(h, h, vb.pp("out_proj"))?,
+            q: linear_f32(h, h, vb.pp("q_proj"))?,
+            k: linear_f32(h, h, vb.pp("k_proj"))?,
+            v: linear_f32(h, h, vb.pp("v_proj"))?,
+            out: linear_f32(h, h, vb.pp("out_proj"))?,
             heads: cfg.num_attention_heads,
             head_dim: h / cfg.num_attention_heads,
         })
@@ -142,8 +143,8 @@ impl Layer {
             ln1: candle_nn::layer_norm(h, cfg.layer_norm_eps, vb.pp("layer_norm1"))?,
             attn: Attention::new(vb.pp("self_attn"), cfg)?,
             ln2: candle_nn::layer_norm(h, cfg.layer_norm_eps, vb.pp("layer_norm2"))?,
-            fc1: candle_nn::linear(h, i, vb.pp("mlp").pp("fc1"))?,
-            fc2: candle_nn::linear(i, h, vb.pp("mlp").pp("fc2"))?,
+            fc1: linear_f32(h, i, vb.pp("mlp").pp("fc1"))?,
+            fc2: linear_f32(i, h, vb.pp("mlp").pp("fc2"))?,
             act,
         })
     }
@@ -189,7 +190,7 @@ impl ClipTextModel {
                     .iter()
                     .any(|a| a.ends_with("WithProjection")) =>
             {
-                Some(candle_nn::linear_no_bias(
+                Some(linear_f32_no_bias(
                     cfg.hidden_size,
                     p,
                     vb.pp("text_projection"),
