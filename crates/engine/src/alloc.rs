@@ -17,6 +17,13 @@
 //! each generation, so an idle server does not hold its last peak.
 //!
 //! Both are no-ops on anything but Linux with glibc.
+//!
+//! [`zeroed_f32`] allocates a large buffer that lives as long as the model
+//! (a weight) on transparent huge pages where the kernel offers them on
+//! request (`/sys/kernel/mm/transparent_hugepage/enabled` = `madvise`, a
+//! common default): one fault per 2 MiB instead of per 4 KiB while loading
+//! (SD 1.5's 4 GB of weights are a million small pages), and far fewer TLB
+//! misses when every step streams the weights again.
 
 /// Keep freed blocks for reuse rather than unmapping them (see the module
 /// docs). Idempotent; cheap.
@@ -40,4 +47,42 @@ pub fn release_free_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// Bytes from which [`zeroed_f32`] asks for huge pages (a few huge pages'
+/// worth: below that the rounding to 2 MiB boundaries leaves little).
+const HUGE_FROM_BYTES: usize = 8 << 20;
+
+/// A zeroed buffer of `len` floats, backed by transparent huge pages where
+/// the kernel grants them (see the module docs). The same as
+/// `vec![0f32; len]` elsewhere.
+pub fn zeroed_f32(len: usize) -> Vec<f32> {
+    let mut v: Vec<f32> = Vec::with_capacity(len);
+    if len * 4 >= HUGE_FROM_BYTES {
+        advise_huge_pages(v.as_mut_ptr().cast(), len * 4);
+    }
+    v.resize(len, 0.0);
+    v
+}
+
+/// `madvise(MADV_HUGEPAGE)` on the 2 MiB-aligned pages inside
+/// `ptr..ptr + bytes` (not yet touched). Advice only: failure changes
+/// nothing but speed, so it is ignored.
+fn advise_huge_pages(ptr: *mut u8, bytes: usize) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        const HUGE: usize = 2 << 20;
+        let start = (ptr as usize).next_multiple_of(HUGE);
+        let end = (ptr as usize + bytes) / HUGE * HUGE;
+        if end > start {
+            // SAFETY: the range lies inside an allocation the caller owns
+            // and has not handed out; MADV_HUGEPAGE changes how its pages
+            // are backed, never their contents or mapping.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+            }
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = (ptr, bytes);
 }

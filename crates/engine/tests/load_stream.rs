@@ -146,8 +146,9 @@ fn le32(values: impl IntoIterator<Item = u32>) -> Vec<u8> {
 fn every_f16_and_bf16_bit_pattern_and_f32_values_read_as_the_old_path_did() {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = Lcg(7);
-    // Larger than the loader's 1 MiB chunk, and not a multiple of it, so
-    // chunk edges fall inside the tensor.
+    // Larger than the loader's 1 MiB chunk and its 4 MiB slice of f32, and
+    // not a multiple of either, so chunk and slice edges fall inside the
+    // tensor.
     let long = (3 << 19) + 7;
     let first = dir.path().join("a.safetensors");
     write_safetensors(
@@ -190,10 +191,18 @@ fn every_f16_and_bf16_bit_pattern_and_f32_values_read_as_the_old_path_did() {
                 le32(specials.map(f32::to_bits)),
             ),
             ("f32.empty", "F32", vec![0], vec![]),
+            // More than the loader's 4 MiB slice of f32 (read on several
+            // workers), and not a multiple of it.
+            (
+                "f32.long",
+                "F32",
+                vec![(1 << 20) + 13],
+                le32((0..(1u32 << 20) + 13).map(|i| i.wrapping_mul(2_654_435_761) >> 2)),
+            ),
         ],
     );
     let n = assert_reads_as_before(&[first, second]);
-    assert_eq!(n, 9);
+    assert_eq!(n, 10);
 }
 
 fn open_err(path: &Path) -> EngineError {

@@ -30,10 +30,10 @@
 //! map after the copy (`madvise`) would bound the memory as well, but still
 //! pays a fault per page and needs `unsafe` to map; a read also cannot
 //! fault with `SIGBUS` when the file shrinks while it loads, it fails with
-//! an error. Reads are on the loading thread, one tensor after another:
-//! a warm file copies at memory speed and a cold one at the disk's, and
-//! splitting large tensors across threads was not tried (docs/performance.md
-//! has the figures).
+//! an error. Tensors are read one after another, a large one in slices on
+//! rayon's workers (the copy and the page faults of the new buffer scale
+//! with the cores): a warm file copies at memory speed and a cold one at
+//! the disk's.
 //!
 //! The content hash is not computed here: [`super::hash`] reads the files
 //! once and caches the result, as before.
@@ -49,6 +49,7 @@ use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::VarBuilder;
 use half::slice::HalfFloatSliceExt as _;
 use half::{bf16, f16};
+use rayon::prelude::*;
 use safetensors::tensor::Metadata;
 use safetensors::{Dtype, SafeTensorError};
 
@@ -68,6 +69,9 @@ const MAX_HEADER: u64 = 100_000_000;
 /// enough that each read is one cheap system call, small enough to stay in
 /// cache and to leave the peak at the f32 weights.
 const CHUNK_BYTES: usize = 1 << 20;
+
+/// f32 bytes of a tensor slice that one worker reads (see [`read_f32`]).
+const PARALLEL_BYTES: usize = 4 << 20;
 
 /// Where one tensor lives inside a weights file.
 struct Entry {
@@ -277,16 +281,32 @@ fn read_header(file: &mut File) -> std::result::Result<(u64, Metadata), String> 
 }
 
 /// Reads one validated tensor's bytes from `file` into a new f32 buffer.
+///
+/// A tensor of more than [`PARALLEL_BYTES`] is read in slices of that many
+/// f32 bytes on rayon's workers: the copy out of the page cache and the
+/// first touch of the new buffer's pages are the load's cost, and both
+/// scale with the cores (SD 1.5's UNet is mostly tensors of 6–59 MB).
 fn read_f32(file: &File, entry: &Entry) -> std::io::Result<Vec<f32>> {
     let count = entry.elem_count();
-    // Zeroed allocation: a large one comes as fresh zero pages from the
-    // kernel, so this writes nothing before the read does.
-    let mut out = vec![0f32; count];
-    match entry.dtype {
-        Dtype::F32 => read_exact_at(file, bytes_mut(&mut out), entry.start)?,
-        Dtype::F16 => read_widened::<f16>(file, entry.start, &mut out)?,
-        Dtype::BF16 => read_widened::<bf16>(file, entry.start, &mut out)?,
-        other => unreachable!("dtype {other:?} is rejected before reading"),
+    // On huge pages where the kernel grants them (`crate::alloc`).
+    let mut out = crate::alloc::zeroed_f32(count);
+    let per_slice = PARALLEL_BYTES / 4;
+    let elem = (entry.dtype.bitsize() / 8) as u64;
+    let read_slice = |(i, dst): (usize, &mut [f32])| -> std::io::Result<()> {
+        let start = entry.start + (i * per_slice) as u64 * elem;
+        match entry.dtype {
+            Dtype::F32 => read_exact_at(file, bytes_mut(dst), start),
+            Dtype::F16 => read_widened::<f16>(file, start, dst),
+            Dtype::BF16 => read_widened::<bf16>(file, start, dst),
+            other => unreachable!("dtype {other:?} is rejected before reading"),
+        }
+    };
+    if count <= per_slice {
+        read_slice((0, &mut out))?;
+    } else {
+        out.par_chunks_mut(per_slice)
+            .enumerate()
+            .try_for_each(read_slice)?;
     }
     Ok(out)
 }
@@ -358,8 +378,8 @@ fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()
     std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
 }
 
-/// Fills `buf` from `file` at `offset` (Windows moves the file's cursor;
-/// the store reads from one thread at a time).
+/// Fills `buf` from `file` at `offset` (Windows also moves the file's
+/// cursor, which no read relies on: each names its own offset).
 #[cfg(windows)]
 fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
     use std::os::windows::fs::FileExt as _;
