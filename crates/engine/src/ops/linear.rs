@@ -94,15 +94,7 @@ impl Linear {
                 if matches!(weight.device(), Device::Cpu) && weight.dtype() == DType::F32 =>
             {
                 let w = weight.flatten_all()?.to_vec1::<f32>()?;
-                let bias = match bias {
-                    Some(b) => {
-                        if b.dims() != [n] {
-                            bail!("linear: bias {:?} for {n} outputs", b.dims());
-                        }
-                        Some(Arc::new(b.to_dtype(DType::F32)?.to_vec1::<f32>()?))
-                    }
-                    None => None,
-                };
+                let bias = plain_bias(bias, n)?;
                 Ok(Self(Inner::Bf16 {
                     weight: Arc::new(PackedB::from_transposed(&w, n, k)),
                     bias,
@@ -110,15 +102,7 @@ impl Linear {
                 }))
             }
             _ if matches!(weight.device(), Device::Cpu) && weight.dtype() == DType::F32 => {
-                let bias = match bias {
-                    Some(b) => {
-                        if b.dims() != [n] {
-                            bail!("linear: bias {:?} for {n} outputs", b.dims());
-                        }
-                        Some(Arc::new(b.to_dtype(DType::F32)?.to_vec1::<f32>()?))
-                    }
-                    None => None,
-                };
+                let bias = plain_bias(bias, n)?;
                 Ok(Self(Inner::F32Cpu {
                     weight: weight.contiguous()?,
                     bias,
@@ -180,6 +164,17 @@ impl Module for Linear {
             }),
         }
     }
+}
+
+/// The bias as plain f32 values, checked against the `n` outputs.
+fn plain_bias(bias: Option<Tensor>, n: usize) -> Result<Option<Arc<Vec<f32>>>> {
+    let Some(b) = bias else {
+        return Ok(None);
+    };
+    if b.dims() != [n] {
+        bail!("linear: bias {:?} for {n} outputs", b.dims());
+    }
+    Ok(Some(Arc::new(b.to_dtype(DType::F32)?.to_vec1::<f32>()?)))
 }
 
 struct LinearF32Op<'a> {
