@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Args;
+use easel_config::{Config, ModelEntry};
 use easel_engine::{CancelToken, ImageRequest, LoadOptions, Model};
-use easel_server::config::{Config, ModelEntry};
 use serde::Serialize;
 use serde_json::json;
 

@@ -18,11 +18,11 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
+use easel_config::keys::{Scope, create_key};
+use easel_config::{Config, Overrides, model_name_for};
 use easel_core::{GenerationParams, OutputFormat, OutputOptions, RawParams, ResponseFormat};
 use easel_engine::model::Precision;
 use easel_engine::{CancelToken, DeviceChoice, LoadOptions, Model, Progress};
-use easel_server::auth::{Scope, create_key};
-use easel_server::config::{Config, Overrides, model_name_for};
 use easel_telemetry::trace::{LogFormat, TraceSettings};
 
 /// Easel: image generation you can run anywhere.
@@ -434,7 +434,7 @@ fn generate(config_file: Option<PathBuf>, args: GenerateArgs) -> anyhow::Result<
     })?;
     let device = config.pool.device()?;
     let precision = config.pool.precision()?;
-    let post = easel_server::responsible::build_post_process(&config)?;
+    let post = easel_config::build::post_process(&config)?;
     let (name, path) = model_folder(config_file, args.model)?;
     let loading = crate::progress::spinner(format!("loading {name}"));
     let model = Arc::new(load_model(&name, &path, device, precision)?);

@@ -16,8 +16,8 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 use clap::Args;
+use easel_config::{Config, Overrides};
 use easel_engine::{FolderSummary, HashCache, WeightsCheck};
-use easel_server::config::{Config, Overrides};
 use serde_json::json;
 
 /// Flags of `easel models list`.

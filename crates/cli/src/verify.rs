@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use clap::Args;
+use easel_config::{Config, Overrides};
 use easel_core::OutputFormat;
 use easel_media::{C2paSummary, DecodeLimits, EASEL_KEY, PARAMETERS_KEY, WatermarkReading};
-use easel_server::config::{Config, Overrides};
 use serde::Serialize;
 use serde_json::{Value, json};
 

@@ -1,9 +1,10 @@
 //! Admission control: how many jobs each tier may hold queued, and how long
 //! a refused client should wait before trying again.
 //!
-//! Pure state, no runtime: [`Admission`] holds the limits and a
-//! [`DrainEstimator`] fed with completions, and turns a full tier into a
-//! `Retry-After` in whole seconds. The limit itself is enforced by the store
+//! Pure state, no runtime: [`AdmissionConfig`] holds the limits and turns a
+//! full tier and a drain rate measured by a [`DrainEstimator`] (fed with
+//! completions, kept on the [`crate::Bus`]) into a `Retry-After` in whole
+//! seconds. The limit itself is enforced by the store
 //! ([`easel_store::Db::insert_job_bounded`] counts and inserts in one write
 //! transaction), so a burst of concurrent submissions never overshoots it;
 //! this module only decides the numbers.
@@ -77,6 +78,17 @@ impl AdmissionConfig {
             Tier::Batch => self.max_queued_batch,
         }
     }
+
+    /// Jobs per second: `measured`, or `1 / assumed_job_seconds` without one.
+    pub fn drain_rate(&self, measured: Option<f64>) -> f64 {
+        measured.unwrap_or_else(|| 1.0 / self.assumed_job_seconds.max(0.001))
+    }
+
+    /// Whole seconds until a full tier has a free slot, in [1, 300], at the
+    /// `measured` drain rate ([`DrainEstimator::rate`]).
+    pub fn retry_after(&self, backlog: Backlog, measured: Option<f64>) -> u64 {
+        retry_after_seconds(backlog.to_drain(), self.drain_rate(measured))
+    }
 }
 
 /// Jobs finished per second over a recent window: a sliding window of
@@ -133,13 +145,6 @@ impl DrainEstimator {
     }
 }
 
-/// The limits and the drain rate of the job system.
-#[derive(Debug, Clone, Default)]
-pub struct Admission {
-    config: AdmissionConfig,
-    drain: DrainEstimator,
-}
-
 /// How full a tier is, as the store saw it when it refused a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backlog {
@@ -155,48 +160,6 @@ impl Backlog {
     /// Jobs that must be claimed before this tier has a free slot.
     pub fn to_drain(&self) -> u64 {
         self.ahead + (self.queued + 1).saturating_sub(self.limit).max(1)
-    }
-}
-
-impl Admission {
-    /// Admission with these settings and no drain history.
-    pub fn new(config: AdmissionConfig) -> Self {
-        Self {
-            config,
-            drain: DrainEstimator::new(),
-        }
-    }
-
-    /// The settings.
-    pub fn config(&self) -> &AdmissionConfig {
-        &self.config
-    }
-
-    /// Replaces the settings, keeping the drain history.
-    pub fn set_config(&mut self, config: AdmissionConfig) {
-        self.config = config;
-    }
-
-    /// The queue limit of a tier.
-    pub fn limit(&self, tier: Tier) -> u64 {
-        self.config.limit(tier)
-    }
-
-    /// Feeds the estimator: `n` jobs finished at `at`.
-    pub fn record_completions(&mut self, n: u64, at: Instant) {
-        self.drain.record(n, at);
-    }
-
-    /// Jobs per second: measured, or `1 / assumed_job_seconds`.
-    pub fn drain_rate(&self, now: Instant) -> f64 {
-        self.drain
-            .rate(now)
-            .unwrap_or_else(|| 1.0 / self.config.assumed_job_seconds.max(0.001))
-    }
-
-    /// Whole seconds until a full tier has a free slot, in [1, 300].
-    pub fn retry_after(&self, backlog: Backlog, now: Instant) -> u64 {
-        retry_after_seconds(backlog.to_drain(), self.drain_rate(now))
     }
 }
 
@@ -350,30 +313,31 @@ mod tests {
 
     #[test]
     fn without_history_retry_after_uses_the_assumed_job_time() {
-        let a = Admission::new(AdmissionConfig {
+        let a = AdmissionConfig {
             assumed_job_seconds: 4.0,
             ..AdmissionConfig::default()
-        });
+        };
         let full = Backlog {
             queued: 64,
             ahead: 0,
             limit: 64,
         };
-        assert_eq!(a.retry_after(full, Instant::now()), 4);
+        assert_eq!(a.retry_after(full, None), 4);
         let behind = Backlog { ahead: 2, ..full };
-        assert_eq!(a.retry_after(behind, Instant::now()), 12);
+        assert_eq!(a.retry_after(behind, None), 12);
     }
 
     #[test]
     fn with_history_retry_after_follows_the_measured_rate() {
         let t0 = Instant::now();
-        let mut a = Admission::new(AdmissionConfig {
+        let a = AdmissionConfig {
             assumed_job_seconds: 4.0,
             ..AdmissionConfig::default()
-        });
+        };
         // 4 jobs/s measured.
+        let mut d = DrainEstimator::new();
         for i in 0..9 {
-            a.record_completions(1, t0 + secs(0.25 * i as f64));
+            d.record(1, t0 + secs(0.25 * i as f64));
         }
         let now = t0 + secs(2.0);
         let backlog = Backlog {
@@ -382,9 +346,9 @@ mod tests {
             limit: 64,
         };
         // 11 jobs at 4 jobs/s: 2.75 s, rounded up.
-        assert_eq!(a.retry_after(backlog, now), 3);
+        assert_eq!(a.retry_after(backlog, d.rate(now)), 3);
         // A minute later the history is gone: back to 4 s per job.
-        assert_eq!(a.retry_after(backlog, now + secs(120.0)), 44);
+        assert_eq!(a.retry_after(backlog, d.rate(now + secs(120.0))), 44);
     }
 
     #[test]

@@ -26,15 +26,18 @@ use easel_core::{ImageId, JobId, OutputFormat, RgbImage};
 use easel_engine::{CancelToken, Progress, ProgressSink};
 use easel_store::{Job, StoreError};
 use easel_telemetry::metrics::JobOutcome;
+use tokio::sync::broadcast;
 use tracing::Instrument as _;
 
 use crate::error::JobError;
 use crate::events::JobEvent;
-use crate::handle::{CancelReason, Jobs, Running, init_image_key, terminal_or_current_event};
+use crate::handle::{init_image_key, terminal_or_current_event};
+use crate::housekeeping;
 use crate::models::{ModelLookupError, ModelState};
 use crate::pipeline::{self, BatchPart, RenderedImage};
 use crate::recording::{EngineCall, TimedModel};
-use crate::worker::Worker;
+use crate::running::{CancelReason, Running};
+use crate::worker::{Lane, Worker};
 
 mod row;
 #[cfg(test)]
@@ -100,13 +103,15 @@ impl Failure {
 
 type Outcome = Result<Vec<RenderedImage>, Failure>;
 
-impl Jobs {
+impl Worker {
     /// Runs the claimed jobs (all with one batching key) as one engine call
-    /// and records each job's result.
+    /// and records each job's result. `cancels` carries the cancel requests
+    /// of this process, subscribed to before the claim.
     pub(crate) async fn run_batch(
         &self,
-        worker: &Worker,
+        lane: &Lane,
         claimed: Vec<Job>,
+        cancels: broadcast::Receiver<JobId>,
     ) -> Result<(), JobError> {
         let batch = NEXT_BATCH.fetch_add(1, Ordering::Relaxed);
         let token = CancelToken::new();
@@ -124,7 +129,7 @@ impl Jobs {
             }
         }
         for job in &claimed {
-            self.inner.hub.publish(JobEvent::Started { job_id: job.id });
+            self.inner.bus.publish(JobEvent::Started { job_id: job.id });
         }
         self.record_claimed(&claimed);
         let model_name = claimed[0].params.model.clone();
@@ -162,7 +167,7 @@ impl Jobs {
             .collect();
         let outcomes = match self.inner.models.get(Some(&model_name)) {
             Ok(model) => {
-                self.render(worker, model, &ready, &ready_spans, token)
+                self.render(lane, model, &ready, &ready_spans, token, cancels)
                     .await
             }
             Err(e) => {
@@ -204,12 +209,14 @@ impl Jobs {
     /// cancels and deadlines watched meanwhile. One outcome per job.
     async fn render(
         &self,
-        worker: &Worker,
+        lane: &Lane,
         model: Arc<dyn crate::models::Generator>,
         jobs: &[(Job, Option<RgbImage>)],
         spans: &[tracing::Span],
         token: CancelToken,
+        cancels: broadcast::Receiver<JobId>,
     ) -> Vec<Outcome> {
+        let mut cancels = Some(cancels);
         let mut ranges = Vec::with_capacity(jobs.len());
         let mut start = 0usize;
         for (job, _) in jobs {
@@ -225,15 +232,15 @@ impl Jobs {
         // spans are children of the jobs' spans, not of this task's.
         let spans = spans.to_vec();
         let mut sink = BatchSink {
-            jobs: self.clone(),
+            worker: self.clone(),
             ranges,
-            preview_every: worker.settings.preview_every_steps,
+            preview_every: lane.settings.preview_every_steps,
         };
         let engine_token = token.clone();
-        let post = self.post_process();
+        let post = self.inner.post.clone();
         let timed = Arc::new(TimedModel::new(model));
         let model = timed.clone();
-        let render = worker.engine.run(move || {
+        let render = lane.engine.run(move || {
             let parts: Vec<BatchPart<'_>> = owned
                 .iter()
                 .zip(&spans)
@@ -247,15 +254,23 @@ impl Jobs {
             pipeline::render_batch(&*model, &post, &parts, &mut sink, &engine_token)
         });
         tokio::pin!(render);
-        let lease = worker.settings.lease;
+        let lease = lane.settings.lease;
         let mut renew = tokio::time::interval(lease / 3);
         renew.tick().await;
         let result = loop {
             let deadline = self.next_deadline(jobs);
             tokio::select! {
                 result = &mut render => break result,
-                _ = renew.tick() => self.keep_leases(jobs, &worker.name, lease).await,
+                _ = renew.tick() => self.keep_leases(jobs, &lane.name, lease).await,
                 _ = sleep_until(deadline, self.inner.db.now()) => self.stop_overdue(jobs).await,
+                request = next_cancel(&mut cancels) => match request {
+                    Ok(id) => self.on_cancel_request(jobs, Some(id)).await,
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        self.on_cancel_request(jobs, None).await
+                    }
+                    // Not while the worker holds the bus; stop listening.
+                    Err(broadcast::error::RecvError::Closed) => cancels = None,
+                },
             }
         };
         self.record_engine_call(EngineCall {
@@ -313,6 +328,26 @@ impl Jobs {
         }
     }
 
+    /// A cancel request from this process's job handle: stops the job if
+    /// it is one of this batch's. `None`: requests were missed (this batch
+    /// fell behind the bus), so the store is asked about every job instead.
+    async fn on_cancel_request(&self, jobs: &[(Job, Option<RgbImage>)], request: Option<JobId>) {
+        match request {
+            Some(id) => {
+                if jobs.iter().any(|(job, _)| job.id == id) {
+                    self.stop_job(id, CancelReason::User).await;
+                }
+            }
+            None => {
+                for (job, _) in jobs {
+                    if let Ok(true) = self.inner.db.cancel_requested(job.id).await {
+                        self.stop_job(job.id, CancelReason::User).await;
+                    }
+                }
+            }
+        }
+    }
+
     /// Renews every live job's lease; stops a job whose lease was lost or
     /// whose owner asked (through the store) to cancel it.
     async fn keep_leases(&self, jobs: &[(Job, Option<RgbImage>)], worker: &str, lease: Duration) {
@@ -357,24 +392,24 @@ impl Jobs {
             (Some(CancelReason::User), _) => {
                 // A detached job was recorded when it was stopped.
                 if let Some(done) = self.record_stop(job_id, CancelReason::User).await? {
-                    self.inner.hub.publish(done);
+                    self.inner.bus.publish(done);
                 }
             }
             (Some(CancelReason::Deadline), _) => {
                 if let Some(done) = self.record_stop(job_id, CancelReason::Deadline).await? {
-                    self.inner.hub.publish(done);
+                    self.inner.bus.publish(done);
                 }
             }
             (Some(CancelReason::Shutdown), Err(f)) if f.cancelled => {
                 tracing::warn!(job = %job_id, "shutdown: job put back in the queue");
                 db.requeue(job_id).await.map_err(JobError::Store)?;
-                self.inner.hub.publish(JobEvent::Queued { job_id });
+                self.inner.bus.publish(JobEvent::Queued { job_id });
             }
             (_, Ok(images)) => self.complete(job, images).await?,
             (_, Err(f)) if f.cancelled => {
                 tracing::info!(job = %job_id, "job cancelled while running");
                 if let Some(done) = self.record_stop(job_id, CancelReason::User).await? {
-                    self.inner.hub.publish(done);
+                    self.inner.bus.publish(done);
                 }
             }
             (_, Err(f)) if f.rejected.is_some() => {
@@ -389,8 +424,8 @@ impl Jobs {
                 if let Some(user) = &job.user_id {
                     entry = entry.actor(user.clone());
                 }
-                self.append_audit(entry).await;
-                self.inner.hub.publish(JobEvent::Failed {
+                housekeeping::append_audit(&self.inner.db, entry).await;
+                self.inner.bus.publish(JobEvent::Failed {
                     job_id,
                     code: f.code.into(),
                     message: f.message,
@@ -402,14 +437,14 @@ impl Jobs {
                     .await
                     .map_err(JobError::Store)?;
                 self.record_unsuccessful(job, JobOutcome::Failed, f.code);
-                self.inner.hub.publish(JobEvent::Failed {
+                self.inner.bus.publish(JobEvent::Failed {
                     job_id,
                     code: f.code.into(),
                     message: f.message,
                 });
             }
         }
-        self.record_completions(1);
+        self.inner.bus.record_completions(1);
         Ok(())
     }
 
@@ -438,9 +473,9 @@ impl Jobs {
                     if let Some(user) = &job.user_id {
                         entry = entry.actor(user.clone());
                     }
-                    self.append_audit(entry).await;
+                    housekeeping::append_audit(&self.inner.db, entry).await;
                 }
-                self.inner.hub.publish(JobEvent::Completed {
+                self.inner.bus.publish(JobEvent::Completed {
                     job_id,
                     image_ids: ids,
                 });
@@ -448,9 +483,9 @@ impl Jobs {
             Err(e) => {
                 // Cancelled (or finished elsewhere) at the last moment: the
                 // store refused the completion, so report what it holds.
-                let current = self.get(job_id).await?;
+                let current = housekeeping::get_job(&self.inner.db, job_id).await?;
                 if current.status.is_terminal() {
-                    self.inner.hub.publish(terminal_or_current_event(&current));
+                    self.inner.bus.publish(terminal_or_current_event(&current));
                     return Ok(());
                 }
                 tracing::error!(job = %job_id, error = %e, "storing images failed");
@@ -460,7 +495,7 @@ impl Jobs {
                     .await
                     .map_err(JobError::Store)?;
                 self.record_unsuccessful(job, JobOutcome::Failed, "storage_failed");
-                self.inner.hub.publish(JobEvent::Failed {
+                self.inner.bus.publish(JobEvent::Failed {
                     job_id,
                     code: "storage_failed".into(),
                     message: "storing the images failed; see the server log".into(),
@@ -524,6 +559,16 @@ impl Jobs {
     }
 }
 
+/// The next cancel request, or never once the channel is gone.
+async fn next_cancel(
+    cancels: &mut Option<broadcast::Receiver<JobId>>,
+) -> Result<JobId, broadcast::error::RecvError> {
+    match cancels {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn sleep_until(deadline: Option<DateTime<Utc>>, now: DateTime<Utc>) {
     match deadline {
         Some(at) => {
@@ -567,7 +612,7 @@ fn model_error_code(e: &ModelLookupError) -> &'static str {
 /// Publishes each engine step to the watchers of every live job of the
 /// batch, with that job's slice of the previews.
 struct BatchSink {
-    jobs: Jobs,
+    worker: Worker,
     ranges: Vec<(JobId, Range<usize>)>,
     preview_every: u32,
 }
@@ -575,7 +620,7 @@ struct BatchSink {
 impl ProgressSink for BatchSink {
     fn on_step(&mut self, progress: Progress) {
         for (job_id, range) in &self.ranges {
-            if !self.jobs.is_live(*job_id) {
+            if !self.worker.is_live(*job_id) {
                 continue;
             }
             let previews = progress
@@ -584,7 +629,7 @@ impl ProgressSink for BatchSink {
                 .and_then(|all| all.get(range.clone()))
                 .map(|mine| mine.iter().filter_map(preview_url).collect())
                 .unwrap_or_default();
-            self.jobs.inner.hub.publish(JobEvent::Progress {
+            self.worker.inner.bus.publish(JobEvent::Progress {
                 job_id: *job_id,
                 step: progress.step,
                 total: progress.total,

@@ -1,33 +1,29 @@
-//! The job system's handle: what the server talks to.
+//! The job system's handle: what the API side talks to (submit, cancel,
+//! watch, wait, list). It runs nothing; workers ([`crate::Worker`]) do.
 //!
 //! [`Jobs`] is cheap to clone. Submitting persists the job *before* it
-//! returns, so an acknowledged job survives a crash; the worker is then woken
-//! through a [`Notify`]. Reads go to the store, live progress to the
-//! [`EventHub`].
+//! returns, so an acknowledged job survives a crash; a worker in this
+//! process is then woken through the [`Bus`]. Reads go to the store, live
+//! progress comes from the bus's [`EventHub`].
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use easel_core::{GenerationParams, JobId, JobStatus, OutputOptions, RgbImage, Tier};
-use easel_engine::CancelToken;
 use easel_store::{
     Blobs, BoundedInsert, CancelOutcome, Db, Image, InsertOutcome, Job, JobFilter, JobPage,
     StoreError,
 };
 use easel_telemetry::metrics::{JobOutcome, Metrics};
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::broadcast;
 
-use crate::admission::{Admission, AdmissionConfig, Backlog};
+use crate::admission::{AdmissionConfig, Backlog};
+use crate::bus::Bus;
 use crate::error::JobError;
 use crate::events::{EventHub, JobEvent, Subscription};
-use crate::models::Models;
-use crate::postprocess::PostProcess;
-
-/// The `code` of a cancelled job in `easel_jobs_finished_total`.
-pub(crate) const CANCELLED: &str = "cancelled";
+use crate::housekeeping::{self, CANCELLED};
 
 /// A validated job to submit.
 #[derive(Debug, Clone)]
@@ -60,49 +56,21 @@ pub struct NewJob {
     pub trace_parent: Option<String>,
 }
 
-/// Why the worker cancelled a running job's token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CancelReason {
-    /// Its owner asked (DELETE, or a synchronous client left).
-    User,
-    /// Graceful shutdown ran out of time: put it back in the queue.
-    Shutdown,
-    /// The store gave the job's lease to someone else: drop the work.
-    LeaseLost,
-    /// Its deadline passed while it ran: fail it with `deadline_exceeded`.
-    Deadline,
-}
-
-/// A job this process's worker is running.
-pub(crate) struct Running {
-    /// The token of the job's batch (shared by its companions).
-    pub(crate) token: CancelToken,
-    /// Why the job was stopped, once it was.
-    pub(crate) reason: Option<CancelReason>,
-    /// The batch it runs in.
-    pub(crate) batch: u64,
-}
-
-pub(crate) struct Inner {
-    pub(crate) db: Db,
-    pub(crate) blobs: Blobs,
-    pub(crate) models: Models,
-    pub(crate) hub: EventHub,
-    pub(crate) wake: Notify,
-    pub(crate) accepting: AtomicBool,
-    pub(crate) running: Mutex<HashMap<JobId, Running>>,
-    /// Queue limits per tier and the drain-rate estimate behind `Retry-After`.
-    pub(crate) admission: Mutex<Admission>,
-    /// What happens to every image after the engine.
-    pub(crate) post: Mutex<Arc<PostProcess>>,
-    /// Where jobs, stages and images are counted ([`Jobs::attach_metrics`]).
-    pub(crate) metrics: Mutex<Metrics>,
+struct Inner {
+    db: Db,
+    blobs: Blobs,
+    bus: Bus,
+    metrics: Metrics,
+    /// Queue limits per tier and the job time assumed before a drain rate
+    /// is measured.
+    admission: AdmissionConfig,
+    accepting: AtomicBool,
 }
 
 /// The job system. Cheap to clone.
 #[derive(Clone)]
 pub struct Jobs {
-    pub(crate) inner: Arc<Inner>,
+    inner: Arc<Inner>,
 }
 
 /// What a watcher of a job gets.
@@ -119,28 +87,26 @@ pub fn init_image_key(id: JobId) -> String {
 }
 
 impl Jobs {
-    /// A job system over this store and these models. No worker runs until
-    /// [`Jobs::start_worker`].
-    pub fn new(db: Db, blobs: Blobs, models: Models) -> Self {
+    /// The handle over this store, sharing `bus` with the workers of this
+    /// process, counting into `metrics`, refusing jobs past `admission`'s
+    /// queue limits.
+    pub fn new(
+        db: Db,
+        blobs: Blobs,
+        bus: Bus,
+        metrics: Metrics,
+        admission: AdmissionConfig,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 db,
                 blobs,
-                models,
-                hub: EventHub::new(),
-                wake: Notify::new(),
+                bus,
+                metrics,
+                admission,
                 accepting: AtomicBool::new(true),
-                running: Mutex::new(HashMap::new()),
-                admission: Mutex::new(Admission::default()),
-                post: Mutex::new(Arc::new(PostProcess::default())),
-                metrics: Mutex::new(Metrics::default()),
             }),
         }
-    }
-
-    /// The served models.
-    pub fn models(&self) -> &Models {
-        &self.inner.models
     }
 
     /// The database.
@@ -153,85 +119,24 @@ impl Jobs {
         &self.inner.blobs
     }
 
+    /// The link to this process's workers.
+    pub fn bus(&self) -> &Bus {
+        &self.inner.bus
+    }
+
     /// The event hub.
     pub fn hub(&self) -> &EventHub {
-        &self.inner.hub
+        self.inner.bus.hub()
     }
 
-    /// Puts jobs left `running` by a crash back in the queue. Call once at
-    /// startup, before the worker starts.
-    pub async fn recover(&self) -> Result<u64, JobError> {
-        let ids = self
-            .inner
-            .db
-            .requeue_running_on_startup()
-            .await
-            .map_err(JobError::Store)?;
-        if !ids.is_empty() {
-            tracing::warn!(
-                jobs = ids.len(),
-                "requeued jobs left running by an earlier process"
-            );
-        }
-        Ok(ids.len() as u64)
-    }
-
-    /// Sets the queue limits and the assumed job time (the server's
-    /// `[queue]` section). Until called, [`AdmissionConfig::default`] holds.
-    pub fn configure_admission(&self, config: AdmissionConfig) {
-        self.admission().set_config(config);
-    }
-
-    /// Sets the post-processing stages (watermark, moderation, near-copy
-    /// check, C2PA). Until called, images are only encoded with metadata.
-    /// Batches already running keep the stages they started with.
-    pub fn configure_post_process(&self, post: PostProcess) {
-        *self.inner.post.lock().expect("post lock poisoned") = Arc::new(post);
-    }
-
-    /// Records jobs, stages, images and model loads into `metrics` (the
-    /// server's, served at `/metrics`) from now on. Until called they go to
-    /// a private registry nobody reads, so `easel generate` and tests that
-    /// do not look need nothing.
-    pub fn attach_metrics(&self, metrics: Metrics) {
-        self.inner.models.attach_metrics(metrics.clone());
-        *self.inner.metrics.lock().expect("metrics lock poisoned") = metrics;
-    }
-
-    /// The metrics jobs are recorded into.
-    pub fn metrics(&self) -> Metrics {
-        self.inner
-            .metrics
-            .lock()
-            .expect("metrics lock poisoned")
-            .clone()
-    }
-
-    /// The post-processing stages in force.
-    pub fn post_process(&self) -> Arc<PostProcess> {
-        self.inner.post.lock().expect("post lock poisoned").clone()
+    /// The metrics jobs are counted into.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     /// The queue limits in force.
-    pub fn admission_config(&self) -> AdmissionConfig {
-        self.admission().config().clone()
-    }
-
-    /// Tells the drain-rate estimate that `n` jobs just finished (a batch
-    /// of eight is one call with 8). The worker calls this once per finished
-    /// job or batch; `Retry-After` of a full queue is computed from it.
-    pub fn record_completions(&self, n: u64) {
-        // Tokio's clock (the system's, unless a test paused it), so a test
-        // can advance it instead of sleeping.
-        self.admission()
-            .record_completions(n, tokio::time::Instant::now().into_std());
-    }
-
-    fn admission(&self) -> std::sync::MutexGuard<'_, Admission> {
-        self.inner
-            .admission
-            .lock()
-            .expect("admission lock poisoned")
+    pub fn admission_config(&self) -> &AdmissionConfig {
+        &self.inner.admission
     }
 
     /// Fails every queued job whose deadline has passed (code
@@ -241,31 +146,8 @@ impl Jobs {
     /// hold its slots, and a synchronous request at its deadline so that its
     /// job fails at once.
     pub async fn expire_deadlines(&self) -> Result<usize, JobError> {
-        let ids = self
-            .inner
-            .db
-            .expire_overdue(self.inner.db.now())
-            .await
-            .map_err(JobError::Store)?;
-        for &job_id in &ids {
-            tracing::info!(job = %job_id, "job reached its deadline while queued; not run");
-            if let Ok(job) = self.get(job_id).await {
-                self.metrics().job_finished(
-                    &job.params.model,
-                    job.tier.as_str(),
-                    JobOutcome::Failed,
-                    "deadline_exceeded",
-                );
-            }
-            self.inner.hub.publish(JobEvent::Failed {
-                job_id,
-                code: "deadline_exceeded".into(),
-                message: "the job was still queued at its deadline (X-Easel-Timeout) and was \
-                          not run"
-                    .into(),
-            });
-        }
-        Ok(ids.len())
+        let inner = &self.inner;
+        housekeeping::expire_deadlines(&inner.db, &inner.metrics, &inner.bus).await
     }
 
     /// Persists a job and wakes the worker. Returns the stored job and
@@ -278,7 +160,7 @@ impl Jobs {
         if !self.inner.accepting.load(Ordering::SeqCst) {
             return Err(JobError::ShuttingDown);
         }
-        let limit = self.admission().limit(job.tier);
+        let limit = self.inner.admission.limit(job.tier);
         // Encoding and storing an edit's image is the expensive part of a
         // submission: skip it when the tier is already full. (The store
         // checks again, atomically, when it inserts.)
@@ -358,9 +240,9 @@ impl Jobs {
                 self.audit("job.created", record.user_id.clone(), record.id)
                     .await;
                 self.inner
-                    .hub
+                    .bus
                     .publish(JobEvent::Queued { job_id: record.id });
-                self.inner.wake.notify_one();
+                self.inner.bus.job_queued();
                 Ok((record, true))
             }
             InsertOutcome::Existing(record) => Ok((record, false)),
@@ -408,9 +290,11 @@ impl Jobs {
     fn queue_full(&self, model: &str, tier: Tier, backlog: Backlog) -> JobError {
         self.metrics()
             .job_finished(model, tier.as_str(), JobOutcome::Rejected, "queue_full");
+        let now = tokio::time::Instant::now().into_std();
         let retry_after = self
-            .admission()
-            .retry_after(backlog, tokio::time::Instant::now().into_std());
+            .inner
+            .admission
+            .retry_after(backlog, self.inner.bus.drain_rate(now));
         tracing::info!(
             tier = tier.as_str(),
             queued = backlog.queued,
@@ -428,10 +312,7 @@ impl Jobs {
 
     /// A job by id.
     pub async fn get(&self, id: JobId) -> Result<Job, JobError> {
-        self.inner.db.get_job(id).await.map_err(|e| match e {
-            StoreError::JobNotFound(id) => JobError::NotFound(id),
-            other => JobError::Store(other),
-        })
+        housekeeping::get_job(&self.inner.db, id).await
     }
 
     /// A page of jobs, newest first.
@@ -479,15 +360,16 @@ impl Jobs {
                     JobOutcome::Cancelled,
                     CANCELLED,
                 );
-                self.inner.hub.publish(JobEvent::Cancelled { job_id: id });
+                self.inner.bus.publish(JobEvent::Cancelled { job_id: id });
                 Ok(job)
             }
-            // The store has the flag (for workers in other processes); the
-            // token stops this process's worker at its next step.
+            // The store has the flag (workers in other processes see it at
+            // their next lease renewal); the bus stops a worker of this
+            // process at the engine's next step.
             CancelOutcome::Requested(job) => {
                 self.audit("job.cancel_requested", job.user_id.clone(), id)
                     .await;
-                self.stop_job(id, CancelReason::User).await;
+                self.inner.bus.request_cancel(id);
                 Ok(job)
             }
             CancelOutcome::AlreadyFinished(job) => Ok(job),
@@ -506,10 +388,7 @@ impl Jobs {
 
     /// Appends an event to the audit log; a failure is logged, not returned.
     pub async fn append_audit(&self, entry: easel_store::NewAuditEvent) {
-        let event = entry.event_type.clone();
-        if let Err(e) = self.inner.db.append_audit(entry).await {
-            tracing::warn!(event, error = %e, "could not append to the audit log");
-        }
+        housekeeping::append_audit(&self.inner.db, entry).await;
     }
 
     /// Subscribes to a job's events. A job that already finished yields its
@@ -517,7 +396,7 @@ impl Jobs {
     pub async fn watch(&self, id: JobId) -> Result<Watch, JobError> {
         let job = self.get(id).await?;
         let fallback = || terminal_or_current_event(&job);
-        match self.inner.hub.subscribe(id, fallback) {
+        match self.inner.bus.hub().subscribe(id, fallback) {
             Some(sub) => Ok(Watch::Live(sub)),
             None => Ok(Watch::Finished(terminal_or_current_event(&job))),
         }
@@ -567,7 +446,7 @@ impl Jobs {
     /// [`JobError::ShuttingDown`]).
     pub fn stop_accepting(&self) {
         self.inner.accepting.store(false, Ordering::SeqCst);
-        self.inner.wake.notify_waiters();
+        self.inner.bus.wake_all();
     }
 
     /// Whether new jobs are taken.

@@ -1,22 +1,28 @@
-//! Easel's job system: the handle the server submits to, the in-process
-//! worker that runs jobs on the engine's own thread, and progress fan-out.
+//! Easel's job system: the handle the API submits to, the worker that runs
+//! jobs on its own engine thread, and the bus between them.
 //!
 //! The design's steps 3–4: a durable queue in the store's `jobs` table,
 //! leased by a worker that forms batches with strict priority tiers and
 //! fair share between users ([`schedule`]), runs each batch as one engine
 //! call ([`batch`]), and fans progress out to any number of watchers. The
-//! server only sees [`Jobs`] (submit, get, list, cancel, watch, wait) and
-//! [`Models`].
+//! two sides meet only in the store and, within one process, on a [`Bus`]:
+//! the API side holds a [`Jobs`] (submit, get, list, cancel, watch, wait)
+//! and runs nothing; a [`Worker`] (claim, render, post-process, store) is
+//! built once, complete, from a [`WorkerSetup`], and never needs a `Jobs`.
 //!
 //! # Layout
 //! - [`admission`]: queue limits per tier and the drain-rate estimate
 //!   behind a full queue's `Retry-After` (pure state).
 //! - [`handle`]: [`Jobs`], the cheap-to-clone handle; a job is stored
 //!   before `submit` returns.
+//! - [`bus`]: [`Bus`], what the handle and the workers of one process
+//!   share: events, wake-ups, cancel requests, completions.
+//! - `housekeeping`: what both sides do to the store (deadline expiry,
+//!   audit entries).
 //! - [`schedule`]: the queue policy as pure state: tiers, fair share,
 //!   batch formation, the batching window.
-//! - [`worker`]: the worker loop (plan, claim, run), [`WorkerSettings`],
-//!   graceful shutdown, `run_pending` for tests.
+//! - [`worker`]: [`Worker`] and its [`WorkerSetup`], the loop (plan, claim,
+//!   run), [`WorkerSettings`], graceful shutdown, `run_pending` for tests.
 //! - [`batch`]: one claimed batch end to end: engine call, leases,
 //!   deadlines, storing each job's images once.
 //! - [`running`]: stopping one job of a batch without stopping the rest.
@@ -39,10 +45,12 @@
 
 pub mod admission;
 pub mod batch;
+pub mod bus;
 pub mod engine_thread;
 pub mod error;
 pub mod events;
 pub mod handle;
+mod housekeeping;
 pub mod metadata;
 pub mod models;
 pub mod pipeline;
@@ -57,6 +65,7 @@ pub mod worker;
 mod testing;
 
 pub use admission::AdmissionConfig;
+pub use bus::Bus;
 pub use error::JobError;
 pub use events::{EventHub, JobEvent, Subscription};
 pub use handle::{Jobs, NewJob, Watch, init_image_key, terminal_or_current_event};
@@ -65,4 +74,4 @@ pub use pipeline::{RenderError, RenderedImage, check_for_model, image_requests, 
 pub use postprocess::{ImageModeration, Memorization, PostProcess, QualityScoring};
 pub use record::GenerationRecord;
 pub use schedule::{BatchKey, Candidate, Plan, Scheduler};
-pub use worker::{WorkerHandle, WorkerSettings};
+pub use worker::{Worker, WorkerHandle, WorkerSettings, WorkerSetup};

@@ -24,10 +24,10 @@ use easel_engine::{
 use easel_store::Job;
 use easel_telemetry::metrics::{JobOutcome, ModerationAction, ModerationStage, NO_CODE};
 
-use crate::handle::Jobs;
 use crate::models::Generator;
 use crate::pipeline::RenderedImage;
 use crate::postprocess::{FLAG_NEAR_COPY, FLAG_NSFW};
+use crate::worker::Worker;
 
 /// A model that measures its engine calls: their wall time (device busy
 /// seconds), the steps they ran and the engine's stage timings, whatever
@@ -126,7 +126,7 @@ pub(crate) struct StoredImages {
     near_copies: usize,
 }
 
-impl Jobs {
+impl Worker {
     /// Jobs were claimed: each waited from creation until now.
     pub(crate) fn record_claimed(&self, jobs: &[Job]) {
         let metrics = self.metrics();
@@ -210,7 +210,7 @@ impl Jobs {
     }
 
     /// A job ended without images (not through a stop, which
-    /// [`Jobs::record_stop`] counts).
+    /// [`Worker::record_stop`] counts).
     pub(crate) fn record_unsuccessful(&self, job: &Job, outcome: JobOutcome, code: &str) {
         if outcome == JobOutcome::Rejected && code == "image_rejected" {
             self.metrics()

@@ -9,12 +9,37 @@
 //! images are dropped when the batch ends.
 
 use easel_core::JobId;
+use easel_engine::CancelToken;
 use easel_store::StoreError;
 use easel_telemetry::metrics::JobOutcome;
 
 use crate::error::JobError;
 use crate::events::JobEvent;
-use crate::handle::{CANCELLED, CancelReason, Jobs};
+use crate::housekeeping::CANCELLED;
+use crate::worker::Worker;
+
+/// Why the worker cancelled a running job's token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CancelReason {
+    /// Its owner asked (DELETE, or a synchronous client left).
+    User,
+    /// Graceful shutdown ran out of time: put it back in the queue.
+    Shutdown,
+    /// The store gave the job's lease to someone else: drop the work.
+    LeaseLost,
+    /// Its deadline passed while it ran: fail it with `deadline_exceeded`.
+    Deadline,
+}
+
+/// A job this worker is running.
+pub(crate) struct Running {
+    /// The token of the job's batch (shared by its companions).
+    pub(crate) token: CancelToken,
+    /// Why the job was stopped, once it was.
+    pub(crate) reason: Option<CancelReason>,
+    /// The batch it runs in.
+    pub(crate) batch: u64,
+}
 
 /// What stopping a job did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,14 +53,14 @@ pub(crate) enum Stopped {
     Detached,
 }
 
-impl Jobs {
+impl Worker {
     /// Stops a running job for `reason`, detaching it from its batch when
     /// companions are still live; a detached job is recorded at once.
     pub(crate) async fn stop_job(&self, id: JobId, reason: CancelReason) -> Stopped {
         let stopped = self.mark_stopped(id, reason);
         if stopped == Stopped::Detached {
             match self.record_stop(id, reason).await {
-                Ok(Some(event)) => self.inner.hub.publish(event),
+                Ok(Some(event)) => self.inner.bus.publish(event),
                 Ok(None) => {}
                 Err(e) => tracing::warn!(job = %id, error = %e, "could not record a stopped job"),
             }

@@ -1,4 +1,6 @@
-//! The worker loop: plan a batch, claim it, run it, repeat.
+//! The worker: everything that runs jobs (claim, render, post-process,
+//! store), built once and complete from a [`WorkerSetup`], and its loop:
+//! plan a batch, claim it, run it, repeat.
 //!
 //! Each turn the loop puts back jobs whose lease expired (their worker
 //! died), fails queued jobs past their deadline, reads the queued
@@ -13,17 +15,24 @@
 //! grace period ends is cancelled and its jobs go back to the queue, so the
 //! next start finishes them.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use easel_core::JobId;
 use easel_engine::CancelToken;
+use easel_store::{Blobs, Db};
+use easel_telemetry::metrics::Metrics;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::bus::Bus;
 use crate::engine_thread::EngineThread;
 use crate::error::JobError;
-use crate::handle::{CancelReason, Jobs};
-use crate::models::ModelState;
+use crate::housekeeping;
+use crate::models::{ModelState, Models};
+use crate::postprocess::PostProcess;
+use crate::running::{CancelReason, Running};
 use crate::schedule::{Candidate, Scheduler};
 
 /// How long the idle loop sleeps between store polls when nothing wakes it.
@@ -65,10 +74,50 @@ impl Default for WorkerSettings {
     }
 }
 
-/// The running worker. Dropping it without [`WorkerHandle::shutdown`]
+/// Everything a worker is made of. A worker is built once from this and
+/// never reconfigured.
+pub struct WorkerSetup {
+    /// The queue and the records.
+    pub db: Db,
+    /// Where image bytes go (and edits' initial images come from).
+    pub blobs: Blobs,
+    /// The models it serves.
+    pub models: Models,
+    /// The link to the job handle of this process (events, wake-ups,
+    /// cancels, completions); a fresh [`Bus`] when there is none.
+    pub bus: Bus,
+    /// What happens to every image after the engine.
+    pub post: PostProcess,
+    /// How it batches, leases and reports.
+    pub settings: WorkerSettings,
+    /// Where jobs, stages and images are counted.
+    pub metrics: Metrics,
+}
+
+/// Runs jobs: claims them from the store, renders them on its own engine
+/// thread, post-processes and stores their images and records the outcome.
+/// Cheap to clone; clones are the same worker.
+#[derive(Clone)]
+pub struct Worker {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) db: Db,
+    pub(crate) blobs: Blobs,
+    pub(crate) models: Models,
+    pub(crate) bus: Bus,
+    pub(crate) post: Arc<PostProcess>,
+    pub(crate) settings: WorkerSettings,
+    pub(crate) metrics: Metrics,
+    /// The jobs this worker is running, with their batch's token.
+    pub(crate) running: Mutex<HashMap<JobId, Running>>,
+}
+
+/// The running worker loop. Dropping it without [`WorkerHandle::shutdown`]
 /// aborts the loop (the store's startup recovery then requeues its jobs).
 pub struct WorkerHandle {
-    jobs: Jobs,
+    worker: Worker,
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
 }
@@ -81,15 +130,16 @@ enum Turn {
     Wait(Duration),
 }
 
-/// The loop's own state: the engine thread and the scheduler.
-pub(crate) struct Worker {
+/// One loop's own state: its engine thread, its scheduler and the name it
+/// claims jobs under.
+pub(crate) struct Lane {
     pub(crate) engine: Arc<EngineThread>,
     pub(crate) settings: WorkerSettings,
     pub(crate) name: String,
     scheduler: Scheduler,
 }
 
-impl Worker {
+impl Lane {
     fn new(settings: WorkerSettings) -> Self {
         Self {
             engine: Arc::new(EngineThread::start()),
@@ -100,24 +150,100 @@ impl Worker {
     }
 }
 
-impl Jobs {
-    /// Starts the worker loop on the current runtime with the default
-    /// [`WorkerSettings`].
-    pub fn start_worker(&self) -> WorkerHandle {
-        self.start_worker_with(WorkerSettings::default())
+impl Worker {
+    /// The worker `setup` describes. Nothing runs until [`Worker::start`]
+    /// (or [`Worker::run_pending`]).
+    pub fn new(setup: WorkerSetup) -> Self {
+        let WorkerSetup {
+            db,
+            blobs,
+            models,
+            bus,
+            post,
+            settings,
+            metrics,
+        } = setup;
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                blobs,
+                models,
+                bus,
+                post: Arc::new(post),
+                settings,
+                metrics,
+                running: Mutex::new(HashMap::new()),
+            }),
+        }
     }
 
-    /// Starts the worker loop on the current runtime, with its own engine
-    /// thread.
-    pub fn start_worker_with(&self, settings: WorkerSettings) -> WorkerHandle {
+    /// Another worker over the same store, models, bus, post-processing
+    /// and metrics, with other settings (tests and tools that compare
+    /// batching settings on one queue). It has its own running jobs.
+    pub fn with_settings(&self, settings: WorkerSettings) -> Worker {
+        let inner = &self.inner;
+        Self {
+            inner: Arc::new(Inner {
+                db: inner.db.clone(),
+                blobs: inner.blobs.clone(),
+                models: inner.models.clone(),
+                bus: inner.bus.clone(),
+                post: inner.post.clone(),
+                settings,
+                metrics: inner.metrics.clone(),
+                running: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The models this worker serves.
+    pub fn models(&self) -> &Models {
+        &self.inner.models
+    }
+
+    /// The post-processing stages it runs.
+    pub fn post_process(&self) -> &PostProcess {
+        &self.inner.post
+    }
+
+    /// Its settings.
+    pub fn settings(&self) -> &WorkerSettings {
+        &self.inner.settings
+    }
+
+    /// The metrics it counts into.
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Puts jobs left `running` by a crash back in the queue. Call once at
+    /// startup, before the loop starts.
+    pub async fn recover(&self) -> Result<u64, JobError> {
+        let ids = self
+            .inner
+            .db
+            .requeue_running_on_startup()
+            .await
+            .map_err(JobError::Store)?;
+        if !ids.is_empty() {
+            tracing::warn!(
+                jobs = ids.len(),
+                "requeued jobs left running by an earlier process"
+            );
+        }
+        Ok(ids.len() as u64)
+    }
+
+    /// Starts the loop on the current runtime, with its own engine thread.
+    pub fn start(&self) -> WorkerHandle {
         let (stop, stop_rx) = watch::channel(false);
-        let jobs = self.clone();
+        let worker = self.clone();
+        let settings = self.inner.settings.clone();
         let task = tokio::spawn(async move {
-            let worker = Worker::new(settings);
-            worker_loop(jobs, worker, stop_rx).await;
+            worker_loop(worker, Lane::new(settings), stop_rx).await;
         });
         WorkerHandle {
-            jobs: self.clone(),
+            worker: self.clone(),
             stop,
             task: Some(task),
         }
@@ -131,21 +257,21 @@ impl Jobs {
         self.run_pending_with(WorkerSettings {
             max_batch_images: 1,
             batch_window: Duration::ZERO,
-            ..WorkerSettings::default()
+            ..self.inner.settings.clone()
         })
         .await
     }
 
-    /// [`Jobs::run_pending`] with these settings (batches form as in the
-    /// worker loop, without the window).
+    /// [`Worker::run_pending`] forming batches with `settings` instead (as
+    /// the loop does, without the window).
     pub async fn run_pending_with(&self, settings: WorkerSettings) -> Result<usize, JobError> {
-        let mut worker = Worker::new(WorkerSettings {
+        let mut lane = Lane::new(WorkerSettings {
             batch_window: Duration::ZERO,
             ..settings
         });
         let mut n = 0;
         loop {
-            match self.turn(&mut worker).await? {
+            match self.turn(&mut lane).await? {
                 (Turn::Ran, ran) => n += ran,
                 (Turn::Wait(_), _) => return Ok(n),
             }
@@ -154,22 +280,23 @@ impl Jobs {
 
     /// One turn: housekeeping, then plan, claim and run a batch.
     /// Returns what to do next and how many jobs ran.
-    async fn turn(&self, worker: &mut Worker) -> Result<(Turn, usize), JobError> {
-        let db = &self.inner.db;
+    async fn turn(&self, lane: &mut Lane) -> Result<(Turn, usize), JobError> {
+        let inner = &self.inner;
+        let db = &inner.db;
         let requeued = db.requeue_expired_leases().await.map_err(JobError::Store)?;
         if !requeued.is_empty() {
             tracing::warn!(jobs = requeued.len(), "requeued jobs whose lease expired");
         }
-        self.expire_deadlines().await?;
+        housekeeping::expire_deadlines(db, &inner.metrics, &inner.bus).await?;
         let queued = db
-            .queued_candidates(worker.scheduler.max_images())
+            .queued_candidates(lane.scheduler.max_images())
             .await
             .map_err(JobError::Store)?;
         if queued.is_empty() {
             return Ok((Turn::Wait(IDLE_POLL), 0));
         }
         let candidates: Vec<Candidate> = queued.iter().map(Candidate::from).collect();
-        let models = &self.inner.models;
+        let models = &inner.models;
         // A job whose model is loading (or waiting for memory) waits, and
         // asking for the model starts its load; an unknown model or one that
         // failed to load is "runnable", so that its jobs fail with the
@@ -182,37 +309,40 @@ impl Jobs {
                 false
             }
         };
-        let Some(plan) = worker.scheduler.plan(&candidates, runnable) else {
+        let Some(plan) = lane.scheduler.plan(&candidates, runnable) else {
             return Ok((Turn::Wait(MODEL_POLL), 0));
         };
-        let now = self.inner.db.now().timestamp_millis();
-        if let Some(wait) = worker.scheduler.wait_for_more(&plan, now) {
+        let now = db.now().timestamp_millis();
+        if let Some(wait) = lane.scheduler.wait_for_more(&plan, now) {
             return Ok((Turn::Wait(wait), 0));
         }
+        // Subscribed before the claim: a cancel sent once a job is ours
+        // cannot slip between the claim and the batch's watch.
+        let cancels = inner.bus.cancel_requests();
         let claimed = db
-            .claim_jobs(&plan.jobs, &worker.name, worker.settings.lease)
+            .claim_jobs(&plan.jobs, &lane.name, lane.settings.lease)
             .await
             .map_err(JobError::Store)?;
-        worker.scheduler.charge(&plan, &candidates);
+        lane.scheduler.charge(&plan, &candidates);
         let ran = claimed.len();
         if ran > 0 {
-            self.run_batch(worker, claimed).await?;
+            self.run_batch(lane, claimed, cancels).await?;
         }
         Ok((Turn::Ran, ran))
     }
 }
 
-async fn worker_loop(jobs: Jobs, mut worker: Worker, mut stop: watch::Receiver<bool>) {
+async fn worker_loop(worker: Worker, mut lane: Lane, mut stop: watch::Receiver<bool>) {
     tracing::info!(
-        max_batch_images = worker.settings.max_batch_images,
-        batch_window_ms = worker.settings.batch_window.as_millis() as u64,
+        max_batch_images = lane.settings.max_batch_images,
+        batch_window_ms = lane.settings.batch_window.as_millis() as u64,
         "worker started"
     );
     loop {
         if *stop.borrow() {
             break;
         }
-        let wait = match jobs.turn(&mut worker).await {
+        let wait = match worker.turn(&mut lane).await {
             Ok((Turn::Ran, _)) => continue,
             Ok((Turn::Wait(wait), _)) => wait,
             Err(e) => {
@@ -221,7 +351,7 @@ async fn worker_loop(jobs: Jobs, mut worker: Worker, mut stop: watch::Receiver<b
             }
         };
         tokio::select! {
-            _ = jobs.inner.wake.notified() => {}
+            _ = worker.inner.bus.woken() => {}
             _ = stop.changed() => {}
             _ = tokio::time::sleep(wait) => {}
         }
@@ -230,11 +360,10 @@ async fn worker_loop(jobs: Jobs, mut worker: Worker, mut stop: watch::Receiver<b
 }
 
 impl WorkerHandle {
-    /// Stops taking jobs, lets the running batch finish within `grace`, and
+    /// Stops claiming, lets the running batch finish within `grace`, and
     /// otherwise cancels it and puts its jobs back in the queue. Returns
     /// when the loop has ended.
     pub async fn shutdown(mut self, grace: Duration) {
-        self.jobs.stop_accepting();
         let _ = self.stop.send(true);
         let Some(mut task) = self.task.take() else {
             return;
@@ -248,7 +377,7 @@ impl WorkerHandle {
         );
         let tokens: Vec<CancelToken> = {
             let mut running = self
-                .jobs
+                .worker
                 .inner
                 .running
                 .lock()
@@ -275,3 +404,6 @@ impl Drop for WorkerHandle {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -10,26 +10,30 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::Router;
 use axum::extract::Request;
-use axum::http::{HeaderName, Method, header};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
-use easel_jobs::{Jobs, ModelSpec, Models, WorkerHandle};
+use easel_jobs::{Bus, Jobs, ModelSpec, Models, Worker, WorkerHandle, WorkerSetup};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 use crate::auth::ApiKeys;
-use crate::config::{Config, HttpConfig};
 use crate::error::{ApiError, ErrorKind};
 use crate::signing::{UrlSigner, load_or_create_key};
 use crate::state::AppState;
+use easel_config::{Config, HttpConfig};
 
 /// A built server, bound to its listener, not yet serving.
 pub struct Application {
     listener: TcpListener,
     state: AppState,
-    worker: Option<WorkerHandle>,
+    /// This process's worker, built whether or not its loop runs (tests
+    /// with `worker.enabled = false` step it by hand).
+    worker: Worker,
+    /// Its loop, when `worker.enabled`.
+    worker_loop: Option<WorkerHandle>,
 }
 
 impl Application {
@@ -85,8 +89,8 @@ impl Application {
         // Audited before anything else happens, so every later event is
         // read against the configuration in force.
         db.append_audit(
-            easel_store::NewAuditEvent::new(crate::config_summary::CONFIG_LOADED)
-                .detail(crate::config_summary::config_summary(&config)),
+            easel_store::NewAuditEvent::new(easel_config::summary::CONFIG_LOADED)
+                .detail(easel_config::summary::config_summary(&config)),
         )
         .await
         .context("appending config.loaded to the audit log")?;
@@ -95,18 +99,29 @@ impl Application {
         models.attach_audit_log(db.clone());
         models.attach_metrics(metrics.clone());
         models.preload();
-        let jobs = Jobs::new(db, blobs, models);
-        jobs.attach_metrics(metrics.clone());
-        jobs.configure_admission(config.queue.admission());
-        let prompt_policy = crate::responsible::build_prompt_policy(&config)?;
-        jobs.configure_post_process(crate::responsible::build_post_process(&config)?);
-        jobs.recover()
+        let bus = Bus::new();
+        let jobs = Jobs::new(
+            db.clone(),
+            blobs.clone(),
+            bus.clone(),
+            metrics.clone(),
+            config.queue.admission(),
+        );
+        let prompt_policy = easel_config::build::prompt_policy(&config)?;
+        let worker = Worker::new(WorkerSetup {
+            db,
+            blobs,
+            models: models.clone(),
+            bus,
+            post: easel_config::build::post_process(&config)?,
+            settings: config.worker.settings(),
+            metrics: metrics.clone(),
+        });
+        worker
+            .recover()
             .await
             .context("requeueing jobs left running")?;
-        let worker = config
-            .worker
-            .enabled
-            .then(|| jobs.start_worker_with(config.worker.settings()));
+        let worker_loop = config.worker.enabled.then(|| worker.start());
         let state = AppState {
             signer: Arc::new(UrlSigner::new(key, config.urls.ttl_seconds)),
             keys: Arc::new(ApiKeys::new(config.auth.api_keys.clone())),
@@ -114,11 +129,13 @@ impl Application {
             metrics,
             config: Arc::new(config),
             jobs,
+            models,
         };
         Ok(Self {
             listener,
             state,
             worker,
+            worker_loop,
         })
     }
 
@@ -129,9 +146,14 @@ impl Application {
             .expect("a bound listener has an address")
     }
 
-    /// The job system, for tests that step jobs by hand.
+    /// The job handle, for tests that submit and watch jobs directly.
     pub fn jobs(&self) -> Jobs {
         self.state.jobs.clone()
+    }
+
+    /// The worker, for tests that step jobs by hand.
+    pub fn worker(&self) -> Worker {
+        self.worker.clone()
     }
 
     /// Serves until `shutdown` resolves, then stops accepting connections,
@@ -144,7 +166,8 @@ impl Application {
         let Self {
             listener,
             state,
-            worker,
+            worker_loop,
+            ..
         } = self;
         let grace = Duration::from_secs(state.config.server.shutdown_grace_seconds);
         let jobs = state.jobs.clone();
@@ -170,8 +193,8 @@ impl Application {
         tracing::info!("shutting down: no new connections or jobs");
         jobs.stop_accepting();
         let _ = stop_tx.send(true);
-        if let Some(worker) = worker {
-            worker.shutdown(grace).await;
+        if let Some(worker_loop) = worker_loop {
+            worker_loop.shutdown(grace).await;
         }
         // Requests still open once the worker has stopped get a little
         // longer to answer; then the process goes anyway.
@@ -266,9 +289,16 @@ fn cors_layer(http: &HttpConfig) -> Option<CorsLayer> {
     if http.cors_allowed_origins.is_empty() {
         return None;
     }
-    let origins = match http.cors_origins() {
-        None => AllowOrigin::any(),
-        Some(list) => AllowOrigin::list(list),
+    // Checked at startup (`HttpConfig::problem`): every listed origin is a
+    // valid header value.
+    let origins = if http.any_origin() {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            http.cors_allowed_origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok()),
+        )
     };
     Some(
         CorsLayer::new()

@@ -1,14 +1,13 @@
 //! Easel's HTTP server: the OpenAI-compatible Images API, native async jobs
 //! with server-sent progress events, stored image records behind signed
-//! links, API keys, the OpenAPI document, and the one configuration tree.
+//! links, API keys and the OpenAPI document. The configuration tree it is
+//! built from lives in `easel_config`.
 //!
 //! The server composes the other crates and owns nothing of their logic:
 //! requests are parsed at the edge into validated types
 //! ([`easel_core::GenerationParams`]) and only those reach the job system.
 //!
 //! # Layout
-//! - [`config`]: the typed configuration tree and its layers.
-//! - [`config_summary`]: the secret-free `config.loaded` audit event.
 //! - [`app`]: building and running the server; `run(listener, config, shutdown)`.
 //! - [`correlation`]: the `x-request-id` and the `http.request` span of every
 //!   request, and what a job keeps of them.
@@ -18,16 +17,12 @@
 //! - [`extract`]: extractors with OpenAI-shaped rejections; the API-key check.
 //! - [`auth`]: API keys, hashed, compared in constant time.
 //! - [`signing`]: HMAC-signed, expiring image links.
-//! - [`responsible`]: the prompt policy at the edge and the worker's
-//!   post-processing stages (watermark, moderation, near-copy, C2PA),
-//!   built from `[moderation]` and `[provenance]`.
+//! - [`responsible`]: the prompt policy at the edge.
 //! - [`state`]: what handlers share.
 //! - [`openapi`]: the OpenAPI document.
 
 pub mod app;
 pub mod auth;
-pub mod config;
-pub mod config_summary;
 pub mod correlation;
 pub mod dto;
 pub mod error;
@@ -39,5 +34,5 @@ pub mod signing;
 pub mod state;
 
 pub use app::{Application, run, shutdown_signal};
-pub use config::{Config, Overrides};
+pub use easel_config::{Config, Overrides};
 pub use error::{ApiError, ErrorKind};

@@ -4,19 +4,22 @@ use std::sync::Arc;
 
 use axum::http::HeaderMap;
 use easel_core::ImageId;
-use easel_jobs::Jobs;
+use easel_jobs::{Jobs, Models};
 
 use crate::auth::ApiKeys;
-use crate::config::Config;
 use crate::signing::UrlSigner;
+use easel_config::Config;
 
 /// Shared state of the HTTP layer. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     /// The effective configuration.
     pub config: Arc<Config>,
-    /// The job system (store, models, events).
+    /// The job handle (store, queue, events).
     pub jobs: Jobs,
+    /// The served models: names and defaults to validate requests against,
+    /// load state for `/readyz` and `/v1/models`.
+    pub models: Models,
     /// Accepted API keys.
     pub keys: Arc<ApiKeys>,
     /// Signs image links.

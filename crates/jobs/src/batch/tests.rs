@@ -6,15 +6,20 @@ use std::time::Duration;
 use easel_core::{OutputOptions, Tier};
 use easel_engine::CancelToken;
 use easel_store::{Blobs, Db};
+use easel_telemetry::metrics::Metrics;
 
+use crate::admission::AdmissionConfig;
+use crate::bus::Bus;
 use crate::handle::{Jobs, NewJob};
 use crate::models::{Generator, ModelSpec, ModelState, Models};
 use crate::pipeline;
 use crate::postprocess::PostProcess;
 use crate::testing::{FAKE_HASH, FakeModel, fake_info, fake_params};
+use crate::worker::{Worker, WorkerSettings, WorkerSetup};
 
-/// A job system over a fresh store, serving only the fake model.
-async fn jobs(dir: &std::path::Path) -> Jobs {
+/// A job handle and a worker over a fresh store, serving only the fake
+/// model.
+async fn jobs(dir: &std::path::Path) -> (Jobs, Worker) {
     let db = Db::open(dir.join("easel.db")).await.unwrap();
     let blobs = Blobs::local(dir.join("objects")).unwrap();
     let spec = ModelSpec {
@@ -22,7 +27,24 @@ async fn jobs(dir: &std::path::Path) -> Jobs {
         path: "fake".into(),
     };
     let model: Arc<dyn Generator> = Arc::new(FakeModel(fake_info()));
-    Jobs::new(db, blobs, Models::from_ready(vec![(spec, model)]))
+    let (bus, metrics) = (Bus::new(), Metrics::default());
+    let jobs = Jobs::new(
+        db.clone(),
+        blobs.clone(),
+        bus.clone(),
+        metrics.clone(),
+        AdmissionConfig::default(),
+    );
+    let worker = Worker::new(WorkerSetup {
+        db,
+        blobs,
+        models: Models::from_ready(vec![(spec, model)]),
+        bus,
+        post: PostProcess::default(),
+        settings: WorkerSettings::default(),
+        metrics,
+    });
+    (jobs, worker)
 }
 
 /// Regression (issue 13): `store_images` looked the model's hash up again
@@ -31,7 +53,7 @@ async fn jobs(dir: &std::path::Path) -> Jobs {
 #[tokio::test]
 async fn a_model_evicted_between_render_and_store_still_has_its_hash_recorded() {
     let dir = tempfile::tempdir().unwrap();
-    let jobs = jobs(dir.path()).await;
+    let (jobs, worker) = jobs(dir.path()).await;
     let (job, _) = jobs
         .submit(NewJob {
             params: fake_params("16x16", 2),
@@ -60,7 +82,7 @@ async fn a_model_evicted_between_render_and_store_still_has_its_hash_recorded() 
         watermark: Some(0x00ab),
         ..PostProcess::default()
     };
-    let model = jobs.models().get(Some("fake")).unwrap();
+    let model = worker.models().get(Some("fake")).unwrap();
     let images = pipeline::render(
         &*model,
         &post,
@@ -75,11 +97,11 @@ async fn a_model_evicted_between_render_and_store_still_has_its_hash_recorded() 
     let records: Vec<_> = images.iter().map(|i| i.record.clone()).collect();
 
     // ...evict it...
-    jobs.models().unload("fake").unwrap();
-    assert_eq!(jobs.models().state("fake"), Some(ModelState::Unloaded));
+    worker.models().unload("fake").unwrap();
+    assert_eq!(worker.models().state("fake"), Some(ModelState::Unloaded));
 
     // ...then store.
-    jobs.finish_job(&job, Ok(images)).await.unwrap();
+    worker.finish_job(&job, Ok(images)).await.unwrap();
 
     let stored = jobs.db().images_for_job(job.id).await.unwrap();
     assert_eq!(stored.len(), 2);
@@ -96,7 +118,7 @@ async fn a_model_evicted_between_render_and_store_still_has_its_hash_recorded() 
         assert_eq!(row.watermark_id, record.watermark_id);
     }
     // Storing asked nothing of the pool: no load was started.
-    assert_eq!(jobs.models().state("fake"), Some(ModelState::Unloaded));
+    assert_eq!(worker.models().state("fake"), Some(ModelState::Unloaded));
     let done = jobs.get(job.id).await.unwrap();
     assert_eq!(done.status, easel_core::JobStatus::Succeeded);
 }

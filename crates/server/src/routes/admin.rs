@@ -50,7 +50,7 @@ pub async fn load_model(
     PathId(name): PathId,
 ) -> Result<(StatusCode, Json<ModelObject>), ApiError> {
     require_admin(&principal)?;
-    let models = state.jobs.models();
+    let models = &state.models;
     models.load_as(&name, Some(principal.name()))?;
     tracing::info!(model = %name, by = principal.name(), "admin: model load requested");
     let status = models.status(&name)?;
@@ -76,7 +76,7 @@ pub async fn unload_model(
     PathId(name): PathId,
 ) -> Result<Json<ModelObject>, ApiError> {
     require_admin(&principal)?;
-    let models = state.jobs.models();
+    let models = &state.models;
     models.unload_as(&name, Some(principal.name()))?;
     tracing::info!(model = %name, by = principal.name(), "admin: model unloaded");
     let status = models.status(&name)?;

@@ -82,7 +82,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
         tracing::warn!(error = %e, "readiness: database unreachable");
         missing.push("database unreachable".to_string());
     }
-    let models = state.jobs.models();
+    let models = &state.models;
     if !models.default_ready() {
         let status = models
             .list()

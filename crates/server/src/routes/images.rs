@@ -52,7 +52,7 @@ pub async fn create_generation(
     let mut body = body;
     // Text-to-image: strength belongs to edits.
     body.strength = None;
-    let valid = body.validate(state.jobs.models())?;
+    let valid = body.validate(&state.models)?;
     run_sync(&state, &principal, &headers, timeout, valid, None).await
 }
 
@@ -208,7 +208,7 @@ pub async fn create_edit(
     })?;
     let mut request = form.request;
     request.strength.get_or_insert(DEFAULT_EDIT_STRENGTH);
-    let valid = request.validate_with_seed(form.seed, state.jobs.models())?;
+    let valid = request.validate_with_seed(form.seed, &state.models)?;
     let init = decode_upload(&state, &image, valid.params.size)?;
     run_sync(&state, &principal, &headers, timeout, valid, Some(init)).await
 }

@@ -101,7 +101,7 @@ pub async fn create_job(
     let tier = body.tier()?;
     let mut request = body.request;
     request.strength = None;
-    let valid = request.validate(state.jobs.models())?;
+    let valid = request.validate(&state.models)?;
     let policy = crate::responsible::check_prompt(
         &state,
         &principal,

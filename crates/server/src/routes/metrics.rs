@@ -58,7 +58,7 @@ async fn refresh_gauges(state: &AppState) {
             }
         }
     }
-    let models = state.jobs.models().list();
+    let models = state.models.list();
     let gauges: Vec<ModelGauge<'_>> = models
         .iter()
         .map(|m| ModelGauge {

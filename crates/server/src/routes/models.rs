@@ -123,7 +123,7 @@ pub fn model_object(m: &ModelStatus) -> ModelObject {
     responses((status = 200, description = "The models", body = ModelList))
 )]
 pub async fn list_models(State(state): State<AppState>) -> Json<ModelList> {
-    let models = state.jobs.models();
+    let models = &state.models;
     Json(ModelList {
         object: "list".into(),
         data: models.list().iter().map(model_object).collect(),
@@ -146,6 +146,6 @@ pub async fn get_model(
     State(state): State<AppState>,
     PathId(name): PathId,
 ) -> Result<Json<ModelObject>, ApiError> {
-    let status = state.jobs.models().status(&name)?;
+    let status = state.models.status(&name)?;
     Ok(Json(model_object(&status)))
 }

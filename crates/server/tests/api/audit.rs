@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use easel_config::ModelEntry;
 use easel_server::auth::Scope;
-use easel_server::config::ModelEntry;
 use serde_json::Value;
 
 use crate::helpers::{MODEL, TestApp, assert_error, small_request, spawn_app_with};

@@ -131,12 +131,12 @@ async fn retry_after_follows_the_measured_drain_rate() {
     assert_eq!((r.status().as_u16(), retry_after(&r)), (429, 30));
 
     // The worker reports a fast drain: 10 jobs in about a tenth of a second.
-    app.jobs.record_completions(1);
+    app.jobs.bus().record_completions(1);
     // A tenth of a second on tokio's paused clock, not a real sleep.
     tokio::time::pause();
     tokio::time::advance(Duration::from_millis(100)).await;
     tokio::time::resume();
-    app.jobs.record_completions(10);
+    app.jobs.bus().record_completions(10);
     let r = app.create_job(&small_request("refused"), None).await;
     assert_eq!((r.status().as_u16(), retry_after(&r)), (429, 1));
 }

@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use easel_jobs::Jobs;
-use easel_server::config::{Config, ModelEntry};
+use easel_config::{Config, ModelEntry};
+use easel_jobs::{Jobs, Worker};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -26,8 +26,10 @@ pub struct TestApp {
     pub base: String,
     /// A plain HTTP client.
     pub client: reqwest::Client,
-    /// The job system, for stepping jobs by hand and counting rows.
+    /// The job handle, for reading the store and submitting directly.
     pub jobs: Jobs,
+    /// The server's worker, for stepping jobs by hand.
+    pub worker: Worker,
     /// The data folder (deleted on drop).
     pub data_dir: TempDir,
     shutdown: Option<oneshot::Sender<()>>,
@@ -89,10 +91,10 @@ pub fn quality_scorer() -> PathBuf {
 /// `create_key` prints, as an operator would paste them.
 pub fn auth_with_keys(
     keys: &[(&str, &[easel_server::auth::Scope])],
-) -> (Vec<String>, easel_server::config::AuthConfig) {
+) -> (Vec<String>, easel_config::AuthConfig) {
     #[derive(serde::Deserialize)]
     struct Wrapper {
-        auth: easel_server::config::AuthConfig,
+        auth: easel_config::AuthConfig,
     }
     let (secrets, entries): (Vec<String>, Vec<String>) = keys
         .iter()
@@ -129,6 +131,7 @@ pub async fn spawn_app_with_clock(
         .expect("the server builds");
     let addr = app.local_addr();
     let jobs = app.jobs();
+    let worker = app.worker();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run(async move {
         let _ = rx.await;
@@ -138,6 +141,7 @@ pub async fn spawn_app_with_clock(
         base: format!("http://{addr}"),
         client: reqwest::Client::new(),
         jobs,
+        worker,
         data_dir,
         shutdown: Some(tx),
         server: Some(server),
@@ -186,7 +190,7 @@ impl TestApp {
 
     /// Runs every queued job now (for apps spawned with the worker off).
     pub async fn run_pending_jobs(&self) -> usize {
-        self.jobs.run_pending().await.expect("jobs run")
+        self.worker.run_pending().await.expect("jobs run")
     }
 
     /// Sends SIGTERM's equivalent and waits for a clean exit. The data

@@ -315,7 +315,7 @@ async fn requests_leave_exactly_their_series_in_metrics() {
         1.0
     );
     assert_eq!(m.value("easel_models_loaded"), 1.0);
-    let status = app.jobs.models().status(MODEL).unwrap();
+    let status = app.worker.models().status(MODEL).unwrap();
     assert_eq!(
         m.value(&format!("easel_model_memory_bytes{{{model}}}")),
         status.memory_bytes as f64

@@ -11,8 +11,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::header;
 use axum::routing::get;
+use easel_config::HttpConfig;
 use easel_server::app::middleware;
-use easel_server::config::HttpConfig;
 
 use crate::helpers::{assert_error, spawn_app, spawn_app_with, startup_error, test_config};
 

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use easel_server::config::ModelEntry;
+use easel_config::ModelEntry;
 use serde_json::{Value, json};
 
 use crate::helpers::{MODEL, TestApp, assert_error, fixture_model, small_request, spawn_app_with};

@@ -61,11 +61,14 @@ async fn a_thousand_queued_jobs_of_one_user_delay_others_by_at_most_one_batch() 
         let r = app.create_job(&heavy, None).await;
         assert_eq!(r.status(), 202);
     }
-    let _worker = app.jobs.start_worker_with(WorkerSettings {
-        max_batch_images: BATCH,
-        batch_window: Duration::ZERO,
-        ..WorkerSettings::default()
-    });
+    let _worker = app
+        .worker
+        .with_settings(WorkerSettings {
+            max_batch_images: BATCH,
+            batch_window: Duration::ZERO,
+            ..WorkerSettings::default()
+        })
+        .start();
     // Let the heavy user's backlog get going.
     while scalar(&app, "SELECT COUNT(*) FROM jobs WHERE status = 'succeeded'").await < 8 {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -162,7 +165,7 @@ async fn compatible_jobs_share_one_engine_call_and_keep_nearly_their_pixels() {
         ids.push(r["id"].as_str().unwrap().to_string());
     }
     let ran = together
-        .jobs
+        .worker
         .run_pending_with(WorkerSettings {
             max_batch_images: 4,
             ..WorkerSettings::default()
@@ -249,7 +252,7 @@ async fn every_watcher_gets_every_event_with_previews_every_k_steps() {
         .collect();
     // Let the watchers subscribe before the job runs.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    app.jobs
+    app.worker
         .run_pending_with(WorkerSettings {
             preview_every_steps: 2,
             ..WorkerSettings::default()

@@ -137,7 +137,7 @@ async fn with_api_keys_requests_need_a_valid_key() {
         easel_server::auth::create_key("tester", &[easel_server::auth::Scope::Generate]);
     #[derive(serde::Deserialize)]
     struct Wrapper {
-        auth: easel_server::config::AuthConfig,
+        auth: easel_config::AuthConfig,
     }
     let auth = toml::from_str::<Wrapper>(&entry).unwrap().auth;
     let app = spawn_app_with(move |c| c.auth = auth).await;

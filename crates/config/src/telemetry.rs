@@ -4,7 +4,7 @@
 use easel_telemetry::trace::{LogFormat, TraceSettings, traces_url};
 use serde::{Deserialize, Serialize};
 
-use super::ConfigError;
+use crate::ConfigError;
 
 /// Logs and traces (`[telemetry]`).
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -6,7 +6,7 @@
 //! Every key, its default and its environment variable are listed in
 //! `docs/configuration.md`; keep the two in step.
 //!
-//! This is the only module of the server that reads the process environment.
+//! This is the only module of Easel that reads the process environment.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -16,19 +16,10 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{KeyHash, Scope};
-
-mod http;
-mod metrics;
-mod quality;
-mod responsible;
-mod telemetry;
-
-pub use http::HttpConfig;
-pub use metrics::MetricsConfig;
-pub use quality::QualityConfig;
-pub use responsible::{ModerationConfig, ProvenanceConfig};
-pub use telemetry::TelemetryConfig;
+use crate::keys::{KeyHash, Scope};
+use crate::{
+    HttpConfig, MetricsConfig, ModerationConfig, ProvenanceConfig, QualityConfig, TelemetryConfig,
+};
 
 /// The top-level keys; environment variables are only read for these, so
 /// unrelated `EASEL_*` variables (say, a test's `EASEL_PYTHON`) are ignored.

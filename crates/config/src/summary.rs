@@ -88,8 +88,8 @@ fn count_rules(section: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::{KeyHash, Scope};
     use crate::config::{ApiKeyEntry, Secret};
+    use crate::keys::{KeyHash, Scope};
 
     #[test]
     fn the_summary_names_keys_and_scopes_but_holds_no_hash_or_signing_key() {

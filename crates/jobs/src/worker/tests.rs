@@ -1,0 +1,162 @@
+//! The seam between the job handle and the worker: they share only the
+//! store and, in one process, a bus.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use easel_core::{JobStatus, OutputOptions, Tier};
+use easel_engine::{CancelToken, EngineError, GeneratedImage, ImageRequest, ModelInfo, Progress};
+use easel_store::{Blobs, Db};
+use easel_telemetry::metrics::Metrics;
+
+use super::{Worker, WorkerSettings, WorkerSetup};
+use crate::admission::AdmissionConfig;
+use crate::bus::Bus;
+use crate::events::JobEvent;
+use crate::handle::{Jobs, NewJob, Watch};
+use crate::models::{Generator, ModelSpec, Models};
+use crate::postprocess::PostProcess;
+use crate::testing::{FakeModel, fake_info, fake_params};
+
+/// A model that reports step 1 and then holds the engine until its batch
+/// is cancelled (or, as a safety net for a broken test, 60 s pass).
+struct HoldingModel(ModelInfo);
+
+impl Generator for HoldingModel {
+    fn info(&self) -> &ModelInfo {
+        &self.0
+    }
+
+    fn generate(
+        &self,
+        requests: &[ImageRequest],
+        progress: &mut dyn easel_engine::ProgressSink,
+        cancel: &CancelToken,
+    ) -> Result<Vec<GeneratedImage>, EngineError> {
+        progress.on_step(Progress {
+            step: 1,
+            total: requests[0].steps,
+            previews: None,
+        });
+        for _ in 0..6_000 {
+            if cancel.is_cancelled() {
+                return Err(EngineError::Cancelled);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Err(EngineError::Cancelled)
+    }
+}
+
+fn new_job() -> NewJob {
+    NewJob {
+        params: fake_params("16x16", 1),
+        output: OutputOptions::default(),
+        tier: Tier::Batch,
+        user_id: None,
+        idempotency_key: None,
+        init_image: None,
+        timeout: None,
+        policy: None,
+        request_id: None,
+        trace_parent: None,
+    }
+}
+
+/// A handle on `handle_bus` and a worker on `worker_bus` over one fresh
+/// store, the worker serving `model` as `fake`.
+async fn pair(
+    dir: &std::path::Path,
+    model: Arc<dyn Generator>,
+    handle_bus: Bus,
+    worker_bus: Bus,
+    settings: WorkerSettings,
+) -> (Jobs, Worker) {
+    let db = Db::open(dir.join("easel.db")).await.unwrap();
+    let blobs = Blobs::local(dir.join("objects")).unwrap();
+    let jobs = Jobs::new(
+        db.clone(),
+        blobs.clone(),
+        handle_bus,
+        Metrics::default(),
+        AdmissionConfig::default(),
+    );
+    let spec = ModelSpec {
+        name: "fake".into(),
+        path: "fake".into(),
+    };
+    let worker = Worker::new(WorkerSetup {
+        db,
+        blobs,
+        models: Models::from_ready(vec![(spec, model)]),
+        bus: worker_bus,
+        post: PostProcess::default(),
+        settings,
+        metrics: Metrics::default(),
+    });
+    (jobs, worker)
+}
+
+#[tokio::test]
+async fn a_worker_that_shares_only_the_store_runs_what_the_handle_submits() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two buses: as if the handle and the worker were two processes.
+    let model = Arc::new(FakeModel(fake_info()));
+    let (jobs, worker) = pair(
+        dir.path(),
+        model,
+        Bus::new(),
+        Bus::new(),
+        WorkerSettings::default(),
+    )
+    .await;
+    let (job, created) = jobs.submit(new_job()).await.unwrap();
+    assert!(created);
+    assert_eq!(worker.run_pending().await.unwrap(), 1);
+    let done = tokio::time::timeout(Duration::from_secs(30), jobs.wait(job.id))
+        .await
+        .expect("the handle sees the job finish through the store")
+        .unwrap();
+    assert_eq!(done.status, JobStatus::Succeeded);
+    assert_eq!(done.image_ids.len(), 1);
+    let images = jobs.db().images_for_job(job.id).await.unwrap();
+    assert_eq!(images.len(), 1);
+    assert!(jobs.blobs().exists(&images[0].object_key).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_cancel_on_the_bus_stops_a_running_job_without_waiting_for_the_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Bus::new();
+    // A lease renewed only every 200 s: the store's cancel flag would not
+    // be seen for minutes, so only the bus can stop the job in time.
+    let settings = WorkerSettings {
+        lease: Duration::from_secs(600),
+        ..WorkerSettings::default()
+    };
+    let model = Arc::new(HoldingModel(fake_info()));
+    let (jobs, worker) = pair(dir.path(), model, bus.clone(), bus, settings).await;
+    let running = worker.start();
+    let (job, _) = jobs.submit(new_job()).await.unwrap();
+    let Watch::Live(mut sub) = jobs.watch(job.id).await.unwrap() else {
+        panic!("the job cannot have finished: the model holds it");
+    };
+    // Wait for its first step: it is running on the engine thread.
+    let stepped = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let JobEvent::Progress { .. } = sub.receiver.recv().await.unwrap() {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(stepped.is_ok(), "the job never reported a step");
+    let requested = jobs.cancel(job.id).await.unwrap();
+    assert_eq!(requested.status, JobStatus::Running);
+    let done = tokio::time::timeout(Duration::from_secs(30), jobs.wait(job.id))
+        .await
+        .expect("the bus stopped the job at its next check")
+        .unwrap();
+    assert_eq!(done.status, JobStatus::Cancelled);
+    running.shutdown(Duration::from_secs(5)).await;
+}
