@@ -18,13 +18,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::keys::{KeyHash, Scope};
 use crate::{
-    HttpConfig, MetricsConfig, ModerationConfig, ProvenanceConfig, QualityConfig, TelemetryConfig,
+    DatabaseConfig, HttpConfig, MetricsConfig, ModerationConfig, ProvenanceConfig, QualityConfig,
+    StorageConfig, TelemetryConfig,
 };
 
 /// The top-level keys; environment variables are only read for these, so
 /// unrelated `EASEL_*` variables (say, a test's `EASEL_PYTHON`) are ignored.
 const TOP_LEVEL_KEYS: &[&str] = &[
     "data_dir",
+    "database",
+    "storage",
     "server",
     "http",
     "models",
@@ -51,6 +54,10 @@ pub struct Config {
     /// URL signing key (`signing.key`).
     /// Default: `./easel-data`. Env: `EASEL_DATA_DIR`.
     pub data_dir: PathBuf,
+    /// The database of jobs, images and audit events.
+    pub database: DatabaseConfig,
+    /// The object store of image bytes.
+    pub storage: StorageConfig,
     /// HTTP listener settings.
     pub server: ServerConfig,
     /// The request timeout and CORS.
@@ -90,6 +97,8 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("./easel-data"),
+            database: DatabaseConfig::default(),
+            storage: StorageConfig::default(),
             server: ServerConfig::default(),
             http: HttpConfig::default(),
             models: vec![ModelEntry {
@@ -618,6 +627,9 @@ impl Config {
             ));
         }
         if let Some(problem) = self.metrics.problem() {
+            return Err(ConfigError::Unusable(problem));
+        }
+        if let Some(problem) = self.storage.problem() {
             return Err(ConfigError::Unusable(problem));
         }
         self.telemetry.check()?;

@@ -11,8 +11,9 @@
 //! - [`config`]: the root [`Config`], its plain sections (server, models,
 //!   pool, auth, URLs, worker, limits, queue), the layers ([`Config::load`]),
 //!   [`Overrides`] from flags, and startup checks.
-//! - [`http`], [`metrics`], [`quality`], [`responsible`], [`telemetry`]:
-//!   the larger sections, one module each.
+//! - [`http`], [`metrics`], [`quality`], [`responsible`], [`storage`]
+//!   (`[database]`, `[storage]`), [`telemetry`]: the larger sections, one
+//!   module each.
 //! - [`keys`]: API key hashes as configured, and new keys (`easel keys create`).
 //! - [`summary`]: the secret-free `config.loaded` audit event.
 //! - [`build`]: what any role builds from the tree: the post-processing
@@ -25,6 +26,7 @@ pub mod keys;
 pub mod metrics;
 pub mod quality;
 pub mod responsible;
+pub mod storage;
 pub mod summary;
 pub mod telemetry;
 
@@ -36,4 +38,5 @@ pub use http::HttpConfig;
 pub use metrics::MetricsConfig;
 pub use quality::QualityConfig;
 pub use responsible::{ModerationConfig, ProvenanceConfig};
+pub use storage::{DatabaseConfig, DatabaseUrl, SseMode, StorageConfig};
 pub use telemetry::TelemetryConfig;

@@ -30,6 +30,10 @@ pub fn config_summary(config: &Config) -> Value {
         "public_url": config.server.public_url,
         "body_limit_bytes": config.server.body_limit_bytes,
         "data_dir": config.data_dir.display().to_string(),
+        "database": {
+            "url": crate::storage::redact_password(&config.database.url_or_default(&config.data_dir)),
+        },
+        "storage": serde_json::to_value(&config.storage).unwrap_or(Value::Null),
         "models": config
             .models
             .iter()

@@ -77,10 +77,11 @@ impl Application {
             .with_context(|| format!("opening the database {}", config.database_path().display()))?
             .with_clock(clock);
         // Object keys start with `images/` (or `inputs/` for edit uploads),
-        // so the store's root is the data folder itself.
-        let blobs = easel_store::Blobs::local(&config.data_dir).with_context(|| {
-            format!("opening the object store in {}", config.data_dir.display())
-        })?;
+        // so the default store's root is the data folder itself.
+        let storage_url = config.storage.url_or_default(&config.data_dir);
+        let blobs = easel_store::Blobs::connect(&storage_url, &config.storage.s3_options())
+            .context("opening the object store")?;
+        blobs.check().await.context("checking the object store")?;
         let key = load_or_create_key(
             &config.data_dir,
             config.urls.signing_key.as_ref().map(|s| s.expose()),

@@ -37,6 +37,29 @@ impl AppState {
         format!("/v1/images/{id}/content")
     }
 
+    /// The link a client gets for an image: a presigned S3 link straight to
+    /// the bucket when `storage.presign` is on, else [`AppState::signed_url`]
+    /// (the API proxies the bytes). Both expire after `urls.ttl_seconds`.
+    pub async fn image_url(
+        &self,
+        image: &easel_store::Image,
+        headers: &HeaderMap,
+    ) -> Result<String, crate::error::ApiError> {
+        if self.config.storage.presign {
+            let ttl = std::time::Duration::from_secs(self.config.urls.ttl_seconds);
+            if let Some(url) = self
+                .jobs
+                .blobs()
+                .presigned_get(&image.object_key, ttl)
+                .await
+                .map_err(|e| crate::error::ApiError::internal("presigning an image link", e))?
+            {
+                return Ok(url);
+            }
+        }
+        Ok(self.signed_url(image.id, headers))
+    }
+
     /// A signed, expiring absolute link to an image's bytes. The base is
     /// `server.public_url`, or the request's `Host` over plain HTTP.
     pub fn signed_url(&self, id: ImageId, headers: &HeaderMap) -> String {

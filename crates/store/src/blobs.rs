@@ -1,8 +1,16 @@
 //! Object storage for image bytes.
 //!
-//! [`Blobs`] wraps any `object_store` backend; [`Blobs::local`] uses a
-//! folder on disk, and an S3-compatible store can be passed to
-//! [`Blobs::new`] later without changing callers.
+//! [`Blobs`] wraps an `object_store` backend chosen by URL
+//! ([`Blobs::connect`]): `file://<folder>` (or a plain path) for a folder on
+//! disk, `s3://<bucket>[/<prefix>]` for any S3-compatible store (`s3`
+//! module: endpoint, region and credentials from the standard `AWS_*`
+//! variables, retries with backoff, server-side encryption, presigned
+//! links). Callers see the same five operations either way.
+//!
+//! Objects are immutable: a key names one image's bytes for ever (keys
+//! carry the job or image id), so an S3 object is uploaded with
+//! `Cache-Control: public, max-age=31536000, immutable` and its content
+//! type, and a CDN in front of the bucket may cache it for ever.
 //!
 //! The local backend writes each object to a staging file beside its
 //! destination (`<key>#<n>`) and renames it into place, so a reader never
@@ -15,26 +23,104 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Datelike, Utc};
 use easel_core::{ImageId, OutputFormat};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutOptions, PutPayload};
 
 use crate::error::{Result, StoreError};
+
+mod s3;
+
+pub use s3::{S3Options, ServerSideEncryption};
 
 /// A handle to the object store: cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Blobs {
     inner: Arc<dyn ObjectStore>,
+    /// Set for S3: uploads carry caching headers, links can be presigned.
+    s3: Option<Arc<s3::S3Extras>>,
+    /// Where the objects are, for messages (`file:///…`, `s3://bucket/prefix`).
+    location: String,
 }
 
 impl Blobs {
-    /// Uses any object store (local, S3, in-memory for tests).
+    /// Uses any object store (in-memory for tests, say). Uploads carry no
+    /// extra headers and links cannot be presigned.
     pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
-        Self { inner }
+        Self {
+            inner,
+            s3: None,
+            location: "(a custom object store)".into(),
+        }
+    }
+
+    /// The object store at `url`: `file://<folder>` or a plain folder path
+    /// (created if missing), or `s3://<bucket>[/<prefix>]` with `s3`'s
+    /// settings. A malformed URL or an unknown scheme is
+    /// [`StoreError::InvalidStorageUrl`]; nothing is contacted yet (see
+    /// [`Blobs::check`]).
+    pub fn connect(url: &str, s3: &S3Options) -> Result<Self> {
+        Self::connect_with_env(url, s3, std::env::vars())
+    }
+
+    /// [`Blobs::connect`] reading the `AWS_*` variables from `env` instead
+    /// of the process environment (tests, tools).
+    pub fn connect_with_env(
+        url: &str,
+        s3: &S3Options,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self> {
+        if let Some(rest) = url.strip_prefix("s3://") {
+            return s3::connect(url, rest, s3, env);
+        }
+        if let Some(path) = url.strip_prefix("file://") {
+            if path.is_empty() {
+                return Err(StoreError::InvalidStorageUrl(format!(
+                    "`{url}` names no folder; write file:///absolute/path or a plain path"
+                )));
+            }
+            return Self::local(path);
+        }
+        if let Some((scheme, _)) = url.split_once("://") {
+            return Err(StoreError::InvalidStorageUrl(format!(
+                "`{url}`: unknown scheme `{scheme}`; use file://<folder> or s3://<bucket>[/<prefix>]"
+            )));
+        }
+        Self::local(url)
+    }
+
+    /// Where the objects are, for logs and messages.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// Whether links to objects can be presigned (S3 only).
+    pub fn can_presign(&self) -> bool {
+        self.s3.is_some()
+    }
+
+    /// Checks that the store can be used: the folder exists, or the bucket
+    /// exists and the credentials are accepted. A startup check: the error
+    /// says which of those failed.
+    pub async fn check(&self) -> Result<()> {
+        match &self.s3 {
+            None => Ok(()),
+            Some(extras) => extras.check(&self.location).await,
+        }
+    }
+
+    /// A presigned `GET` link to the object under `key`, valid for `ttl`;
+    /// `None` when the store cannot presign (a local folder).
+    pub async fn presigned_get(&self, key: &str, ttl: Duration) -> Result<Option<String>> {
+        match &self.s3 {
+            None => Ok(None),
+            Some(extras) => extras.presign_get(&parse_key(key)?, ttl).await.map(Some),
+        }
     }
 
     /// Stores objects as files under `root`, creating the folder if missing.
@@ -45,13 +131,28 @@ impl Blobs {
             source: Box::new(e),
         })?;
         let fs = LocalFileSystem::new_with_prefix(root)?.with_fsync(true);
-        Ok(Self::new(Arc::new(fs)))
+        let location = match root.canonicalize() {
+            Ok(abs) => format!("file://{}", abs.display()),
+            Err(_) => root.display().to_string(),
+        };
+        Ok(Self {
+            inner: Arc::new(fs),
+            s3: None,
+            location,
+        })
     }
 
     /// Stores `bytes` under `key`, replacing any previous object atomically.
+    /// On S3 the object carries its content type and immutable caching
+    /// headers; failed requests are retried with backoff (`S3Options`).
     pub async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
+        let path = parse_key(key)?;
+        let options = match &self.s3 {
+            Some(_) => s3::put_options(key),
+            None => PutOptions::default(),
+        };
         self.inner
-            .put(&parse_key(key)?, PutPayload::from(bytes))
+            .put_opts(&path, PutPayload::from(bytes), options)
             .await?;
         Ok(())
     }

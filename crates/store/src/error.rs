@@ -109,6 +109,15 @@ pub enum StoreError {
     /// Any other object-store error.
     #[error("object store error: {0}")]
     Blob(#[source] object_store::Error),
+
+    /// `storage.url` is malformed, or names a scheme Easel does not serve.
+    #[error("storage.url: {0}")]
+    InvalidStorageUrl(String),
+
+    /// The object store cannot be used: a missing bucket, rejected
+    /// credentials, an unreachable endpoint (a startup check).
+    #[error("storage.url: {0}")]
+    StorageUnavailable(String),
 }
 
 impl StoreError {
@@ -129,6 +138,8 @@ impl StoreError {
             StoreError::Migrate(_) => "migration_failed",
             StoreError::Database(_) => "database_error",
             StoreError::Blob(_) => "object_store_error",
+            StoreError::InvalidStorageUrl(_) => "invalid_storage_url",
+            StoreError::StorageUnavailable(_) => "storage_unavailable",
         }
     }
 

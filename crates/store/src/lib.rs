@@ -14,15 +14,17 @@
 //!   two claims) resolve once; [`Db::complete_job_with_images`] writes a
 //!   job's images and its success in one transaction, and
 //!   `UNIQUE (job_id, index_in_job)` means an image is never stored twice.
-//! - **Bytes live in [`Blobs`]**, an `object_store` backend (a local folder
-//!   now, S3 later); the database holds their keys and hashes.
+//! - **Bytes live in [`Blobs`]**, an `object_store` backend chosen by URL:
+//!   a local folder (`file://`) or any S3-compatible bucket (`s3://`); the
+//!   database holds their keys and hashes.
 //!
 //! # Layout
 //! - `error`: [`StoreError`], one enum with a stable [`code`](StoreError::code) per variant.
 //! - `records`: plain record types ([`NewJob`], [`Job`], [`QueuedJob`], [`NewImage`], [`Image`], audit events).
 //! - `sqlite`: [`Db`]: opening, migrations, and the job, image and audit repositories.
 //! - `cursor`: opaque pagination cursors.
-//! - `blobs`: [`Blobs`], the object store, and [`image_key`].
+//! - `blobs`: [`Blobs`], the object store (a folder or S3, with
+//!   [`S3Options`]), and [`image_key`].
 //!
 //! # Example
 //! ```no_run
@@ -57,7 +59,7 @@ mod error;
 mod records;
 mod sqlite;
 
-pub use blobs::{Blobs, image_key};
+pub use blobs::{Blobs, S3Options, ServerSideEncryption, image_key};
 pub use error::{Result, StoreError};
 pub use records::audit::{AuditEvent, AuditQuery, NewAuditEvent};
 pub use records::image::{Image, NewImage, StageTiming};

@@ -166,7 +166,7 @@ pub async fn get_image(
         flags: r.flags.clone(),
         request_id: r.request_id.clone(),
         quality_score: r.quality_score,
-        url: state.signed_url(image_id, &headers),
+        url: state.image_url(&r, &headers).await?,
     }))
 }
 

@@ -390,7 +390,7 @@ async fn images_response(
             }
             ResponseFormat::Url => ImageData {
                 b64_json: None,
-                url: Some(state.signed_url(*id, headers)),
+                url: Some(state.image_url(&record, headers).await?),
                 revised_prompt: None,
                 id: id.to_string(),
                 seed: record.seed,

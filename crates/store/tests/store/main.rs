@@ -9,3 +9,4 @@ mod images;
 mod jobs;
 mod provenance;
 mod queue;
+mod s3;
