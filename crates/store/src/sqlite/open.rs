@@ -54,7 +54,7 @@ impl Db {
             .connect_with(base.clone().create_if_missing(true))
             .await
             .map_err(|e| open_err(Box::new(e)))?;
-        sqlx::migrate!("./migrations").run(&writer).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
 
         let reader = SqlitePoolOptions::new()
             .max_connections(options.read_connections.max(1))
