@@ -72,9 +72,15 @@ impl Application {
             .to_string();
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating the data folder {}", config.data_dir.display()))?;
-        let db = easel_store::Db::open(&config.database_path())
+        let database_url = config.database.url_or_default(&config.data_dir);
+        let db = easel_store::Db::connect(&database_url)
             .await
-            .with_context(|| format!("opening the database {}", config.database_path().display()))?
+            .with_context(|| {
+                format!(
+                    "opening the database {}",
+                    easel_config::storage::redact_password(&database_url)
+                )
+            })?
             .with_clock(clock);
         // Object keys start with `images/` (or `inputs/` for edit uploads),
         // so the default store's root is the data folder itself.

@@ -176,6 +176,22 @@ impl Blobs {
         }
     }
 
+    /// Every key under `prefix` (a folder-like `images/2026/`, or `""` for
+    /// all), in no particular order: for audits that compare objects with
+    /// image rows, and for the fault tests.
+    pub async fn keys(&self, prefix: &str) -> Result<Vec<String>> {
+        use futures::TryStreamExt as _;
+        let prefix = match prefix.trim_end_matches('/') {
+            "" => None,
+            p => Some(parse_key(p)?),
+        };
+        let listed: Vec<_> = self.inner.list(prefix.as_ref()).try_collect().await?;
+        Ok(listed
+            .into_iter()
+            .map(|meta| meta.location.to_string())
+            .collect())
+    }
+
     /// Whether an object is stored under `key`.
     pub async fn exists(&self, key: &str) -> Result<bool> {
         match self.inner.head(&parse_key(key)?).await {

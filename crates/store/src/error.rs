@@ -88,10 +88,32 @@ pub enum StoreError {
         source: serde_json::Error,
     },
 
+    /// `database.url` is not a URL this store can open: no scheme, an
+    /// unknown one, or a malformed address.
+    #[error("database.url `{url}` is invalid: {reason}")]
+    InvalidUrl {
+        /// The URL, its password replaced by `***`.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The PostgreSQL server did not answer (refused, unknown host, timed
+    /// out), as opposed to answering with an error ([`StoreError::Open`]).
+    #[error("cannot reach PostgreSQL at {host}: {source}")]
+    Unreachable {
+        /// `host:port` (or the socket folder) that was tried.
+        host: String,
+        /// The underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
     /// The database could not be created or opened.
     #[error("cannot open the database at {path}: {source}")]
     Open {
-        /// The database file.
+        /// The database file, or the PostgreSQL URL with its password
+        /// replaced by `***`.
         path: String,
         /// The underlying error.
         #[source]
@@ -134,6 +156,8 @@ impl StoreError {
             StoreError::DuplicateImage { .. } => "duplicate_image",
             StoreError::Corrupt { .. } => "corrupt_record",
             StoreError::Encode { .. } => "encode_failed",
+            StoreError::InvalidUrl { .. } => "invalid_database_url",
+            StoreError::Unreachable { .. } => "database_unreachable",
             StoreError::Open { .. } => "database_open_failed",
             StoreError::Migrate(_) => "migration_failed",
             StoreError::Database(_) => "database_error",
@@ -174,6 +198,10 @@ mod tests {
             StoreError::JobNotFound(JobId::new()),
             StoreError::InvalidCursor,
             StoreError::InvalidLimit { got: 0, max: 100 },
+            StoreError::InvalidUrl {
+                url: "mysql://db".into(),
+                reason: "unknown scheme".into(),
+            },
         ];
         for e in errors {
             assert!(e.code().chars().all(|c| c.is_ascii_lowercase() || c == '_'));

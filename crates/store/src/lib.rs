@@ -3,13 +3,23 @@
 //! HTTP; it stores what it is given and returns typed records.
 //!
 //! # Design
-//! - **SQLite first, PostgreSQL later.** [`Db`] runs SQL checked at run time
-//!   (no `query!` macros), all of it in the `sqlite` module, so a PostgreSQL
-//!   backend is a second module, not a rewrite. The database runs in WAL
-//!   mode with foreign keys on and a busy timeout, through **one** writer
-//!   connection (SQLite is single-writer) and a pool of readers.
-//! - **Migrations are embedded** (`crates/store/migrations/`) and run by
-//!   [`Db::open`], which also creates the file and its folder.
+//! - **One face, two backends.** [`Db`] is the only public handle; inside
+//!   it is SQLite (one file, one process or a few on one host) or
+//!   PostgreSQL (one server shared by API and worker replicas), chosen by
+//!   [`Db::connect`]'s URL (`sqlite://…`, `postgres://…`). Each backend has
+//!   its own SQL, checked at run time (no `query!` macros); both schemas
+//!   hold the same shapes (integer milliseconds, text ids), so rows decode
+//!   through one function per record and pagination cursors are identical.
+//! - **SQLite** runs in WAL mode with foreign keys on and a busy timeout,
+//!   through **one** writer connection (SQLite is single-writer) and a
+//!   pool of readers. **PostgreSQL** claims with `FOR UPDATE SKIP LOCKED`
+//!   and admits bounded inserts under a per-tier advisory lock, so any
+//!   number of processes share one queue.
+//! - **Time comes from the `Db`'s clock**, never the database's, on both
+//!   backends (tests move a [`easel_core::ManualClock`] past a lease).
+//! - **Migrations are embedded**, one folder per backend
+//!   (`crates/store/migrations/{sqlite,postgres}/`), and run on opening;
+//!   [`Db::open`] also creates the SQLite file and its folder.
 //! - **Every transition is conditional**, so races (cancel vs. completion,
 //!   two claims) resolve once; [`Db::complete_job_with_images`] writes a
 //!   job's images and its success in one transaction, and
@@ -21,7 +31,11 @@
 //! # Layout
 //! - `error`: [`StoreError`], one enum with a stable [`code`](StoreError::code) per variant.
 //! - `records`: plain record types ([`NewJob`], [`Job`], [`QueuedJob`], [`NewImage`], [`Image`], audit events).
-//! - `sqlite`: [`Db`]: opening, migrations, and the job, image and audit repositories.
+//! - `url`: parsing `database.url` into a backend and a location.
+//! - `db`: [`Db`]: opening by URL or path, and every repository method, checked once and handed to a backend.
+//! - `rows`: decoding rows of either backend into records.
+//! - `sqlite`: the SQLite backend: pools, migrations, and its SQL.
+//! - `postgres`: the PostgreSQL backend: pool, migrations, and its SQL.
 //! - `cursor`: opaque pagination cursors.
 //! - `blobs`: [`Blobs`], the object store (a folder or S3, with
 //!   [`S3Options`]), and [`image_key`].
@@ -33,7 +47,8 @@
 //! use easel_core::Tier;
 //! use easel_store::{Blobs, Db, NewJob};
 //!
-//! let db = Db::open("easel-data/easel.db").await?;
+//! // Or "postgres://easel@db.internal/easel" for several replicas.
+//! let db = Db::connect("sqlite://easel-data/easel.db").await?;
 //! let blobs = Blobs::local("easel-data/objects")?;
 //! db.requeue_running_on_startup().await?;
 //!
@@ -55,11 +70,16 @@
 
 mod blobs;
 mod cursor;
+mod db;
 mod error;
+mod postgres;
 mod records;
+mod rows;
 mod sqlite;
+mod url;
 
 pub use blobs::{Blobs, S3Options, ServerSideEncryption, image_key};
+pub use db::{Db, DbOptions, MAX_AUDIT_PAGE, MAX_JOB_PAGE};
 pub use error::{Result, StoreError};
 pub use records::audit::{AuditEvent, AuditQuery, NewAuditEvent};
 pub use records::image::{Image, NewImage, StageTiming};
@@ -67,4 +87,3 @@ pub use records::job::{
     BoundedInsert, CancelOutcome, InsertOutcome, Job, JobFilter, JobPage, NewJob, QueueFull,
 };
 pub use records::queue::QueuedJob;
-pub use sqlite::{Db, DbOptions, MAX_AUDIT_PAGE, MAX_JOB_PAGE};

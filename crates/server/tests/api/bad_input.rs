@@ -11,7 +11,7 @@ use crate::helpers::{
 async fn assert_nothing_stored(app: &TestApp) {
     assert_eq!(app.count_jobs().await, 0, "no job row");
     assert_eq!(app.count_images().await, 0, "no image row");
-    assert_eq!(app.count_image_files(), 0, "no image file");
+    assert_eq!(app.count_image_files().await, 0, "no image file");
 }
 
 fn with(field: &str, value: Value) -> Value {

@@ -38,7 +38,7 @@ async fn an_edit_returns_an_image_of_the_requested_size() {
     assert!((record["strength"].as_f64().unwrap() - 0.5).abs() < 1e-6);
     assert_eq!(app.count_images().await, 1);
     // The stored input is removed once the job is done: only the output remains.
-    assert_eq!(app.count_image_files(), 1);
+    assert_eq!(app.count_image_files().await, 1);
 }
 
 #[tokio::test]

@@ -78,6 +78,10 @@ pub fn test_config(data_dir: &Path) -> Config {
     // The fixture model ships no scorer: score its images with the bundled
     // model's, so the quality stage runs in every test.
     config.quality.scorer = Some(quality_scorer());
+    // PostgreSQL and S3 when the environment asks for them (`backend`).
+    let backend = crate::backend::for_data_dir(data_dir);
+    config.database.url = backend.database_url.map(easel_config::DatabaseUrl::new);
+    config.storage.url = backend.storage_url;
     config
 }
 
@@ -315,20 +319,13 @@ impl TestApp {
         self.client.get(url).send().await.unwrap()
     }
 
-    /// Rows in a table, read through a separate read-only connection.
+    /// Rows in a table, read through a separate connection.
     pub async fn count_rows(&self, table: &str) -> i64 {
-        let path = self.data_dir.path().join("easel.db");
-        let options = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&path)
-            .read_only(true);
-        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-        let sql = format!("SELECT COUNT(*) FROM {table}");
-        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-        n
+        crate::backend::scalar(
+            self.data_dir.path(),
+            &format!("SELECT COUNT(*) FROM {table}"),
+        )
+        .await
     }
 
     /// Rows in the `jobs` table.
@@ -341,22 +338,10 @@ impl TestApp {
         self.count_rows("images").await
     }
 
-    /// Files in the object store (generated images and stored edit inputs).
-    pub fn count_image_files(&self) -> usize {
-        fn walk(dir: &Path) -> usize {
-            std::fs::read_dir(dir)
-                .map(|entries| {
-                    entries
-                        .filter_map(|e| e.ok())
-                        .map(|e| {
-                            let p = e.path();
-                            if p.is_dir() { walk(&p) } else { 1 }
-                        })
-                        .sum()
-                })
-                .unwrap_or(0)
-        }
-        walk(&self.data_dir.path().join("images")) + walk(&self.data_dir.path().join("inputs"))
+    /// Objects in the object store (generated images and stored edit
+    /// inputs).
+    pub async fn count_image_files(&self) -> usize {
+        crate::backend::object_count(self.data_dir.path()).await
     }
 }
 

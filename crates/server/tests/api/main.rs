@@ -1,7 +1,10 @@
 //! The API's integration tests: one binary, the real server on port 0 with
-//! a fresh database per test, driven by a real HTTP client.
+//! a fresh database per test, driven by a real HTTP client. SQLite and a
+//! folder by default; PostgreSQL and S3 when the environment names them
+//! (`backend`).
 
 mod audit;
+mod backend;
 mod backpressure;
 mod bad_input;
 mod device;

@@ -12,17 +12,7 @@ use crate::helpers::{TestApp, spawn_app_with};
 const BATCH: u32 = 4;
 
 async fn scalar(app: &TestApp, sql: &str) -> i64 {
-    let path = app.data_dir.path().join("easel.db");
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(&path)
-        .read_only(true);
-    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-    let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    n
+    crate::backend::scalar(app.data_dir.path(), sql).await
 }
 
 async fn wait_finished(app: &TestApp, id: &str) -> Value {
@@ -105,19 +95,11 @@ async fn a_thousand_queued_jobs_of_one_user_delay_others_by_at_most_one_batch() 
     assert_eq!(sync.await.unwrap().status(), 200);
     let rt_id = scalar(&app, "SELECT COUNT(*) FROM jobs WHERE tier = 'realtime'").await;
     assert_eq!(rt_id, 1);
-    let path = app.data_dir.path().join("easel.db");
-    let pool = sqlx::SqlitePool::connect_with(
-        sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&path)
-            .read_only(true),
+    let rt = crate::backend::text(
+        app.data_dir.path(),
+        "SELECT id FROM jobs WHERE tier = 'realtime'",
     )
-    .await
-    .unwrap();
-    let rt: String = sqlx::query_scalar("SELECT id FROM jobs WHERE tier = 'realtime'")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
+    .await;
     let overtook = overtaken_by(&app, &rt, "heavy").await;
     assert!(
         overtook <= i64::from(BATCH),

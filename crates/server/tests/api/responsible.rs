@@ -268,7 +268,7 @@ async fn an_image_above_the_block_threshold_is_never_stored_and_its_job_is_rejec
     assert_eq!(job["status"], "rejected", "{job}");
     assert_eq!(job["error"]["code"], "image_rejected", "{job}");
     assert_eq!(app.count_images().await, 0);
-    assert_eq!(app.count_image_files(), 0);
+    assert_eq!(app.count_image_files().await, 0);
     let events = audit(&app, "moderation.image_blocked").await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].subject.as_deref(), Some(id.as_str()));

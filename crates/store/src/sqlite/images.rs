@@ -1,12 +1,14 @@
-//! Image records, and completing a job together with its images.
+//! Image records on SQLite, and completing a job together with its images.
 
-use easel_core::{ImageId, JobId, JobStatus};
+use easel_core::{ImageId, JobId};
 use sqlx::SqliteConnection;
 
-use super::{Db, rows};
+use super::SqliteDb;
+use super::queue::SUCCEED;
 use crate::error::{Result, StoreError};
 use crate::records::image::{Image, NewImage};
 use crate::records::job::Job;
+use crate::rows;
 
 const INSERT: &str = "INSERT INTO images \
      (id, job_id, index_in_job, prompt, negative_prompt, seed, params, model, model_hash, \
@@ -17,71 +19,60 @@ const INSERT: &str = "INSERT INTO images \
              ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28) \
      RETURNING *";
 
-const SUCCEED: &str = "UPDATE jobs \
-     SET status = 'succeeded', finished_at = ?2, image_ids = ?3, \
-         lease_owner = NULL, lease_expires_at = NULL \
-     WHERE id = ?1 AND status = 'running' \
-     RETURNING *";
-
-impl Db {
-    /// Records one image of a job. The job must exist; the (job, index) pair
-    /// must be new, or [`StoreError::DuplicateImage`] is returned. The job's
-    /// `image_ids` are set when it is marked succeeded
-    /// ([`Db::mark_succeeded`]).
-    pub async fn insert_image(&self, job: JobId, image: NewImage) -> Result<Image> {
-        let mut conn = self.writer.acquire().await?;
-        insert(&mut conn, job, &image, self.now_ms()).await
-    }
-
-    /// Records all of a running job's images and marks it `succeeded`, in one
-    /// transaction: either every row is written or none is. This is what
-    /// makes "each image stored once" hold when a job is retried after a
-    /// crash: the `(job_id, index_in_job)` uniqueness rejects a second copy,
-    /// and a job that is no longer running (cancelled, requeued and finished
-    /// elsewhere) cannot be completed.
-    pub async fn complete_job_with_images(
+impl SqliteDb {
+    /// Records one image of `job`.
+    pub(crate) async fn insert_image(
         &self,
         job: JobId,
-        images: Vec<NewImage>,
-    ) -> Result<(Job, Vec<Image>)> {
-        let mut ordered: Vec<(u32, ImageId)> =
-            images.iter().map(|i| (i.index_in_job, i.id)).collect();
-        ordered.sort();
-        let ids: Vec<ImageId> = ordered.into_iter().map(|(_, id)| id).collect();
+        image: &NewImage,
+        now: i64,
+    ) -> Result<Image> {
+        let mut conn = self.writer.acquire().await?;
+        insert(&mut conn, job, image, now).await
+    }
+
+    /// Marks `job` succeeded and records its images in one `BEGIN
+    /// IMMEDIATE` transaction; `None` (nothing written) if it is not running.
+    pub(crate) async fn complete_job_with_images(
+        &self,
+        job: JobId,
+        images: &[NewImage],
+        image_ids: &str,
+        now: i64,
+    ) -> Result<Option<(Job, Vec<Image>)>> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let row = sqlx::query(SUCCEED)
             .bind(job.to_string())
-            .bind(self.now_ms())
-            .bind(rows::image_ids_json(&ids))
+            .bind(now)
+            .bind(image_ids)
             .fetch_optional(&mut *tx)
             .await?;
         let Some(row) = row else {
-            drop(tx);
-            return Err(self.transition_error(job, JobStatus::Succeeded).await);
+            return Ok(None);
         };
         let done = rows::job(&row)?;
         let mut stored = Vec::with_capacity(images.len());
-        for image in &images {
-            stored.push(insert(&mut tx, job, image, self.now_ms()).await?);
+        for image in images {
+            stored.push(insert(&mut tx, job, image, now).await?);
         }
         tx.commit().await?;
-        Ok((done, stored))
+        Ok(Some((done, stored)))
     }
 
-    /// The image with this id.
-    pub async fn get_image(&self, id: ImageId) -> Result<Image> {
+    /// The image with this id, if any.
+    pub(crate) async fn get_image(&self, id: ImageId) -> Result<Option<Image>> {
         let row = sqlx::query("SELECT * FROM images WHERE id = ?1")
             .bind(id.to_string())
             .fetch_optional(&self.reader)
-            .await?
-            .ok_or(StoreError::ImageNotFound(id))?;
-        rows::image(&row)
+            .await?;
+        row.as_ref().map(rows::image).transpose()
     }
 
-    /// The image whose invisible watermark carries this payload id (the
-    /// 12-hex-digit form), or `None`. Should two images share an id, the
-    /// newest is returned.
-    pub async fn find_image_by_watermark(&self, watermark_id: &str) -> Result<Option<Image>> {
+    /// The newest image with this watermark id, if any.
+    pub(crate) async fn find_image_by_watermark(
+        &self,
+        watermark_id: &str,
+    ) -> Result<Option<Image>> {
         let row = sqlx::query(
             "SELECT * FROM images WHERE watermark_id = ?1 \
              ORDER BY created_at DESC, id DESC LIMIT 1",
@@ -92,8 +83,8 @@ impl Db {
         row.as_ref().map(rows::image).transpose()
     }
 
-    /// A job's images in index order (empty when it has none or does not exist).
-    pub async fn images_for_job(&self, job: JobId) -> Result<Vec<Image>> {
+    /// A job's images in index order.
+    pub(crate) async fn images_for_job(&self, job: JobId) -> Result<Vec<Image>> {
         let found = sqlx::query("SELECT * FROM images WHERE job_id = ?1 ORDER BY index_in_job")
             .bind(job.to_string())
             .fetch_all(&self.reader)

@@ -1,4 +1,4 @@
-//! The SQLite implementation of [`Db`].
+//! The SQLite backend of [`Db`](crate::Db).
 //!
 //! SQLite allows one writer at a time. Rather than let several pooled
 //! connections race for the write lock (and fail with `SQLITE_BUSY` under
@@ -10,7 +10,8 @@
 //! instead of failing half-way through it.
 //!
 //! All SQL is written for SQLite and checked at run time (no `query!`
-//! macros), so a PostgreSQL backend can be a sibling module with its own SQL.
+//! macros); `crate::postgres` is the sibling with PostgreSQL's SQL. Times
+//! are arguments (milliseconds from the `Db`'s clock), never `now()`.
 
 mod audit;
 mod images;
@@ -19,56 +20,13 @@ mod open;
 mod queue;
 mod rows;
 
-pub use audit::MAX_AUDIT_PAGE;
-pub use jobs::MAX_PAGE as MAX_JOB_PAGE;
-pub use open::DbOptions;
-
-use easel_core::{SharedClock, SystemClock};
 use sqlx::SqlitePool;
 
-/// A handle to the database: cheap to clone, safe to share across tasks.
-///
-/// Open it with [`Db::open`]; every repository function is a method on it.
+/// A SQLite database: one writer connection and a read pool.
 #[derive(Debug, Clone)]
-pub struct Db {
+pub(crate) struct SqliteDb {
     /// Exactly one connection: SQLite is single-writer.
     writer: SqlitePool,
     /// Read-only (`query_only`) connections.
     reader: SqlitePool,
-    /// Every timestamp the database writes or compares against (creation,
-    /// leases, expiry) comes from here; the system clock unless
-    /// [`Db::with_clock`] set another.
-    clock: SharedClock,
-}
-
-impl Db {
-    /// This handle with `clock` as its source of time (tests pass a
-    /// [`easel_core::ManualClock`] to move past a lease without sleeping).
-    /// Clones made afterwards share it.
-    #[must_use]
-    pub fn with_clock(mut self, clock: SharedClock) -> Db {
-        self.clock = clock;
-        self
-    }
-
-    /// The clock this database stamps and compares times with; the rest of
-    /// the application reads the time here too, so one clock rules them all.
-    pub fn clock(&self) -> &SharedClock {
-        &self.clock
-    }
-
-    /// The current time by [`Db::clock`].
-    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        chrono::DateTime::from_timestamp_millis(self.now_ms()).unwrap_or_default()
-    }
-
-    /// The current time in milliseconds since the epoch, as stored.
-    fn now_ms(&self) -> i64 {
-        self.clock.now_ms()
-    }
-}
-
-/// The default clock of a newly opened database.
-fn system_clock() -> SharedClock {
-    SystemClock::shared()
 }

@@ -1,42 +1,17 @@
 //! Opening the database: file creation, pragmas, pools and migrations.
 
 use std::path::Path;
-use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use super::Db;
+use super::SqliteDb;
+use crate::DbOptions;
 use crate::error::{Result, StoreError};
 
-/// Tuning knobs for [`Db::open_with`]. [`Db::open`] uses the defaults.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DbOptions {
-    /// How long a statement waits for another process's lock before failing
-    /// with a busy error; default 5 s.
-    pub busy_timeout: Duration,
-    /// Connections in the read pool; default 4.
-    pub read_connections: u32,
-}
-
-impl Default for DbOptions {
-    fn default() -> Self {
-        Self {
-            busy_timeout: Duration::from_secs(5),
-            read_connections: 4,
-        }
-    }
-}
-
-impl Db {
-    /// Opens (creating if needed, with its parent folder) the SQLite database
-    /// at `path` and brings its schema up to date.
-    pub async fn open(path: impl AsRef<Path>) -> Result<Db> {
-        Self::open_with(path, DbOptions::default()).await
-    }
-
-    /// [`Db::open`] with explicit options.
-    pub async fn open_with(path: impl AsRef<Path>, options: DbOptions) -> Result<Db> {
-        let path = path.as_ref().to_path_buf();
+impl SqliteDb {
+    /// Opens (creating if needed, with its parent folder) the database at
+    /// `path` and brings its schema up to date.
+    pub(crate) async fn open(path: &Path, options: &DbOptions) -> Result<SqliteDb> {
         let open_err = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
             path: path.display().to_string(),
             source,
@@ -45,7 +20,7 @@ impl Db {
             std::fs::create_dir_all(parent).map_err(|e| open_err(Box::new(e)))?;
         }
 
-        let base = connect_options(&path, &options);
+        let base = connect_options(path, options);
         // The writer first: it creates the file and switches it to WAL, which
         // the readers then find in place.
         let writer = SqlitePoolOptions::new()
@@ -54,7 +29,7 @@ impl Db {
             .connect_with(base.clone().create_if_missing(true))
             .await
             .map_err(|e| open_err(Box::new(e)))?;
-        sqlx::migrate!("./migrations").run(&writer).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
 
         let reader = SqlitePoolOptions::new()
             .max_connections(options.read_connections.max(1))
@@ -63,21 +38,17 @@ impl Db {
             .map_err(|e| open_err(Box::new(e)))?;
 
         tracing::debug!(path = %path.display(), "database open");
-        Ok(Db {
-            writer,
-            reader,
-            clock: super::system_clock(),
-        })
+        Ok(SqliteDb { writer, reader })
     }
 
-    /// Checks that the database answers a trivial query (for `/readyz`).
-    pub async fn ping(&self) -> Result<()> {
+    /// Checks that the database answers a trivial query.
+    pub(crate) async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
     }
 
     /// Closes both pools, waiting for connections in use to be returned.
-    pub async fn close(&self) {
+    pub(crate) async fn close(&self) {
         self.reader.close().await;
         self.writer.close().await;
     }

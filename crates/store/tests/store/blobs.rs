@@ -27,8 +27,13 @@ async fn blobs_round_trip_and_delete() {
     blobs.put(&key, Bytes::from_static(b"v2")).await.unwrap();
     assert_eq!(blobs.get(&key).await.unwrap(), Bytes::from_static(b"v2"));
 
+    assert_eq!(blobs.keys("").await.unwrap(), vec![key.clone()]);
+    assert_eq!(blobs.keys("images").await.unwrap(), vec![key.clone()]);
+    assert!(blobs.keys("inputs/").await.unwrap().is_empty());
+
     blobs.delete(&key).await.unwrap();
     assert!(!blobs.exists(&key).await.unwrap());
+    assert!(blobs.keys("").await.unwrap().is_empty());
     blobs.delete(&key).await.unwrap(); // deleting twice is fine
 }
 

@@ -1,9 +1,9 @@
 //! Looking images up by their watermark payload id.
 
 use easel_core::Tier;
-use sqlx::Connection as _;
+use sqlx::AssertSqlSafe;
 
-use crate::helpers::{fresh_db, new_image, new_job};
+use crate::helpers::{Raw, fresh_db, new_image, new_job};
 
 #[tokio::test]
 async fn an_image_is_found_by_its_watermark_id_and_unknown_ids_find_nothing() {
@@ -45,22 +45,30 @@ async fn when_two_images_share_a_watermark_id_the_newest_is_returned() {
 #[tokio::test]
 async fn the_watermark_lookup_uses_the_provenance_index() {
     let t = fresh_db().await;
-    let path = t.dir.path().join("data/easel.db");
-    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap();
-    let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
-        "EXPLAIN QUERY PLAN SELECT * FROM images WHERE watermark_id = ?1 \
-         ORDER BY created_at DESC, id DESC LIMIT 1",
-    )
-    .bind("0001000000a7")
-    .fetch_all(&mut conn)
-    .await
-    .unwrap();
-    let detail = plan
-        .iter()
-        .map(|r| r.3.as_str())
-        .collect::<Vec<_>>()
-        .join("; ");
+    let lookup = "SELECT * FROM images WHERE watermark_id = '0001000000a7' \
+                  ORDER BY created_at DESC, id DESC LIMIT 1";
+    let plan = match t.raw().await {
+        Raw::Sqlite(mut conn) => {
+            let plan: Vec<(i64, i64, i64, String)> =
+                sqlx::query_as(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {lookup}")))
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap();
+            plan.into_iter().map(|r| r.3).collect::<Vec<_>>()
+        }
+        Raw::Postgres(mut conn) => {
+            // On an empty table a sequential scan is cheapest; with it ruled
+            // out the planner shows whether the index can serve the query.
+            sqlx::query("SET enable_seqscan = off")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            sqlx::query_scalar::<_, String>(AssertSqlSafe(format!("EXPLAIN {lookup}")))
+                .fetch_all(&mut conn)
+                .await
+                .unwrap()
+        }
+    };
+    let detail = plan.join("; ");
     assert!(detail.contains("images_watermark_id"), "{detail}");
 }

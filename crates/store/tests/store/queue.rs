@@ -182,11 +182,9 @@ async fn after_a_crash_running_jobs_are_requeued_and_run_again() {
         .unwrap();
     t.db.cancel(cancelled_mid_run.id).await.unwrap();
 
-    // The process dies; a new one opens the same file.
+    // The process dies; a new one opens the same database.
     t.db.close().await;
-    let db = easel_store::Db::open(t.dir.path().join("data/easel.db"))
-        .await
-        .unwrap();
+    let db = t.connect_again().await;
     let mut touched = db.requeue_running_on_startup().await.unwrap();
     touched.sort();
     let mut expected = vec![interrupted.id, cancelled_mid_run.id];

@@ -102,6 +102,10 @@ async fn prefixes_keep_stores_apart() {
         .unwrap();
     assert!(a.exists("inputs/x.png").await.unwrap());
     assert!(!b.exists("inputs/x.png").await.unwrap());
+    assert_eq!(a.keys("").await.unwrap(), vec!["inputs/x.png".to_string()]);
+    assert_eq!(a.keys("inputs").await.unwrap().len(), 1);
+    assert!(a.keys("images/").await.unwrap().is_empty());
+    assert!(b.keys("").await.unwrap().is_empty());
 }
 
 #[tokio::test]

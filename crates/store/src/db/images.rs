@@ -1,0 +1,60 @@
+//! Image records, and completing a job together with its images.
+
+use easel_core::{ImageId, JobId, JobStatus};
+
+use super::{Db, dispatch};
+use crate::error::{Result, StoreError};
+use crate::records::image::{Image, NewImage};
+use crate::records::job::Job;
+use crate::rows;
+
+impl Db {
+    /// Records one image of a job. The job must exist; the (job, index) pair
+    /// must be new, or [`StoreError::DuplicateImage`] is returned. The job's
+    /// `image_ids` are set when it is marked succeeded
+    /// ([`Db::mark_succeeded`]).
+    pub async fn insert_image(&self, job: JobId, image: NewImage) -> Result<Image> {
+        let now = self.now_ms();
+        dispatch!(self, b => b.insert_image(job, &image, now).await)
+    }
+
+    /// Records all of a running job's images and marks it `succeeded`, in one
+    /// transaction: either every row is written or none is. This is what
+    /// makes "each image stored once" hold when a job is retried after a
+    /// crash: the `(job_id, index_in_job)` uniqueness rejects a second copy,
+    /// and a job that is no longer running (cancelled, requeued and finished
+    /// elsewhere) cannot be completed.
+    pub async fn complete_job_with_images(
+        &self,
+        job: JobId,
+        images: Vec<NewImage>,
+    ) -> Result<(Job, Vec<Image>)> {
+        let mut ordered: Vec<(u32, ImageId)> =
+            images.iter().map(|i| (i.index_in_job, i.id)).collect();
+        ordered.sort();
+        let ids: Vec<ImageId> = ordered.into_iter().map(|(_, id)| id).collect();
+        let ids = rows::image_ids_json(&ids);
+        let now = self.now_ms();
+        match dispatch!(self, b => b.complete_job_with_images(job, &images, &ids, now).await)? {
+            Some(done) => Ok(done),
+            None => Err(self.transition_error(job, JobStatus::Succeeded).await),
+        }
+    }
+
+    /// The image with this id.
+    pub async fn get_image(&self, id: ImageId) -> Result<Image> {
+        dispatch!(self, b => b.get_image(id).await)?.ok_or(StoreError::ImageNotFound(id))
+    }
+
+    /// The image whose invisible watermark carries this payload id (the
+    /// 12-hex-digit form), or `None`. Should two images share an id, the
+    /// newest is returned.
+    pub async fn find_image_by_watermark(&self, watermark_id: &str) -> Result<Option<Image>> {
+        dispatch!(self, b => b.find_image_by_watermark(watermark_id).await)
+    }
+
+    /// A job's images in index order (empty when it has none or does not exist).
+    pub async fn images_for_job(&self, job: JobId) -> Result<Vec<Image>> {
+        dispatch!(self, b => b.images_for_job(job).await)
+    }
+}

@@ -1,0 +1,58 @@
+//! The append-only audit log on PostgreSQL.
+
+use super::PgDb;
+use crate::error::Result;
+use crate::records::audit::{AuditEvent, AuditQuery, NewAuditEvent};
+use crate::rows;
+
+const LIST: &str = "SELECT * FROM audit_log \
+     WHERE ($1::bigint IS NULL OR at >= $1) \
+       AND ($2::bigint IS NULL OR at < $2) \
+       AND ($3::text IS NULL OR event_type = $3) \
+       AND ($4::bigint IS NULL OR id > $4) \
+     ORDER BY id \
+     LIMIT $5";
+
+impl PgDb {
+    /// Appends `event` with its `detail` already encoded as JSON.
+    ///
+    /// Ids come from an identity sequence: increasing in the order events
+    /// are appended, though two processes appending at once may commit
+    /// them in the other order.
+    pub(crate) async fn append_audit(
+        &self,
+        event: &NewAuditEvent,
+        detail: &str,
+        now: i64,
+    ) -> Result<AuditEvent> {
+        let row = sqlx::query(
+            "INSERT INTO audit_log (at, event_type, actor, subject, detail) \
+             VALUES ($1, $2, $3, $4, $5::jsonb) RETURNING *",
+        )
+        .bind(now)
+        .bind(&event.event_type)
+        .bind(&event.actor)
+        .bind(&event.subject)
+        .bind(detail)
+        .fetch_one(&self.pool)
+        .await?;
+        rows::audit(&row)
+    }
+
+    /// Up to `limit` events matching `query`, in id order.
+    pub(crate) async fn list_audit(
+        &self,
+        query: &AuditQuery,
+        limit: i64,
+    ) -> Result<Vec<AuditEvent>> {
+        let found = sqlx::query(LIST)
+            .bind(query.from.map(rows::ms))
+            .bind(query.until.map(rows::ms))
+            .bind(&query.event_type)
+            .bind(query.after_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        found.iter().map(rows::audit).collect()
+    }
+}

@@ -1,0 +1,217 @@
+//! Decoding rows into records, for both backends, and the small conversions
+//! every backend shares.
+//!
+//! The two schemas hold the same values in the same shapes (milliseconds
+//! and other integers as 64-bit integers, ids and enums as text), so a
+//! record is decoded once, from any row that can answer [`Columns`]. The
+//! backends differ only in how a column reads: JSON is text on SQLite and
+//! jsonb on PostgreSQL, a flag is an integer on SQLite and a boolean on
+//! PostgreSQL.
+
+use chrono::{DateTime, Utc};
+use easel_core::{ImageId, JobStatus, OutputFormat, Tier};
+use serde::de::DeserializeOwned;
+
+use crate::error::{Result, StoreError};
+use crate::records::audit::AuditEvent;
+use crate::records::image::Image;
+use crate::records::job::Job;
+use crate::records::queue::QueuedJob;
+
+/// The typed reads a row offers, by column name.
+pub(crate) trait Columns {
+    /// A text column.
+    fn text(&self, column: &'static str) -> Result<String>;
+    /// A nullable text column.
+    fn opt_text(&self, column: &'static str) -> Result<Option<String>>;
+    /// A 64-bit integer column.
+    fn int(&self, column: &'static str) -> Result<i64>;
+    /// A nullable 64-bit integer column.
+    fn opt_int(&self, column: &'static str) -> Result<Option<i64>>;
+    /// A nullable double-precision column.
+    fn opt_float(&self, column: &'static str) -> Result<Option<f64>>;
+    /// A boolean flag.
+    fn flag(&self, column: &'static str) -> Result<bool>;
+    /// A nullable JSON column, decoded into `T`; a value of another shape
+    /// is [`StoreError::Corrupt`].
+    fn opt_json<T: DeserializeOwned>(&self, column: &'static str) -> Result<Option<T>>;
+
+    /// A double-precision column.
+    fn float(&self, column: &'static str) -> Result<f64> {
+        self.opt_float(column)?
+            .ok_or_else(|| StoreError::corrupt(column, "NULL in a NOT NULL column"))
+    }
+
+    /// A JSON column, decoded into `T`.
+    fn json<T: DeserializeOwned>(&self, column: &'static str) -> Result<T> {
+        self.opt_json(column)?
+            .ok_or_else(|| StoreError::corrupt(column, "NULL in a NOT NULL column"))
+    }
+
+    /// A text column parsed into `T` (ids, statuses).
+    fn parsed<T: std::str::FromStr>(&self, column: &'static str) -> Result<T>
+    where
+        T::Err: std::fmt::Display,
+    {
+        self.text(column)?
+            .parse()
+            .map_err(|e| StoreError::corrupt(column, e))
+    }
+
+    /// An integer column that must fit a u32.
+    fn unsigned(&self, column: &'static str) -> Result<u32> {
+        let v = self.int(column)?;
+        u32::try_from(v).map_err(|_| StoreError::corrupt(column, format!("{v} is not a u32")))
+    }
+}
+
+/// Milliseconds since the epoch to a time.
+pub(crate) fn time(ms: i64, what: &'static str) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| StoreError::corrupt(what, format!("timestamp {ms} out of range")))
+}
+
+fn opt_time(ms: Option<i64>, what: &'static str) -> Result<Option<DateTime<Utc>>> {
+    ms.map(|ms| time(ms, what)).transpose()
+}
+
+/// A time to milliseconds since the epoch.
+pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// The `priority` column of a tier: lower runs first.
+pub(crate) fn priority(tier: Tier) -> i64 {
+    match tier {
+        Tier::Realtime => 0,
+        Tier::Batch => 1,
+    }
+}
+
+fn tier(s: &str) -> Result<Tier> {
+    match s {
+        "realtime" => Ok(Tier::Realtime),
+        "batch" => Ok(Tier::Batch),
+        other => Err(StoreError::corrupt("jobs.tier", other)),
+    }
+}
+
+/// Serializes a value for a JSON column (text on SQLite; PostgreSQL casts
+/// it to jsonb in the statement).
+pub(crate) fn to_json<T: serde::Serialize>(value: &T, what: &'static str) -> Result<String> {
+    serde_json::to_string(value).map_err(|source| StoreError::Encode { what, source })
+}
+
+/// Serializes image ids for the `jobs.image_ids` column.
+pub(crate) fn image_ids_json(ids: &[ImageId]) -> String {
+    let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    serde_json::Value::from(ids).to_string()
+}
+
+fn image_ids(row: &impl Columns) -> Result<Vec<ImageId>> {
+    let ids: Vec<String> = row.json("image_ids")?;
+    ids.iter()
+        .map(|id| {
+            id.parse()
+                .map_err(|e| StoreError::corrupt("jobs.image_ids", e))
+        })
+        .collect()
+}
+
+/// The `id` column of a row, as a job id (what `RETURNING id` gives).
+pub(crate) fn job_id(row: &impl Columns) -> Result<easel_core::JobId> {
+    row.parsed("id")
+}
+
+/// A `jobs` row.
+pub(crate) fn job(row: &impl Columns) -> Result<Job> {
+    let status: JobStatus = row.parsed("status")?;
+    Ok(Job {
+        id: row.parsed("id")?,
+        status,
+        tier: tier(&row.text("tier")?)?,
+        user_id: row.opt_text("user_id")?,
+        params: row.json("params")?,
+        options: row.json("options")?,
+        idempotency_key: row.opt_text("idempotency_key")?,
+        attempts: row.unsigned("attempts")?,
+        lease_owner: row.opt_text("lease_owner")?,
+        lease_expires_at: opt_time(row.opt_int("lease_expires_at")?, "jobs.lease_expires_at")?,
+        cancel_requested: row.flag("cancel_requested")?,
+        error_code: row.opt_text("error_code")?,
+        error_message: row.opt_text("error_message")?,
+        policy: row.opt_json("policy")?,
+        image_ids: image_ids(row)?,
+        request_id: row.opt_text("request_id")?,
+        trace_parent: row.opt_text("trace_parent")?,
+        created_at: time(row.int("created_at")?, "jobs.created_at")?,
+        started_at: opt_time(row.opt_int("started_at")?, "jobs.started_at")?,
+        finished_at: opt_time(row.opt_int("finished_at")?, "jobs.finished_at")?,
+        deadline_at: opt_time(row.opt_int("deadline_at")?, "jobs.deadline_at")?,
+    })
+}
+
+/// The scheduler's columns of a queued `jobs` row.
+pub(crate) fn queued_job(row: &impl Columns) -> Result<QueuedJob> {
+    Ok(QueuedJob {
+        id: row.parsed("id")?,
+        tier: tier(&row.text("tier")?)?,
+        user_id: row.opt_text("user_id")?,
+        params: row.json("params")?,
+        created_at: time(row.int("created_at")?, "jobs.created_at")?,
+    })
+}
+
+/// An `images` row.
+pub(crate) fn image(row: &impl Columns) -> Result<Image> {
+    let format: OutputFormat = row
+        .text("format")?
+        .parse()
+        .map_err(|e| StoreError::corrupt("images.format", e))?;
+    let byte_size = row.int("byte_size")?;
+    Ok(Image {
+        id: row.parsed("id")?,
+        job_id: row.parsed("job_id")?,
+        index_in_job: row.unsigned("index_in_job")?,
+        prompt: row.text("prompt")?,
+        negative_prompt: row.text("negative_prompt")?,
+        // Stored as the i64 with the same bits (both databases' integers
+        // are signed).
+        seed: row.int("seed")? as u64,
+        params: row.json("params")?,
+        model: row.text("model")?,
+        model_hash: row.text("model_hash")?,
+        sampler: row.text("sampler")?,
+        schedule: row.text("schedule")?,
+        steps: row.unsigned("steps")?,
+        guidance: row.float("guidance")? as f32,
+        width: row.unsigned("width")?,
+        height: row.unsigned("height")?,
+        format,
+        byte_size: u64::try_from(byte_size)
+            .map_err(|_| StoreError::corrupt("images.byte_size", byte_size))?,
+        sha256: row.text("sha256")?,
+        object_key: row.text("object_key")?,
+        timings: row.json("timings")?,
+        warnings: row.json("warnings")?,
+        watermark_id: row.opt_text("watermark_id")?,
+        perceptual_hash: row.opt_text("perceptual_hash")?,
+        moderation: row.opt_json("moderation")?,
+        flags: row.json("flags")?,
+        request_id: row.opt_text("request_id")?,
+        quality_score: row.opt_float("quality_score")?.map(|s| s as f32),
+        created_at: time(row.int("created_at")?, "images.created_at")?,
+    })
+}
+
+/// An `audit_log` row.
+pub(crate) fn audit(row: &impl Columns) -> Result<AuditEvent> {
+    Ok(AuditEvent {
+        id: row.int("id")?,
+        at: time(row.int("at")?, "audit_log.at")?,
+        event_type: row.text("event_type")?,
+        actor: row.opt_text("actor")?,
+        subject: row.opt_text("subject")?,
+        detail: row.json("detail")?,
+    })
+}
