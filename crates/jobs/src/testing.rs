@@ -3,12 +3,13 @@
 
 use std::path::PathBuf;
 
-use easel_core::{GenerationParams, RawParams, RgbImage, SamplerKind, Size};
+use easel_core::{GenerationParams, OutputOptions, RawParams, RgbImage, SamplerKind, Size, Tier};
 use easel_engine::{
     Architecture, CancelToken, EngineError, GeneratedImage, ImageRequest, ModelInfo, Progress,
     ProgressSink, StageTimings,
 };
 
+use crate::handle::NewJob;
 use crate::models::Generator;
 
 /// The content hash of [`fake_info`]'s model.
@@ -94,4 +95,20 @@ pub(crate) fn fake_params(size: &str, n: i64) -> GenerationParams {
         || unreachable!(),
     )
     .unwrap()
+}
+
+/// A batch job of `n` fake-model images of `size`, with nothing optional set.
+pub(crate) fn fake_job(size: &str, n: i64) -> NewJob {
+    NewJob {
+        params: fake_params(size, n),
+        output: OutputOptions::default(),
+        tier: Tier::Batch,
+        user_id: None,
+        idempotency_key: None,
+        init_image: None,
+        timeout: None,
+        policy: None,
+        request_id: None,
+        trace_parent: None,
+    }
 }

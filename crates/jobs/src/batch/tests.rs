@@ -3,18 +3,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use easel_core::{OutputOptions, Tier};
 use easel_engine::CancelToken;
 use easel_store::{Blobs, Db};
 use easel_telemetry::metrics::Metrics;
 
 use crate::admission::AdmissionConfig;
 use crate::bus::Bus;
-use crate::handle::{Jobs, NewJob};
+use crate::handle::Jobs;
 use crate::models::{Generator, ModelSpec, ModelState, Models};
 use crate::pipeline;
 use crate::postprocess::PostProcess;
-use crate::testing::{FAKE_HASH, FakeModel, fake_info, fake_params};
+use crate::testing::{FAKE_HASH, FakeModel, fake_info, fake_job};
 use crate::worker::{Worker, WorkerSettings, WorkerSetup};
 
 /// A job handle and a worker over a fresh store, serving only the fake
@@ -54,21 +53,7 @@ async fn jobs(dir: &std::path::Path) -> (Jobs, Worker) {
 async fn a_model_evicted_between_render_and_store_still_has_its_hash_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let (jobs, worker) = jobs(dir.path()).await;
-    let (job, _) = jobs
-        .submit(NewJob {
-            params: fake_params("16x16", 2),
-            output: OutputOptions::default(),
-            tier: Tier::Batch,
-            user_id: None,
-            idempotency_key: None,
-            init_image: None,
-            timeout: None,
-            policy: None,
-            request_id: None,
-            trace_parent: None,
-        })
-        .await
-        .unwrap();
+    let (job, _) = jobs.submit(fake_job("16x16", 2)).await.unwrap();
     let job = jobs
         .db()
         .claim_jobs(&[job.id], "test-worker", Duration::from_secs(60))

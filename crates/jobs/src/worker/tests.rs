@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use easel_core::{JobStatus, OutputOptions, Tier};
+use easel_core::JobStatus;
 use easel_engine::{CancelToken, EngineError, GeneratedImage, ImageRequest, ModelInfo, Progress};
 use easel_store::{Blobs, Db};
 use easel_telemetry::metrics::Metrics;
@@ -13,10 +13,10 @@ use super::{Worker, WorkerSettings, WorkerSetup};
 use crate::admission::AdmissionConfig;
 use crate::bus::Bus;
 use crate::events::JobEvent;
-use crate::handle::{Jobs, NewJob, Watch};
+use crate::handle::{Jobs, Watch};
 use crate::models::{Generator, ModelSpec, Models};
 use crate::postprocess::PostProcess;
-use crate::testing::{FakeModel, fake_info, fake_params};
+use crate::testing::{FakeModel, fake_info, fake_job};
 
 /// A model that reports step 1 and then holds the engine until its batch
 /// is cancelled (or, as a safety net for a broken test, 60 s pass).
@@ -45,21 +45,6 @@ impl Generator for HoldingModel {
             std::thread::sleep(Duration::from_millis(10));
         }
         Err(EngineError::Cancelled)
-    }
-}
-
-fn new_job() -> NewJob {
-    NewJob {
-        params: fake_params("16x16", 1),
-        output: OutputOptions::default(),
-        tier: Tier::Batch,
-        user_id: None,
-        idempotency_key: None,
-        init_image: None,
-        timeout: None,
-        policy: None,
-        request_id: None,
-        trace_parent: None,
     }
 }
 
@@ -110,7 +95,7 @@ async fn a_worker_that_shares_only_the_store_runs_what_the_handle_submits() {
         WorkerSettings::default(),
     )
     .await;
-    let (job, created) = jobs.submit(new_job()).await.unwrap();
+    let (job, created) = jobs.submit(fake_job("16x16", 1)).await.unwrap();
     assert!(created);
     assert_eq!(worker.run_pending().await.unwrap(), 1);
     let done = tokio::time::timeout(Duration::from_secs(30), jobs.wait(job.id))
@@ -137,7 +122,7 @@ async fn a_cancel_on_the_bus_stops_a_running_job_without_waiting_for_the_lease()
     let model = Arc::new(HoldingModel(fake_info()));
     let (jobs, worker) = pair(dir.path(), model, bus.clone(), bus, settings).await;
     let running = worker.start();
-    let (job, _) = jobs.submit(new_job()).await.unwrap();
+    let (job, _) = jobs.submit(fake_job("16x16", 1)).await.unwrap();
     let Watch::Live(mut sub) = jobs.watch(job.id).await.unwrap() else {
         panic!("the job cannot have finished: the model holds it");
     };

@@ -111,44 +111,38 @@ async fn drop_stale(conn: &mut sqlx::PgConnection) {
 /// One number from `sql` (a `COUNT(*)` or the like), read through a
 /// separate connection to the data folder's database.
 pub async fn scalar(data_dir: &Path, sql: &str) -> i64 {
-    let sql = sqlx::AssertSqlSafe(sql.to_string());
-    match for_data_dir(data_dir).database_url {
-        Some(url) => {
-            let pool = sqlx::PgPool::connect(&url).await.unwrap();
-            let n: i64 = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
-            pool.close().await;
-            n
-        }
-        None => {
-            let options = sqlx::sqlite::SqliteConnectOptions::new()
-                .filename(data_dir.join("easel.db"))
-                .read_only(true);
-            let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-            let n: i64 = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
-            pool.close().await;
-            n
-        }
-    }
+    query_one(data_dir, sql).await
 }
 
 /// One text value from `sql`, as [`scalar`].
 pub async fn text(data_dir: &Path, sql: &str) -> String {
+    query_one(data_dir, sql).await
+}
+
+/// The single value `sql` returns, from whichever database the data folder
+/// uses.
+async fn query_one<T>(data_dir: &Path, sql: &str) -> T
+where
+    T: Send + Unpin,
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+    T: for<'r> sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+{
     let sql = sqlx::AssertSqlSafe(sql.to_string());
     match for_data_dir(data_dir).database_url {
         Some(url) => {
             let pool = sqlx::PgPool::connect(&url).await.unwrap();
-            let s: String = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+            let value = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
             pool.close().await;
-            s
+            value
         }
         None => {
             let options = sqlx::sqlite::SqliteConnectOptions::new()
                 .filename(data_dir.join("easel.db"))
                 .read_only(true);
             let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-            let s: String = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+            let value = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
             pool.close().await;
-            s
+            value
         }
     }
 }
