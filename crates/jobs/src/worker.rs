@@ -145,9 +145,26 @@ impl Lane {
             engine: Arc::new(EngineThread::start()),
             scheduler: Scheduler::new(settings.max_batch_images, settings.batch_window),
             settings,
-            name: format!("easel-{}", std::process::id()),
+            name: lane_name(),
         }
     }
+}
+
+/// The name a lane claims jobs under (the jobs' `lease_owner`): host,
+/// process and a random part, so that no two lanes share one, not even
+/// containers that all run as pid 1 or two lanes of one process.
+fn lane_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "easel".into());
+    let random = std::hash::BuildHasher::hash_one(
+        &std::collections::hash_map::RandomState::new(),
+        std::time::SystemTime::now(),
+    );
+    format!("{host}-{}-{:08x}", std::process::id(), random & 0xffff_ffff)
 }
 
 impl Worker {

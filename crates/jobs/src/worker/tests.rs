@@ -145,3 +145,10 @@ async fn a_cancel_on_the_bus_stops_a_running_job_without_waiting_for_the_lease()
     assert_eq!(done.status, JobStatus::Cancelled);
     running.shutdown(Duration::from_secs(5)).await;
 }
+
+#[test]
+fn lanes_have_names_of_their_own() {
+    let (a, b) = (super::lane_name(), super::lane_name());
+    assert_ne!(a, b, "two lanes of one process");
+    assert!(a.contains(&format!("-{}-", std::process::id())), "{a}");
+}
