@@ -134,11 +134,6 @@ impl Jobs {
         &self.inner.metrics
     }
 
-    /// The queue limits in force.
-    pub fn admission_config(&self) -> &AdmissionConfig {
-        &self.inner.admission
-    }
-
     /// Fails every queued job whose deadline has passed (code
     /// `deadline_exceeded`), tells their watchers, and returns how many
     /// there were. The worker does the same before it claims, so an overdue

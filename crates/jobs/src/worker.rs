@@ -218,16 +218,6 @@ impl Worker {
         &self.inner.models
     }
 
-    /// The post-processing stages it runs.
-    pub fn post_process(&self) -> &PostProcess {
-        &self.inner.post
-    }
-
-    /// Its settings.
-    pub fn settings(&self) -> &WorkerSettings {
-        &self.inner.settings
-    }
-
     /// The metrics it counts into.
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.inner.metrics

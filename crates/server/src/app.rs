@@ -88,6 +88,7 @@ impl Application {
         let blobs = easel_store::Blobs::connect(&storage_url, &config.storage.s3_options())
             .context("opening the object store")?;
         blobs.check().await.context("checking the object store")?;
+        tracing::info!(storage = blobs.location(), "object store ready");
         let key = load_or_create_key(
             &config.data_dir,
             config.urls.signing_key.as_ref().map(|s| s.expose()),
