@@ -75,6 +75,12 @@ struct ServeArgs {
     /// Print the effective configuration (secrets hidden) and exit.
     #[arg(long)]
     print_config: bool,
+    /// What this process runs: `all` (the API and a worker), `api` (the
+    /// API only, no models) or `worker` (jobs only; serves just /healthz,
+    /// /readyz and /metrics). `api` and `worker` need a PostgreSQL
+    /// database. Same as the `role` key, env `EASEL_ROLE`.
+    #[arg(long, value_name = "all|api|worker")]
+    role: Option<easel_config::Role>,
     /// Serve this model folder (replaces the configured models).
     #[arg(long, value_name = "FOLDER")]
     model: Option<PathBuf>,
@@ -304,6 +310,7 @@ fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
         log_format: args.log_format,
         device: checked_device(args.engine.device)?,
         precision: args.engine.precision,
+        role: args.role,
     })?;
     if args.print_config {
         print!("{}", config.to_toml());

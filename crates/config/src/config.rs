@@ -25,6 +25,7 @@ use crate::{
 /// The top-level keys; environment variables are only read for these, so
 /// unrelated `EASEL_*` variables (say, a test's `EASEL_PYTHON`) are ignored.
 const TOP_LEVEL_KEYS: &[&str] = &[
+    "role",
     "data_dir",
     "database",
     "storage",
@@ -49,6 +50,9 @@ const TOP_LEVEL_KEYS: &[&str] = &[
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// What this process runs: `all` (API and worker, the default), `api`
+    /// or `worker`. Env: `EASEL_ROLE`. Flag: `--role`.
+    pub role: crate::Role,
     /// Folder holding the SQLite database (`easel.db`), the image files
     /// (`images/`), uploads of queued edits (`inputs/`) and the generated
     /// URL signing key (`signing.key`).
@@ -96,6 +100,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
+            role: crate::Role::All,
             data_dir: PathBuf::from("./easel-data"),
             database: DatabaseConfig::default(),
             storage: StorageConfig::default(),
@@ -499,6 +504,8 @@ pub struct Overrides {
     pub device: Option<easel_engine::DeviceChoice>,
     /// `--precision f32|bf16` (`easel generate`): `pool.precision`.
     pub precision: Option<easel_engine::model::Precision>,
+    /// `--role all|api|worker` (`easel serve`): `role`.
+    pub role: Option<crate::Role>,
 }
 
 /// Why the configuration could not be loaded or is unusable.
@@ -567,6 +574,9 @@ impl Config {
         if let Some(precision) = overrides.precision {
             figment = figment.merge(Serialized::default("pool.precision", precision.to_string()));
         }
+        if let Some(role) = overrides.role {
+            figment = figment.merge(Serialized::default("role", role));
+        }
         let config: Config = figment.extract().map_err(Box::new)?;
         config.check()?;
         Ok(config)
@@ -633,6 +643,7 @@ impl Config {
             return Err(ConfigError::Unusable(problem));
         }
         self.telemetry.check()?;
+        self.check_role()?;
         if self.server.body_limit_bytes < 1024 {
             return Err(ConfigError::Unusable(
                 "server.body_limit_bytes must be at least 1024".into(),

@@ -28,6 +28,15 @@ impl DatabaseConfig {
             None => format!("sqlite://{}", data_dir.join("easel.db").display()),
         }
     }
+
+    /// Whether the database can be shared by several processes (a
+    /// PostgreSQL URL).
+    pub fn is_shared(&self) -> bool {
+        self.url.as_ref().is_some_and(|url| {
+            let url = url.expose();
+            url.starts_with("postgres://") || url.starts_with("postgresql://")
+        })
+    }
 }
 
 /// A database URL. It may hold a password, so it prints (in logs, the

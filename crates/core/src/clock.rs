@@ -20,6 +20,12 @@ pub trait Clock: Debug + Send + Sync {
     fn now_secs(&self) -> i64 {
         self.now_ms().div_euclid(1000)
     }
+
+    /// Whether this is the machine's own clock (so that a database server's
+    /// clock may stand in for it where several machines must agree).
+    fn is_system(&self) -> bool {
+        false
+    }
 }
 
 /// A clock shared between the parts of one application.
@@ -42,6 +48,10 @@ impl Clock for SystemClock {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    fn is_system(&self) -> bool {
+        true
     }
 }
 

@@ -144,7 +144,7 @@ pub enum Architecture {
 }
 
 /// What the rest of Easel needs to know about a loaded model.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ModelInfo {
     /// Name reported by the API.
     pub name: String,

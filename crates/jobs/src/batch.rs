@@ -8,10 +8,12 @@
 //! images dropped when the batch ends — and only when every job of the
 //! batch has stopped is the engine call itself cancelled, between steps.
 //!
-//! Image objects are written under keys derived from the job and the
-//! image's index ([`job_image_key`]), so a job that runs again after a
-//! crash overwrites the first attempt's files instead of leaving orphans:
-//! each image is stored once.
+//! Every transition names the claim's [`Fence`]: a worker that was paused
+//! past its lease, whose job another worker has since claimed, can neither
+//! complete nor fail it. Image objects are written under their image's own
+//! id ([`easel_store::image_key`]), fresh for every attempt, so such a
+//! worker cannot overwrite the images of the attempt that won either; the
+//! files of an attempt whose completion the store refused are removed.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -21,10 +23,10 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Utc};
 use easel_core::{ImageId, JobId, OutputFormat, RgbImage};
 use easel_engine::{CancelToken, Progress, ProgressSink};
-use easel_store::{Job, StoreError};
+use easel_store::{Fence, Job};
 use easel_telemetry::metrics::JobOutcome;
 use tokio::sync::broadcast;
 use tracing::Instrument as _;
@@ -45,24 +47,6 @@ mod tests;
 
 /// Numbers the batches of this process, so jobs know their companions.
 static NEXT_BATCH: AtomicU64 = AtomicU64::new(1);
-
-/// The object key of image `index` of `job`: `images/YYYY/MM/DD/<job>-<index>.<ext>`,
-/// dated by the job's creation. Stable across attempts, so a retried job
-/// overwrites rather than duplicates.
-pub fn job_image_key(
-    job: JobId,
-    index: u32,
-    format: OutputFormat,
-    created: DateTime<Utc>,
-) -> String {
-    format!(
-        "images/{:04}/{:02}/{:02}/{job}-{index}.{}",
-        created.year(),
-        created.month(),
-        created.day(),
-        format.extension()
-    )
-}
 
 /// Why a job did not produce images.
 pub(crate) struct Failure {
@@ -121,6 +105,7 @@ impl Worker {
                 running.insert(
                     job.id,
                     Running {
+                        fence: Fence::of(job),
                         token: token.clone(),
                         reason: None,
                         batch,
@@ -130,6 +115,14 @@ impl Worker {
         }
         for job in &claimed {
             self.inner.bus.publish(JobEvent::Started { job_id: job.id });
+        }
+        // Files an earlier attempt wrote but never completed (its process
+        // died in between): nothing refers to them.
+        for job in &claimed {
+            if !job.staged_keys.is_empty() {
+                tracing::warn!(job = %job.id, files = job.staged_keys.len(), "removing an earlier attempt's unfinished files");
+                self.remove_blobs(&job.staged_keys).await;
+            }
         }
         self.record_claimed(&claimed);
         let model_name = claimed[0].params.model.clone();
@@ -261,7 +254,7 @@ impl Worker {
             let deadline = self.next_deadline(jobs);
             tokio::select! {
                 result = &mut render => break result,
-                _ = renew.tick() => self.keep_leases(jobs, &lane.name, lease).await,
+                _ = renew.tick() => self.keep_leases(jobs, lease).await,
                 _ = sleep_until(deadline, self.inner.db.now()) => self.stop_overdue(jobs).await,
                 request = next_cancel(&mut cancels) => match request {
                     Ok(id) => self.on_cancel_request(jobs, Some(id)).await,
@@ -350,11 +343,14 @@ impl Worker {
 
     /// Renews every live job's lease; stops a job whose lease was lost or
     /// whose owner asked (through the store) to cancel it.
-    async fn keep_leases(&self, jobs: &[(Job, Option<RgbImage>)], worker: &str, lease: Duration) {
+    async fn keep_leases(&self, jobs: &[(Job, Option<RgbImage>)], lease: Duration) {
         let db = &self.inner.db;
         for (job, _) in jobs {
             let id = job.id;
-            let reason = match db.renew_lease(id, worker, lease).await {
+            if !self.is_live(id) {
+                continue;
+            }
+            let reason = match db.renew_lease(Fence::of(job), lease).await {
                 Ok(false) => Some(CancelReason::LeaseLost),
                 Ok(true) => match db.cancel_requested(id).await {
                     Ok(true) => Some(CancelReason::User),
@@ -383,6 +379,7 @@ impl Worker {
             .and_then(|r| r.reason);
         let db = &self.inner.db;
         let job_id = job.id;
+        let fence = Fence::of(job);
         match (reason, outcome) {
             // The job is no longer ours (its lease expired and another
             // worker took it): store nothing, change nothing.
@@ -391,30 +388,30 @@ impl Worker {
             }
             (Some(CancelReason::User), _) => {
                 // A detached job was recorded when it was stopped.
-                if let Some(done) = self.record_stop(job_id, CancelReason::User).await? {
+                if let Some(done) = self.record_stop(fence, CancelReason::User).await? {
                     self.inner.bus.publish(done);
                 }
             }
             (Some(CancelReason::Deadline), _) => {
-                if let Some(done) = self.record_stop(job_id, CancelReason::Deadline).await? {
+                if let Some(done) = self.record_stop(fence, CancelReason::Deadline).await? {
                     self.inner.bus.publish(done);
                 }
             }
             (Some(CancelReason::Shutdown), Err(f)) if f.cancelled => {
                 tracing::warn!(job = %job_id, "shutdown: job put back in the queue");
-                db.requeue(job_id).await.map_err(JobError::Store)?;
+                db.requeue(fence).await.map_err(JobError::Store)?;
                 self.inner.bus.publish(JobEvent::Queued { job_id });
             }
             (_, Ok(images)) => self.complete(job, images).await?,
             (_, Err(f)) if f.cancelled => {
                 tracing::info!(job = %job_id, "job cancelled while running");
-                if let Some(done) = self.record_stop(job_id, CancelReason::User).await? {
+                if let Some(done) = self.record_stop(fence, CancelReason::User).await? {
                     self.inner.bus.publish(done);
                 }
             }
             (_, Err(f)) if f.rejected.is_some() => {
                 tracing::warn!(job = %job_id, message = %f.message, "job rejected by image moderation");
-                db.mark_rejected(job_id, f.code, &f.message)
+                db.mark_rejected(fence, f.code, &f.message)
                     .await
                     .map_err(JobError::Store)?;
                 self.record_unsuccessful(job, JobOutcome::Rejected, f.code);
@@ -433,7 +430,7 @@ impl Worker {
             }
             (_, Err(f)) => {
                 tracing::warn!(job = %job_id, code = f.code, message = %f.message, "job failed");
-                db.mark_failed(job_id, f.code, &f.message)
+                db.mark_failed(fence, f.code, &f.message)
                     .await
                     .map_err(JobError::Store)?;
                 self.record_unsuccessful(job, JobOutcome::Failed, f.code);
@@ -450,6 +447,28 @@ impl Worker {
 
     async fn complete(&self, job: &Job, images: Vec<RenderedImage>) -> Result<(), JobError> {
         let job_id = job.id;
+        // Still ours? A worker that was paused past its lease learns here,
+        // before it writes anything, that another worker has the job; if it
+        // is, the keys it is about to write are recorded first, so that if
+        // this process dies before completing, the next claimer removes them.
+        let format = job.options.output_format;
+        let keys: Vec<String> = images
+            .iter()
+            .map(|i| easel_store::image_key(i.id, format, job.created_at))
+            .collect();
+        if let Ok(false) = self
+            .inner
+            .db
+            .stage_objects(Fence::of(job), &keys, self.inner.settings.lease)
+            .await
+        {
+            tracing::warn!(job = %job_id, "lease lost before storing; dropping the job's work");
+            let current = housekeeping::get_job(&self.inner.db, job_id).await?;
+            if current.status.is_terminal() {
+                self.inner.bus.publish(terminal_or_current_event(&current));
+            }
+            return Ok(());
+        }
         let flagged: Vec<_> = images
             .iter()
             .filter(|i| !i.flags.is_empty())
@@ -491,7 +510,7 @@ impl Worker {
                 tracing::error!(job = %job_id, error = %e, "storing images failed");
                 self.inner
                     .db
-                    .mark_failed(job_id, "storage_failed", &e.to_string())
+                    .mark_failed(Fence::of(job), "storage_failed", &e.to_string())
                     .await
                     .map_err(JobError::Store)?;
                 self.record_unsuccessful(job, JobOutcome::Failed, "storage_failed");
@@ -520,7 +539,7 @@ impl Worker {
         let mut records = Vec::with_capacity(images.len());
         let mut written = Vec::with_capacity(images.len());
         for mut image in images {
-            let key = job_image_key(job.id, image.index, format, job.created_at);
+            let key = easel_store::image_key(image.id, format, job.created_at);
             let bytes = std::mem::take(&mut image.bytes);
             let byte_size = bytes.len() as u64;
             if let Err(e) = self.inner.blobs.put(&key, Bytes::from(bytes)).await {
@@ -534,14 +553,12 @@ impl Worker {
         if let Err(e) = self
             .inner
             .db
-            .complete_job_with_images(job.id, records)
+            .complete_job_with_images(Fence::of(job), records)
             .await
         {
-            // Another attempt may own these keys now (this one lost its
-            // lease); only remove them if the job did not succeed.
-            if !matches!(e, StoreError::InvalidTransition { .. }) {
-                self.remove_blobs(&written).await;
-            }
+            // The keys are this attempt's own (named by its image ids):
+            // nothing else refers to them.
+            self.remove_blobs(&written).await;
             return Err(JobError::Store(e));
         }
         if job.params.strength.is_some() {

@@ -8,16 +8,17 @@
 //! requests for jobs that are running (a worker otherwise sees the store's
 //! flag at its next lease renewal), and completions for the drain-rate
 //! estimate behind a full queue's `Retry-After`. Each of these has a
-//! store-side fallback, so a handle and a worker in different processes
-//! (the `api` and `worker` roles) still work, only with the poll's delay.
+//! store-side fallback, and [`crate::relay`] carries all of them between
+//! processes that share a PostgreSQL database (the `api` and `worker`
+//! roles).
 //!
 //! Cheap to clone: clones share one bus.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use easel_core::JobId;
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, broadcast, mpsc};
 
 use crate::admission::DrainEstimator;
 use crate::events::{EventHub, JobEvent};
@@ -37,6 +38,11 @@ struct Inner {
     wake: Notify,
     cancels: broadcast::Sender<JobId>,
     drain: Mutex<DrainEstimator>,
+    /// Tells this bus's events from others' on the database's channel.
+    origin: u64,
+    /// Where published events also go when [`crate::relay`] connects this
+    /// bus to other processes.
+    outgoing: OnceLock<mpsc::UnboundedSender<JobEvent>>,
 }
 
 impl Default for Bus {
@@ -55,6 +61,11 @@ impl Bus {
                 wake: Notify::new(),
                 cancels,
                 drain: Mutex::new(DrainEstimator::new()),
+                origin: std::hash::BuildHasher::hash_one(
+                    &std::collections::hash_map::RandomState::new(),
+                    std::time::SystemTime::now(),
+                ),
+                outgoing: OnceLock::new(),
             }),
         }
     }
@@ -64,9 +75,24 @@ impl Bus {
         &self.inner.hub
     }
 
-    /// Publishes a job's event to its watchers.
+    /// Publishes a job's event to its watchers, here and, once relayed,
+    /// in every other process.
     pub fn publish(&self, event: JobEvent) {
+        if let Some(out) = self.inner.outgoing.get() {
+            let _ = out.send(event.clone());
+        }
         self.inner.hub.publish(event);
+    }
+
+    /// This bus's random identity among the processes sharing a database.
+    pub(crate) fn origin(&self) -> u64 {
+        self.inner.origin
+    }
+
+    /// Sends every event published from now on to `out` as well (the
+    /// relay's sending side). Only the first call counts.
+    pub(crate) fn relay_to(&self, out: mpsc::UnboundedSender<JobEvent>) {
+        let _ = self.inner.outgoing.set(out);
     }
 
     /// Tells one idle worker that a job was queued.

@@ -15,32 +15,32 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use easel_core::{ImageId, JobId};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 /// Events buffered per job for slow watchers.
 pub const CHANNEL_CAPACITY: usize = 64;
 
 /// Something that happened to a job.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum JobEvent {
     /// Persisted and waiting for the worker.
     Queued {
         /// The job.
-        #[serde(serialize_with = "display")]
+        #[serde(serialize_with = "display", deserialize_with = "parse")]
         job_id: JobId,
     },
     /// The worker claimed it and generation began.
     Started {
         /// The job.
-        #[serde(serialize_with = "display")]
+        #[serde(serialize_with = "display", deserialize_with = "parse")]
         job_id: JobId,
     },
     /// A denoising step finished.
     Progress {
         /// The job.
-        #[serde(serialize_with = "display")]
+        #[serde(serialize_with = "display", deserialize_with = "parse")]
         job_id: JobId,
         /// Steps done (1-based).
         step: u32,
@@ -49,22 +49,22 @@ pub enum JobEvent {
         /// Cheap previews of the job's images at this step, as
         /// `data:image/png;base64,…` URLs; empty unless previews are on
         /// (`[worker] preview_every_steps`).
-        #[serde(skip_serializing_if = "Vec::is_empty")]
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         previews: Vec<String>,
     },
     /// Every image is stored.
     Completed {
         /// The job.
-        #[serde(serialize_with = "display")]
+        #[serde(serialize_with = "display", deserialize_with = "parse")]
         job_id: JobId,
         /// The stored images, in order (image `i` used seed `seed + i`).
-        #[serde(serialize_with = "display_all")]
+        #[serde(serialize_with = "display_all", deserialize_with = "parse_all")]
         image_ids: Vec<ImageId>,
     },
     /// Generation failed.
     Failed {
         /// The job.
-        #[serde(serialize_with = "display")]
+        #[serde(serialize_with = "display", deserialize_with = "parse")]
         job_id: JobId,
         /// Stable error code.
         code: String,
@@ -74,7 +74,7 @@ pub enum JobEvent {
     /// Cancelled by its owner (or because its synchronous client left).
     Cancelled {
         /// The job.
-        #[serde(serialize_with = "display")]
+        #[serde(serialize_with = "display", deserialize_with = "parse")]
         job_id: JobId,
     },
 }
@@ -88,6 +88,28 @@ fn display_all<S: serde::Serializer, T: std::fmt::Display>(
     s: S,
 ) -> Result<S::Ok, S::Error> {
     s.collect_seq(v.iter().map(|x| x.to_string()))
+}
+
+fn parse<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let text = String::deserialize(d)?;
+    text.parse().map_err(serde::de::Error::custom)
+}
+
+fn parse_all<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|text| text.parse().map_err(serde::de::Error::custom))
+        .collect()
 }
 
 impl JobEvent {
@@ -208,6 +230,23 @@ impl EventHub {
             },
         );
         Some(Subscription { current, receiver })
+    }
+
+    /// Sends `event` to the job's watchers only if the job has a channel
+    /// (someone subscribed, or it runs here): an event relayed from another
+    /// process opens no channel that no terminal event might ever close.
+    pub fn publish_if_watched(&self, event: JobEvent) {
+        let id = event.job_id();
+        let mut channels = self.channels.lock().expect("event hub lock poisoned");
+        let Some(channel) = channels.get_mut(&id) else {
+            return;
+        };
+        let _ = channel.sender.send(event.clone());
+        if event.is_terminal() {
+            channels.remove(&id);
+        } else {
+            channel.latest = event;
+        }
     }
 
     /// The latest event of a live job.

@@ -17,6 +17,8 @@
 //!   before `submit` returns.
 //! - [`bus`]: [`Bus`], what the handle and the workers of one process
 //!   share: events, wake-ups, cancel requests, completions.
+//! - [`relay`]: the bus across processes sharing a PostgreSQL database
+//!   (`LISTEN`/`NOTIFY`).
 //! - `housekeeping`: what both sides do to the store (deadline expiry,
 //!   audit entries).
 //! - [`schedule`]: the queue policy as pure state: tiers, fair share,
@@ -57,6 +59,7 @@ pub mod pipeline;
 pub mod postprocess;
 pub mod record;
 mod recording;
+pub mod relay;
 pub mod running;
 pub mod schedule;
 pub mod worker;

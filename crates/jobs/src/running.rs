@@ -10,7 +10,7 @@
 
 use easel_core::JobId;
 use easel_engine::CancelToken;
-use easel_store::StoreError;
+use easel_store::{Fence, StoreError};
 use easel_telemetry::metrics::JobOutcome;
 
 use crate::error::JobError;
@@ -33,6 +33,8 @@ pub(crate) enum CancelReason {
 
 /// A job this worker is running.
 pub(crate) struct Running {
+    /// The claim the worker holds.
+    pub(crate) fence: Fence,
     /// The token of the job's batch (shared by its companions).
     pub(crate) token: CancelToken,
     /// Why the job was stopped, once it was.
@@ -57,9 +59,9 @@ impl Worker {
     /// Stops a running job for `reason`, detaching it from its batch when
     /// companions are still live; a detached job is recorded at once.
     pub(crate) async fn stop_job(&self, id: JobId, reason: CancelReason) -> Stopped {
-        let stopped = self.mark_stopped(id, reason);
-        if stopped == Stopped::Detached {
-            match self.record_stop(id, reason).await {
+        let (stopped, fence) = self.mark_stopped(id, reason);
+        if let (Stopped::Detached, Some(fence)) = (stopped, fence) {
+            match self.record_stop(fence, reason).await {
                 Ok(Some(event)) => self.inner.bus.publish(event),
                 Ok(None) => {}
                 Err(e) => tracing::warn!(job = %id, error = %e, "could not record a stopped job"),
@@ -68,25 +70,25 @@ impl Worker {
         stopped
     }
 
-    fn mark_stopped(&self, id: JobId, reason: CancelReason) -> Stopped {
+    fn mark_stopped(&self, id: JobId, reason: CancelReason) -> (Stopped, Option<Fence>) {
         let mut running = self.inner.running.lock().expect("running lock poisoned");
         let Some(job) = running.get_mut(&id) else {
-            return Stopped::NotHere;
+            return (Stopped::NotHere, None);
         };
         if job.reason.is_some() {
-            return Stopped::NotHere;
+            return (Stopped::NotHere, None);
         }
         job.reason = Some(reason);
-        let (batch, token) = (job.batch, job.token.clone());
+        let (batch, token, fence) = (job.batch, job.token.clone(), job.fence);
         let all_stopped = running
             .values()
             .filter(|r| r.batch == batch)
             .all(|r| r.reason.is_some());
         if all_stopped {
             token.cancel();
-            Stopped::Batch
+            (Stopped::Batch, Some(fence))
         } else {
-            Stopped::Detached
+            (Stopped::Detached, Some(fence))
         }
     }
 
@@ -96,13 +98,14 @@ impl Worker {
     /// lease, when the job is not ours to record.
     pub(crate) async fn record_stop(
         &self,
-        id: JobId,
+        fence: Fence,
         reason: CancelReason,
     ) -> Result<Option<JobEvent>, JobError> {
         let db = &self.inner.db;
+        let id = fence.job;
         let result = match reason {
             CancelReason::LeaseLost | CancelReason::Shutdown => return Ok(None),
-            CancelReason::User => db.mark_cancelled(id).await.map(|job| {
+            CancelReason::User => db.mark_cancelled(fence).await.map(|job| {
                 (
                     job,
                     JobOutcome::Cancelled,
@@ -112,7 +115,7 @@ impl Worker {
             }),
             CancelReason::Deadline => db
                 .mark_failed(
-                    id,
+                    fence,
                     "deadline_exceeded",
                     "the job's deadline (X-Easel-Timeout) passed while it ran",
                 )

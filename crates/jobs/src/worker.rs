@@ -225,13 +225,19 @@ impl Worker {
 
     /// Puts jobs left `running` by a crash back in the queue. Call once at
     /// startup, before the loop starts.
+    ///
+    /// On a database of its own (SQLite) every running job was this
+    /// process's, so all of them go back at once. On a shared database the
+    /// other workers' jobs are alive: only jobs whose lease has run out go
+    /// back now, and a dead worker's others when theirs does.
     pub async fn recover(&self) -> Result<u64, JobError> {
-        let ids = self
-            .inner
-            .db
-            .requeue_running_on_startup()
-            .await
-            .map_err(JobError::Store)?;
+        let db = &self.inner.db;
+        let ids = if db.is_shared() {
+            db.requeue_expired_leases().await
+        } else {
+            db.requeue_running_on_startup().await
+        }
+        .map_err(JobError::Store)?;
         if !ids.is_empty() {
             tracing::warn!(
                 jobs = ids.len(),

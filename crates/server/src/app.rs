@@ -29,11 +29,16 @@ use easel_config::{Config, HttpConfig};
 pub struct Application {
     listener: TcpListener,
     state: AppState,
-    /// This process's worker, built whether or not its loop runs (tests
-    /// with `worker.enabled = false` step it by hand).
-    worker: Worker,
+    /// This process's worker (not in the `api` role), built whether or not
+    /// its loop runs (tests with `worker.enabled = false` step it by hand).
+    worker: Option<Worker>,
     /// Its loop, when `worker.enabled`.
     worker_loop: Option<WorkerHandle>,
+    /// The bus's link to other processes on a shared (PostgreSQL)
+    /// database; stops when dropped.
+    _relay: Option<easel_jobs::relay::Relay>,
+    /// The `api` role's reader of the model catalog.
+    catalog: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -55,7 +60,12 @@ impl Application {
         let addr = listener
             .local_addr()
             .context("reading the listener's address")?;
-        config.check_exposure(addr)?;
+        let role = config.role;
+        config.check_role()?;
+        // A worker serves no API, only probes and metrics.
+        if role.serves_api() {
+            config.check_exposure(addr)?;
+        }
         if let Some(problem) = config.metrics.problem() {
             anyhow::bail!(problem);
         }
@@ -103,11 +113,28 @@ impl Application {
         .await
         .context("appending config.loaded to the audit log")?;
         let metrics = config.metrics.build();
-        let models = Models::with_pool(specs, &default, pool);
-        models.attach_audit_log(db.clone());
-        models.attach_metrics(metrics.clone());
-        models.preload();
+        let (models, catalog) = if role.runs_worker() {
+            let models = Models::with_pool(specs, &default, pool);
+            models.attach_audit_log(db.clone());
+            models.attach_metrics(metrics.clone());
+            models.preload();
+            (models, None)
+        } else {
+            let models = Models::remote(specs, &default);
+            let known = easel_jobs::models::catalog::refresh(&models, &db)
+                .await
+                .context("reading the model catalog")?;
+            tracing::info!(
+                models = known,
+                "api role: no model loads here; descriptions from the workers"
+            );
+            let follow = easel_jobs::models::catalog::follow(models.clone(), db.clone());
+            (models, Some(follow))
+        };
         let bus = Bus::new();
+        let relay = easel_jobs::relay::connect(&bus, &db)
+            .await
+            .context("listening for other processes on the database")?;
         let jobs = Jobs::new(
             db.clone(),
             blobs.clone(),
@@ -116,20 +143,29 @@ impl Application {
             config.queue.admission(),
         );
         let prompt_policy = easel_config::build::prompt_policy(&config)?;
-        let worker = Worker::new(WorkerSetup {
-            db,
-            blobs,
-            models: models.clone(),
-            bus,
-            post: easel_config::build::post_process(&config)?,
-            settings: config.worker.settings(),
-            metrics: metrics.clone(),
-        });
-        worker
-            .recover()
-            .await
-            .context("requeueing jobs left running")?;
-        let worker_loop = config.worker.enabled.then(|| worker.start());
+        let worker = if role.runs_worker() {
+            let worker = Worker::new(WorkerSetup {
+                db,
+                blobs,
+                models: models.clone(),
+                bus,
+                post: easel_config::build::post_process(&config)?,
+                settings: config.worker.settings(),
+                metrics: metrics.clone(),
+            });
+            worker
+                .recover()
+                .await
+                .context("requeueing jobs left running")?;
+            Some(worker)
+        } else {
+            None
+        };
+        let worker_loop = worker
+            .as_ref()
+            .filter(|_| config.worker.enabled)
+            .map(Worker::start);
+        tracing::info!(role = %role, "role");
         let state = AppState {
             signer: Arc::new(UrlSigner::new(key, config.urls.ttl_seconds)),
             keys: Arc::new(ApiKeys::new(config.auth.api_keys.clone())),
@@ -144,6 +180,8 @@ impl Application {
             state,
             worker,
             worker_loop,
+            _relay: relay,
+            catalog,
         })
     }
 
@@ -159,8 +197,9 @@ impl Application {
         self.state.jobs.clone()
     }
 
-    /// The worker, for tests that step jobs by hand.
-    pub fn worker(&self) -> Worker {
+    /// The worker (none in the `api` role), for tests that step jobs by
+    /// hand.
+    pub fn worker(&self) -> Option<Worker> {
         self.worker.clone()
     }
 
@@ -175,12 +214,18 @@ impl Application {
             listener,
             state,
             worker_loop,
+            catalog,
             ..
         } = self;
+        let _catalog = catalog.map(AbortOnDrop);
         let grace = Duration::from_secs(state.config.server.shutdown_grace_seconds);
         let jobs = state.jobs.clone();
         let http = state.config.http.clone();
-        let router = middleware(crate::routes::router(state), &http);
+        let router = if state.config.role.serves_api() {
+            middleware(crate::routes::router(state), &http)
+        } else {
+            crate::routes::worker_router(state)
+        };
         tracing::info!(addr = %listener.local_addr()?, "listening");
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let mut server = tokio::spawn(async move {
@@ -217,6 +262,15 @@ impl Application {
         }
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -79,11 +79,15 @@ mod sqlite;
 mod url;
 
 pub use blobs::{Blobs, S3Options, ServerSideEncryption, image_key};
-pub use db::{Db, DbOptions, MAX_AUDIT_PAGE, MAX_JOB_PAGE};
+pub use db::{
+    CHANNEL_CANCEL, CHANNEL_QUEUED, Db, DbOptions, Listener, MAX_AUDIT_PAGE, MAX_JOB_PAGE,
+};
 pub use error::{Result, StoreError};
 pub use records::audit::{AuditEvent, AuditQuery, NewAuditEvent};
+pub use records::catalog::CatalogEntry;
 pub use records::image::{Image, NewImage, StageTiming};
 pub use records::job::{
-    BoundedInsert, CancelOutcome, InsertOutcome, Job, JobFilter, JobPage, NewJob, QueueFull,
+    BoundedInsert, CancelOutcome, Fence, InsertOutcome, Job, JobFilter, JobPage, NewJob, QueueFull,
 };
+pub use records::notify::Notification;
 pub use records::queue::QueuedJob;

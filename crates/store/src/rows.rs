@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Result, StoreError};
 use crate::records::audit::AuditEvent;
+use crate::records::catalog::CatalogEntry;
 use crate::records::image::Image;
 use crate::records::job::Job;
 use crate::records::queue::QueuedJob;
@@ -118,6 +119,15 @@ fn image_ids(row: &impl Columns) -> Result<Vec<ImageId>> {
         .collect()
 }
 
+/// A `model_catalog` row.
+pub(crate) fn catalog_entry(row: &impl Columns) -> Result<CatalogEntry> {
+    Ok(CatalogEntry {
+        name: row.text("name")?,
+        info: row.json("info")?,
+        updated_at: time(row.int("updated_at")?, "model_catalog.updated_at")?,
+    })
+}
+
 /// The `id` column of a row, as a job id (what `RETURNING id` gives).
 pub(crate) fn job_id(row: &impl Columns) -> Result<easel_core::JobId> {
     row.parsed("id")
@@ -148,6 +158,7 @@ pub(crate) fn job(row: &impl Columns) -> Result<Job> {
         started_at: opt_time(row.opt_int("started_at")?, "jobs.started_at")?,
         finished_at: opt_time(row.opt_int("finished_at")?, "jobs.finished_at")?,
         deadline_at: opt_time(row.opt_int("deadline_at")?, "jobs.deadline_at")?,
+        staged_keys: row.json("staged_keys")?,
     })
 }
 

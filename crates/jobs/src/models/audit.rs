@@ -1,5 +1,7 @@
 //! The pool's audit trail: `model.loaded`, `model.load_failed` and
-//! `model.unloaded` events, appended to the store's audit log.
+//! `model.unloaded` events, appended to the store's audit log; and each
+//! loaded model's description, published to the store's model catalog for
+//! the processes that load no model (the `api` role).
 //!
 //! Loads finish on the loader's OS thread and unloads happen under the
 //! pool's lock, neither of which may wait on the database. So the pool only
@@ -76,9 +78,18 @@ impl ModelEvent {
     }
 }
 
+/// What the sink writes, in order.
+enum Write {
+    Audit(NewAuditEvent),
+    Catalog {
+        model: String,
+        info: serde_json::Value,
+    },
+}
+
 /// The sending end; cheap to call from any thread.
 pub(crate) struct AuditSink {
-    tx: UnboundedSender<NewAuditEvent>,
+    tx: UnboundedSender<Write>,
 }
 
 impl AuditSink {
@@ -86,13 +97,22 @@ impl AuditSink {
     /// `None` outside a runtime (nothing could run the appends).
     pub(crate) fn start(db: Db) -> Option<Self> {
         let runtime = tokio::runtime::Handle::try_current().ok()?;
-        let (tx, mut rx) = unbounded_channel::<NewAuditEvent>();
+        let (tx, mut rx) = unbounded_channel::<Write>();
         // Ends when the pool (the only sender) is dropped.
         runtime.spawn(async move {
-            while let Some(entry) = rx.recv().await {
-                let kind = entry.event_type.clone();
-                if let Err(e) = db.append_audit(entry).await {
-                    tracing::warn!(event = %kind, error = %e, "could not append to the audit log");
+            while let Some(write) = rx.recv().await {
+                match write {
+                    Write::Audit(entry) => {
+                        let kind = entry.event_type.clone();
+                        if let Err(e) = db.append_audit(entry).await {
+                            tracing::warn!(event = %kind, error = %e, "could not append to the audit log");
+                        }
+                    }
+                    Write::Catalog { model, info } => {
+                        if let Err(e) = db.publish_model(&model, &info).await {
+                            tracing::warn!(model = %model, error = %e, "could not publish the model's description");
+                        }
+                    }
                 }
             }
         });
@@ -103,7 +123,20 @@ impl AuditSink {
     pub(crate) fn record(&self, model: &str, actor: Option<String>, event: ModelEvent) {
         // The receiver only goes when the runtime shuts down; the event is
         // lost with it, as any in-flight write would be.
-        let _ = self.tx.send(event.entry(model, actor));
+        let _ = self.tx.send(Write::Audit(event.entry(model, actor)));
+    }
+
+    /// Queues a loaded model's description for the model catalog.
+    pub(crate) fn publish(&self, model: &str, info: &easel_engine::ModelInfo) {
+        match serde_json::to_value(info) {
+            Ok(info) => {
+                let _ = self.tx.send(Write::Catalog {
+                    model: model.to_string(),
+                    info,
+                });
+            }
+            Err(e) => tracing::warn!(model, error = %e, "cannot describe the model"),
+        }
     }
 }
 

@@ -187,6 +187,9 @@ fn load_one(shared: &Shared, request: Request) {
         }
     };
     shared.record(index, actor, event);
+    if let (true, Some(info)) = (ready, pool.entries[index].info.clone()) {
+        shared.publish(index, &info);
+    }
     if let Some(metrics) = shared.metrics.get() {
         match &slot {
             Slot::Failed { code, .. } => metrics.model_error(&name, code),

@@ -20,16 +20,23 @@
 //! loaded. A model's description ([`ModelInfo`]) is kept after eviction, so
 //! requests for a cold model are still validated against its real limits.
 //!
+//! A process that serves the API only (the `api` role) holds a *remote*
+//! pool ([`Models::remote`]): nothing loads there; the descriptions come
+//! from the model catalog the workers publish to ([`catalog`]).
+//!
 //! # Layout
 //! - `types`: the [`Generator`] contract, specs, options, states, errors.
 //! - `budget`: the pure eviction decision (which models go), unit-tested.
 //! - `estimate`: a model's f32 memory from its safetensors headers.
 //! - `loader`: the background loader thread and one load's steps.
 //! - `audit`: `model.loaded`, `model.load_failed` and `model.unloaded`
-//!   events for the store's audit log ([`Models::attach_audit_log`]).
+//!   events for the store's audit log, and loaded models' descriptions for
+//!   its model catalog ([`Models::attach_audit_log`]).
+//! - [`catalog`]: a remote pool following the catalog.
 
 mod audit;
 mod budget;
+pub mod catalog;
 mod estimate;
 mod loader;
 mod types;
@@ -102,6 +109,9 @@ pub(crate) struct Shared {
     audit: OnceLock<AuditSink>,
     /// Where load times and load failures are counted, once attached.
     metrics: OnceLock<easel_telemetry::metrics::Metrics>,
+    /// Models are served by other processes ([`Models::remote`]): nothing
+    /// loads here.
+    remote: bool,
 }
 
 impl Shared {
@@ -113,6 +123,14 @@ impl Shared {
     fn record(&self, index: usize, actor: Option<String>, event: ModelEvent) {
         if let Some(sink) = self.audit.get() {
             sink.record(&self.specs[index].name, actor, event);
+        }
+    }
+
+    /// Publishes model `index`'s description to the model catalog, if the
+    /// audit log is attached (it writes to the same store).
+    fn publish(&self, index: usize, info: &ModelInfo) {
+        if let Some(sink) = self.audit.get() {
+            sink.publish(&self.specs[index].name, info);
         }
     }
 }
@@ -145,6 +163,45 @@ impl Models {
         Self::with_loader(specs, default, options, engine_loader(load_options))
     }
 
+    /// Configured models that other processes serve (the `api` role):
+    /// nothing ever loads here. A model's description arrives with
+    /// [`Models::learn`] (from the model catalog, [`catalog::follow`]), so
+    /// requests are validated as the workers would; until then the model
+    /// is not ready.
+    pub fn remote(specs: Vec<ModelSpec>, default: &str) -> Self {
+        let specs = specs.into_iter().map(|s| (s, 0)).collect();
+        let mut me = Self::with_loader(
+            specs,
+            default,
+            PoolOptions::default(),
+            engine_loader(LoadOptions::default()),
+        );
+        Arc::get_mut(&mut me.shared)
+            .expect("a new pool has one handle")
+            .remote = true;
+        me
+    }
+
+    /// Whether the models are served by other processes ([`Models::remote`]).
+    pub fn is_remote(&self) -> bool {
+        self.shared.remote
+    }
+
+    /// Takes `info` as model `name`'s description (a remote pool learns
+    /// what its workers loaded). `false` when no such model is configured.
+    pub fn learn(&self, name: &str, info: ModelInfo) -> bool {
+        let Ok(index) = self.index(name) else {
+            return false;
+        };
+        let mut pool = self.shared.lock();
+        let entry = &mut pool.entries[index];
+        if entry.info.as_deref() != Some(&info) {
+            entry.bytes = info.weight_bytes;
+            entry.info = Some(Arc::new(info));
+        }
+        true
+    }
+
     /// Configured models with their estimated bytes, loaded by `load`.
     pub(crate) fn with_loader(
         specs: Vec<(ModelSpec, u64)>,
@@ -175,6 +232,7 @@ impl Models {
                 load,
                 audit: OnceLock::new(),
                 metrics: OnceLock::new(),
+                remote: false,
             }),
             loader: Arc::new(loader::Loader::default()),
         }
@@ -278,6 +336,9 @@ impl Models {
         may_evict: bool,
         actor: Option<&str>,
     ) -> bool {
+        if self.shared.remote {
+            return false;
+        }
         match pool.entries[index].slot {
             Slot::Ready(_) | Slot::Loading => false,
             Slot::Unloaded | Slot::Failed { .. } => {

@@ -1,5 +1,6 @@
 //! Probes: `/healthz` (the process answers) and `/readyz` (it can serve:
-//! database reachable, default model loaded, taking jobs). `/readyz` also
+//! database and object store reachable, the default model loaded — or, in
+//! the `api` role, described by a worker — and taking jobs). `/readyz` also
 //! lists every model's state, so a model that failed to load shows up even
 //! while the default one serves.
 
@@ -58,6 +59,9 @@ fn model_health(models: &easel_jobs::Models) -> Vec<ModelHealth> {
         .collect()
 }
 
+/// How long `/readyz` waits for each dependency.
+const DEPENDENCY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Liveness: 200 while the process answers.
 #[utoipa::path(get, path = "/healthz", tag = "health",
     responses((status = 200, description = "Alive", body = Health)))]
@@ -68,8 +72,9 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
-/// Readiness: 200 when the database answers, the default model is loaded
-/// and new jobs are taken, with every model's state; 503 `not_ready` naming
+/// Readiness: 200 when the database and the object store answer, the
+/// default model is loaded (in the `api` role: described by a worker) and
+/// new jobs are taken, with every model's state; 503 `not_ready` naming
 /// what is missing and every model's state.
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses(
@@ -78,12 +83,33 @@ pub async fn healthz() -> Json<Health> {
     ))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     let mut missing = Vec::new();
-    if let Err(e) = state.jobs.db().ping().await {
-        tracing::warn!(error = %e, "readiness: database unreachable");
-        missing.push("database unreachable".to_string());
+    // Each dependency answers within the probe's budget or counts as down
+    // (the stores retry for longer than a probe waits).
+    match tokio::time::timeout(DEPENDENCY_TIMEOUT, state.jobs.db().ping()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: database unreachable");
+            missing.push("database unreachable".to_string());
+        }
+        Err(_) => missing.push("database unreachable (no answer in 3 s)".to_string()),
+    }
+    match tokio::time::timeout(DEPENDENCY_TIMEOUT, state.jobs.blobs().check()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: object store unreachable");
+            missing.push(format!("object store unreachable ({})", e.code()));
+        }
+        Err(_) => missing.push("object store unreachable (no answer in 3 s)".to_string()),
     }
     let models = &state.models;
-    if !models.default_ready() {
+    if models.is_remote() {
+        if models.info(None).is_err() {
+            missing.push(format!(
+                "no worker has described the default model `{}` yet (api role)",
+                models.default_name()
+            ));
+        }
+    } else if !models.default_ready() {
         let status = models
             .list()
             .into_iter()

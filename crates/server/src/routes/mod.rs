@@ -67,6 +67,31 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The routes of a `worker` process: probes and metrics, nothing else
+/// (its jobs come from the queue, not from clients).
+pub fn worker_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .merge(metrics_route(&state))
+        .fallback(not_found_on_worker)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(crate::correlation::middleware))
+        .with_state(state)
+}
+
+async fn not_found_on_worker(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        ErrorKind::NotFound,
+        "route_not_found",
+        format!(
+            "no route for {}: this process runs the worker role, which serves only /healthz, \
+             /readyz and /metrics; send API requests to an api (or all) process",
+            uri.path()
+        ),
+    )
+}
+
 /// `GET /metrics` unless `[metrics] enabled = false`.
 fn metrics_route(state: &AppState) -> Router<AppState> {
     let router = Router::new();

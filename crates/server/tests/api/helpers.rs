@@ -135,7 +135,7 @@ pub async fn spawn_app_with_clock(
         .expect("the server builds");
     let addr = app.local_addr();
     let jobs = app.jobs();
-    let worker = app.worker();
+    let worker = app.worker().expect("the test app runs a worker");
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run(async move {
         let _ = rx.await;

@@ -220,11 +220,14 @@ async fn a_job_left_running_by_a_crash_is_requeued_and_finished_once_after_a_res
         .json()
         .await
         .unwrap();
-    // Simulate a crash mid-job: the row is claimed and never finished.
+    // Simulate a crash mid-job: the row is claimed and never finished. On
+    // SQLite the restart puts it back at once (the process owned every
+    // running job); on a shared database other workers' jobs are alive, so
+    // it goes back when the dead worker's lease has run out.
     let claimed = app
         .jobs
         .db()
-        .claim_next_queued("crashed-worker", std::time::Duration::from_secs(3600))
+        .claim_next_queued("crashed-worker", std::time::Duration::from_secs(1))
         .await
         .unwrap()
         .unwrap();

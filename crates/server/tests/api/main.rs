@@ -9,6 +9,7 @@ mod backpressure;
 mod bad_input;
 mod device;
 mod edits;
+mod fleet;
 mod generations;
 mod helpers;
 mod jobs;

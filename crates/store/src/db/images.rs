@@ -5,7 +5,7 @@ use easel_core::{ImageId, JobId, JobStatus};
 use super::{Db, dispatch};
 use crate::error::{Result, StoreError};
 use crate::records::image::{Image, NewImage};
-use crate::records::job::Job;
+use crate::records::job::{Fence, Job};
 use crate::rows;
 
 impl Db {
@@ -22,11 +22,12 @@ impl Db {
     /// transaction: either every row is written or none is. This is what
     /// makes "each image stored once" hold when a job is retried after a
     /// crash: the `(job_id, index_in_job)` uniqueness rejects a second copy,
-    /// and a job that is no longer running (cancelled, requeued and finished
-    /// elsewhere) cannot be completed.
+    /// and a job that is no longer running under the claim `fence` names
+    /// (cancelled, or requeued and claimed again by another worker) cannot
+    /// be completed.
     pub async fn complete_job_with_images(
         &self,
-        job: JobId,
+        fence: Fence,
         images: Vec<NewImage>,
     ) -> Result<(Job, Vec<Image>)> {
         let mut ordered: Vec<(u32, ImageId)> =
@@ -35,9 +36,9 @@ impl Db {
         let ids: Vec<ImageId> = ordered.into_iter().map(|(_, id)| id).collect();
         let ids = rows::image_ids_json(&ids);
         let now = self.now_ms();
-        match dispatch!(self, b => b.complete_job_with_images(job, &images, &ids, now).await)? {
+        match dispatch!(self, b => b.complete_job_with_images(fence, &images, &ids, now).await)? {
             Some(done) => Ok(done),
-            None => Err(self.transition_error(job, JobStatus::Succeeded).await),
+            None => Err(self.transition_error(fence.job, JobStatus::Succeeded).await),
         }
     }
 

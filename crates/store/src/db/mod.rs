@@ -7,14 +7,17 @@
 //! transition becomes) is decided here, once.
 
 mod audit;
+mod catalog;
 mod images;
 mod jobs;
+mod notify;
 mod open;
 mod queue;
 
 pub use audit::MAX_AUDIT_PAGE;
 pub use jobs::MAX_JOB_PAGE;
 pub(crate) use jobs::queue_full;
+pub use notify::{CHANNEL_CANCEL, CHANNEL_QUEUED, Listener};
 pub use open::DbOptions;
 
 use easel_core::{JobId, JobStatus, SharedClock, SystemClock};
@@ -34,6 +37,9 @@ pub struct Db {
     /// leases, expiry) comes from here, on either backend; the system clock
     /// unless [`Db::with_clock`] set another.
     clock: SharedClock,
+    /// Whether `clock` is the system clock, in which case leases are timed
+    /// by the database server's clock instead ([`Db::lease_clock`]).
+    system_clock: bool,
 }
 
 /// The database behind a [`Db`].
@@ -61,6 +67,7 @@ impl Db {
         Db {
             backend,
             clock: SystemClock::shared(),
+            system_clock: true,
         }
     }
 
@@ -69,6 +76,7 @@ impl Db {
     /// Clones made afterwards share it.
     #[must_use]
     pub fn with_clock(mut self, clock: SharedClock) -> Db {
+        self.system_clock = clock.is_system();
         self.clock = clock;
         self
     }
@@ -87,6 +95,13 @@ impl Db {
     /// The current time in milliseconds since the epoch, as stored.
     fn now_ms(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    /// The time leases are stamped and checked with: `None` lets the
+    /// database server use its own clock (one clock for every worker
+    /// machine); a test clock set with [`Db::with_clock`] is passed down.
+    fn lease_clock(&self) -> Option<i64> {
+        (!self.system_clock).then(|| self.now_ms())
     }
 
     /// Checks that the database answers a trivial query (for `/readyz`).

@@ -4,7 +4,16 @@
 //! Every transition is one conditional update on either backend, so a
 //! transition that races with another (a cancel and a completion, two
 //! workers claiming) takes effect at most once; the loser sees
-//! [`StoreError::InvalidTransition`] with the state that won.
+//! [`StoreError::InvalidTransition`] with the state that won. A worker's
+//! transitions name the [`Fence`] of its claim, so a stale claim changes
+//! nothing.
+//!
+//! Leases run on the database's clock: with the system clock (every
+//! deployment), claim times, lease expiries and the expiry check are
+//! computed by the database server itself, so worker machines whose clocks
+//! drift cannot expire each other's leases early or keep a dead one alive.
+//! A test that set its own clock ([`Db::with_clock`]) gets that clock
+//! instead, so it can move past a lease without sleeping.
 
 use std::time::Duration;
 
@@ -12,7 +21,7 @@ use easel_core::{ImageId, JobId, JobStatus};
 
 use super::{Db, dispatch};
 use crate::error::{Result, StoreError};
-use crate::records::job::{CancelOutcome, Job};
+use crate::records::job::{CancelOutcome, Fence, Job};
 use crate::records::queue::QueuedJob;
 use crate::rows;
 
@@ -26,9 +35,8 @@ impl Db {
     /// PostgreSQL the job is chosen `FOR UPDATE SKIP LOCKED`, so concurrent
     /// claims take different jobs without waiting on each other.
     pub async fn claim_next_queued(&self, worker: &str, lease: Duration) -> Result<Option<Job>> {
-        let now = self.now_ms();
-        let until = now.saturating_add(lease_ms(lease));
-        dispatch!(self, b => b.claim_next_queued(worker, now, until).await)
+        let now = self.lease_clock();
+        dispatch!(self, b => b.claim_next_queued(worker, now, lease_ms(lease)).await)
     }
 
     /// The queued jobs a scheduler chooses from: for every tier and user,
@@ -54,20 +62,36 @@ impl Db {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let now = self.now_ms();
-        let until = now.saturating_add(lease_ms(lease));
-        let mut claimed = dispatch!(self, b => b.claim_jobs(ids, worker, now, until).await)?;
+        let now = self.lease_clock();
+        let lease = lease_ms(lease);
+        let mut claimed = dispatch!(self, b => b.claim_jobs(ids, worker, now, lease).await)?;
         claimed.sort_by_key(|job| ids.iter().position(|id| *id == job.id));
         Ok(claimed)
     }
 
-    /// Extends `worker`'s lease on a running job to now + `lease`. Returns
-    /// `false` when the worker no longer holds the job (it finished, was
-    /// cancelled, or its lease expired and it was requeued): the worker must
-    /// then stop and store nothing.
-    pub async fn renew_lease(&self, id: JobId, worker: &str, lease: Duration) -> Result<bool> {
-        let until = self.now_ms().saturating_add(lease_ms(lease));
-        dispatch!(self, b => b.renew_lease(id, worker, until).await)
+    /// Extends the lease of the claim `fence` names to now + `lease`.
+    /// Returns `false` when that claim is no longer the job's (it finished,
+    /// was cancelled, or its lease expired and it was requeued, perhaps
+    /// claimed again): the worker must then stop and store nothing.
+    pub async fn renew_lease(&self, fence: Fence, lease: Duration) -> Result<bool> {
+        let now = self.lease_clock();
+        dispatch!(self, b => b.renew_lease(fence, now, lease_ms(lease)).await)
+    }
+
+    /// Records that the claim `fence` names is about to write the objects
+    /// `keys`, and renews its lease to now + `lease`. Returns `false`, and
+    /// records nothing, when that claim is no longer the job's: the worker
+    /// must then write nothing. A claim that dies after writing leaves the
+    /// keys on the job for the next claimer to remove ([`Job::staged_keys`]).
+    pub async fn stage_objects(
+        &self,
+        fence: Fence,
+        keys: &[String],
+        lease: Duration,
+    ) -> Result<bool> {
+        let now = self.lease_clock();
+        let keys = rows::to_json(&keys, "jobs.staged_keys")?;
+        dispatch!(self, b => b.stage_objects(fence, &keys, now, lease_ms(lease)).await)
     }
 
     /// Crash recovery for a single-node deployment: every `running` job is
@@ -78,56 +102,60 @@ impl Db {
     /// With several worker processes use [`Db::requeue_expired_leases`]
     /// instead: the other workers' running jobs are alive.
     pub async fn requeue_running_on_startup(&self) -> Result<Vec<JobId>> {
-        let now = self.now_ms();
-        dispatch!(self, b => b.requeue_running(now, None).await)
+        let now = self.lease_clock();
+        dispatch!(self, b => b.requeue_running(now, false).await)
     }
 
     /// Puts back every `running` job whose lease expired before now (its
     /// worker died or hung), as [`Db::requeue_running_on_startup`] does.
     pub async fn requeue_expired_leases(&self) -> Result<Vec<JobId>> {
-        let now = self.now_ms();
-        dispatch!(self, b => b.requeue_running(now, Some(now)).await)
+        let now = self.lease_clock();
+        dispatch!(self, b => b.requeue_running(now, true).await)
     }
 
-    /// Marks a running job `succeeded` with its image ids (in index order).
-    /// The images must already be recorded with [`Db::insert_image`];
-    /// prefer [`Db::complete_job_with_images`], which does both atomically.
-    pub async fn mark_succeeded(&self, id: JobId, image_ids: &[ImageId]) -> Result<Job> {
+    /// Marks the running job of the claim `fence` names `succeeded` with
+    /// its image ids (in index order). The images must already be recorded
+    /// with [`Db::insert_image`]; prefer [`Db::complete_job_with_images`],
+    /// which does both atomically.
+    pub async fn mark_succeeded(&self, fence: Fence, image_ids: &[ImageId]) -> Result<Job> {
         let now = self.now_ms();
         let ids = rows::image_ids_json(image_ids);
-        match dispatch!(self, b => b.mark_succeeded(id, now, &ids).await)? {
+        match dispatch!(self, b => b.mark_succeeded(fence, now, &ids).await)? {
             Some(job) => Ok(job),
-            None => Err(self.transition_error(id, JobStatus::Succeeded).await),
+            None => Err(self.transition_error(fence.job, JobStatus::Succeeded).await),
         }
     }
 
-    /// Puts one running job back in the queue, keeping its `attempts` and
-    /// its place (its `created_at`): what a worker does when it shuts down
-    /// before the job could finish.
-    pub async fn requeue(&self, id: JobId) -> Result<Job> {
-        match dispatch!(self, b => b.requeue(id).await)? {
+    /// Puts the running job of the claim `fence` names back in the queue,
+    /// keeping its `attempts` and its place (its `created_at`): what a worker
+    /// does when it shuts down before the job could finish.
+    pub async fn requeue(&self, fence: Fence) -> Result<Job> {
+        match dispatch!(self, b => b.requeue(fence).await)? {
             Some(job) => Ok(job),
-            None => Err(self.transition_error(id, JobStatus::Queued).await),
+            None => Err(self.transition_error(fence.job, JobStatus::Queued).await),
         }
     }
 
-    /// Marks a queued or running job `failed` with a stable code and a message.
-    pub async fn mark_failed(&self, id: JobId, code: &str, message: &str) -> Result<Job> {
-        self.finish(id, JobStatus::Failed, Some((code, message)))
+    /// Marks the job `failed` with a stable code and a message, if it is
+    /// still queued or running under `fence`.
+    pub async fn mark_failed(&self, fence: Fence, code: &str, message: &str) -> Result<Job> {
+        self.finish(fence, JobStatus::Failed, Some((code, message)))
             .await
     }
 
-    /// Marks a queued or running job `rejected` by policy, with the code and
-    /// the reason to show (a category, never the matched text).
-    pub async fn mark_rejected(&self, id: JobId, code: &str, message: &str) -> Result<Job> {
-        self.finish(id, JobStatus::Rejected, Some((code, message)))
+    /// Marks the job `rejected` by policy, with the code and the reason to
+    /// show (a category, never the matched text), if it is still queued or
+    /// running under `fence`.
+    pub async fn mark_rejected(&self, fence: Fence, code: &str, message: &str) -> Result<Job> {
+        self.finish(fence, JobStatus::Rejected, Some((code, message)))
             .await
     }
 
-    /// Marks a queued or running job `cancelled`: what a worker calls when it
-    /// stops a job whose `cancel_requested` flag it has seen.
-    pub async fn mark_cancelled(&self, id: JobId) -> Result<Job> {
-        self.finish(id, JobStatus::Cancelled, None).await
+    /// Marks the job `cancelled`, if it is still queued or running under
+    /// `fence`: what a worker calls when it stops a job whose
+    /// `cancel_requested` flag it has seen.
+    pub async fn mark_cancelled(&self, fence: Fence) -> Result<Job> {
+        self.finish(fence, JobStatus::Cancelled, None).await
     }
 
     /// Cancels a job on its owner's request:
@@ -145,11 +173,16 @@ impl Db {
         dispatch!(self, b => b.cancel_requested(id).await)?.ok_or(StoreError::JobNotFound(id))
     }
 
-    async fn finish(&self, id: JobId, to: JobStatus, error: Option<(&str, &str)>) -> Result<Job> {
+    async fn finish(
+        &self,
+        fence: Fence,
+        to: JobStatus,
+        error: Option<(&str, &str)>,
+    ) -> Result<Job> {
         let now = self.now_ms();
-        match dispatch!(self, b => b.finish(id, to, now, error).await)? {
+        match dispatch!(self, b => b.finish(fence, to, now, error).await)? {
             Some(job) => Ok(job),
-            None => Err(self.transition_error(id, to).await),
+            None => Err(self.transition_error(fence.job, to).await),
         }
     }
 }

@@ -8,7 +8,7 @@ use super::PgDb;
 use super::queue::SUCCEED;
 use crate::error::{Result, StoreError};
 use crate::records::image::{Image, NewImage};
-use crate::records::job::Job;
+use crate::records::job::{Fence, Job};
 use crate::rows;
 
 const INSERT: &str = "INSERT INTO images \
@@ -36,21 +36,23 @@ impl PgDb {
     }
 
     /// Marks `job` succeeded and records its images in one transaction;
-    /// `None` (nothing written) if it is not running. The job's row stays
+    /// `None` (nothing written) if it is not running under `fence`. The job's row stays
     /// locked by the update until the commit, so no cancel or second
     /// completion interleaves.
     pub(crate) async fn complete_job_with_images(
         &self,
-        job: JobId,
+        fence: Fence,
         images: &[NewImage],
         image_ids: &str,
         now: i64,
     ) -> Result<Option<(Job, Vec<Image>)>> {
+        let job = fence.job;
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(SUCCEED)
             .bind(job.to_string())
             .bind(now)
             .bind(image_ids)
+            .bind(i64::from(fence.attempt))
             .fetch_optional(&mut *tx)
             .await?;
         let Some(row) = row else {

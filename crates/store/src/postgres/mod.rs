@@ -15,13 +15,21 @@
 //!   re-checks against the latest committed row when it had to wait for a
 //!   concurrent writer, so it applies at most once.
 //!
-//! Times are arguments (milliseconds from the `Db`'s clock), never `now()`,
-//! so both backends follow the same clock and tests can move it.
+//! - **Leases** are timed by the server's clock (`easel_now_ms()`), one
+//!   clock for every worker machine; other times are arguments
+//!   (milliseconds from the `Db`'s clock), and a test's own clock replaces
+//!   the server's for leases too, so tests can move it.
+//! - **Signals** between processes (a job queued, a cancel requested) are
+//!   `NOTIFY`s sent by a trigger on `jobs` (`notify.rs`, and the migration
+//!   `queue_signals`).
+//!
 //! Transactions run at PostgreSQL's default, READ COMMITTED.
 
 mod audit;
+mod catalog;
 mod images;
 mod jobs;
+pub(crate) mod notify;
 mod open;
 mod queue;
 mod rows;

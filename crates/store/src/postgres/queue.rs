@@ -12,14 +12,19 @@ use easel_core::{JobId, JobStatus};
 
 use super::PgDb;
 use crate::error::Result;
-use crate::records::job::{CancelOutcome, Job};
+use crate::records::job::{CancelOutcome, Fence, Job};
 use crate::records::queue::QueuedJob;
 use crate::rows;
 
+// Lease times: `$1` is the caller's clock (tests) or NULL, and then the
+// server's own, `easel_now_ms()` (the migration `queue_fencing` defines it),
+// so every worker machine leases by one clock.
+
 // Oldest unlocked job of the most urgent tier; `jobs_claim_order` serves it.
 const CLAIM: &str = "UPDATE jobs \
-     SET status = 'running', started_at = $1, attempts = attempts + 1, \
-         lease_owner = $2, lease_expires_at = $3 \
+     SET status = 'running', started_at = COALESCE($1, easel_now_ms()), \
+         attempts = attempts + 1, \
+         lease_owner = $2, lease_expires_at = COALESCE($1, easel_now_ms()) + $3 \
      WHERE id = (SELECT id FROM jobs WHERE status = 'queued' \
                  ORDER BY priority, created_at, id LIMIT 1 \
                  FOR UPDATE SKIP LOCKED) \
@@ -38,55 +43,62 @@ const CANDIDATES: &str = "SELECT id, tier, user_id, params, created_at FROM ( \
 // Claims the chosen jobs that are still queued and not locked by another
 // claim. `$4` is a text array of ids.
 const CLAIM_CHOSEN: &str = "UPDATE jobs \
-     SET status = 'running', started_at = $1, attempts = attempts + 1, \
-         lease_owner = $2, lease_expires_at = $3 \
+     SET status = 'running', started_at = COALESCE($1, easel_now_ms()), \
+         attempts = attempts + 1, \
+         lease_owner = $2, lease_expires_at = COALESCE($1, easel_now_ms()) + $3 \
      WHERE id IN (SELECT id FROM jobs WHERE id = ANY($4) AND status = 'queued' \
                   FOR UPDATE SKIP LOCKED) \
      RETURNING *";
 
-const RENEW: &str = "UPDATE jobs SET lease_expires_at = $3 \
-     WHERE id = $1 AND status = 'running' AND lease_owner = $2";
+const RENEW: &str = "UPDATE jobs SET lease_expires_at = COALESCE($3, easel_now_ms()) + $4 \
+     WHERE id = $1 AND status = 'running' AND attempts = $2";
+
+// Records the keys a claim is about to write, renewing its lease.
+const STAGE: &str = "UPDATE jobs SET staged_keys = $4::jsonb, \
+         lease_expires_at = COALESCE($3, easel_now_ms()) + $5 \
+     WHERE id = $1 AND status = 'running' AND attempts = $2";
 
 // Running → queued, or → cancelled when cancellation was requested. `$2`
-// NULL requeues every running job; otherwise only those whose lease expired
-// before `$2`.
+// false requeues every running job; true only those whose lease expired
+// before now.
 const REQUEUE: &str = "UPDATE jobs \
      SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END, \
-         finished_at = CASE WHEN cancel_requested THEN $1 ELSE NULL END, \
+         finished_at = CASE WHEN cancel_requested THEN COALESCE($1, easel_now_ms()) END, \
          lease_owner = NULL, lease_expires_at = NULL \
      WHERE status = 'running' \
-       AND ($2::bigint IS NULL OR (lease_expires_at IS NOT NULL AND lease_expires_at < $2)) \
+       AND (NOT $2 OR (lease_expires_at IS NOT NULL \
+                       AND lease_expires_at < COALESCE($1, easel_now_ms()))) \
      RETURNING id";
 
 pub(super) const SUCCEED: &str = "UPDATE jobs \
-     SET status = 'succeeded', finished_at = $2, image_ids = $3::jsonb, \
+     SET status = 'succeeded', finished_at = $2, image_ids = $3::jsonb, staged_keys = '[]', \
          lease_owner = NULL, lease_expires_at = NULL \
-     WHERE id = $1 AND status = 'running' \
+     WHERE id = $1 AND status = 'running' AND attempts = $4 \
      RETURNING *";
 
 const REQUEUE_ONE: &str = "UPDATE jobs \
      SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL \
-     WHERE id = $1 AND status = 'running' \
+     WHERE id = $1 AND status = 'running' AND attempts = $2 \
      RETURNING *";
 
 const FINISH_FROM_LIVE: &str = "UPDATE jobs \
      SET status = $2, finished_at = $3, error_code = $4, error_message = $5, \
          lease_owner = NULL, lease_expires_at = NULL \
-     WHERE id = $1 AND status IN ('queued', 'running') \
+     WHERE id = $1 AND status IN ('queued', 'running') AND attempts = $6 \
      RETURNING *";
 
 impl PgDb {
-    /// Claims the next queued job for `worker` until `until`.
+    /// Claims the next queued job for `worker` for `lease_ms`.
     pub(crate) async fn claim_next_queued(
         &self,
         worker: &str,
-        now: i64,
-        until: i64,
+        now: Option<i64>,
+        lease_ms: i64,
     ) -> Result<Option<Job>> {
         let row = sqlx::query(CLAIM)
             .bind(now)
             .bind(worker)
-            .bind(until)
+            .bind(lease_ms)
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(rows::job).transpose()
@@ -106,86 +118,117 @@ impl PgDb {
         &self,
         ids: &[JobId],
         worker: &str,
-        now: i64,
-        until: i64,
+        now: Option<i64>,
+        lease_ms: i64,
     ) -> Result<Vec<Job>> {
         let list: Vec<String> = ids.iter().map(JobId::to_string).collect();
         let found = sqlx::query(CLAIM_CHOSEN)
             .bind(now)
             .bind(worker)
-            .bind(until)
+            .bind(lease_ms)
             .bind(list)
             .fetch_all(&self.pool)
             .await?;
         found.iter().map(rows::job).collect()
     }
 
-    /// Moves `worker`'s lease on a running job to `until`; `false` if it
-    /// no longer holds the job.
-    pub(crate) async fn renew_lease(&self, id: JobId, worker: &str, until: i64) -> Result<bool> {
+    /// Moves the lease of the claim `fence` names to now + `lease_ms`;
+    /// `false` if that claim is no longer the job's.
+    pub(crate) async fn renew_lease(
+        &self,
+        fence: Fence,
+        now: Option<i64>,
+        lease_ms: i64,
+    ) -> Result<bool> {
         let done = sqlx::query(RENEW)
-            .bind(id.to_string())
-            .bind(worker)
-            .bind(until)
+            .bind(fence.job.to_string())
+            .bind(i64::from(fence.attempt))
+            .bind(now)
+            .bind(lease_ms)
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() == 1)
     }
 
-    /// Puts back running jobs: all of them, or those whose lease expired
-    /// before `expired_before`.
+    /// Records `keys` (JSON) as the claim's staged objects and renews its
+    /// lease; `false` if the claim is no longer the job's.
+    pub(crate) async fn stage_objects(
+        &self,
+        fence: Fence,
+        keys: &str,
+        now: Option<i64>,
+        lease_ms: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(STAGE)
+            .bind(fence.job.to_string())
+            .bind(i64::from(fence.attempt))
+            .bind(now)
+            .bind(keys)
+            .bind(lease_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Puts back running jobs: all of them, or (`expired_only`) those whose
+    /// lease expired before now.
     pub(crate) async fn requeue_running(
         &self,
-        now: i64,
-        expired_before: Option<i64>,
+        now: Option<i64>,
+        expired_only: bool,
     ) -> Result<Vec<JobId>> {
         let found = sqlx::query(REQUEUE)
             .bind(now)
-            .bind(expired_before)
+            .bind(expired_only)
             .fetch_all(&self.pool)
             .await?;
         found.iter().map(rows::job_id).collect()
     }
 
-    /// Running → succeeded with `image_ids` (JSON); `None` if not running.
+    /// Running → succeeded with `image_ids` (JSON); `None` if not running
+    /// under `fence`.
     pub(crate) async fn mark_succeeded(
         &self,
-        id: JobId,
+        fence: Fence,
         now: i64,
         image_ids: &str,
     ) -> Result<Option<Job>> {
         let row = sqlx::query(SUCCEED)
-            .bind(id.to_string())
+            .bind(fence.job.to_string())
             .bind(now)
             .bind(image_ids)
+            .bind(i64::from(fence.attempt))
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(rows::job).transpose()
     }
 
-    /// Running → queued; `None` if not running.
-    pub(crate) async fn requeue(&self, id: JobId) -> Result<Option<Job>> {
+    /// Running → queued; `None` if not running under `fence`.
+    pub(crate) async fn requeue(&self, fence: Fence) -> Result<Option<Job>> {
         let row = sqlx::query(REQUEUE_ONE)
-            .bind(id.to_string())
+            .bind(fence.job.to_string())
+            .bind(i64::from(fence.attempt))
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(rows::job).transpose()
     }
 
-    /// Queued or running → `to`; `None` if the job is neither.
+    /// Queued or running → `to`; `None` if the job is neither, or no
+    /// longer under `fence`.
     pub(crate) async fn finish(
         &self,
-        id: JobId,
+        fence: Fence,
         to: JobStatus,
         now: i64,
         error: Option<(&str, &str)>,
     ) -> Result<Option<Job>> {
         let row = sqlx::query(FINISH_FROM_LIVE)
-            .bind(id.to_string())
+            .bind(fence.job.to_string())
             .bind(to.as_str())
             .bind(now)
             .bind(error.map(|e| e.0))
             .bind(error.map(|e| e.1))
+            .bind(i64::from(fence.attempt))
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(rows::job).transpose()

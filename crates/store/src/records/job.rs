@@ -103,6 +103,39 @@ pub struct Job {
     pub started_at: Option<DateTime<Utc>>,
     /// When it reached a terminal status.
     pub finished_at: Option<DateTime<Utc>>,
+    /// The object keys a claim recorded before writing them
+    /// ([`Db::stage_objects`](crate::Db::stage_objects)); empty once the job
+    /// succeeds. Non-empty on a job claimed again: the files an earlier
+    /// attempt may have left, for the new claimer to remove.
+    pub staged_keys: Vec<String>,
+}
+
+/// One claim of a job: the job and the attempt number the claim gave it,
+/// a fencing token.
+///
+/// Every transition a worker makes on a job it claimed names the claim's
+/// fence, and the store applies it only while that claim is the job's
+/// latest: a worker that was paused past its lease (SIGSTOP, a long pause,
+/// a network partition), whose job was put back and claimed again under the
+/// next attempt number, can no longer renew, complete, fail, cancel or
+/// requeue it. A queued job's fence (its current `attempts`) lets it be
+/// failed or cancelled before any claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fence {
+    /// The job.
+    pub job: JobId,
+    /// Its `attempts` as of the claim (1 for the first claim).
+    pub attempt: u32,
+}
+
+impl Fence {
+    /// The fence of `job` as it stands: for a job just claimed, that claim.
+    pub fn of(job: &Job) -> Self {
+        Self {
+            job: job.id,
+            attempt: job.attempts,
+        }
+    }
 }
 
 /// The result of [`Db::insert_job`](crate::Db::insert_job): either the new

@@ -2,6 +2,8 @@
 //! They hold no database handles, so every backend shares them.
 
 pub mod audit;
+pub mod catalog;
 pub mod image;
 pub mod job;
+pub mod notify;
 pub mod queue;

@@ -7,7 +7,7 @@ use super::SqliteDb;
 use super::queue::SUCCEED;
 use crate::error::{Result, StoreError};
 use crate::records::image::{Image, NewImage};
-use crate::records::job::Job;
+use crate::records::job::{Fence, Job};
 use crate::rows;
 
 const INSERT: &str = "INSERT INTO images \
@@ -32,19 +32,21 @@ impl SqliteDb {
     }
 
     /// Marks `job` succeeded and records its images in one `BEGIN
-    /// IMMEDIATE` transaction; `None` (nothing written) if it is not running.
+    /// IMMEDIATE` transaction; `None` (nothing written) if it is not running under `fence`.
     pub(crate) async fn complete_job_with_images(
         &self,
-        job: JobId,
+        fence: Fence,
         images: &[NewImage],
         image_ids: &str,
         now: i64,
     ) -> Result<Option<(Job, Vec<Image>)>> {
+        let job = fence.job;
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let row = sqlx::query(SUCCEED)
             .bind(job.to_string())
             .bind(now)
             .bind(image_ids)
+            .bind(i64::from(fence.attempt))
             .fetch_optional(&mut *tx)
             .await?;
         let Some(row) = row else {

@@ -14,6 +14,7 @@
 //! are arguments (milliseconds from the `Db`'s clock), never `now()`.
 
 mod audit;
+mod catalog;
 mod images;
 mod jobs;
 mod open;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use easel_core::{ImageId, JobStatus, Tier};
-use easel_store::StoreError;
+use easel_store::{Fence, StoreError};
 
 use crate::helpers::{fresh_db, new_image, new_job, params};
 
@@ -13,10 +13,11 @@ async fn completing_a_job_stores_its_images_and_marks_it_succeeded() {
     let mut new = new_job(Tier::Realtime, "two apples");
     new.params = params("two apples", 2);
     t.db.insert_job(new.clone()).await.unwrap();
-    t.db.claim_next_queued("w", Duration::from_secs(60))
-        .await
-        .unwrap()
-        .unwrap();
+    let running =
+        t.db.claim_next_queued("w", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .unwrap();
 
     let mut images = vec![new_image(&new.params, 0), new_image(&new.params, 1)];
     images[1].seed = u64::MAX; // survives the signed column
@@ -24,7 +25,7 @@ async fn completing_a_job_stores_its_images_and_marks_it_succeeded() {
     images[1].flags = vec!["memorization_near_copy".into()];
     images[1].warnings = vec!["prompt truncated to 77 tokens".into()];
     let (job, stored) =
-        t.db.complete_job_with_images(new.id, images.clone())
+        t.db.complete_job_with_images(Fence::of(&running), images.clone())
             .await
             .unwrap();
     assert_eq!(job.status, JobStatus::Succeeded);
@@ -51,10 +52,11 @@ async fn a_duplicate_index_fails_the_completion_and_leaves_no_partial_rows() {
     let mut new = new_job(Tier::Batch, "x");
     new.params = params("x", 3);
     t.db.insert_job(new.clone()).await.unwrap();
-    t.db.claim_next_queued("w", Duration::from_secs(60))
-        .await
-        .unwrap()
-        .unwrap();
+    let running =
+        t.db.claim_next_queued("w", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .unwrap();
 
     let images = vec![
         new_image(&new.params, 0),
@@ -62,7 +64,7 @@ async fn a_duplicate_index_fails_the_completion_and_leaves_no_partial_rows() {
         new_image(&new.params, 1),
     ];
     let err =
-        t.db.complete_job_with_images(new.id, images)
+        t.db.complete_job_with_images(Fence::of(&running), images)
             .await
             .unwrap_err();
     assert!(
@@ -98,15 +100,19 @@ async fn images_inserted_one_by_one_are_listed_on_the_job_when_it_succeeds() {
     let t = fresh_db().await;
     let new = new_job(Tier::Batch, "x");
     t.db.insert_job(new.clone()).await.unwrap();
-    t.db.claim_next_queued("w", Duration::from_secs(60))
-        .await
-        .unwrap()
-        .unwrap();
+    let running =
+        t.db.claim_next_queued("w", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .unwrap();
     let image =
         t.db.insert_image(new.id, new_image(&new.params, 0))
             .await
             .unwrap();
-    let job = t.db.mark_succeeded(new.id, &[image.id]).await.unwrap();
+    let job =
+        t.db.mark_succeeded(Fence::of(&running), &[image.id])
+            .await
+            .unwrap();
     assert_eq!(job.image_ids, [image.id]);
 }
 
@@ -117,9 +123,15 @@ async fn a_job_that_is_no_longer_running_cannot_be_completed() {
     t.db.insert_job(new.clone()).await.unwrap();
     t.db.cancel(new.id).await.unwrap();
     let err =
-        t.db.complete_job_with_images(new.id, vec![new_image(&new.params, 0)])
-            .await
-            .unwrap_err();
+        t.db.complete_job_with_images(
+            Fence {
+                job: new.id,
+                attempt: 0,
+            },
+            vec![new_image(&new.params, 0)],
+        )
+        .await
+        .unwrap_err();
     assert!(matches!(
         err,
         StoreError::InvalidTransition {

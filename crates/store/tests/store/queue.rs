@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use easel_core::{JobId, JobStatus, Tier};
-use easel_store::{CancelOutcome, StoreError};
+use easel_store::{CancelOutcome, Fence, StoreError};
 
 use crate::helpers::{fresh_db, new_job};
 
@@ -33,7 +33,7 @@ async fn a_job_goes_from_queued_to_running_to_succeeded() {
             .is_none()
     );
 
-    let done = t.db.mark_succeeded(new.id, &[]).await.unwrap();
+    let done = t.db.mark_succeeded(Fence::of(&running), &[]).await.unwrap();
     assert_eq!(done.status, JobStatus::Succeeded);
     assert!(done.finished_at.is_some());
     assert_eq!(done.lease_owner, None);
@@ -44,11 +44,15 @@ async fn a_failed_job_keeps_its_code_and_message() {
     let t = fresh_db().await;
     let new = new_job(Tier::Batch, "x");
     t.db.insert_job(new.clone()).await.unwrap();
-    t.db.claim_next_queued("w", LEASE).await.unwrap().unwrap();
+    let running = t.db.claim_next_queued("w", LEASE).await.unwrap().unwrap();
     let failed =
-        t.db.mark_failed(new.id, "engine_error", "out of memory at step 3")
-            .await
-            .unwrap();
+        t.db.mark_failed(
+            Fence::of(&running),
+            "engine_error",
+            "out of memory at step 3",
+        )
+        .await
+        .unwrap();
     assert_eq!(failed.status, JobStatus::Failed);
     assert_eq!(failed.error_code.as_deref(), Some("engine_error"));
     assert_eq!(
@@ -56,7 +60,10 @@ async fn a_failed_job_keeps_its_code_and_message() {
         Some("out of memory at step 3")
     );
     // A finished job cannot finish again.
-    let err = t.db.mark_succeeded(new.id, &[]).await.unwrap_err();
+    let err =
+        t.db.mark_succeeded(Fence::of(&running), &[])
+            .await
+            .unwrap_err();
     assert!(matches!(
         err,
         StoreError::InvalidTransition {
@@ -73,7 +80,7 @@ async fn a_rejected_job_records_the_category() {
     let new = new_job(Tier::Realtime, "x");
     t.db.insert_job(new.clone()).await.unwrap();
     let rejected =
-        t.db.mark_rejected(new.id, "image_rejected", "category: nsfw")
+        t.db.mark_rejected(fence(new.id, 0), "image_rejected", "category: nsfw")
             .await
             .unwrap();
     assert_eq!(rejected.status, JobStatus::Rejected);
@@ -85,9 +92,15 @@ async fn a_queued_job_cannot_be_marked_succeeded() {
     let t = fresh_db().await;
     let new = new_job(Tier::Batch, "x");
     t.db.insert_job(new.clone()).await.unwrap();
-    let err = t.db.mark_succeeded(new.id, &[]).await.unwrap_err();
+    let err =
+        t.db.mark_succeeded(fence(new.id, 0), &[])
+            .await
+            .unwrap_err();
     assert_eq!(err.code(), "invalid_job_transition");
-    let err = t.db.mark_succeeded(JobId::new(), &[]).await.unwrap_err();
+    let err =
+        t.db.mark_succeeded(fence(JobId::new(), 0), &[])
+            .await
+            .unwrap_err();
     assert_eq!(err.code(), "job_not_found");
 }
 
@@ -143,7 +156,7 @@ async fn cancelling_a_running_job_sets_the_flag_for_the_worker() {
     assert!(t.db.cancel_requested(new.id).await.unwrap());
 
     // The worker sees the flag and stops.
-    let stopped = t.db.mark_cancelled(new.id).await.unwrap();
+    let stopped = t.db.mark_cancelled(fence(new.id, 1)).await.unwrap();
     assert_eq!(stopped.status, JobStatus::Cancelled);
 }
 
@@ -152,8 +165,8 @@ async fn cancelling_a_finished_job_returns_it_unchanged() {
     let t = fresh_db().await;
     let new = new_job(Tier::Batch, "x");
     t.db.insert_job(new.clone()).await.unwrap();
-    t.db.claim_next_queued("w", LEASE).await.unwrap().unwrap();
-    let done = t.db.mark_succeeded(new.id, &[]).await.unwrap();
+    let running = t.db.claim_next_queued("w", LEASE).await.unwrap().unwrap();
+    let done = t.db.mark_succeeded(Fence::of(&running), &[]).await.unwrap();
     let outcome = t.db.cancel(new.id).await.unwrap();
     assert_eq!(outcome, CancelOutcome::AlreadyFinished(done));
     assert_eq!(
@@ -220,7 +233,7 @@ async fn an_expired_lease_puts_the_job_back_and_its_worker_cannot_renew() {
     let t = fresh_db().await;
     let new = new_job(Tier::Batch, "x");
     t.db.insert_job(new.clone()).await.unwrap();
-    t.db.claim_next_queued("w1", LEASE).await.unwrap().unwrap();
+    let first = t.db.claim_next_queued("w1", LEASE).await.unwrap().unwrap();
     t.clock.advance(LEASE - Duration::from_secs(1));
     assert!(
         t.db.requeue_expired_leases().await.unwrap().is_empty(),
@@ -229,12 +242,30 @@ async fn an_expired_lease_puts_the_job_back_and_its_worker_cannot_renew() {
     t.clock.advance(Duration::from_secs(2));
 
     assert_eq!(t.db.requeue_expired_leases().await.unwrap(), [new.id]);
-    assert!(!t.db.renew_lease(new.id, "w1", LEASE).await.unwrap());
+    assert!(!t.db.renew_lease(Fence::of(&first), LEASE).await.unwrap());
 
     let job = t.db.claim_next_queued("w2", LEASE).await.unwrap().unwrap();
     assert_eq!((job.id, job.attempts), (new.id, 2));
-    assert!(t.db.renew_lease(new.id, "w2", LEASE).await.unwrap());
-    assert!(!t.db.renew_lease(new.id, "w1", LEASE).await.unwrap());
+    assert!(t.db.renew_lease(Fence::of(&job), LEASE).await.unwrap());
+    // The first claim is fenced off: it can neither renew nor finish the
+    // job the second claim holds.
+    assert!(!t.db.renew_lease(Fence::of(&first), LEASE).await.unwrap());
+    for err in [
+        t.db.mark_succeeded(Fence::of(&first), &[])
+            .await
+            .unwrap_err(),
+        t.db.mark_failed(Fence::of(&first), "x", "y")
+            .await
+            .unwrap_err(),
+        t.db.mark_cancelled(Fence::of(&first)).await.unwrap_err(),
+        t.db.requeue(Fence::of(&first)).await.unwrap_err(),
+    ] {
+        assert_eq!(err.code(), "invalid_job_transition");
+    }
+    assert_eq!(
+        t.db.get_job(new.id).await.unwrap().status,
+        JobStatus::Running
+    );
     // A live lease is left alone.
     assert!(t.db.requeue_expired_leases().await.unwrap().is_empty());
 }
@@ -246,9 +277,9 @@ async fn a_worker_shutting_down_puts_its_job_back_in_place() {
     let second = new_job(Tier::Batch, "second");
     t.db.insert_job(first.clone()).await.unwrap();
     t.db.insert_job(second.clone()).await.unwrap();
-    t.db.claim_next_queued("w", LEASE).await.unwrap().unwrap();
+    let running = t.db.claim_next_queued("w", LEASE).await.unwrap().unwrap();
 
-    let back = t.db.requeue(first.id).await.unwrap();
+    let back = t.db.requeue(Fence::of(&running)).await.unwrap();
     assert_eq!(
         (back.status, back.lease_owner.as_deref()),
         (JobStatus::Queued, None)
@@ -258,7 +289,7 @@ async fn a_worker_shutting_down_puts_its_job_back_in_place() {
     assert_eq!((next.id, next.attempts), (first.id, 2));
     // Only a running job can be requeued.
     assert_eq!(
-        t.db.requeue(second.id).await.unwrap_err().code(),
+        t.db.requeue(fence(second.id, 0)).await.unwrap_err().code(),
         "invalid_job_transition"
     );
 }
@@ -354,4 +385,9 @@ async fn claiming_chosen_jobs_skips_those_already_taken_or_cancelled() {
         assert!(job.lease_expires_at.is_some());
     }
     assert!(t.db.claim_jobs(&[], "me", LEASE).await.unwrap().is_empty());
+}
+
+/// The fence of `job` at attempt `attempt`.
+fn fence(job: JobId, attempt: u32) -> Fence {
+    Fence { job, attempt }
 }
