@@ -16,12 +16,12 @@ ARG RUST_VERSION=1.95
 ARG CUDA_VERSION=12.9.1
 ARG CUDA_OS=ubuntu24.04
 
-FROM rust:${RUST_VERSION}-bookworm AS rust
+FROM rust:${RUST_VERSION}-bookworm AS toolchain
 
 # CPU build. The cache mounts keep the registry and target folder between
 # builds; the binary is copied out in the same step, since the cache is not
 # part of the image.
-FROM rust AS build-cpu
+FROM toolchain AS build-cpu
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY crates crates
@@ -40,8 +40,8 @@ ARG CUDA_COMPUTE_CAP=90
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential pkg-config ca-certificates \
  && rm -rf /var/lib/apt/lists/*
-COPY --from=rust /usr/local/rustup /usr/local/rustup
-COPY --from=rust /usr/local/cargo /usr/local/cargo
+COPY --from=toolchain /usr/local/rustup /usr/local/rustup
+COPY --from=toolchain /usr/local/cargo /usr/local/cargo
 ENV RUSTUP_HOME=/usr/local/rustup CARGO_HOME=/usr/local/cargo \
     PATH=/usr/local/cargo/bin:/usr/local/cuda/bin:$PATH \
     CUDA_HOME=/usr/local/cuda CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP}
