@@ -19,14 +19,15 @@ ARG CUDA_OS=ubuntu24.04
 FROM rust:${RUST_VERSION}-bookworm AS toolchain
 
 # CPU build. The cache mounts keep the registry and target folder between
-# builds; the binary is copied out in the same step, since the cache is not
-# part of the image.
+# builds (one target cache per variant: their C dependencies are compiled
+# by different system compilers); the binary is copied out in the same
+# step, since a cache is not part of the image.
 FROM toolchain AS build-cpu
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY crates crates
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    --mount=type=cache,target=/src/target \
+    --mount=type=cache,id=easel-target-cpu,target=/src/target \
     cargo build --release --locked -p easel-cli \
  && install -m 0755 target/release/easel /usr/local/bin/easel
 
@@ -49,7 +50,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY crates crates
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    --mount=type=cache,target=/src/target \
+    --mount=type=cache,id=easel-target-cuda,target=/src/target \
     cargo build --release --locked -p easel-cli --features easel-engine/cuda \
  && install -m 0755 target/release/easel /usr/local/bin/easel
 
