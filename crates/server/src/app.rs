@@ -397,7 +397,8 @@ fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// startup error that says which flag to pass.
 fn model_specs(config: &Config) -> anyhow::Result<Vec<ModelSpec>> {
     let default = config.default_model_name().unwrap_or_default();
-    for m in &config.models {
+    // An `api` process reads no model folder: the workers describe them.
+    for m in config.models.iter().filter(|_| config.role.runs_worker()) {
         if m.name == default && !m.path.is_dir() {
             anyhow::bail!(
                 "the model folder {} (model `{}`) does not exist; pass --model PATH with a \

@@ -237,7 +237,7 @@ spec:
           mountPath: {{ include "easel.c2paDir" $root }}
           readOnly: true
         {{- end }}
-        {{- if $v.models.pvc.enabled }}
+        {{- if and $v.models.pvc.enabled (ne .role "api") }}
         - name: models
           mountPath: {{ $v.models.pvc.mountPath }}
           {{- with $v.models.pvc.subPath }}
@@ -266,7 +266,7 @@ spec:
           - key: {{ $v.secrets.c2pa.privateKeyKey }}
             path: private-key.pem
     {{- end }}
-    {{- if $v.models.pvc.enabled }}
+    {{- if and $v.models.pvc.enabled (ne .role "api") }}
     - name: models
       persistentVolumeClaim:
         claimName: {{ $v.models.pvc.claimName }}
