@@ -23,6 +23,10 @@ pub enum BenchCommand {
     /// The whole server at concurrency 1, 4 and 8 against the raw engine
     /// loop at the same batch sizes.
     Serve(crate::bench_serve::ServeArgs),
+    /// The PostgreSQL queue alone: claim + complete throughput with a
+    /// no-op render at 1, 4 and 16 worker loops, and enqueue-to-claim
+    /// latency with LISTEN/NOTIFY wake-ups and without.
+    Queue(crate::bench_queue::QueueArgs),
 }
 
 /// Flags of `easel bench engine`.
@@ -64,6 +68,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     let args = match command {
         BenchCommand::Engine(args) => args,
         BenchCommand::Serve(args) => return crate::bench_serve::run(args),
+        BenchCommand::Queue(args) => return crate::bench_queue::run(args),
     };
     let device = args.engine.apply()?;
     let (_, model_dir) = args.model.resolve()?;
