@@ -30,7 +30,7 @@
 //!
 //! # Layout
 //! - `error`: [`StoreError`], one enum with a stable [`code`](StoreError::code) per variant.
-//! - `records`: plain record types ([`NewJob`], [`Job`], [`QueuedJob`], [`NewImage`], [`Image`], audit events).
+//! - `records`: plain record types ([`NewJob`], [`Job`], [`QueuedJob`], [`NewImage`], [`Image`], audit events) and the fair-share arithmetic ([`FairShare`]).
 //! - `url`: parsing `database.url` into a backend and a location.
 //! - `db`: [`Db`]: opening by URL or path, and every repository method, checked once and handed to a backend.
 //! - `rows`: decoding rows of either backend into records.
@@ -82,6 +82,7 @@ pub use blobs::{Blobs, S3Options, ServerSideEncryption, image_key};
 pub use db::{Db, DbOptions, MAX_AUDIT_PAGE, MAX_JOB_PAGE};
 pub use error::{Result, StoreError};
 pub use records::audit::{AuditEvent, AuditQuery, NewAuditEvent};
+pub use records::fair_share::{FairShare, FairShares};
 pub use records::image::{Image, NewImage, StageTiming};
 pub use records::job::{
     BoundedInsert, CancelOutcome, InsertOutcome, Job, JobFilter, JobPage, NewJob, QueueFull,
