@@ -15,6 +15,11 @@
 //!   pool of readers. **PostgreSQL** claims with `FOR UPDATE SKIP LOCKED`
 //!   and admits bounded inserts under a per-tier advisory lock, so any
 //!   number of processes share one queue.
+//! - **Fair share is in the database**, not in a worker's memory: the
+//!   scheduler's counters ([`FairShares`]) are read before each plan and
+//!   charged after each claim in one transaction per tier (on PostgreSQL
+//!   under a per-tier advisory lock of its own), so every worker, in any
+//!   process, serves users in one fair order.
 //! - **Time comes from the `Db`'s clock**, never the database's, on both
 //!   backends (tests move a [`easel_core::ManualClock`] past a lease).
 //! - **Migrations are embedded**, one folder per backend

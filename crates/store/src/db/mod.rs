@@ -7,12 +7,14 @@
 //! transition becomes) is decided here, once.
 
 mod audit;
+mod fair_share;
 mod images;
 mod jobs;
 mod open;
 mod queue;
 
 pub use audit::MAX_AUDIT_PAGE;
+pub(crate) use fair_share::{ShareWrites, VtimeWrite};
 pub use jobs::MAX_JOB_PAGE;
 pub(crate) use jobs::queue_full;
 pub use open::DbOptions;

@@ -14,6 +14,7 @@
 //! are arguments (milliseconds from the `Db`'s clock), never `now()`.
 
 mod audit;
+mod fair_share;
 mod images;
 mod jobs;
 mod open;
