@@ -16,7 +16,10 @@
 //!    idling builds no credit and a returning user cannot monopolise the
 //!    worker. With one user holding 1,000 queued jobs, another user's single
 //!    job leads the very next batch. Counters are forgotten when the tier's
-//!    queue empties (the end of a busy period), so they stay bounded.
+//!    queue empties (the end of a busy period), so they stay bounded. They
+//!    live in the database, not in a worker ([`easel_store::FairShares`]):
+//!    every worker, in any process, plans from them and charges what it
+//!    claimed, so the order is fair across all workers, not per process.
 //! 3. **Batches form around the leader.** The leader's [`BatchKey`] (model,
 //!    size, steps, guidance, sampler, schedule, strength) decides the batch;
 //!    then, round-robin over the users in fair order, each user's next job
