@@ -76,5 +76,5 @@ pub use models::{Generator, ModelLookupError, ModelSpec, ModelState, ModelStatus
 pub use pipeline::{RenderError, RenderedImage, check_for_model, image_requests, render};
 pub use postprocess::{ImageModeration, Memorization, PostProcess, QualityScoring};
 pub use record::GenerationRecord;
-pub use schedule::{BatchKey, Candidate, Plan, Scheduler};
+pub use schedule::{BatchKey, Candidate, Charge, Plan, Scheduler};
 pub use worker::{Worker, WorkerHandle, WorkerSettings, WorkerSetup};

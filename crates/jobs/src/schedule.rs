@@ -1,7 +1,8 @@
 //! The queue's policy as pure state: which queued jobs run next, and which
 //! run together. No runtime and no store: the worker hands it the queued
-//! candidates, runs the [`Plan`] it returns, and charges it for what ran;
-//! unit tests drive it directly.
+//! candidates and the fair-share counters it read from the store, runs the
+//! [`Plan`] it returns, and charges what it claimed ([`Charge`]) to the
+//! store and to it; unit tests drive it directly.
 //!
 //! # Rules
 //! 1. **Tiers are strict.** Realtime jobs (a client is waiting) run before
@@ -15,7 +16,10 @@
 //!    idling builds no credit and a returning user cannot monopolise the
 //!    worker. With one user holding 1,000 queued jobs, another user's single
 //!    job leads the very next batch. Counters are forgotten when the tier's
-//!    queue empties (the end of a busy period), so they stay bounded.
+//!    queue empties (the end of a busy period), so they stay bounded. They
+//!    live in the database, not in a worker ([`easel_store::FairShares`]):
+//!    every worker, in any process, plans from them and charges what it
+//!    claimed, so the order is fair across all workers, not per process.
 //! 3. **Batches form around the leader.** The leader's [`BatchKey`] (model,
 //!    size, steps, guidance, sampler, schedule, strength) decides the batch;
 //!    then, round-robin over the users in fair order, each user's next job
@@ -32,7 +36,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use easel_core::{GenerationParams, JobId, SamplerKind, ScheduleKind, Size, Tier};
-use easel_store::QueuedJob;
+use easel_store::{FairShares, QueuedJob};
 
 /// What jobs must share to run in one engine call.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -116,40 +120,67 @@ pub struct Plan {
     pub leader_queued_ms: i64,
 }
 
-/// Fair-share state of one tier.
-#[derive(Debug, Default, Clone)]
-struct TierShare {
-    /// Images served per user, in the tier's virtual time. Users at or
-    /// below `vtime` are dropped: they count as idle.
-    served: HashMap<String, u64>,
-    /// The counter of the most recent leader.
-    vtime: u64,
+/// What one claimed batch costs its users: the arguments of
+/// [`easel_store::FairShare::charge`], for the worker to charge in the database
+/// ([`easel_store::Db::charge_fair_share`]) and in memory
+/// ([`Scheduler::apply`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Charge {
+    /// The tier of the batch.
+    pub tier: Tier,
+    /// Images per user of the jobs that were claimed, the leader (the user
+    /// of the first claimed job) first.
+    pub per_user: Vec<(String, u32)>,
+    /// Whether anything of the tier was left queued, by the candidates the
+    /// plan was made from. Without a backlog the busy period is over.
+    pub backlog: bool,
 }
 
-impl TierShare {
-    fn effective(&self, user: &str) -> u64 {
-        self.served.get(user).copied().unwrap_or(0).max(self.vtime)
+impl Charge {
+    /// The charge for those of `plan`'s jobs that are in `claimed` (a job
+    /// another worker took, or a cancel ended, costs nothing here: whoever
+    /// claimed it charges it). `candidates` is what was queued when the plan
+    /// was made: a candidate of the plan's tier that was not claimed is
+    /// backlog.
+    pub fn of(plan: &Plan, claimed: &[JobId], candidates: &[Candidate]) -> Charge {
+        let mut per_user: Vec<(String, u32)> = Vec::new();
+        for id in plan.jobs.iter().filter(|id| claimed.contains(id)) {
+            let Some(job) = candidates.iter().find(|c| c.id == *id) else {
+                continue;
+            };
+            match per_user.iter_mut().find(|(u, _)| *u == job.user) {
+                Some((_, n)) => *n += job.images,
+                None => per_user.push((job.user.clone(), job.images)),
+            }
+        }
+        let backlog = candidates
+            .iter()
+            .any(|c| c.tier == plan.tier && !claimed.contains(&c.id));
+        Charge {
+            tier: plan.tier,
+            per_user,
+            backlog,
+        }
     }
 }
 
-/// The scheduler: batch limits plus fair-share counters.
+/// The scheduler: batch limits plus the fair-share counters it plans from.
 #[derive(Debug, Clone)]
 pub struct Scheduler {
     max_images: u32,
     window: Duration,
-    realtime: TierShare,
-    batch: TierShare,
+    shares: FairShares,
 }
 
 impl Scheduler {
     /// A scheduler that batches up to `max_images` images (at least 1) and
-    /// lets a partial batch wait up to `window` for companions.
+    /// lets a partial batch wait up to `window` for companions. Its
+    /// counters start empty.
     pub fn new(max_images: u32, window: Duration) -> Self {
         Self {
             max_images: max_images.max(1),
             window,
-            realtime: TierShare::default(),
-            batch: TierShare::default(),
+            shares: FairShares::default(),
         }
     }
 
@@ -158,18 +189,11 @@ impl Scheduler {
         self.max_images
     }
 
-    fn share(&self, tier: Tier) -> &TierShare {
-        match tier {
-            Tier::Realtime => &self.realtime,
-            Tier::Batch => &self.batch,
-        }
-    }
-
-    fn share_mut(&mut self, tier: Tier) -> &mut TierShare {
-        match tier {
-            Tier::Realtime => &mut self.realtime,
-            Tier::Batch => &mut self.batch,
-        }
+    /// Plans from these counters from now on: the worker loads them from
+    /// the database ([`easel_store::Db::fair_shares`]) before each plan, so
+    /// every worker orders users alike.
+    pub fn set_shares(&mut self, shares: FairShares) {
+        self.shares = shares;
     }
 
     /// The next batch among `candidates`, considering only those for which
@@ -182,7 +206,7 @@ impl Scheduler {
     ) -> Option<Plan> {
         let ready: Vec<&Candidate> = candidates.iter().filter(|c| runnable(c)).collect();
         let tier = ready.iter().map(|c| c.tier).min_by_key(|t| tier_rank(*t))?;
-        let share = self.share(tier);
+        let share = self.shares.tier(tier);
 
         // Each user's jobs of this tier, oldest first.
         let mut by_user: HashMap<&str, Vec<&Candidate>> = HashMap::new();
@@ -258,30 +282,22 @@ impl Scheduler {
         (left > 0).then(|| Duration::from_millis(left as u64))
     }
 
-    /// Records that `plan` was claimed: each of its users is charged its
-    /// images and the tier's virtual time moves to the leader's counter.
-    /// `candidates` is what was queued when the plan was made: when nothing
-    /// of the plan's tier is left behind, the tier's busy period is over and
-    /// its counters are forgotten, so they never outgrow the queue.
+    /// Records that all of `plan` was claimed: each of its users is
+    /// charged its images and the tier's virtual time moves to the leader's
+    /// counter. `candidates` is what was queued when the plan was made:
+    /// when nothing of the plan's tier is left behind, the tier's busy
+    /// period is over and its counters are forgotten, so they never
+    /// outgrow the queue.
     pub fn charge(&mut self, plan: &Plan, candidates: &[Candidate]) {
-        let backlog = candidates
-            .iter()
-            .any(|c| c.tier == plan.tier && !plan.jobs.contains(&c.id));
-        let share = self.share_mut(plan.tier);
-        if !backlog {
-            *share = TierShare::default();
-            return;
-        }
-        let Some((leader, _)) = plan.per_user.first() else {
-            return;
-        };
-        share.vtime = share.vtime.max(share.effective(leader));
-        for (user, images) in &plan.per_user {
-            let served = share.effective(user) + u64::from(*images);
-            share.served.insert(user.clone(), served);
-        }
-        let vtime = share.vtime;
-        share.served.retain(|_, served| *served > vtime);
+        self.apply(&Charge::of(plan, &plan.jobs, candidates));
+    }
+
+    /// Applies `charge` to the counters in memory, as
+    /// [`easel_store::Db::charge_fair_share`] does in the database.
+    pub fn apply(&mut self, charge: &Charge) {
+        self.shares
+            .tier_mut(charge.tier)
+            .charge(&charge.per_user, charge.backlog);
     }
 }
 
@@ -497,6 +513,25 @@ mod tests {
     }
 
     #[test]
+    fn only_the_claimed_part_of_a_plan_is_charged() {
+        let mut q = Queue::new();
+        let s = Scheduler::new(4, Duration::ZERO);
+        let a = q.push(Tier::Batch, "a", key("m", 8), 1);
+        let b = q.push(Tier::Batch, "b", key("m", 8), 2);
+        let c = q.push(Tier::Batch, "c", key("m", 8), 1);
+        let plan = s.plan(&q.jobs, |_| true).unwrap();
+        assert_eq!(plan.jobs, vec![a, b, c]);
+        // Another worker took the leader's job: `b` leads what was claimed,
+        // and the job it lost does not count as done here.
+        let charge = Charge::of(&plan, &[b, c], &q.jobs);
+        assert_eq!(charge.per_user, vec![("b".into(), 2), ("c".into(), 1)]);
+        assert!(charge.backlog, "an unclaimed candidate is backlog");
+        let all = Charge::of(&plan, &plan.jobs, &q.jobs);
+        assert_eq!(all.per_user, plan.per_user);
+        assert!(!all.backlog, "the plan took the whole queue");
+    }
+
+    #[test]
     fn idle_users_are_forgotten() {
         let mut q = Queue::new();
         let mut s = Scheduler::new(1, Duration::ZERO);
@@ -505,6 +540,6 @@ mod tests {
         }
         while q.run(&mut s).is_some() {}
         // Counters live for one busy period: none is left once it ends.
-        assert!(s.batch.served.is_empty(), "{:?}", s.batch.served);
+        assert!(s.shares.batch.served.is_empty(), "{:?}", s.shares.batch);
     }
 }

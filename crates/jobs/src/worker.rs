@@ -4,10 +4,11 @@
 //!
 //! Each turn the loop puts back jobs whose lease expired (their worker
 //! died), fails queued jobs past their deadline, reads the queued
-//! candidates (a bounded number per user), lets the pure [`Scheduler`]
-//! choose the next batch — strict tiers, fair share between users, one
-//! batching key — and claims exactly those jobs in one conditional
-//! `UPDATE`. A batch that is not full may wait a short window for
+//! candidates (a bounded number per user) and the fair-share counters all
+//! workers share, lets the pure [`Scheduler`] choose the next batch —
+//! strict tiers, fair share between users, one batching key — claims
+//! exactly those jobs in one conditional `UPDATE`, and charges what it
+//! claimed to the shared counters. A batch that is not full may wait a short window for
 //! companions; a new submission wakes the loop at once. The batch itself
 //! runs in [`crate::batch`].
 //!
@@ -33,7 +34,7 @@ use crate::housekeeping;
 use crate::models::{ModelState, Models};
 use crate::postprocess::PostProcess;
 use crate::running::{CancelReason, Running};
-use crate::schedule::{Candidate, Scheduler};
+use crate::schedule::{Candidate, Charge, Scheduler};
 
 /// How long the idle loop sleeps between store polls when nothing wakes it.
 /// Submissions wake it at once; the poll covers jobs inserted by another
@@ -322,6 +323,9 @@ impl Worker {
                 false
             }
         };
+        // Every worker plans from the same counters, in any process.
+        let shares = db.fair_shares().await.map_err(JobError::Store)?;
+        lane.scheduler.set_shares(shares);
         let Some(plan) = lane.scheduler.plan(&candidates, runnable) else {
             return Ok((Turn::Wait(MODEL_POLL), 0));
         };
@@ -336,7 +340,20 @@ impl Worker {
             .claim_jobs(&plan.jobs, &lane.name, lane.settings.lease)
             .await
             .map_err(JobError::Store)?;
-        lane.scheduler.charge(&plan, &candidates);
+        // Charged before the batch runs, so other workers' plans meanwhile
+        // see it; for what was claimed, as another worker may have taken
+        // part of the plan. A failed charge costs fairness, not the jobs.
+        let ids: Vec<JobId> = claimed.iter().map(|job| job.id).collect();
+        let charge = Charge::of(&plan, &ids, &candidates);
+        if !charge.per_user.is_empty() {
+            if let Err(e) = db
+                .charge_fair_share(charge.tier, &charge.per_user, charge.backlog)
+                .await
+            {
+                tracing::warn!(error = %e, "could not charge the batch to fair share");
+            }
+            lane.scheduler.apply(&charge);
+        }
         let ran = claimed.len();
         if ran > 0 {
             self.run_batch(lane, claimed, cancels).await?;

@@ -15,6 +15,11 @@
 //!   pool of readers. **PostgreSQL** claims with `FOR UPDATE SKIP LOCKED`
 //!   and admits bounded inserts under a per-tier advisory lock, so any
 //!   number of processes share one queue.
+//! - **Fair share is in the database**, not in a worker's memory: the
+//!   scheduler's counters ([`FairShares`]) are read before each plan and
+//!   charged after each claim in one transaction per tier (on PostgreSQL
+//!   under a per-tier advisory lock of its own), so every worker, in any
+//!   process, serves users in one fair order.
 //! - **Time comes from the `Db`'s clock**, never the database's, on both
 //!   backends (tests move a [`easel_core::ManualClock`] past a lease).
 //! - **Migrations are embedded**, one folder per backend
@@ -30,7 +35,7 @@
 //!
 //! # Layout
 //! - `error`: [`StoreError`], one enum with a stable [`code`](StoreError::code) per variant.
-//! - `records`: plain record types ([`NewJob`], [`Job`], [`QueuedJob`], [`NewImage`], [`Image`], audit events).
+//! - `records`: plain record types ([`NewJob`], [`Job`], [`QueuedJob`], [`NewImage`], [`Image`], audit events) and the fair-share arithmetic ([`FairShare`]).
 //! - `url`: parsing `database.url` into a backend and a location.
 //! - `db`: [`Db`]: opening by URL or path, and every repository method, checked once and handed to a backend.
 //! - `rows`: decoding rows of either backend into records.
@@ -85,6 +90,7 @@ pub use db::{
 pub use error::{Result, StoreError};
 pub use records::audit::{AuditEvent, AuditQuery, NewAuditEvent};
 pub use records::catalog::CatalogEntry;
+pub use records::fair_share::{FairShare, FairShares};
 pub use records::image::{Image, NewImage, StageTiming};
 pub use records::job::{
     BoundedInsert, CancelOutcome, Fence, InsertOutcome, Job, JobFilter, JobPage, NewJob, QueueFull,

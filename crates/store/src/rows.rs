@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{Result, StoreError};
 use crate::records::audit::AuditEvent;
 use crate::records::catalog::CatalogEntry;
+use crate::records::fair_share::FairShares;
 use crate::records::image::Image;
 use crate::records::job::Job;
 use crate::records::queue::QueuedJob;
@@ -90,10 +91,14 @@ pub(crate) fn priority(tier: Tier) -> i64 {
 }
 
 fn tier(s: &str) -> Result<Tier> {
+    parse_tier(s, "jobs.tier")
+}
+
+fn parse_tier(s: &str, what: &'static str) -> Result<Tier> {
     match s {
         "realtime" => Ok(Tier::Realtime),
         "batch" => Ok(Tier::Batch),
-        other => Err(StoreError::corrupt("jobs.tier", other)),
+        other => Err(StoreError::corrupt(what, other)),
     }
 }
 
@@ -171,6 +176,27 @@ pub(crate) fn queued_job(row: &impl Columns) -> Result<QueuedJob> {
         params: row.json("params")?,
         created_at: time(row.int("created_at")?, "jobs.created_at")?,
     })
+}
+
+/// Fair-share rows, as the backends' union of `fair_share` and
+/// `fair_share_vtime` returns them: `(tier, user_id, served)`, where a row
+/// with a NULL `user_id` holds the tier's virtual time in `served`.
+pub(crate) fn fair_shares<R: Columns>(rows: &[R]) -> Result<FairShares> {
+    let mut shares = FairShares::default();
+    for row in rows {
+        let tier = parse_tier(&row.text("tier")?, "fair_share.tier")?;
+        let value = row.int("served")?;
+        let value = u64::try_from(value)
+            .map_err(|_| StoreError::corrupt("fair_share.served", format!("{value} < 0")))?;
+        let share = shares.tier_mut(tier);
+        match row.opt_text("user_id")? {
+            Some(user) => {
+                share.served.insert(user, value);
+            }
+            None => share.vtime = value,
+        }
+    }
+    Ok(shares)
 }
 
 /// An `images` row.

@@ -9,7 +9,7 @@ use easel_engine::{CancelToken, EngineError, GeneratedImage, ImageRequest, Model
 use easel_store::{Blobs, Db};
 use easel_telemetry::metrics::Metrics;
 
-use super::{Worker, WorkerSettings, WorkerSetup};
+use super::{Lane, Worker, WorkerSettings, WorkerSetup};
 use crate::admission::AdmissionConfig;
 use crate::bus::Bus;
 use crate::events::JobEvent;
@@ -151,4 +151,67 @@ fn lanes_have_names_of_their_own() {
     let (a, b) = (super::lane_name(), super::lane_name());
     assert_ne!(a, b, "two lanes of one process");
     assert!(a.contains(&format!("-{}-", std::process::id())), "{a}");
+}
+
+/// Another worker over the store in `dir`, with a database handle of its
+/// own, as a second process would open it.
+async fn another_worker(dir: &std::path::Path, settings: WorkerSettings) -> Worker {
+    let spec = ModelSpec {
+        name: "fake".into(),
+        path: "fake".into(),
+    };
+    let model: Arc<dyn Generator> = Arc::new(FakeModel(fake_info()));
+    Worker::new(WorkerSetup {
+        db: Db::open(dir.join("easel.db")).await.unwrap(),
+        blobs: Blobs::local(dir.join("objects")).unwrap(),
+        models: Models::from_ready(vec![(spec, model)]),
+        bus: Bus::new(),
+        post: PostProcess::default(),
+        settings,
+        metrics: Metrics::default(),
+    })
+}
+
+#[tokio::test]
+async fn two_workers_share_one_fair_order_through_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = WorkerSettings {
+        max_batch_images: 1,
+        batch_window: Duration::ZERO,
+        ..WorkerSettings::default()
+    };
+    let model = Arc::new(FakeModel(fake_info()));
+    let (jobs, first) = pair(dir.path(), model, Bus::new(), Bus::new(), settings.clone()).await;
+    let second = another_worker(dir.path(), settings.clone()).await;
+    let submit = |user: &str| {
+        let mut job = fake_job("16x16", 1);
+        job.user_id = Some(user.into());
+        jobs.submit(job)
+    };
+    for _ in 0..6 {
+        submit("heavy").await.unwrap();
+    }
+    // Later than every heavy job, so it never wins a tie on age.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let (light, _) = submit("light").await.unwrap();
+
+    // The first worker runs one of the heavy user's (older) jobs. The second
+    // worker has run nothing itself, but plans from the counters the first
+    // one charged: the light user leads the second batch overall. With
+    // counters per process it would have run another heavy job first.
+    let mut first_lane = Lane::new(settings.clone());
+    let mut second_lane = Lane::new(settings);
+    let (_, ran) = first.turn(&mut first_lane).await.unwrap();
+    assert_eq!(ran, 1);
+    assert_eq!(
+        jobs.db().get_job(light.id).await.unwrap().status,
+        JobStatus::Queued
+    );
+    let (_, ran) = second.turn(&mut second_lane).await.unwrap();
+    assert_eq!(ran, 1);
+    assert_eq!(
+        jobs.db().get_job(light.id).await.unwrap().status,
+        JobStatus::Succeeded,
+        "the light user's job ran in the second batch"
+    );
 }

@@ -8,6 +8,7 @@
 
 mod audit;
 mod catalog;
+mod fair_share;
 mod images;
 mod jobs;
 mod notify;
@@ -15,6 +16,7 @@ mod open;
 mod queue;
 
 pub use audit::MAX_AUDIT_PAGE;
+pub(crate) use fair_share::{ShareWrites, VtimeWrite};
 pub use jobs::MAX_JOB_PAGE;
 pub(crate) use jobs::queue_full;
 pub use notify::{CHANNEL_CANCEL, CHANNEL_QUEUED, Listener};

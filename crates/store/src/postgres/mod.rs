@@ -9,6 +9,9 @@
 //! - **Bounded inserts** take a transaction-scoped advisory lock per tier
 //!   before counting, so admission checks of one tier run one at a time
 //!   across replicas (`jobs.rs`).
+//! - **Fair-share charges** take another per-tier advisory lock, so the
+//!   read, arithmetic and write of one tier's counters never interleave
+//!   across workers (`fair_share.rs`).
 //! - **Idempotency** is the unique index's: the insert is `ON CONFLICT DO
 //!   NOTHING` on it, and the loser of a race reads the winner's job.
 //! - Every other transition is one conditional `UPDATE`, which PostgreSQL
@@ -27,6 +30,7 @@
 
 mod audit;
 mod catalog;
+mod fair_share;
 mod images;
 mod jobs;
 pub(crate) mod notify;

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod catalog;
+pub mod fair_share;
 pub mod image;
 pub mod job;
 pub mod notify;

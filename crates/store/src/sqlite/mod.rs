@@ -15,6 +15,7 @@
 
 mod audit;
 mod catalog;
+mod fair_share;
 mod images;
 mod jobs;
 mod open;

@@ -7,6 +7,7 @@ mod admission;
 mod audit;
 mod blobs;
 mod connect;
+mod fair_share;
 mod fleet;
 mod helpers;
 mod images;
