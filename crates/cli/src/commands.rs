@@ -65,6 +65,8 @@ enum Command {
     Loadtest(crate::loadtest::LoadtestArgs),
     /// Show a server's live SLIs from its /metrics, refreshed every few seconds.
     Top(crate::top::TopArgs),
+    /// List a deployment's worker processes, or drain one (admin API).
+    Workers(crate::workers::WorkersArgs),
     /// Read an image's provenance: PNG metadata, the invisible watermark
     /// and C2PA Content Credentials (validated against --ca).
     Verify(crate::verify::VerifyArgs),
@@ -265,6 +267,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Top(args) => {
             init_logging("warn");
             crate::top::run(args)
+        }
+        Command::Workers(args) => {
+            init_logging("warn");
+            crate::workers::run(args)
         }
         Command::Verify(args) => {
             init_logging("warn");

@@ -10,6 +10,7 @@ mod models;
 mod progress;
 mod top;
 mod verify;
+mod workers;
 
 use clap::Parser as _;
 

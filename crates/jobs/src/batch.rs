@@ -41,12 +41,21 @@ use crate::recording::{EngineCall, TimedModel};
 use crate::running::{CancelReason, Running};
 use crate::worker::{Lane, Worker};
 
+mod breaker;
 mod row;
+mod store;
 #[cfg(test)]
 mod tests;
 
 /// Numbers the batches of this process, so jobs know their companions.
 static NEXT_BATCH: AtomicU64 = AtomicU64::new(1);
+
+/// How many times a job is claimed before a failure on the workers' side
+/// (an engine error that is not the request's fault, a panic, a model that
+/// failed to load on a shared database, storage that stayed down) is
+/// final. Until then the job goes back to the queue, for another worker
+/// or a later try.
+pub const MAX_ATTEMPTS: u32 = 3;
 
 /// Why a job did not produce images.
 pub(crate) struct Failure {
@@ -55,6 +64,10 @@ pub(crate) struct Failure {
     cancelled: bool,
     /// Image moderation blocked one of its images: the decision.
     rejected: Option<serde_json::Value>,
+    /// The worker's side failed, not the request: another try (perhaps on
+    /// another worker) may succeed, and it counts against the model's
+    /// circuit breaker.
+    worker_side: bool,
 }
 
 impl Failure {
@@ -64,15 +77,21 @@ impl Failure {
             message: message.into(),
             cancelled: false,
             rejected: None,
+            worker_side: false,
+        }
+    }
+
+    fn worker_side(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            worker_side: true,
+            ..Self::new(code, message)
         }
     }
 
     fn cancelled() -> Self {
         Self {
-            code: "cancelled",
-            message: "cancelled".into(),
             cancelled: true,
-            rejected: None,
+            ..Self::new("cancelled", "cancelled")
         }
     }
 
@@ -164,19 +183,30 @@ impl Worker {
                     .await
             }
             Err(e) => {
-                let (code, message) = match self.inner.models.state(&model_name) {
+                // A failed load is this worker's trouble when other workers
+                // share the queue (a corrupt copy, a full disk): they may
+                // load it. Alone, no other try would fare better.
+                let shared = self.inner.db.is_shared();
+                let (code, message, worker_side) = match self.inner.models.state(&model_name) {
                     Some(ModelState::Failed { code, message }) => (
                         "model_failed",
                         format!("model `{model_name}` failed to load ({code}): {message}"),
+                        shared && code != "memory_budget_exceeded",
                     ),
-                    _ => (model_error_code(&e), e.to_string()),
+                    _ => (model_error_code(&e), e.to_string(), false),
                 };
                 ready
                     .iter()
-                    .map(|_| Err(Failure::new(code, message.clone())))
+                    .map(|_| {
+                        Err(Failure {
+                            worker_side,
+                            ..Failure::new(code, message.clone())
+                        })
+                    })
                     .collect()
             }
         };
+        self.record_circuit(&model_name, &outcomes);
         for (((job, _), outcome), span) in ready.iter().zip(outcomes).zip(ready_spans) {
             self.finish_job(job, outcome).instrument(span).await?;
         }
@@ -280,7 +310,7 @@ impl Worker {
             None => jobs
                 .iter()
                 .map(|_| {
-                    Err(Failure::new(
+                    Err(Failure::worker_side(
                         "engine_panic",
                         "the engine panicked; see the server log",
                     ))
@@ -292,8 +322,15 @@ impl Worker {
             Some(Err(e)) => {
                 let code = e.code();
                 let message = e.to_string();
+                let worker_side =
+                    matches!(&e, pipeline::RenderError::Engine(engine) if !engine.is_bad_request());
                 jobs.iter()
-                    .map(|_| Err(Failure::new(code, message.clone())))
+                    .map(|_| {
+                        Err(Failure {
+                            worker_side,
+                            ..Failure::new(code, message.clone())
+                        })
+                    })
                     .collect()
             }
             Some(Ok(per_job)) => per_job
@@ -403,6 +440,15 @@ impl Worker {
                 self.inner.bus.publish(JobEvent::Queued { job_id });
             }
             (_, Ok(images)) => self.complete(job, images).await?,
+            (_, Err(f)) if f.worker_side && job.attempts < MAX_ATTEMPTS => {
+                tracing::warn!(
+                    job = %job_id, code = f.code, message = %f.message, attempt = job.attempts,
+                    "failed on this worker; back to the queue for another try"
+                );
+                db.requeue(fence).await.map_err(JobError::Store)?;
+                self.inner.bus.publish(JobEvent::Queued { job_id });
+                self.inner.bus.wake_all();
+            }
             (_, Err(f)) if f.cancelled => {
                 tracing::info!(job = %job_id, "job cancelled while running");
                 if let Some(done) = self.record_stop(fence, CancelReason::User).await? {
@@ -477,7 +523,11 @@ impl Worker {
         let stored = self.record_processed(job, &images);
         let store_started = std::time::Instant::now();
         let store = tracing::info_span!("store", images = images.len());
-        match self.store_images(job, images).instrument(store).await {
+        match self
+            .store_with_retries(job, &images)
+            .instrument(store)
+            .await
+        {
             Ok(ids) => {
                 self.record_succeeded(job, stored, store_started.elapsed().as_secs_f64());
                 tracing::info!(job = %job_id, images = ids.len(), "job succeeded");
@@ -499,38 +549,60 @@ impl Worker {
                     image_ids: ids,
                 });
             }
-            Err(e) => {
-                // Cancelled (or finished elsewhere) at the last moment: the
-                // store refused the completion, so report what it holds.
-                let current = housekeeping::get_job(&self.inner.db, job_id).await?;
-                if current.status.is_terminal() {
-                    self.inner.bus.publish(terminal_or_current_event(&current));
-                    return Ok(());
-                }
-                tracing::error!(job = %job_id, error = %e, "storing images failed");
-                self.inner
-                    .db
-                    .mark_failed(Fence::of(job), "storage_failed", &e.to_string())
-                    .await
-                    .map_err(JobError::Store)?;
-                self.record_unsuccessful(job, JobOutcome::Failed, "storage_failed");
-                self.inner.bus.publish(JobEvent::Failed {
-                    job_id,
-                    code: "storage_failed".into(),
-                    message: "storing the images failed; see the server log".into(),
-                });
-            }
+            Err(e) => self.not_stored(job, e).await?,
         }
+        Ok(())
+    }
+
+    /// Storing a finished job's images failed for good: report what the
+    /// store holds if the job is no longer this claim's (cancelled at the
+    /// last moment, or taken by another worker), else give the job back to
+    /// the queue while it has tries left, else fail it `storage_failed`.
+    async fn not_stored(&self, job: &Job, e: JobError) -> Result<(), JobError> {
+        let job_id = job.id;
+        let fence = Fence::of(job);
+        let current = housekeeping::get_job(&self.inner.db, job_id).await?;
+        if current.status.is_terminal() {
+            self.inner.bus.publish(terminal_or_current_event(&current));
+            return Ok(());
+        }
+        if current.attempts != job.attempts {
+            tracing::warn!(job = %job_id, "lease lost while storing; another worker has the job");
+            return Ok(());
+        }
+        if store::retryable(&e) && job.attempts < MAX_ATTEMPTS {
+            tracing::error!(job = %job_id, error = %e, attempt = job.attempts,
+                "storing images failed; back to the queue for another try");
+            self.inner
+                .db
+                .requeue(fence)
+                .await
+                .map_err(JobError::Store)?;
+            self.inner.bus.publish(JobEvent::Queued { job_id });
+            return Ok(());
+        }
+        tracing::error!(job = %job_id, error = %e, "storing images failed");
+        self.inner
+            .db
+            .mark_failed(fence, "storage_failed", &e.to_string())
+            .await
+            .map_err(JobError::Store)?;
+        self.record_unsuccessful(job, JobOutcome::Failed, "storage_failed");
+        self.inner.bus.publish(JobEvent::Failed {
+            job_id,
+            code: "storage_failed".into(),
+            message: "storing the images failed; see the server log".into(),
+        });
         Ok(())
     }
 
     /// Writes the files, then records every image and completes the job in
     /// one transaction. Files written for a transaction that fails are
     /// removed again, so nothing is stored half-way.
-    async fn store_images(
+    pub(super) async fn store_images(
         &self,
         job: &Job,
-        images: Vec<RenderedImage>,
+        images: &[RenderedImage],
     ) -> Result<Vec<ImageId>, JobError> {
         // Each row comes from its image's record, which carries the hash of
         // the model that rendered it: the model is not looked up again (it
@@ -538,11 +610,15 @@ impl Worker {
         let format = job.options.output_format;
         let mut records = Vec::with_capacity(images.len());
         let mut written = Vec::with_capacity(images.len());
-        for mut image in images {
+        for image in images {
             let key = easel_store::image_key(image.id, format, job.created_at);
-            let bytes = std::mem::take(&mut image.bytes);
-            let byte_size = bytes.len() as u64;
-            if let Err(e) = self.inner.blobs.put(&key, Bytes::from(bytes)).await {
+            let byte_size = image.bytes.len() as u64;
+            if let Err(e) = self
+                .inner
+                .blobs
+                .put(&key, Bytes::from(image.bytes.clone()))
+                .await
+            {
                 self.remove_blobs(&written).await;
                 return Err(JobError::Blob(e));
             }

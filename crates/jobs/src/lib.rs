@@ -28,6 +28,10 @@
 //! - [`batch`]: one claimed batch end to end: engine call, leases,
 //!   deadlines, storing each job's images once.
 //! - [`running`]: stopping one job of a batch without stopping the rest.
+//! - [`circuit`]: the per-model circuit breaker that leaves a model whose
+//!   engine keeps failing on this worker to other workers (pure state).
+//! - [`worker::registry`]: registration, heartbeats and drain requests in
+//!   the store's worker registry.
 //! - [`engine_thread`]: the OS thread engine calls run on (never the async
 //!   runtime's threads).
 //! - [`pipeline`]: one job's work without a queue (engine, then encoding with
@@ -48,6 +52,7 @@
 pub mod admission;
 pub mod batch;
 pub mod bus;
+pub mod circuit;
 pub mod engine_thread;
 pub mod error;
 pub mod events;

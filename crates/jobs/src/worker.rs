@@ -15,10 +15,17 @@
 //! On shutdown the loop stops claiming; a batch still running when the
 //! grace period ends is cancelled and its jobs go back to the queue, so the
 //! next start finishes them.
+//!
+//! A running worker registers itself in the store's worker registry and
+//! heartbeats ([`registry`]); an operator's drain request reaches it there
+//! and it stops claiming, as on shutdown. A model whose engine calls keep
+//! failing on this worker is left to other workers for a while
+//! ([`crate::circuit`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use easel_core::JobId;
 use easel_engine::CancelToken;
@@ -28,6 +35,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::bus::Bus;
+use crate::circuit::Circuits;
 use crate::engine_thread::EngineThread;
 use crate::error::JobError;
 use crate::housekeeping;
@@ -113,6 +121,12 @@ pub(crate) struct Inner {
     pub(crate) metrics: Metrics,
     /// The jobs this worker is running, with their batch's token.
     pub(crate) running: Mutex<HashMap<JobId, Running>>,
+    /// Its id in the worker registry and the owner name of its claims.
+    pub(crate) id: String,
+    /// Set when it must claim nothing more (drain requested, shutdown).
+    pub(crate) draining: AtomicBool,
+    /// Its circuit breaker, per model.
+    pub(crate) circuits: Mutex<Circuits>,
 }
 
 /// The running worker loop. Dropping it without [`WorkerHandle::shutdown`]
@@ -121,6 +135,7 @@ pub struct WorkerHandle {
     worker: Worker,
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
+    heartbeat: Option<JoinHandle<()>>,
 }
 
 /// What one turn of the loop did.
@@ -132,7 +147,7 @@ enum Turn {
 }
 
 /// One loop's own state: its engine thread, its scheduler and the name it
-/// claims jobs under.
+/// claims jobs under (its worker's id).
 pub(crate) struct Lane {
     pub(crate) engine: Arc<EngineThread>,
     pub(crate) settings: WorkerSettings,
@@ -141,31 +156,40 @@ pub(crate) struct Lane {
 }
 
 impl Lane {
-    fn new(settings: WorkerSettings) -> Self {
+    fn new(name: &str, settings: WorkerSettings) -> Self {
         Self {
             engine: Arc::new(EngineThread::start()),
             scheduler: Scheduler::new(settings.max_batch_images, settings.batch_window),
             settings,
-            name: lane_name(),
+            name: name.to_string(),
         }
     }
 }
 
-/// The name a lane claims jobs under (the jobs' `lease_owner`): host,
-/// process and a random part, so that no two lanes share one, not even
-/// containers that all run as pid 1 or two lanes of one process.
-fn lane_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+/// The host this process runs on (the pod's name on Kubernetes).
+pub(crate) fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "easel".into());
+        .unwrap_or_else(|| "easel".into())
+}
+
+/// A worker's id (its registry entry and the jobs' `lease_owner`): host,
+/// process and a random part, so that no two workers share one, not even
+/// containers that all run as pid 1 or two workers of one process.
+fn worker_id() -> String {
     let random = std::hash::BuildHasher::hash_one(
         &std::collections::hash_map::RandomState::new(),
         std::time::SystemTime::now(),
     );
-    format!("{host}-{}-{:08x}", std::process::id(), random & 0xffff_ffff)
+    format!(
+        "{}-{}-{:08x}",
+        host_name(),
+        std::process::id(),
+        random & 0xffff_ffff
+    )
 }
 
 impl Worker {
@@ -191,6 +215,9 @@ impl Worker {
                 settings,
                 metrics,
                 running: Mutex::new(HashMap::new()),
+                id: worker_id(),
+                draining: AtomicBool::new(false),
+                circuits: Mutex::new(Circuits::new()),
             }),
         }
     }
@@ -210,8 +237,47 @@ impl Worker {
                 settings,
                 metrics: inner.metrics.clone(),
                 running: Mutex::new(HashMap::new()),
+                id: worker_id(),
+                draining: AtomicBool::new(false),
+                circuits: Mutex::new(Circuits::new()),
             }),
         }
+    }
+
+    /// Its id in the worker registry (`GET /v1/admin/workers`), which its
+    /// claims carry as the jobs' lease owner.
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// Whether it has stopped claiming jobs (a drain was requested, or it
+    /// is shutting down).
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::SeqCst)
+    }
+
+    /// Stops claiming jobs; what it runs finishes. Wakes the loop so it
+    /// notices at once. There is no way back short of a restart: a drained
+    /// worker is on its way out.
+    pub fn drain(&self) {
+        if !self.inner.draining.swap(true, Ordering::SeqCst) {
+            tracing::warn!(worker = %self.inner.id, "draining: claiming no more jobs");
+            self.inner.bus.wake_all();
+        }
+    }
+
+    /// The models whose circuit breaker is open on this worker now, with
+    /// how long until each closes.
+    pub fn open_circuits(&self) -> Vec<(String, Duration)> {
+        let now = Instant::now();
+        self.inner
+            .circuits
+            .lock()
+            .expect("circuits lock poisoned")
+            .open(now)
+            .into_iter()
+            .map(|(model, until)| (model, until - now))
+            .collect()
     }
 
     /// The models this worker serves.
@@ -248,18 +314,22 @@ impl Worker {
         Ok(ids.len() as u64)
     }
 
-    /// Starts the loop on the current runtime, with its own engine thread.
+    /// Starts the loop on the current runtime, with its own engine thread,
+    /// and the registry heartbeat beside it.
     pub fn start(&self) -> WorkerHandle {
         let (stop, stop_rx) = watch::channel(false);
         let worker = self.clone();
         let settings = self.inner.settings.clone();
+        let name = self.inner.id.clone();
         let task = tokio::spawn(async move {
-            worker_loop(worker, Lane::new(settings), stop_rx).await;
+            worker_loop(worker, Lane::new(&name, settings), stop_rx).await;
         });
+        let heartbeat = tokio::spawn(registry::heartbeat(self.clone()));
         WorkerHandle {
             worker: self.clone(),
             stop,
             task: Some(task),
+            heartbeat: Some(heartbeat),
         }
     }
 
@@ -279,10 +349,13 @@ impl Worker {
     /// [`Worker::run_pending`] forming batches with `settings` instead (as
     /// the loop does, without the window).
     pub async fn run_pending_with(&self, settings: WorkerSettings) -> Result<usize, JobError> {
-        let mut lane = Lane::new(WorkerSettings {
-            batch_window: Duration::ZERO,
-            ..settings
-        });
+        let mut lane = Lane::new(
+            &self.inner.id,
+            WorkerSettings {
+                batch_window: Duration::ZERO,
+                ..settings
+            },
+        );
         let mut n = 0;
         loop {
             match self.turn(&mut lane).await? {
@@ -297,6 +370,9 @@ impl Worker {
     async fn turn(&self, lane: &mut Lane) -> Result<(Turn, usize), JobError> {
         let inner = &self.inner;
         let db = &inner.db;
+        if self.is_draining() {
+            return Ok((Turn::Wait(IDLE_POLL), 0));
+        }
         let requeued = db.requeue_expired_leases().await.map_err(JobError::Store)?;
         if !requeued.is_empty() {
             tracing::warn!(jobs = requeued.len(), "requeued jobs whose lease expired");
@@ -311,16 +387,27 @@ impl Worker {
         }
         let candidates: Vec<Candidate> = queued.iter().map(Candidate::from).collect();
         let models = &inner.models;
+        // Models this worker gave up on for now: their jobs are left to
+        // other workers (or to this one once the back-off ends).
+        let open: Vec<String> = self.open_circuits().into_iter().map(|(m, _)| m).collect();
+        if candidates.iter().all(|c| open.contains(&c.key.model)) {
+            return Ok((Turn::Wait(IDLE_POLL), 0));
+        }
         // A job whose model is loading (or waiting for memory) waits, and
         // asking for the model starts its load; an unknown model or one that
         // failed to load is "runnable", so that its jobs fail with the
         // reason instead of waiting for ever.
-        let runnable = |c: &Candidate| match models.state(&c.key.model) {
-            None | Some(ModelState::Ready) => true,
-            Some(ModelState::Failed { code, .. }) if code != "memory_budget_exceeded" => true,
-            Some(_) => {
-                let _ = models.get(Some(&c.key.model));
-                false
+        let runnable = |c: &Candidate| {
+            if open.contains(&c.key.model) {
+                return false;
+            }
+            match models.state(&c.key.model) {
+                None | Some(ModelState::Ready) => true,
+                Some(ModelState::Failed { code, .. }) if code != "memory_budget_exceeded" => true,
+                Some(_) => {
+                    let _ = models.get(Some(&c.key.model));
+                    false
+                }
             }
         };
         // Every worker plans from the same counters, in any process.
@@ -392,15 +479,26 @@ async fn worker_loop(worker: Worker, mut lane: Lane, mut stop: watch::Receiver<b
 impl WorkerHandle {
     /// Stops claiming, lets the running batch finish within `grace`, and
     /// otherwise cancels it and puts its jobs back in the queue. Returns
-    /// when the loop has ended.
+    /// when the loop has ended; the registry then shows it stopped.
     pub async fn shutdown(mut self, grace: Duration) {
+        self.worker.drain();
         let _ = self.stop.send(true);
+        if let Some(heartbeat) = self.heartbeat.take() {
+            heartbeat.abort();
+        }
+        registry::report_draining(&self.worker).await;
         let Some(mut task) = self.task.take() else {
             return;
         };
-        if tokio::time::timeout(grace, &mut task).await.is_ok() {
-            return;
+        if tokio::time::timeout(grace, &mut task).await.is_err() {
+            self.requeue_running(grace, task).await;
         }
+        registry::report_stopped(&self.worker).await;
+    }
+
+    /// The grace period ended with a batch still running: cancel it, and
+    /// its jobs go back to the queue.
+    async fn requeue_running(&self, grace: Duration, task: JoinHandle<()>) {
         tracing::warn!(
             grace_s = grace.as_secs_f64(),
             "running batch did not finish in time; requeueing its jobs"
@@ -432,8 +530,12 @@ impl Drop for WorkerHandle {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+        if let Some(heartbeat) = self.heartbeat.take() {
+            heartbeat.abort();
+        }
     }
 }
 
+pub mod registry;
 #[cfg(test)]
 mod tests;

@@ -174,6 +174,7 @@ impl Application {
             config: Arc::new(config),
             jobs,
             models,
+            worker: worker.clone(),
         };
         Ok(Self {
             listener,

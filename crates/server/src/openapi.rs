@@ -4,7 +4,7 @@ use utoipa::Modify;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::routes::{admin, audit, content, health, images, jobs, models, watermark};
+use crate::routes::{admin, audit, content, health, images, jobs, models, watermark, workers};
 
 /// The API description, built from the handlers' annotations.
 #[derive(OpenApi)]
@@ -38,6 +38,8 @@ use crate::routes::{admin, audit, content, health, images, jobs, models, waterma
         admin::load_model,
         admin::unload_model,
         audit::list_audit,
+        workers::list_workers,
+        workers::drain_worker,
         health::healthz,
         health::readyz,
     ),
@@ -52,6 +54,8 @@ use crate::routes::{admin, audit, content, health, images, jobs, models, waterma
         watermark::DetectResponse,
         watermark::DetectedImage,
         audit::AuditEventDto,
+        workers::WorkerList,
+        workers::WorkerObject,
         crate::error::ErrorBody,
         crate::error::ErrorDetail,
     )),
@@ -61,7 +65,7 @@ use crate::routes::{admin, audit, content, health, images, jobs, models, waterma
         (name = "images", description = "OpenAI-compatible image routes and stored images"),
         (name = "jobs", description = "Asynchronous jobs and their progress events"),
         (name = "models", description = "Served models"),
-        (name = "admin", description = "Administration (scope `admin`): the warm model pool and the audit log"),
+        (name = "admin", description = "Administration (scope `admin`): the warm model pool, the worker registry and the audit log"),
         (name = "health", description = "Probes"),
     )
 )]

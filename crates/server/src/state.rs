@@ -29,6 +29,9 @@ pub struct AppState {
     /// This application's metrics, served at `/metrics` (the job system
     /// records into the same registry).
     pub metrics: easel_telemetry::metrics::Metrics,
+    /// This process's worker when it runs one (roles `all` and `worker`),
+    /// for `/readyz`: draining, open circuit breakers.
+    pub worker: Option<easel_jobs::Worker>,
 }
 
 impl AppState {

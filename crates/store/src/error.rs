@@ -20,6 +20,10 @@ pub enum StoreError {
     #[error("image {0} does not exist")]
     ImageNotFound(ImageId),
 
+    /// No worker is registered under this id.
+    #[error("no worker `{0}` is registered (see GET /v1/admin/workers)")]
+    WorkerNotFound(String),
+
     /// No object is stored under this key.
     #[error("no object is stored under `{0}`")]
     BlobNotFound(String),
@@ -149,6 +153,7 @@ impl StoreError {
             StoreError::JobNotFound(_) => "job_not_found",
             StoreError::ImageNotFound(_) => "image_not_found",
             StoreError::BlobNotFound(_) => "object_not_found",
+            StoreError::WorkerNotFound(_) => "worker_not_found",
             StoreError::InvalidKey { .. } => "invalid_object_key",
             StoreError::InvalidCursor => "invalid_cursor",
             StoreError::InvalidLimit { .. } => "invalid_limit",

@@ -35,7 +35,7 @@
 //!
 //! # Layout
 //! - `error`: [`StoreError`], one enum with a stable [`code`](StoreError::code) per variant.
-//! - `records`: plain record types ([`NewJob`], [`Job`], [`QueuedJob`], [`NewImage`], [`Image`], audit events) and the fair-share arithmetic ([`FairShare`]).
+//! - `records`: plain record types ([`NewJob`], [`Job`], [`QueuedJob`], [`NewImage`], [`Image`], audit events, the worker registry's [`NewWorker`] and [`WorkerRecord`]) and the fair-share arithmetic ([`FairShare`]).
 //! - `url`: parsing `database.url` into a backend and a location.
 //! - `db`: [`Db`]: opening by URL or path, and every repository method, checked once and handed to a backend.
 //! - `rows`: decoding rows of either backend into records.
@@ -50,7 +50,7 @@
 //! # async fn demo(params: easel_core::GenerationParams) -> Result<(), easel_store::StoreError> {
 //! use std::time::Duration;
 //! use easel_core::Tier;
-//! use easel_store::{Blobs, Db, NewJob};
+//! use easel_store::{Blobs, Db, Fence, NewJob};
 //!
 //! // Or "postgres://easel@db.internal/easel" for several replicas.
 //! let db = Db::connect("sqlite://easel-data/easel.db").await?;
@@ -65,7 +65,7 @@
 //! // In a worker: claim, generate, store bytes, then complete atomically.
 //! if let Some(job) = db.claim_next_queued("worker-1", Duration::from_secs(60)).await? {
 //!     // ... encode each image, `blobs.put(&key, bytes)`, build `NewImage`s ...
-//!     let (_job, _images) = db.complete_job_with_images(job.id, vec![]).await?;
+//!     let (_job, _images) = db.complete_job_with_images(Fence::of(&job), vec![]).await?;
 //! }
 //! let _ = (job, blobs);
 //! # Ok(()) }
@@ -86,6 +86,7 @@ mod url;
 pub use blobs::{Blobs, S3Options, ServerSideEncryption, image_key};
 pub use db::{
     CHANNEL_CANCEL, CHANNEL_QUEUED, Db, DbOptions, Listener, MAX_AUDIT_PAGE, MAX_JOB_PAGE,
+    WORKER_RETENTION_MS,
 };
 pub use error::{Result, StoreError};
 pub use records::audit::{AuditEvent, AuditQuery, NewAuditEvent};
@@ -97,3 +98,4 @@ pub use records::job::{
 };
 pub use records::notify::Notification;
 pub use records::queue::QueuedJob;
+pub use records::worker::{MISSED_HEARTBEATS, NewWorker, WorkerBeat, WorkerRecord, WorkerState};

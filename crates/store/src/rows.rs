@@ -19,6 +19,7 @@ use crate::records::fair_share::FairShares;
 use crate::records::image::Image;
 use crate::records::job::Job;
 use crate::records::queue::QueuedJob;
+use crate::records::worker::{WorkerRecord, WorkerState};
 
 /// The typed reads a row offers, by column name.
 pub(crate) trait Columns {
@@ -130,6 +131,37 @@ pub(crate) fn catalog_entry(row: &impl Columns) -> Result<CatalogEntry> {
         name: row.text("name")?,
         info: row.json("info")?,
         updated_at: time(row.int("updated_at")?, "model_catalog.updated_at")?,
+    })
+}
+
+/// A `workers` row, read with the database's time as column `now_ms`.
+pub(crate) fn worker(row: &impl Columns) -> Result<WorkerRecord> {
+    let every_ms = row.int("heartbeat_every_ms")?;
+    let heartbeat_ms = row.int("heartbeat_at")?;
+    let stopped_at = opt_time(row.opt_int("stopped_at")?, "workers.stopped_at")?;
+    let drain_requested = row.flag("drain_requested")?;
+    let draining = row.flag("draining")? || drain_requested;
+    let state = WorkerState::judge(
+        stopped_at.is_some(),
+        draining,
+        heartbeat_ms,
+        every_ms,
+        row.int("now_ms")?,
+    );
+    Ok(WorkerRecord {
+        id: row.text("id")?,
+        host: row.text("host")?,
+        pid: u32::try_from(row.int("pid")?).map_err(|e| StoreError::corrupt("workers.pid", e))?,
+        version: row.text("version")?,
+        models: row.json("models")?,
+        open_circuits: row.json("open_circuits")?,
+        heartbeat_every: std::time::Duration::from_millis(every_ms.max(0) as u64),
+        started_at: time(row.int("started_at")?, "workers.started_at")?,
+        last_heartbeat_at: time(heartbeat_ms, "workers.heartbeat_at")?,
+        drain_requested,
+        stopped_at,
+        state,
+        running_jobs: Vec::new(),
     })
 }
 

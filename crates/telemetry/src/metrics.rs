@@ -72,6 +72,7 @@ pub const CATALOGUE: &[(&str, &str)] = &[
     ("easel_models_loaded", "gauge"),
     ("easel_model_memory_bytes", "gauge"),
     ("easel_model_errors", "counter"),
+    ("easel_model_circuit_open", "gauge"),
     ("easel_device_busy_seconds", "counter"),
     ("easel_cpu_utilization_ratio", "gauge"),
     ("easel_gpu_utilization_ratio", "gauge"),
@@ -266,6 +267,15 @@ impl Metrics {
             .model_load
             .get_or_create(&model_labels(model))
             .observe(seconds);
+    }
+
+    /// Whether this worker's circuit breaker for `model` is open (it claims
+    /// none of the model's jobs for now).
+    pub fn set_circuit_open(&self, model: &str, open: bool) {
+        self.f()
+            .model_circuit_open
+            .get_or_create(&model_labels(model))
+            .set(i64::from(open));
     }
 
     /// A model failed to load, or its engine call failed, with `code`.

@@ -11,7 +11,7 @@ use crate::pipeline::RenderedImage;
 /// up again, so an eviction between render and store changes nothing.
 pub(crate) fn image_row(
     job: &Job,
-    image: RenderedImage,
+    image: &RenderedImage,
     object_key: String,
     byte_size: u64,
 ) -> NewImage {
@@ -21,7 +21,7 @@ pub(crate) fn image_row(
         timing("decode", image.timings.decode_s),
     ];
     timings.extend(image.post_stages.iter().map(|&(s, t)| timing(s, t)));
-    let record = image.record;
+    let record = image.record.clone();
     NewImage {
         id: image.id,
         index_in_job: image.index,
@@ -39,16 +39,16 @@ pub(crate) fn image_row(
         height: image.height,
         format: job.options.output_format,
         byte_size,
-        sha256: image.sha256,
+        sha256: image.sha256.clone(),
         object_key,
         timings,
-        warnings: image.warnings,
+        warnings: image.warnings.clone(),
         watermark_id: record.watermark_id,
-        perceptual_hash: image.perceptual_hash,
+        perceptual_hash: image.perceptual_hash.clone(),
         quality_score: image.quality_score,
         request_id: job.request_id.clone(),
-        moderation: image.moderation,
-        flags: image.flags,
+        moderation: image.moderation.clone(),
+        flags: image.flags.clone(),
     }
 }
 

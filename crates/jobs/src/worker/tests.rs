@@ -147,9 +147,9 @@ async fn a_cancel_on_the_bus_stops_a_running_job_without_waiting_for_the_lease()
 }
 
 #[test]
-fn lanes_have_names_of_their_own() {
-    let (a, b) = (super::lane_name(), super::lane_name());
-    assert_ne!(a, b, "two lanes of one process");
+fn workers_have_ids_of_their_own() {
+    let (a, b) = (super::worker_id(), super::worker_id());
+    assert_ne!(a, b, "two workers of one process");
     assert!(a.contains(&format!("-{}-", std::process::id())), "{a}");
 }
 
@@ -199,8 +199,8 @@ async fn two_workers_share_one_fair_order_through_the_store() {
     // worker has run nothing itself, but plans from the counters the first
     // one charged: the light user leads the second batch overall. With
     // counters per process it would have run another heavy job first.
-    let mut first_lane = Lane::new(settings.clone());
-    let mut second_lane = Lane::new(settings);
+    let mut first_lane = Lane::new(first.id(), settings.clone());
+    let mut second_lane = Lane::new(second.id(), settings);
     let (_, ran) = first.turn(&mut first_lane).await.unwrap();
     assert_eq!(ran, 1);
     assert_eq!(
@@ -214,4 +214,97 @@ async fn two_workers_share_one_fair_order_through_the_store() {
         JobStatus::Succeeded,
         "the light user's job ran in the second batch"
     );
+}
+
+/// A model whose engine calls fail (as a broken device or a corrupt file
+/// would make them) while `failing` is set, and otherwise work.
+struct FlakyModel {
+    inner: FakeModel,
+    failing: std::sync::atomic::AtomicBool,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl Generator for FlakyModel {
+    fn info(&self) -> &ModelInfo {
+        self.inner.info()
+    }
+
+    fn generate(
+        &self,
+        requests: &[ImageRequest],
+        progress: &mut dyn easel_engine::ProgressSink,
+        cancel: &CancelToken,
+    ) -> Result<Vec<GeneratedImage>, EngineError> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(EngineError::Compute("device lost".into()));
+        }
+        self.inner.generate(requests, progress, cancel)
+    }
+}
+
+#[tokio::test]
+async fn engine_failures_requeue_a_job_up_to_its_attempts_and_trip_the_models_circuit() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Arc::new(FlakyModel {
+        inner: FakeModel(fake_info()),
+        failing: true.into(),
+        calls: 0.into(),
+    });
+    let bus = Bus::new();
+    let (jobs, worker) = pair(
+        dir.path(),
+        model.clone(),
+        bus.clone(),
+        bus,
+        WorkerSettings::default(),
+    )
+    .await;
+    let (first, _) = jobs.submit(fake_job("16x16", 1)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let (second, _) = jobs.submit(fake_job("16x16", 1)).await.unwrap();
+
+    // The first job is tried three times (each failure puts it back), then
+    // fails for good; the third failure in a row opens the circuit, so the
+    // second job is not claimed at all.
+    worker.run_pending().await.unwrap();
+    assert_eq!(model.calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+    let failed = jobs.db().get_job(first.id).await.unwrap();
+    assert_eq!(failed.status, JobStatus::Failed);
+    assert_eq!(failed.attempts, crate::batch::MAX_ATTEMPTS);
+    assert_eq!(failed.error_code.as_deref(), Some("engine_error"));
+    let waiting = jobs.db().get_job(second.id).await.unwrap();
+    assert_eq!(waiting.status, JobStatus::Queued);
+    assert_eq!(waiting.attempts, 0);
+    let open = worker.open_circuits();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].0, "fake");
+    assert!(open[0].1 <= crate::circuit::FIRST_BACKOFF);
+    assert!(
+        worker
+            .metrics()
+            .render()
+            .contains("easel_model_circuit_open{model=\"fake\"} 1"),
+        "{}",
+        worker.metrics().render()
+    );
+}
+
+#[tokio::test]
+async fn a_drained_worker_claims_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Bus::new();
+    let model = Arc::new(FakeModel(fake_info()));
+    let (jobs, worker) = pair(
+        dir.path(),
+        model,
+        bus.clone(),
+        bus,
+        WorkerSettings::default(),
+    )
+    .await;
+    jobs.submit(fake_job("16x16", 1)).await.unwrap();
+    worker.drain();
+    assert!(worker.is_draining());
+    assert_eq!(worker.run_pending().await.unwrap(), 0);
 }

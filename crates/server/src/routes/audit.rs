@@ -52,12 +52,14 @@ pub struct AuditEventDto {
     /// When it was appended, RFC 3339 UTC with milliseconds.
     pub at: String,
     /// Dotted event type: `config.loaded`, `job.created`, `job.cancelled`,
-    /// `model.loaded`, `model.load_failed`, `model.unloaded`.
+    /// `model.loaded`, `model.load_failed`, `model.unloaded`,
+    /// `worker.drain_requested`.
     #[serde(rename = "type")]
     pub event_type: String,
     /// Who did it: an API key's name; null for the server itself.
     pub actor: Option<String>,
-    /// What it was done to: a job id, a model name; null when none.
+    /// What it was done to: a job id, a model name, a worker id; null when
+    /// none.
     pub subject: Option<String>,
     /// Event-specific details (JSON).
     #[schema(value_type = Object)]

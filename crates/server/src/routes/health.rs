@@ -2,7 +2,10 @@
 //! database and object store reachable, the default model loaded — or, in
 //! the `api` role, described by a worker — and taking jobs). `/readyz` also
 //! lists every model's state, so a model that failed to load shows up even
-//! while the default one serves.
+//! while the default one serves, and, where the process runs a worker, the
+//! worker's id, whether it is draining and its open circuit breakers. A
+//! `worker` process that drains is not ready; neither is a worker whose
+//! circuit breaker for the default model is open.
 
 use axum::Json;
 use axum::extract::State;
@@ -20,6 +23,50 @@ pub struct Health {
     /// `/readyz` only: every configured model's state.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<ModelHealth>,
+    /// `/readyz` only, where the process runs a worker: its state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<WorkerHealth>,
+}
+
+/// The worker of this process, as `/readyz` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WorkerHealth {
+    /// Its id in the worker registry (`GET /v1/admin/workers`).
+    pub id: String,
+    /// `active`, or `draining` (it claims no new jobs).
+    pub state: String,
+    /// Models whose circuit breaker is open: this worker claims none of
+    /// their jobs until the back-off ends.
+    pub open_circuits: Vec<CircuitHealth>,
+}
+
+/// One open circuit breaker.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CircuitHealth {
+    /// The model.
+    pub model: String,
+    /// Seconds until its next trial.
+    pub closes_in_seconds: u64,
+}
+
+fn worker_health(worker: &easel_jobs::Worker) -> WorkerHealth {
+    WorkerHealth {
+        id: worker.id().to_string(),
+        state: if worker.is_draining() {
+            "draining"
+        } else {
+            "active"
+        }
+        .into(),
+        open_circuits: worker
+            .open_circuits()
+            .into_iter()
+            .map(|(model, left)| CircuitHealth {
+                model,
+                closes_in_seconds: left.as_secs_f64().ceil() as u64,
+            })
+            .collect(),
+    }
 }
 
 /// One model's state, as `/readyz` lists it.
@@ -69,6 +116,7 @@ pub async fn healthz() -> Json<Health> {
     Json(Health {
         status: "ok".into(),
         models: Vec::new(),
+        worker: None,
     })
 }
 
@@ -124,11 +172,27 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
     if !state.jobs.is_accepting() {
         missing.push("shutting down".into());
     }
+    let worker = state.worker.as_ref().map(worker_health);
+    if let Some(w) = &worker {
+        let role = state.config.role;
+        if w.state == "draining" && !role.serves_api() {
+            missing.push("draining: this worker claims no new jobs".into());
+        }
+        let default = models.default_name();
+        if let Some(c) = w.open_circuits.iter().find(|c| c.model == default) {
+            missing.push(format!(
+                "circuit breaker open for the default model `{default}` after repeated \
+                 engine failures (next try in {} s)",
+                c.closes_in_seconds
+            ));
+        }
+    }
     let listed = model_health(models);
     if missing.is_empty() {
         Ok(Json(Health {
             status: "ready".into(),
             models: listed,
+            worker,
         }))
     } else {
         let states: Vec<String> = listed

@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod models;
 pub mod watermark;
+pub mod workers;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -39,6 +40,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/models/{name}/load", post(admin::load_model))
         .route("/v1/admin/models/{name}/unload", post(admin::unload_model))
         .route("/v1/admin/audit", get(audit::list_audit))
+        .route("/v1/admin/workers", get(workers::list_workers))
+        .route("/v1/admin/workers/{id}/drain", post(workers::drain_worker))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::extract::require_key,

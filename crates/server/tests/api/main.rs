@@ -24,3 +24,4 @@ mod seeds;
 mod service;
 mod tracing;
 mod watermark;
+mod workers;

@@ -339,11 +339,16 @@ async fn requests_leave_exactly_their_series_in_metrics() {
     );
 
     // Every family of the catalogue is served with its type, once it has a
-    // series: here all but the model errors (none happened), GPU
+    // series: here all but the model errors and circuit breakers (no model
+    // failed), GPU
     // utilisation (no NVML) and, when the image was not scored, the
     // quality score. Those are left out, `# TYPE` included, as Prometheus's
     // own clients do.
-    let mut empty = vec!["easel_model_errors", "easel_gpu_utilization_ratio"];
+    let mut empty = vec![
+        "easel_model_errors",
+        "easel_model_circuit_open",
+        "easel_gpu_utilization_ratio",
+    ];
     if record["quality_score"].is_null() {
         empty.push("easel_image_quality_score");
     }

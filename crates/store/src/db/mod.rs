@@ -14,6 +14,7 @@ mod jobs;
 mod notify;
 mod open;
 mod queue;
+mod workers;
 
 pub use audit::MAX_AUDIT_PAGE;
 pub(crate) use fair_share::{ShareWrites, VtimeWrite};
@@ -21,6 +22,7 @@ pub use jobs::MAX_JOB_PAGE;
 pub(crate) use jobs::queue_full;
 pub use notify::{CHANNEL_CANCEL, CHANNEL_QUEUED, Listener};
 pub use open::DbOptions;
+pub use workers::WORKER_RETENTION_MS;
 
 use easel_core::{JobId, JobStatus, SharedClock, SystemClock};
 

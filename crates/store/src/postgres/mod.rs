@@ -37,6 +37,7 @@ pub(crate) mod notify;
 mod open;
 mod queue;
 mod rows;
+mod workers;
 
 use sqlx::PgPool;
 

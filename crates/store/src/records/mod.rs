@@ -8,3 +8,4 @@ pub mod image;
 pub mod job;
 pub mod notify;
 pub mod queue;
+pub mod worker;

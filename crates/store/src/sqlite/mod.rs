@@ -21,6 +21,7 @@ mod jobs;
 mod open;
 mod queue;
 mod rows;
+mod workers;
 
 use sqlx::SqlitePool;
 

@@ -17,3 +17,4 @@ mod provenance;
 mod queue;
 mod replicas;
 mod s3;
+mod workers;

@@ -59,6 +59,7 @@ pub(super) struct Families {
     pub models_loaded: Gauge,
     pub model_memory: Family<ModelLabels, Gauge>,
     pub model_errors: Family<ModelCodeLabels, Counter>,
+    pub model_circuit_open: Family<ModelLabels, Gauge>,
     pub device_busy: Family<DeviceLabels, FloatCounter>,
     pub cpu_utilization: FloatGauge,
     pub gpu_utilization: Family<GpuLabels, FloatGauge>,
@@ -86,6 +87,7 @@ impl Families {
             models_loaded: Gauge::default(),
             model_memory: Family::default(),
             model_errors: Family::default(),
+            model_circuit_open: Family::default(),
             device_busy: Family::default(),
             cpu_utilization: FloatGauge::default(),
             gpu_utilization: Family::default(),
@@ -168,6 +170,11 @@ impl Families {
             "model_errors",
             "Model load failures and engine errors by code",
             f.model_errors.clone(),
+        );
+        r.register(
+            "model_circuit_open",
+            "1 while this worker's circuit breaker for the model is open",
+            f.model_circuit_open.clone(),
         );
         r.register(
             "device_busy_seconds",

@@ -48,6 +48,7 @@ fn touch_every_family(m: &Metrics) {
         bytes: 1,
     }]);
     m.model_error("m", "engine_panic");
+    m.set_circuit_open("m", true);
     m.device_busy("m", "cpu", 0.5);
     m.f()
         .gpu_utilization
