@@ -133,6 +133,29 @@ impl ApiError {
         )
     }
 
+    /// A store error: 503 `database_unavailable` (or `storage_unavailable`
+    /// for the object store) with `Retry-After: 2` when the dependency did
+    /// not answer, so clients retry instead of giving up on a restart or a
+    /// failover; otherwise [`ApiError::internal`].
+    pub fn store(context: &str, error: easel_store::StoreError) -> Self {
+        if !error.is_unavailable() {
+            return Self::internal(context, error);
+        }
+        tracing::warn!(%error, "{context}: dependency unavailable");
+        let (code, what) = match error {
+            easel_store::StoreError::Blob(_) | easel_store::StoreError::StorageUnavailable(_) => {
+                ("storage_unavailable", "the object store")
+            }
+            _ => ("database_unavailable", "the database"),
+        };
+        Self::new(
+            ErrorKind::Unavailable,
+            code,
+            format!("{what} did not answer while {context}; retry in a few seconds"),
+        )
+        .with_retry_after(2)
+    }
+
     /// The error for a job that failed in the worker, from the code and
     /// message it recorded. Codes that blame the request (a size the engine
     /// refused, say) stay 4xx; everything else is the server's fault.
@@ -289,8 +312,8 @@ impl From<JobError> for ApiError {
                 "idempotency_key_reused",
                 "this Idempotency-Key was used with a different request body",
             ),
-            JobError::Store(e) => ApiError::internal("accessing the job store", e),
-            JobError::Blob(e) => ApiError::internal("accessing the image store", e),
+            JobError::Store(e) => ApiError::store("accessing the job store", e),
+            JobError::Blob(e) => ApiError::store("accessing the image store", e),
         }
     }
 }
@@ -402,6 +425,22 @@ pub fn from_media_error(e: easel_media::MediaError) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unanswering_store_is_503_with_retry_after_and_other_store_errors_are_500() {
+        let down = ApiError::store(
+            "reading",
+            easel_store::StoreError::StorageUnavailable("timeout".into()),
+        );
+        let response = down.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()["retry-after"], "2");
+        let refused = ApiError::store("reading", easel_store::StoreError::InvalidCursor);
+        assert_eq!(
+            refused.into_response().status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
 
     #[test]
     fn param_errors_keep_their_code_and_field() {

@@ -55,7 +55,7 @@ impl AppState {
                 .blobs()
                 .presigned_get(&image.object_key, ttl)
                 .await
-                .map_err(|e| crate::error::ApiError::internal("presigning an image link", e))?
+                .map_err(|e| crate::error::ApiError::store("presigning an image link", e))?
             {
                 return Ok(url);
             }

@@ -172,6 +172,35 @@ impl StoreError {
         }
     }
 
+    /// Whether the database or the object store did not answer (down,
+    /// restarting, unreachable, out of connections), as opposed to
+    /// refusing the request: a retry a little later may succeed.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Unreachable { .. } | StoreError::StorageUnavailable(_) => true,
+            StoreError::Database(e) => matches!(
+                e,
+                sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+            ),
+            StoreError::Blob(e) => !matches!(
+                e,
+                object_store::Error::NotFound { .. }
+                    | object_store::Error::InvalidPath { .. }
+                    | object_store::Error::AlreadyExists { .. }
+                    | object_store::Error::Precondition { .. }
+                    | object_store::Error::NotModified { .. }
+                    | object_store::Error::NotImplemented { .. }
+                    | object_store::Error::PermissionDenied { .. }
+                    | object_store::Error::Unauthenticated { .. }
+            ),
+            _ => false,
+        }
+    }
+
     pub(crate) fn corrupt(what: &'static str, detail: impl ToString) -> Self {
         StoreError::Corrupt {
             what,
@@ -196,6 +225,15 @@ impl From<object_store::Error> for StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_dependency_that_did_not_answer_is_unavailable() {
+        assert!(StoreError::Database(sqlx::Error::PoolTimedOut).is_unavailable());
+        assert!(StoreError::StorageUnavailable("down".into()).is_unavailable());
+        assert!(!StoreError::Database(sqlx::Error::RowNotFound).is_unavailable());
+        assert!(!StoreError::JobNotFound(JobId::new()).is_unavailable());
+        assert!(!StoreError::BlobNotFound("k".into()).is_unavailable());
+    }
 
     #[test]
     fn codes_are_snake_case() {

@@ -116,7 +116,7 @@ pub async fn list_audit(
     let events = db
         .list_audit(&query)
         .await
-        .map_err(|e| ApiError::internal("reading the audit log", e))?;
+        .map_err(|e| ApiError::store("reading the audit log", e))?;
     // A full page may be the last one: look one event further.
     let next_after = match events.last() {
         Some(last) if events.len() as i64 == limit => {
@@ -128,7 +128,7 @@ pub async fn list_audit(
             let more = db
                 .list_audit(&probe)
                 .await
-                .map_err(|e| ApiError::internal("reading the audit log", e))?;
+                .map_err(|e| ApiError::store("reading the audit log", e))?;
             (!more.is_empty()).then_some(last.id)
         }
         _ => None,

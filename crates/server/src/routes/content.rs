@@ -228,7 +228,7 @@ pub async fn get_image_content(
         .blobs()
         .get(&record.object_key)
         .await
-        .map_err(|e| ApiError::internal("reading an image file", e))?;
+        .map_err(|e| ApiError::store("reading an image file", e))?;
     let mut response = bytes.into_response();
     let h = response.headers_mut();
     h.insert(

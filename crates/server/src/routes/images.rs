@@ -379,7 +379,7 @@ async fn images_response(
                     .blobs()
                     .get(&record.object_key)
                     .await
-                    .map_err(|e| ApiError::internal("reading an image file", e))?;
+                    .map_err(|e| ApiError::store("reading an image file", e))?;
                 ImageData {
                     b64_json: Some(base64::engine::general_purpose::STANDARD.encode(&bytes)),
                     url: None,

@@ -128,7 +128,7 @@ async fn visible_image(
     let Some(image) = db
         .find_image_by_watermark(watermark_id)
         .await
-        .map_err(|e| ApiError::internal("looking up a watermark id", e))?
+        .map_err(|e| ApiError::store("looking up a watermark id", e))?
     else {
         return Ok(None);
     };

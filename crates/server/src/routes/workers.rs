@@ -96,7 +96,7 @@ fn registry_error(e: StoreError) -> ApiError {
             "worker_not_found",
             format!("no worker `{id}` is registered; GET /v1/admin/workers lists them"),
         ),
-        e => ApiError::internal("reading the worker registry", e),
+        e => ApiError::store("reading the worker registry", e),
     }
 }
 
@@ -160,7 +160,7 @@ pub async fn drain_worker(
             .detail(serde_json::json!({ "host": worker.host, "pid": worker.pid })),
     )
     .await
-    .map_err(|e| ApiError::internal("appending to the audit log", e))?;
+    .map_err(|e| ApiError::store("appending to the audit log", e))?;
     tracing::warn!(worker = %id, by = principal.name(), "admin: worker drain requested");
     Ok((StatusCode::ACCEPTED, Json(worker_object(worker, db.now()))))
 }
