@@ -63,7 +63,12 @@ for values in default "$chart"/ci/*-values.yaml; do
   fi
   echo "-- $label values"
   "$helm" lint --strict "$chart" "${args[@]}"
-  "$helm" template easel "$chart" --namespace easel "${args[@]}" > "$rendered/$label.yaml"
-  "$venv/bin/python" deploy/helm/validate.py "$rendered/$label.yaml" "${KUBE_VERSIONS[@]}"
+  # Rendered for each version, as a cluster of that version would render
+  # it (the chart leaves out fields older clusters do not know).
+  for kube in "${KUBE_VERSIONS[@]}"; do
+    "$helm" template easel "$chart" --namespace easel --kube-version "$kube" "${args[@]}" \
+      > "$rendered/$label-$kube.yaml"
+    "$venv/bin/python" deploy/helm/validate.py "$rendered/$label-$kube.yaml" "$kube"
+  done
 done
 echo "helm chart: all checks passed"
