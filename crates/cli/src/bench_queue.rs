@@ -8,8 +8,8 @@
 //!    worker processes would have, take and finish them until the queue is
 //!    empty, in two ways: the queue's own claim (the oldest unlocked job,
 //!    `FOR UPDATE SKIP LOCKED`), and a worker's turn (read the fair-share
-//!    candidates, claim the chosen one, which another loop may have taken
-//!    meanwhile). Either way the claim is then finished as the worker does:
+//!    candidates, claim the chosen one; when another loop took it first,
+//!    the next one of the same snapshot, as a worker re-plans). Either way the claim is then finished as the worker does:
 //!    record the object keys (fenced), complete (fenced, in one
 //!    transaction). No rendering, no files. Jobs per second.
 //! 2. **Enqueue-to-claim latency.** Loops wait idle; jobs are submitted at
@@ -141,16 +141,33 @@ fn job(user: &str) -> anyhow::Result<NewJob> {
     Ok(job)
 }
 
+/// The pool of one benchmark loop.
+fn loop_options() -> easel_store::DbOptions {
+    easel_store::DbOptions {
+        max_connections: 2,
+        ..Default::default()
+    }
+}
+
 /// Takes and finishes one job: the queue's oldest unlocked one, or (`turn`)
 /// the way a worker's turn chooses it; `false` when none was queued.
 async fn take_one(db: &Db, name: &str, turn: bool) -> anyhow::Result<bool> {
     let job = if turn {
         let candidates = db.queued_candidates(1).await?;
-        let Some(first) = candidates.first() else {
+        if candidates.is_empty() {
             return Ok(false);
-        };
-        // Another loop may take it first; then look again.
-        match db.claim_jobs(&[first.id], name, LEASE).await?.pop() {
+        }
+        // Another loop may take the first choice first; as the worker does,
+        // try the next ones of the same snapshot (up to 4 in all), then
+        // look again.
+        let mut claimed = None;
+        for candidate in candidates.iter().take(4) {
+            if let Some(job) = db.claim_jobs(&[candidate.id], name, LEASE).await?.pop() {
+                claimed = Some(job);
+                break;
+            }
+        }
+        match claimed {
             Some(job) => job,
             None => return Ok(true),
         }
@@ -184,7 +201,9 @@ async fn throughput(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for l in 0..loops {
-        let db = Db::connect(url).await?;
+        // One query at a time per loop: two connections each, so that 16
+        // loops stay well inside a default server's 100 connections.
+        let db = Db::connect_with(url, loop_options()).await?;
         tasks.push(tokio::spawn(async move {
             let name = format!("bench-{l}");
             while take_one(&db, &name, turn).await? {}
@@ -211,7 +230,7 @@ async fn latency(url: &str, args: &QueueArgs, notify: bool) -> anyhow::Result<Hi
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     for l in 0..args.latency_loops.max(1) {
-        let db = Db::connect(url).await?;
+        let db = Db::connect_with(url, loop_options()).await?;
         let mut listener = if notify {
             db.listen(&[CHANNEL_QUEUED]).await?
         } else {

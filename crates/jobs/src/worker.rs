@@ -44,6 +44,10 @@ use crate::postprocess::PostProcess;
 use crate::running::{CancelReason, Running};
 use crate::schedule::{Candidate, Charge, Scheduler};
 
+/// How many plans one turn tries to claim when other workers take the
+/// chosen jobs first.
+const CLAIM_TRIES: u32 = 4;
+
 /// How long the idle loop sleeps between store polls when nothing wakes it.
 /// Submissions wake it at once; the poll covers jobs inserted by another
 /// process and leases that expire.
@@ -413,7 +417,7 @@ impl Worker {
         // Every worker plans from the same counters, in any process.
         let shares = db.fair_shares().await.map_err(JobError::Store)?;
         lane.scheduler.set_shares(shares);
-        let Some(plan) = lane.scheduler.plan(&candidates, runnable) else {
+        let Some(mut plan) = lane.scheduler.plan(&candidates, &runnable) else {
             return Ok((Turn::Wait(MODEL_POLL), 0));
         };
         let now = db.now().timestamp_millis();
@@ -423,10 +427,26 @@ impl Worker {
         // Subscribed before the claim: a cancel sent once a job is ours
         // cannot slip between the claim and the batch's watch.
         let cancels = inner.bus.cancel_requests();
-        let claimed = db
-            .claim_jobs(&plan.jobs, &lane.name, lane.settings.lease)
-            .await
-            .map_err(JobError::Store)?;
+        // Workers planning from the same snapshot choose the same jobs; the
+        // losers of a claim choose again from their snapshot without the
+        // jobs just taken, rather than reading the queue again.
+        let mut candidates = candidates;
+        let mut tries = 1;
+        let claimed = loop {
+            let claimed = db
+                .claim_jobs(&plan.jobs, &lane.name, lane.settings.lease)
+                .await
+                .map_err(JobError::Store)?;
+            if !claimed.is_empty() || tries == CLAIM_TRIES {
+                break claimed;
+            }
+            tries += 1;
+            candidates.retain(|c| !plan.jobs.contains(&c.id));
+            match lane.scheduler.plan(&candidates, &runnable) {
+                Some(next) => plan = next,
+                None => break claimed,
+            }
+        };
         // Charged before the batch runs, so other workers' plans meanwhile
         // see it; for what was claimed, as another worker may have taken
         // part of the plan. A failed charge costs fairness, not the jobs.
