@@ -308,3 +308,63 @@ async fn a_drained_worker_claims_nothing() {
     assert!(worker.is_draining());
     assert_eq!(worker.run_pending().await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn jobs_a_sick_worker_fails_go_to_a_healthy_one_and_its_open_circuit_leaves_them_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = WorkerSettings {
+        max_batch_images: 1,
+        batch_window: Duration::ZERO,
+        ..WorkerSettings::default()
+    };
+    let sick_model = Arc::new(FlakyModel {
+        inner: FakeModel(fake_info()),
+        failing: true.into(),
+        calls: 0.into(),
+    });
+    let (jobs, sick) = pair(
+        dir.path(),
+        sick_model.clone(),
+        Bus::new(),
+        Bus::new(),
+        settings.clone(),
+    )
+    .await;
+    let healthy = another_worker(dir.path(), settings.clone()).await;
+    let mut sick_lane = Lane::new(sick.id(), settings.clone());
+    let mut healthy_lane = Lane::new(healthy.id(), settings);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(jobs.submit(fake_job("16x16", 1)).await.unwrap().0.id);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // The two workers take turns: each job fails on the sick one, goes back
+    // to the queue, and the healthy one runs it.
+    for id in &ids {
+        let (_, ran) = sick.turn(&mut sick_lane).await.unwrap();
+        assert_eq!(ran, 1);
+        assert_eq!(
+            jobs.db().get_job(*id).await.unwrap().status,
+            JobStatus::Queued
+        );
+        let (_, ran) = healthy.turn(&mut healthy_lane).await.unwrap();
+        assert_eq!(ran, 1);
+        let done = jobs.db().get_job(*id).await.unwrap();
+        assert_eq!(done.status, JobStatus::Succeeded, "{id}");
+        assert_eq!(done.attempts, 2);
+    }
+    // Three failures in a row: the sick worker's circuit is open, so it
+    // leaves the next job alone and the healthy worker gets it first try.
+    assert_eq!(sick.open_circuits().len(), 1);
+    let (next, _) = jobs.submit(fake_job("16x16", 1)).await.unwrap();
+    let (_, ran) = sick.turn(&mut sick_lane).await.unwrap();
+    assert_eq!(ran, 0, "an open circuit claims nothing");
+    assert_eq!(
+        sick_model.calls.load(std::sync::atomic::Ordering::SeqCst),
+        3
+    );
+    healthy.turn(&mut healthy_lane).await.unwrap();
+    let done = jobs.db().get_job(next.id).await.unwrap();
+    assert_eq!((done.status, done.attempts), (JobStatus::Succeeded, 1));
+    assert!(healthy.open_circuits().is_empty());
+}
