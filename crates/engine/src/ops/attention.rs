@@ -29,14 +29,12 @@
 //! the plain candle composition, which is also the reference the golden
 //! tests hold the fused path to (`crates/engine/tests/kernels.rs`).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use candle_core::{
     CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, bail, utils,
 };
-use rayon::prelude::*;
 
 use super::simd::Simd;
+use super::tasks;
 use super::view::{OutPtr, View};
 
 /// Which keys a query may attend to.
@@ -222,64 +220,40 @@ fn run(q: &View, k: &View, v: &View, scale: f32, mask: Mask) -> Vec<f32> {
     let tiles = lq.div_ceil(Q_TILE);
     let tasks = b * h * tiles;
     let simd = Simd::detect();
-    let next = AtomicUsize::new(0);
-    let worker = |_| {
-        let mut s = Scratch {
-            scores: vec![0.0; Q_TILE * kb],
-            acc: vec![0.0; Q_TILE * dv],
-            max: vec![0.0; Q_TILE],
-            sum: vec![0.0; Q_TILE],
+    let scratch = || Scratch {
+        scores: vec![0.0; Q_TILE * kb],
+        acc: vec![0.0; Q_TILE * dv],
+        max: vec![0.0; Q_TILE],
+        sum: vec![0.0; Q_TILE],
+    };
+    tasks::share(tasks, utils::get_num_threads(), scratch, |s, task| {
+        let (bh, tile) = (task / tiles, task % tiles);
+        let (bi, hi) = (bh / h, bh % h);
+        let q0 = tile * Q_TILE;
+        let rows = Q_TILE.min(lq - q0);
+        let heads = Heads {
+            q: q.row(bi, hi, q0),
+            q_rs: q.row_stride(),
+            k: k.row(bi, hi, 0),
+            k_rs: k.row_stride(),
+            v: v.row(bi, hi, 0),
+            v_rs: v.row_stride(),
         };
-        loop {
-            let task = next.fetch_add(1, Ordering::Relaxed);
-            if task >= tasks {
-                break;
-            }
-            let (bh, tile) = (task / tiles, task % tiles);
-            let (bi, hi) = (bh / h, bh % h);
-            let q0 = tile * Q_TILE;
-            let rows = Q_TILE.min(lq - q0);
-            let heads = Heads {
-                q: q.row(bi, hi, q0),
-                q_rs: q.row_stride(),
-                k: k.row(bi, hi, 0),
-                k_rs: k.row_stride(),
-                v: v.row(bi, hi, 0),
-                v_rs: v.row_stride(),
-            };
-            let causal_from = (mask == Mask::Causal).then_some(q0);
-            tile_attention(
-                &heads,
-                rows,
-                lk,
-                d,
-                dv,
-                kb,
-                scale,
-                causal_from,
-                simd,
-                &mut s,
-            );
-            for r in 0..rows {
-                let inv = 1.0 / s.sum[r];
-                let src = &s.acc[r * dv..(r + 1) * dv];
-                let at = ((bi * lq + q0 + r) * h + hi) * dv;
-                // SAFETY: `at..at + dv` is row (bi, q0 + r, hi) of the
-                // `[B, Lq, H, Dv]` output, inside `out` and written by this
-                // task only (see `OutPtr`).
-                let dst = unsafe { std::slice::from_raw_parts_mut(out_ptr.at(at), dv) };
-                for (o, a) in dst.iter_mut().zip(src) {
-                    *o = a * inv;
-                }
+        let causal_from = (mask == Mask::Causal).then_some(q0);
+        tile_attention(&heads, rows, lk, d, dv, kb, scale, causal_from, simd, s);
+        for r in 0..rows {
+            let inv = 1.0 / s.sum[r];
+            let src = &s.acc[r * dv..(r + 1) * dv];
+            let at = ((bi * lq + q0 + r) * h + hi) * dv;
+            // SAFETY: `at..at + dv` is row (bi, q0 + r, hi) of the
+            // `[B, Lq, H, Dv]` output, inside `out` and written by this
+            // task only (see `OutPtr`).
+            let dst = unsafe { std::slice::from_raw_parts_mut(out_ptr.at(at), dv) };
+            for (o, a) in dst.iter_mut().zip(src) {
+                *o = a * inv;
             }
         }
-    };
-    let workers = utils::get_num_threads().clamp(1, tasks);
-    if workers == 1 {
-        worker(0);
-    } else {
-        (0..workers).into_par_iter().for_each(worker);
-    }
+    });
     out
 }
 

@@ -54,7 +54,6 @@
 //! remains for those.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use candle_core::{
     CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Module, Result, Shape, Tensor, bail,
@@ -65,6 +64,7 @@ use rayon::prelude::*;
 
 use super::bf16::{Compute, build_compute};
 use super::conv_bf16::{self, PackedConv};
+use super::tasks;
 use super::view::{OutPtr, View};
 
 /// Zero padding on each side of the input.
@@ -592,52 +592,43 @@ fn forward(
     let out_ptr = OutPtr(out.as_mut_ptr());
     let (tiles, chunks) = (p.tiles, p.co_chunks());
     let tasks = p.b * tiles * chunks;
-    let next = AtomicUsize::new(0);
-    let worker = |_| {
-        let mut block = if p.direct {
+    // Each worker's scratch: the block of input rows, the wide output
+    // tile, and which tile the block holds.
+    let scratch = || {
+        let block = if p.direct {
             Vec::new()
         } else {
             vec![0f32; p.block_len(p.rows)]
         };
-        let mut wide = if p.wide() {
+        let wide = if p.wide() {
             vec![0f32; p.co_chunk * p.rows * p.wq]
         } else {
             Vec::new()
         };
-        let mut filled = None;
-        loop {
-            let task = next.fetch_add(1, Ordering::Relaxed);
-            if task >= tasks {
-                break;
-            }
-            let (bi, rest) = (task / (tiles * chunks), task % (tiles * chunks));
-            let (tile, chunk) = (rest / chunks, rest % chunks);
-            let (y0, y1) = p.tile_rows(tile);
-            let rows = y1 - y0;
-            let co0 = chunk * p.co_chunk;
-            let cn = p.co_chunk.min(p.co - co0);
-            let task = Task {
-                bi,
-                y0,
-                rows,
-                co0,
-                cn,
-            };
-            // Slices of one tile's output channels read the same block: a
-            // worker that takes the next slice of its last tile keeps it.
-            if !p.direct && filled != Some((bi, tile)) {
-                fill_block(x, &p, &task, &mut block);
-                filled = Some((bi, tile));
-            }
-            run_task(x, w, bias, &p, &task, &block, &mut wide, out_ptr);
-        }
+        (block, wide, None)
     };
-    let workers = threads.clamp(1, tasks);
-    if workers == 1 {
-        worker(0);
-    } else {
-        (0..workers).into_par_iter().for_each(worker);
-    }
+    tasks::share(tasks, threads, scratch, |(block, wide, filled), task| {
+        let (bi, rest) = (task / (tiles * chunks), task % (tiles * chunks));
+        let (tile, chunk) = (rest / chunks, rest % chunks);
+        let (y0, y1) = p.tile_rows(tile);
+        let rows = y1 - y0;
+        let co0 = chunk * p.co_chunk;
+        let cn = p.co_chunk.min(p.co - co0);
+        let task = Task {
+            bi,
+            y0,
+            rows,
+            co0,
+            cn,
+        };
+        // Slices of one tile's output channels read the same block: a
+        // worker that takes the next slice of its last tile keeps it.
+        if !p.direct && *filled != Some((bi, tile)) {
+            fill_block(x, &p, &task, block);
+            *filled = Some((bi, tile));
+        }
+        run_task(x, w, bias, &p, &task, block, wide, out_ptr);
+    });
     Ok((CpuStorage::F32(out), Shape::from((p.b, p.co, p.ho, p.wo))))
 }
 

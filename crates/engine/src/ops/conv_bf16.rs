@@ -13,13 +13,11 @@
 //! shift. Its `Co × wide columns` tile goes to a scratch tile, from which
 //! the kept columns are copied out with the bias, as in the f32 kernel.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, bail, utils};
-use rayon::prelude::*;
 
 use super::bf16::{Bf16Kernel, Gemm, KB, MB, NB, Segment, pair_rows, to_bf16};
 use super::conv::{ConvParams, Plan, Task, fill_block};
+use super::tasks;
 use super::view::{OutPtr, View};
 
 /// A convolution's weights packed for the bf16 kernel (see the module).
@@ -135,19 +133,23 @@ fn forward(
     let out_ptr = OutPtr(out.as_mut_ptr());
     let tiles = p.tiles;
     let tasks = p.b * tiles * chunks;
-    let next = AtomicUsize::new(0);
-    let worker = |_| {
-        let mut block = vec![0f32; p.block_len(p.rows)];
-        // Rows past the input channels stay zero: the padding of K.
-        let mut pairs = vec![0u32; w.ci_pad / 2 * ldb];
-        let mut tile = vec![0f32; co_chunk * n_max];
-        let mut segments = Vec::with_capacity(p.kh * p.kw);
-        let mut filled = None;
-        loop {
-            let task = next.fetch_add(1, Ordering::Relaxed);
-            if task >= tasks {
-                break;
-            }
+    // Each worker's scratch: the block of input rows, its bf16 pairs (rows
+    // past the input channels stay zero: the padding of K), the output
+    // tile, the tap segments, and which tile the pairs hold.
+    let scratch = || {
+        (
+            vec![0f32; p.block_len(p.rows)],
+            vec![0u32; w.ci_pad / 2 * ldb],
+            vec![0f32; co_chunk * n_max],
+            Vec::with_capacity(p.kh * p.kw),
+            None,
+        )
+    };
+    tasks::share(
+        tasks,
+        threads,
+        scratch,
+        |(block, pairs, tile, segments, filled), task| {
             let (bi, rest) = (task / (tiles * chunks), task % (tiles * chunks));
             let (t, chunk) = (rest / chunks, rest % chunks);
             let (y0, y1) = p.tile_rows(t);
@@ -159,8 +161,8 @@ fn forward(
                 co0,
                 cn: co_chunk.min(p.co - co0),
             };
-            if filled != Some((bi, t)) {
-                fill_block(x, &p, &task, &mut block);
+            if *filled != Some((bi, t)) {
+                fill_block(x, &p, &task, block);
                 let plane = p.plane(task.rows);
                 for (cp, dst) in pairs
                     .chunks_exact_mut(ldb)
@@ -171,27 +173,11 @@ fn forward(
                     let hi = (2 * cp + 1 < p.ci).then(|| &block[(2 * cp + 1) * plane..][..plane]);
                     pair_rows(lo, hi, &mut dst[..plane]);
                 }
-                filled = Some((bi, t));
+                *filled = Some((bi, t));
             }
-            run_task(
-                w,
-                bias,
-                &p,
-                &task,
-                &pairs,
-                ldb,
-                &mut segments,
-                &mut tile,
-                out_ptr,
-            );
-        }
-    };
-    let workers = threads.clamp(1, tasks);
-    if workers == 1 {
-        worker(0);
-    } else {
-        (0..workers).into_par_iter().for_each(worker);
-    }
+            run_task(w, bias, &p, &task, pairs, ldb, segments, tile, out_ptr);
+        },
+    );
     Ok((CpuStorage::F32(out), Shape::from((p.b, p.co, p.ho, p.wo))))
 }
 

@@ -25,16 +25,14 @@
 //! also the reference of the golden tests
 //! (`crates/engine/tests/group_norm.rs`).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use candle_core::{
     CpuStorage, CustomOp3, DType, Device, Layout, Module, Result, Shape, Tensor, bail, utils,
 };
 use candle_nn::VarBuilder;
-use rayon::prelude::*;
 
 use super::attention::exp_nonpositive;
 use super::simd::Simd;
+use super::tasks;
 use super::view::OutPtr;
 
 /// What follows the normalisation.
@@ -225,27 +223,19 @@ fn run(x: &[f32], gamma: &[f32], beta: &[f32], out: &mut [f32], tasks: usize, g:
     let groups_per_image = gamma.len() / g.cg;
     let out_ptr = OutPtr(out.as_mut_ptr());
     let simd = Simd::detect();
-    let next = AtomicUsize::new(0);
-    let worker = |_| {
-        loop {
-            let task = next.fetch_add(1, Ordering::Relaxed);
-            if task >= tasks {
-                break;
-            }
+    tasks::share(
+        tasks,
+        utils::get_num_threads(),
+        || (),
+        |(), task| {
             let c0 = (task % groups_per_image) * g.cg;
             let src = &x[task * len..][..len];
             // SAFETY: group `task` of the output, the same range of `out`
             // as `src` is of `x`, written by this task only (see `OutPtr`).
             let dst = unsafe { std::slice::from_raw_parts_mut(out_ptr.at(task * len), len) };
             simd.group(src, &gamma[c0..c0 + g.cg], &beta[c0..c0 + g.cg], dst, g);
-        }
-    };
-    let workers = utils::get_num_threads().clamp(1, tasks.max(1));
-    if workers == 1 {
-        worker(0);
-    } else {
-        (0..workers).into_par_iter().for_each(worker);
-    }
+        },
+    );
 }
 
 /// The loops, compiled once per instruction set.

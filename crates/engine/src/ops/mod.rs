@@ -21,6 +21,8 @@
 //! - `amx` (private): the AMX tile kernel, in inline assembly.
 //! - `simd` and `view` (private): the instruction-set detection and the
 //!   checked 4-D view of candle's storage that the kernels share.
+//! - `tasks` (private): the loop that shares a kernel's numbered tasks
+//!   among the engine's threads.
 
 mod amx;
 pub mod attention;
@@ -31,4 +33,5 @@ pub mod geglu;
 pub mod group_norm;
 pub mod linear;
 mod simd;
+mod tasks;
 mod view;
