@@ -417,7 +417,7 @@ impl Worker {
         // Every worker plans from the same counters, in any process.
         let shares = db.fair_shares().await.map_err(JobError::Store)?;
         lane.scheduler.set_shares(shares);
-        let Some(mut plan) = lane.scheduler.plan(&candidates, &runnable) else {
+        let Some(mut plan) = lane.scheduler.plan(&candidates, runnable) else {
             return Ok((Turn::Wait(MODEL_POLL), 0));
         };
         let now = db.now().timestamp_millis();
@@ -442,7 +442,7 @@ impl Worker {
             }
             tries += 1;
             candidates.retain(|c| !plan.jobs.contains(&c.id));
-            match lane.scheduler.plan(&candidates, &runnable) {
+            match lane.scheduler.plan(&candidates, runnable) {
                 Some(next) => plan = next,
                 None => break claimed,
             }
