@@ -562,12 +562,15 @@ impl Worker {
         let job_id = job.id;
         let fence = Fence::of(job);
         let current = housekeeping::get_job(&self.inner.db, job_id).await?;
-        if current.status.is_terminal() {
-            self.inner.bus.publish(terminal_or_current_event(&current));
+        if current.attempts != job.attempts {
+            tracing::warn!(job = %job_id, "lease lost while storing; another worker has (or finished) the job");
+            if current.status.is_terminal() {
+                self.inner.bus.publish(terminal_or_current_event(&current));
+            }
             return Ok(());
         }
-        if current.attempts != job.attempts {
-            tracing::warn!(job = %job_id, "lease lost while storing; another worker has the job");
+        if current.status.is_terminal() {
+            self.inner.bus.publish(terminal_or_current_event(&current));
             return Ok(());
         }
         if store::retryable(&e) && job.attempts < MAX_ATTEMPTS {

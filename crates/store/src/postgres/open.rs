@@ -9,6 +9,12 @@ use crate::DbOptions;
 use crate::error::{Result, StoreError};
 use crate::url::redact;
 
+/// How long the server lets one of our sessions sit idle inside a
+/// transaction before ending it (milliseconds).
+const IDLE_IN_TRANSACTION_MS: &str = "5000";
+/// How long one of our statements waits for a lock (milliseconds).
+const LOCK_TIMEOUT_MS: &str = "15000";
+
 impl PgDb {
     /// Connects to the database `url` names (which must exist) and brings
     /// its schema up to date. Replicas starting together are safe: sqlx
@@ -20,7 +26,23 @@ impl PgDb {
                 url: shown.clone(),
                 reason: e.to_string(),
             })?
-            .application_name("easel");
+            .application_name("easel")
+            // A process frozen inside a transaction (SIGSTOP, a paused VM,
+            // a long stall) must not hold its row and advisory locks for
+            // ever: every other worker's claim, renewal or fair-share
+            // charge would wait behind it. The server ends such a session
+            // after 5 s idle in a transaction (ours take milliseconds),
+            // which releases its locks; the frozen process finds its
+            // connection gone when it wakes, and its claim fenced off. A
+            // statement that still waits on a lock gives up after 15 s
+            // rather than hanging its worker.
+            .options([
+                (
+                    "idle_in_transaction_session_timeout",
+                    IDLE_IN_TRANSACTION_MS,
+                ),
+                ("lock_timeout", LOCK_TIMEOUT_MS),
+            ]);
         let host = match connect.get_socket() {
             Some(folder) => folder.display().to_string(),
             None => format!("{}:{}", connect.get_host(), connect.get_port()),
