@@ -319,6 +319,21 @@ impl TestApp {
         self.client.get(url).send().await.unwrap()
     }
 
+    /// `method` on `path` with `key` as the bearer token.
+    pub async fn send_with_key(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+    ) -> reqwest::Response {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Rows in a table, read through a separate connection.
     pub async fn count_rows(&self, table: &str) -> i64 {
         crate::backend::scalar(

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use easel_server::auth::Scope;
 use easel_store::{NewWorker, WorkerState};
+use reqwest::Method;
 use serde_json::Value;
 
 use crate::helpers::{MODEL, TestApp, assert_error, small_request, spawn_app_with};
@@ -26,12 +27,8 @@ async fn app_with_keys() -> (TestApp, String, String) {
 
 async fn workers(app: &TestApp, key: &str) -> Vec<Value> {
     let r = app
-        .client
-        .get(app.url("/v1/admin/workers"))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap();
+        .send_with_key(Method::GET, "/v1/admin/workers", key)
+        .await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["object"], "list");
@@ -81,12 +78,8 @@ async fn a_running_worker_is_listed_with_its_host_models_and_heartbeat() {
 
     // Only admins read the registry.
     let r = app
-        .client
-        .get(app.url("/v1/admin/workers"))
-        .bearer_auth(&user_key)
-        .send()
-        .await
-        .unwrap();
+        .send_with_key(Method::GET, "/v1/admin/workers", &user_key)
+        .await;
     assert_error(r, 403, "forbidden").await;
 }
 
@@ -98,12 +91,12 @@ async fn a_drained_worker_claims_nothing_more_and_the_drain_is_audited() {
     wait_for_worker(&app, &admin_key, |_| true).await;
 
     let r = app
-        .client
-        .post(app.url(&format!("/v1/admin/workers/{id}/drain")))
-        .bearer_auth(&admin_key)
-        .send()
-        .await
-        .unwrap();
+        .send_with_key(
+            Method::POST,
+            &format!("/v1/admin/workers/{id}/drain"),
+            &admin_key,
+        )
+        .await;
     assert_eq!(r.status(), 202);
     let w: Value = r.json().await.unwrap();
     assert_eq!(w["drain_requested"], true);
@@ -136,25 +129,22 @@ async fn a_drained_worker_claims_nothing_more_and_the_drain_is_audited() {
     assert_eq!(r.status(), 202);
     let job: Value = r.json().await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let path = format!("/v1/jobs/{}", job["id"].as_str().unwrap());
     let job: Value = app
-        .client
-        .get(app.url(&format!("/v1/jobs/{}", job["id"].as_str().unwrap())))
-        .bearer_auth(&admin_key)
-        .send()
+        .send_with_key(Method::GET, &path, &admin_key)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(job["status"], "queued", "{job}");
 
     let audit: Value = app
-        .client
-        .get(app.url("/v1/admin/audit?type=worker.drain_requested"))
-        .bearer_auth(&admin_key)
-        .send()
+        .send_with_key(
+            Method::GET,
+            "/v1/admin/audit?type=worker.drain_requested",
+            &admin_key,
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -168,12 +158,12 @@ async fn a_drained_worker_claims_nothing_more_and_the_drain_is_audited() {
 async fn unknown_and_stopped_workers_get_clear_errors() {
     let (app, _user_key, admin_key) = app_with_keys().await;
     let drain = |id: &str| {
-        app.client
-            .post(app.url(&format!("/v1/admin/workers/{id}/drain")))
-            .bearer_auth(&admin_key)
-            .send()
+        let path = format!("/v1/admin/workers/{id}/drain");
+        let key = admin_key.clone();
+        let app = &app;
+        async move { app.send_with_key(Method::POST, &path, &key).await }
     };
-    let body = assert_error(drain("nobody").await.unwrap(), 404, "worker_not_found").await;
+    let body = assert_error(drain("nobody").await, 404, "worker_not_found").await;
     assert!(
         body["error"]["message"]
             .as_str()
@@ -198,12 +188,7 @@ async fn unknown_and_stopped_workers_get_clear_errors() {
         db.worker("gone-1-00000001").await.unwrap().state,
         WorkerState::Stopped
     );
-    assert_error(
-        drain("gone-1-00000001").await.unwrap(),
-        409,
-        "worker_stopped",
-    )
-    .await;
+    assert_error(drain("gone-1-00000001").await, 409, "worker_stopped").await;
     let listed = workers(&app, &admin_key).await;
     let gone = listed
         .iter()
