@@ -250,7 +250,11 @@ fn fleet_env(pg: &Postgres, s3: &Seaweed) -> Vec<(String, String)> {
         ("EASEL_WORKER__LEASE_SECONDS", LEASE_SECONDS.to_string()),
         ("EASEL_QUEUE__MAX_QUEUED_BATCH", "100000".into()),
         ("EASEL_QUEUE__MAX_QUEUED_REALTIME", "100000".into()),
-        ("EASEL_LOG", "warn".into()),
+        // EASEL_FLEET_LOG sets the processes' log filter (default `warn`).
+        (
+            "EASEL_LOG",
+            std::env::var("EASEL_FLEET_LOG").unwrap_or_else(|_| "warn".into()),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
