@@ -534,7 +534,13 @@ async fn a_fleet_loses_and_duplicates_nothing_through_kills_freezes_and_outages(
     for id in &held {
         attempts.push(db.get_job(*id).await.unwrap().attempts);
     }
-    tokio::time::sleep(Duration::from_secs(LEASE_SECONDS + 3)).await;
+    // EASEL_FLEET_FREEZE_SECONDS lengthens the freeze (to study a fleet
+    // with a frozen member); default the lease + 3 s.
+    let freeze = std::env::var("EASEL_FLEET_FREEZE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(LEASE_SECONDS + 3);
+    tokio::time::sleep(Duration::from_secs(freeze)).await;
     let mut reclaimed = 0;
     for (id, before) in held.iter().zip(&attempts) {
         let job = db.get_job(*id).await.unwrap();
@@ -543,9 +549,8 @@ async fn a_fleet_loses_and_duplicates_nothing_through_kills_freezes_and_outages(
         }
     }
     eprintln!(
-        "fault 2: SIGSTOP {} for {} s; {reclaimed} of its {} job(s) claimed again meanwhile",
+        "fault 2: SIGSTOP {} for {freeze} s; {reclaimed} of its {} job(s) claimed again meanwhile",
         workers[1].name,
-        LEASE_SECONDS + 3,
         held.len()
     );
     workers[1].signal("CONT");
