@@ -5,8 +5,9 @@
 //! API replicas while two clients send synchronous requests, and meanwhile:
 //!
 //! 1. one worker is killed with SIGKILL while it holds jobs;
-//! 2. another is frozen with SIGSTOP past its lease while it holds jobs,
-//!    then thawed with SIGCONT (it must store nothing another worker took);
+//! 2. another is frozen with SIGSTOP while it holds a realtime job, until
+//!    another worker has claimed that job again (its lease ran out), then
+//!    thawed with SIGCONT (it must store nothing another worker took);
 //! 3. SeaweedFS is stopped for 20 s and started again on the same folder;
 //! 4. PostgreSQL is restarted (`pg_ctl restart -m fast`).
 //!
@@ -503,21 +504,20 @@ async fn a_fleet_loses_and_duplicates_nothing_through_kills_freezes_and_outages(
         workers[0].pid()
     );
 
-    // 2. SIGSTOP another while it holds jobs, past its lease, then SIGCONT:
-    // what another worker claimed meanwhile it must not store. The
-    // registry is read again once it is frozen: if it finished its job in
-    // between, it is thawed and frozen again on its next one. Whether its
-    // job was claimed again meanwhile is reported, not required: with one
-    // live worker and the synchronous clients keeping the realtime tier
-    // busy, a batch job put back in the queue waits behind them (tiers are
-    // strict), possibly past the thaw.
+    // 2. SIGSTOP another while it holds a realtime job, until another
+    // worker has claimed that job again (its lease ran out), then SIGCONT:
+    // it must store nothing of it. A realtime job, because the live worker
+    // serves the synchronous clients' realtime jobs first (tiers are
+    // strict): a batch job put back in the queue would wait behind them.
+    // The registry is read again once it is frozen: if it finished its job
+    // in between, or holds a batch job, it is thawed and tried again.
     let db = Db::connect(&pg.url())
         .await
         .expect("the test reaches its database");
-    let held: Vec<easel_core::JobId> = loop {
+    let held: Vec<(easel_core::JobId, u32)> = loop {
         until_holding(&client, &api_bases[0], &workers[1]).await;
         workers[1].signal("STOP");
-        let held: Vec<easel_core::JobId> = registry(&client, &api_bases[0])
+        let ids: Vec<easel_core::JobId> = registry(&client, &api_bases[0])
             .await
             .get(&u64::from(workers[1].pid()))
             .and_then(|w| w["current_jobs"].as_array().cloned())
@@ -525,32 +525,41 @@ async fn a_fleet_loses_and_duplicates_nothing_through_kills_freezes_and_outages(
             .iter()
             .filter_map(|id| id.as_str()?.parse().ok())
             .collect();
+        let mut held = Vec::new();
+        for id in ids {
+            let job = db.get_job(id).await.unwrap();
+            if job.tier == easel_core::Tier::Realtime {
+                held.push((id, job.attempts));
+            }
+        }
         if !held.is_empty() {
             break held;
         }
         workers[1].signal("CONT");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let mut attempts = Vec::new();
-    for id in &held {
-        attempts.push(db.get_job(*id).await.unwrap().attempts);
-    }
-    // EASEL_FLEET_FREEZE_SECONDS lengthens the freeze (to study a fleet
-    // with a frozen member); default the lease + 3 s.
-    let freeze = std::env::var("EASEL_FLEET_FREEZE_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(LEASE_SECONDS + 3);
-    tokio::time::sleep(Duration::from_secs(freeze)).await;
-    let mut reclaimed = 0;
-    for (id, before) in held.iter().zip(&attempts) {
-        let job = db.get_job(*id).await.unwrap();
-        if job.attempts > *before || job.status.is_terminal() {
-            reclaimed += 1;
+    let frozen = Instant::now();
+    loop {
+        let mut taken = true;
+        for (id, before) in &held {
+            let job = db.get_job(*id).await.unwrap();
+            taken &= job.attempts > *before || job.status.is_terminal();
         }
+        if taken {
+            break;
+        }
+        assert!(
+            frozen.elapsed() < Duration::from_secs(90),
+            "the frozen worker's realtime job was not claimed by another worker in 90 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // A little longer, so the job's new claim is well under way.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     eprintln!(
-        "fault 2: SIGSTOP {} for {freeze} s; {reclaimed} of its {} job(s) claimed again meanwhile",
+        "fault 2: SIGSTOP {} for {:.1} s, until its {} realtime job(s) were claimed again",
         workers[1].name,
+        frozen.elapsed().as_secs_f64(),
         held.len()
     );
     workers[1].signal("CONT");
@@ -707,7 +716,7 @@ async fn a_fleet_loses_and_duplicates_nothing_through_kills_freezes_and_outages(
     );
     println!("| store retries logged during the S3 outage | {store_retries} |");
     println!(
-        "| frozen worker's jobs claimed again while it was frozen | {reclaimed} of {} |",
+        "| frozen worker's jobs claimed again by another worker while it was frozen | {} |",
         held.len()
     );
     println!("| \"lease lost\" lines in the thawed worker's log | {stale_drops} |");
