@@ -173,9 +173,8 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
         missing.push("shutting down".into());
     }
     let worker = state.worker.as_ref().map(worker_health);
-    if let Some(w) = &worker {
-        let role = state.config.role;
-        if w.state == "draining" && !role.serves_api() {
+    if let (Some(w), Some(running)) = (&worker, &state.worker) {
+        if running.is_draining() && !state.config.role.serves_api() {
             missing.push("draining: this worker claims no new jobs".into());
         }
         let default = models.default_name();
