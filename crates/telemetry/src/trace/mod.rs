@@ -18,8 +18,11 @@
 //! # Layout
 //! - `request_id`: accepting or generating the `x-request-id`.
 //! - `json`: the JSON line format.
+//! - `fresh`: the per-layer filter wrapper that keeps lines from vanishing
+//!   (every filter of the subscriber is wrapped in it).
 //! - `otel`: the exporter, and W3C trace context into and out of spans.
 
+mod fresh;
 mod json;
 mod otel;
 mod request_id;
@@ -168,7 +171,7 @@ pub fn init(settings: &TraceSettings) -> Result<TraceGuard, TraceError> {
     // A directive that does not parse falls back to the default, as before.
     let filter =
         EnvFilter::try_new(&directive).unwrap_or_else(|_| EnvFilter::new(&settings.default_filter));
-    let log_filter = filter.or(filter_fn(easel_spans));
+    let log_filter = fresh::Fresh(filter.or(filter_fn(easel_spans)));
     // Colour codes only for a person reading a terminal, never in files,
     // pipes or CI logs.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -194,7 +197,7 @@ pub fn init(settings: &TraceSettings) -> Result<TraceGuard, TraceError> {
         layers.push(
             tracing_opentelemetry::layer()
                 .with_tracer(tracer)
-                .with_filter(exported)
+                .with_filter(fresh::Fresh(exported))
                 .boxed(),
         );
         guard.provider = Some(provider);
