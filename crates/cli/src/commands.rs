@@ -1,5 +1,5 @@
 //! Subcommands: `serve`, `generate`, `models list` (in `crate::models`),
-//! `keys create`, `bench engine` (in `crate::bench`), `eval` (in
+//! `keys` and `projects` (in `crate::keys`), `bench engine` (in `crate::bench`), `eval` (in
 //! `crate::eval`), `loadtest` (in `crate::loadtest`), `top` (in
 //! `crate::top`), `verify` (in `crate::verify`).
 //!
@@ -18,7 +18,6 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
-use easel_config::keys::{Scope, create_key};
 use easel_config::{Config, Overrides, model_name_for};
 use easel_core::{GenerationParams, OutputFormat, OutputOptions, RawParams, ResponseFormat};
 use easel_engine::model::Precision;
@@ -47,11 +46,19 @@ enum Command {
         #[command(subcommand)]
         command: ModelsCommand,
     },
-    /// Manage API keys.
+    /// Manage API keys: in the database (`--project`), or print a
+    /// config-file entry.
     Keys {
         #[command(subcommand)]
-        command: KeysCommand,
+        command: crate::keys::KeysCommand,
     },
+    /// Manage projects (tenants) in the database.
+    Projects {
+        #[command(subcommand)]
+        command: crate::keys::ProjectsCommand,
+    },
+    /// Images, device seconds and cost per project, key, model or day.
+    Usage(crate::keys::UsageArgs),
     /// Measure the engine (and optionally diffusers) on a model folder.
     Bench {
         #[command(subcommand)]
@@ -210,19 +217,6 @@ enum ModelsCommand {
     List(crate::models::ListArgs),
 }
 
-#[derive(Debug, Subcommand)]
-enum KeysCommand {
-    /// Print a new random API key and the config entry that accepts it.
-    Create {
-        /// Name recorded for the key's holder.
-        #[arg(long, default_value = "default")]
-        name: String,
-        /// Grant the admin scope too.
-        #[arg(long)]
-        admin: bool,
-    },
-}
-
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -237,18 +231,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging("warn");
             crate::models::list(cli.config, args)
         }
-        Command::Keys {
-            command: KeysCommand::Create { name, admin },
-        } => {
-            let scopes: &[Scope] = if admin {
-                &[Scope::Generate, Scope::Admin]
-            } else {
-                &[Scope::Generate]
-            };
-            let (key, entry) = create_key(&name, scopes);
-            println!("API key (shown once; give it to the client):\n\n  {key}\n");
-            println!("Add to easel.toml:\n\n{entry}");
-            Ok(())
+        Command::Keys { command } => {
+            init_logging("warn");
+            crate::keys::keys(cli.config, command)
+        }
+        Command::Projects { command } => {
+            init_logging("warn");
+            crate::keys::projects(cli.config, command)
+        }
+        Command::Usage(args) => {
+            init_logging("warn");
+            crate::keys::usage(cli.config, args)
         }
         Command::Bench { command } => {
             // The server `bench serve` starts polls /readyz: its 503s are

@@ -5,6 +5,7 @@ mod bench_queue;
 mod bench_serve;
 mod commands;
 mod eval;
+mod keys;
 mod loadtest;
 mod models;
 mod progress;

@@ -35,6 +35,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "default_model",
     "pool",
     "auth",
+    "tenancy",
     "urls",
     "worker",
     "limits",
@@ -77,6 +78,9 @@ pub struct Config {
     pub pool: PoolConfig,
     /// API keys.
     pub auth: AuthConfig,
+    /// Projects: the limits of those that set none, and the retention
+    /// sweeper.
+    pub tenancy: TenancyConfig,
     /// Signed, expiring image links.
     pub urls: UrlConfig,
     /// The in-process worker.
@@ -113,6 +117,7 @@ impl Default for Config {
             default_model: None,
             pool: PoolConfig::default(),
             auth: AuthConfig::default(),
+            tenancy: TenancyConfig::default(),
             urls: UrlConfig::default(),
             worker: WorkerConfig::default(),
             limits: LimitsConfig::default(),
@@ -292,6 +297,39 @@ pub struct ApiKeyEntry {
     /// What the key may do. Default: `["generate"]`.
     #[serde(default = "default_scopes")]
     pub scopes: Vec<Scope>,
+    /// The project the key acts in (created on start if missing).
+    /// Default: `default`.
+    #[serde(default)]
+    pub project: easel_core::ProjectId,
+}
+
+/// Projects (`[tenancy]`); they and their keys are managed with
+/// `easel projects` and `easel keys` or the admin routes (docs/tenancy.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenancyConfig {
+    /// The limits of every project that sets none of its own, field by
+    /// field (`requests_per_minute`, `images_per_minute`, `concurrent_jobs`,
+    /// `max_n`, `max_steps`, `max_pixels`). Default: none (unlimited).
+    /// Env: `EASEL_TENANCY__DEFAULT_LIMITS__MAX_N` and so on.
+    pub default_limits: easel_core::Limits,
+    /// Seconds between passes of the retention sweeper (run by processes
+    /// with a worker), 1 to 86400. Default: 60.
+    /// Env: `EASEL_TENANCY__SWEEP_INTERVAL_SECONDS`.
+    pub sweep_interval_seconds: u64,
+    /// Most images one sweeper pass deletes, 1 to 1000. Default: 100.
+    /// Env: `EASEL_TENANCY__SWEEP_BATCH`.
+    pub sweep_batch: u32,
+}
+
+impl Default for TenancyConfig {
+    fn default() -> Self {
+        Self {
+            default_limits: easel_core::Limits::default(),
+            sweep_interval_seconds: 60,
+            sweep_batch: 100,
+        }
+    }
 }
 
 fn default_scopes() -> Vec<Scope> {
@@ -376,6 +414,10 @@ impl WorkerConfig {
             batch_window: std::time::Duration::from_millis(self.batch_window_ms),
             preview_every_steps: self.preview_every_steps,
             lease: std::time::Duration::from_secs(self.lease_seconds.max(3)),
+            // Prices live in `[metrics]`; the server sets them
+            // (`MetricsConfig::pricing`).
+            pricing: easel_jobs::Pricing::default(),
+            default_limits: easel_core::Limits::default(),
         }
     }
 }
@@ -644,6 +686,22 @@ impl Config {
         }
         self.telemetry.check()?;
         self.check_role()?;
+        if let Err(e) = self.tenancy.default_limits.validate() {
+            return Err(ConfigError::Unusable(format!(
+                "tenancy.default_{}",
+                e.message
+            )));
+        }
+        if !(1..=86_400).contains(&self.tenancy.sweep_interval_seconds) {
+            return Err(ConfigError::Unusable(
+                "tenancy.sweep_interval_seconds must be from 1 to 86400".into(),
+            ));
+        }
+        if !(1..=1000).contains(&self.tenancy.sweep_batch) {
+            return Err(ConfigError::Unusable(
+                "tenancy.sweep_batch must be from 1 to 1000".into(),
+            ));
+        }
         if self.server.body_limit_bytes < 1024 {
             return Err(ConfigError::Unusable(
                 "server.body_limit_bytes must be at least 1024".into(),
@@ -708,6 +766,20 @@ pub fn model_name_for(path: &Path) -> String {
 #[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn malformed_default_limits_stop_startup_naming_the_field() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("EASEL_TENANCY__DEFAULT_LIMITS__MAX_N", "0");
+            let err = Config::load(&Overrides::default()).unwrap_err().to_string();
+            assert!(err.contains("tenancy.default_limits.max_n"), "{err}");
+            jail.set_env("EASEL_TENANCY__DEFAULT_LIMITS__MAX_N", "4");
+            jail.set_env("EASEL_TENANCY__DEFAULT_LIMITS__MAX_M", "4");
+            let err = Config::load(&Overrides::default()).unwrap_err().to_string();
+            assert!(err.contains("max_m"), "{err}");
+            Ok(())
+        });
+    }
 
     #[test]
     fn defaults_listen_on_loopback_and_keep_data_in_easel_data() {

@@ -16,10 +16,52 @@ use sha2::Digest as _;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
-    /// Generate images, manage one's jobs, read images.
+    /// Generate images and cancel jobs; implies `read`.
     Generate,
-    /// Everything, including administrative routes.
+    /// Read the project's jobs, images and events, and detect watermarks.
+    Read,
+    /// Review images (the human-review queue); implies `read`.
+    Review,
+    /// Everything, in every project, including administrative routes.
     Admin,
+}
+
+impl Scope {
+    /// Every scope, in the order they are documented.
+    pub const ALL: [Scope; 4] = [Scope::Generate, Scope::Read, Scope::Review, Scope::Admin];
+
+    /// The scope's name, as written in configs and requests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Generate => "generate",
+            Scope::Read => "read",
+            Scope::Review => "review",
+            Scope::Admin => "admin",
+        }
+    }
+
+    /// Whether holding `self` grants `wanted`.
+    pub fn grants(self, wanted: Scope) -> bool {
+        self == wanted
+            || self == Scope::Admin
+            || (wanted == Scope::Read && matches!(self, Scope::Generate | Scope::Review))
+    }
+}
+
+impl std::str::FromStr for Scope {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Scope::ALL
+            .into_iter()
+            .find(|scope| scope.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown scope `{}`; scopes are generate, read, review and admin",
+                    s.chars().take(40).collect::<String>()
+                )
+            })
+    }
 }
 
 /// The hash algorithm of a configured key.
@@ -117,16 +159,22 @@ impl<'de> Deserialize<'de> for KeyHash {
     }
 }
 
-/// A new random API key and the config entry that accepts it.
-pub fn create_key(name: &str, scopes: &[Scope]) -> (String, String) {
+/// A new random key secret: `easel_sk_` and 43 base64url characters (256
+/// bits from the operating system's generator).
+pub fn new_secret() -> String {
     let bytes: [u8; 32] = rand::random();
-    let key = format!(
+    format!(
         "easel_sk_{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    );
+    )
+}
+
+/// A new random API key and the config entry that accepts it.
+pub fn create_key(name: &str, scopes: &[Scope]) -> (String, String) {
+    let key = new_secret();
     let scopes = scopes
         .iter()
-        .map(|s| format!("\"{}\"", serde_plain_name(*s)))
+        .map(|s| format!("\"{}\"", s.as_str()))
         .collect::<Vec<_>>()
         .join(", ");
     let entry = format!(
@@ -134,13 +182,6 @@ pub fn create_key(name: &str, scopes: &[Scope]) -> (String, String) {
         KeyHash::blake3_of(&key)
     );
     (key, entry)
-}
-
-fn serde_plain_name(scope: Scope) -> &'static str {
-    match scope {
-        Scope::Generate => "generate",
-        Scope::Admin => "admin",
-    }
 }
 
 #[cfg(test)]
@@ -153,5 +194,20 @@ mod tests {
         assert!("blake3:abcd".parse::<KeyHash>().is_err());
         let good = KeyHash::blake3_of("x").to_string();
         assert_eq!(good.parse::<KeyHash>().unwrap(), KeyHash::blake3_of("x"));
+    }
+
+    #[test]
+    fn scope_names_round_trip_and_imply_read() {
+        for scope in Scope::ALL {
+            assert_eq!(scope.as_str().parse::<Scope>().unwrap(), scope);
+            let json = serde_json::to_string(&scope).unwrap();
+            assert_eq!(json, format!("\"{}\"", scope.as_str()));
+            assert!(scope.grants(Scope::Read) || scope == Scope::Read);
+        }
+        assert!(!Scope::Read.grants(Scope::Generate));
+        assert!(!Scope::Generate.grants(Scope::Admin));
+        assert!(!Scope::Review.grants(Scope::Generate));
+        assert!(Scope::Admin.grants(Scope::Review));
+        assert!("owner".parse::<Scope>().is_err());
     }
 }

@@ -16,6 +16,11 @@ pub struct MetricsConfig {
     /// this. Finite and ≥ 0. Default: `0.0` (unset: the cost series stay
     /// at 0). Env: `EASEL_METRICS__PRICE_PER_DEVICE_SECOND`.
     pub price_per_device_second: f64,
+    /// What storing one GB for a month costs, in the same unit: each
+    /// image's recorded cost adds its bytes times this (one month of
+    /// storage). Finite and ≥ 0. Default: `0.0`.
+    /// Env: `EASEL_METRICS__STORAGE_PRICE_PER_GB_MONTH`.
+    pub storage_price_per_gb_month: f64,
 }
 
 impl Default for MetricsConfig {
@@ -23,6 +28,7 @@ impl Default for MetricsConfig {
         Self {
             enabled: true,
             price_per_device_second: 0.0,
+            storage_price_per_gb_month: 0.0,
         }
     }
 }
@@ -31,12 +37,24 @@ impl MetricsConfig {
     /// Why the section is unusable, if it is.
     pub fn problem(&self) -> Option<String> {
         let price = self.price_per_device_second;
-        (!(price.is_finite() && price >= 0.0)).then(|| {
-            format!(
+        let storage = self.storage_price_per_gb_month;
+        if !(price.is_finite() && price >= 0.0) {
+            return Some(format!(
                 "metrics.price_per_device_second must be a finite number ≥ 0 (cost per second \
                  of device time; 0 leaves the cost unset), got {price}"
-            )
+            ));
+        }
+        (!(storage.is_finite() && storage >= 0.0)).then(|| {
+            format!("metrics.storage_price_per_gb_month must be a finite number ≥ 0, got {storage}")
         })
+    }
+
+    /// The prices each image's recorded cost comes from.
+    pub fn pricing(&self) -> easel_jobs::Pricing {
+        easel_jobs::Pricing {
+            per_device_second: self.price_per_device_second,
+            per_gb_month: self.storage_price_per_gb_month,
+        }
     }
 
     /// The metrics of one application, with this section's price.

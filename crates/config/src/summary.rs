@@ -23,7 +23,7 @@ pub fn config_summary(config: &Config) -> Value {
         .auth
         .api_keys
         .iter()
-        .map(|k| json!({"name": k.name, "scopes": k.scopes}))
+        .map(|k| json!({"name": k.name, "scopes": k.scopes, "project": k.project}))
         .collect();
     let mut summary = json!({
         "listen": config.server.listen.to_string(),
@@ -57,6 +57,7 @@ pub fn config_summary(config: &Config) -> Value {
         },
         "worker": serde_json::to_value(&config.worker).unwrap_or(Value::Null),
         "limits": serde_json::to_value(&config.limits).unwrap_or(Value::Null),
+        "tenancy": serde_json::to_value(&config.tenancy).unwrap_or(Value::Null),
         "queue": serde_json::to_value(&config.queue).unwrap_or(Value::Null),
     });
     // Sections added by later features, taken as serialized (a `Secret`
@@ -103,6 +104,7 @@ mod tests {
             name: "ops".into(),
             hash: hash.clone(),
             scopes: vec![Scope::Admin],
+            project: easel_core::ProjectId::default_project(),
         }];
         config.urls.signing_key = Some(Secret::new("hmac-secret-value"));
         let summary = config_summary(&config);
@@ -112,7 +114,7 @@ mod tests {
         assert!(!text.contains("easel_sk_secret"), "{text}");
         assert_eq!(
             summary["auth"]["api_keys"],
-            json!([{"name": "ops", "scopes": ["admin"]}])
+            json!([{"name": "ops", "scopes": ["admin"], "project": "default"}])
         );
         assert_eq!(summary["urls"]["signing_key"], "configured");
         assert_eq!(summary["data_dir"], "./easel-data");

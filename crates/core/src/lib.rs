@@ -15,6 +15,7 @@
 //! - [`job`]: the lifecycle states of a job.
 //! - [`output`]: output format and delivery options carried by a job.
 //! - [`clock`]: the wall clock as an argument (system or manual for tests).
+//! - [`tenancy`]: project names and the limits of a project or a key.
 
 pub mod clock;
 pub mod ids;
@@ -23,6 +24,7 @@ pub mod job;
 pub mod output;
 pub mod params;
 pub mod sampler;
+pub mod tenancy;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use ids::{ImageId, JobId, ParseIdError};
@@ -31,3 +33,4 @@ pub use job::JobStatus;
 pub use output::{OutputFormat, OutputOptions, ResponseFormat};
 pub use params::{GenerationParams, ParamError, RawParams, SeedRequest, Size, Tier, limits};
 pub use sampler::{SamplerKind, ScheduleKind, TimestepSpacing, UnknownName};
+pub use tenancy::{Limits, ProjectId};

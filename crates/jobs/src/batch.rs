@@ -529,11 +529,14 @@ impl Worker {
             .await
         {
             Ok(ids) => {
-                self.record_succeeded(job, stored, store_started.elapsed().as_secs_f64());
+                let seconds = store_started.elapsed().as_secs_f64();
+                let project = self.metric_project(&job.project).await;
+                self.record_succeeded(job, stored, seconds, &project);
                 tracing::info!(job = %job_id, images = ids.len(), "job succeeded");
                 for (id, flags, moderation) in flagged {
                     let mut entry = easel_store::NewAuditEvent::new("moderation.image_flagged")
                         .subject(id)
+                        .project(&job.project)
                         .detail(serde_json::json!({
                             "job_id": job_id.to_string(),
                             "flags": flags,
@@ -626,7 +629,12 @@ impl Worker {
                 return Err(JobError::Blob(e));
             }
             written.push(key.clone());
-            records.push(row::image_row(job, image, key, byte_size));
+            let cost = self
+                .inner
+                .settings
+                .pricing
+                .cost(image.device_seconds, byte_size);
+            records.push(row::image_row(job, image, key, byte_size, cost));
         }
         let ids = records.iter().map(|r| r.id).collect();
         if let Err(e) = self

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use easel_core::{GenerationParams, JobId, JobStatus, OutputOptions, RgbImage, Tier};
+use easel_core::{GenerationParams, JobId, JobStatus, OutputOptions, ProjectId, RgbImage, Tier};
 use easel_store::{
     Blobs, BoundedInsert, CancelOutcome, Db, Image, InsertOutcome, Job, JobFilter, JobPage,
     StoreError,
@@ -34,6 +34,8 @@ pub struct NewJob {
     pub output: OutputOptions,
     /// Realtime (a client waits) or batch.
     pub tier: Tier,
+    /// The project that owns the job and its images.
+    pub project: ProjectId,
     /// Who asked: the API key's name, or the request's `user` field when
     /// authentication is off. Idempotency keys are unique per user.
     pub user_id: Option<String>,
@@ -213,6 +215,7 @@ impl Jobs {
         let new = easel_store::NewJob {
             id,
             tier: job.tier,
+            project: job.project,
             user_id: job.user_id,
             params: job.params,
             options: job.output,
@@ -232,8 +235,7 @@ impl Jobs {
         }
         match outcome? {
             InsertOutcome::Created(record) => {
-                self.audit("job.created", record.user_id.clone(), record.id)
-                    .await;
+                self.audit("job.created", &record).await;
                 self.inner
                     .bus
                     .publish(JobEvent::Queued { job_id: record.id });
@@ -314,12 +316,14 @@ impl Jobs {
     pub async fn list(
         &self,
         status: Option<JobStatus>,
+        project: Option<ProjectId>,
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<JobPage, JobError> {
         let filter = JobFilter {
             status,
             user_id: None,
+            project,
         };
         self.inner
             .db
@@ -347,7 +351,7 @@ impl Jobs {
         })?;
         match outcome {
             CancelOutcome::Cancelled(job) => {
-                self.audit("job.cancelled", job.user_id.clone(), id).await;
+                self.audit("job.cancelled", &job).await;
                 tracing::info!(job = %id, "queued job cancelled");
                 self.metrics().job_finished(
                     &job.params.model,
@@ -362,8 +366,7 @@ impl Jobs {
             // their next lease renewal); the bus stops a worker of this
             // process at the engine's next step.
             CancelOutcome::Requested(job) => {
-                self.audit("job.cancel_requested", job.user_id.clone(), id)
-                    .await;
+                self.audit("job.cancel_requested", &job).await;
                 self.inner.bus.request_cancel(id);
                 Ok(job)
             }
@@ -373,9 +376,11 @@ impl Jobs {
 
     /// Appends to the audit log. A failure is logged, not returned: the
     /// action itself already happened.
-    async fn audit(&self, event: &str, actor: Option<String>, subject: JobId) {
-        let mut entry = easel_store::NewAuditEvent::new(event).subject(subject);
-        if let Some(actor) = actor {
+    async fn audit(&self, event: &str, job: &Job) {
+        let mut entry = easel_store::NewAuditEvent::new(event)
+            .subject(job.id)
+            .project(&job.project);
+        if let Some(actor) = job.user_id.clone() {
             entry = entry.actor(actor);
         }
         self.append_audit(entry).await;
@@ -384,6 +389,29 @@ impl Jobs {
     /// Appends an event to the audit log; a failure is logged, not returned.
     pub async fn append_audit(&self, entry: easel_store::NewAuditEvent) {
         housekeeping::append_audit(&self.inner.db, entry).await;
+    }
+
+    /// Deletes an image (object and row; refused under legal hold) and
+    /// writes its tombstone; see [`crate::retention`].
+    pub async fn delete_image(
+        &self,
+        id: easel_core::ImageId,
+        actor: Option<&str>,
+    ) -> Result<Image, JobError> {
+        crate::retention::delete_image(
+            &self.inner.db,
+            &self.inner.blobs,
+            id,
+            crate::retention::DeleteReason::Request,
+            actor,
+        )
+        .await
+    }
+
+    /// One retention pass (the sweeper's), deleting up to `batch` expired
+    /// images.
+    pub async fn sweep_retention(&self, batch: i64) -> Result<crate::Sweep, JobError> {
+        crate::retention::sweep(&self.inner.db, &self.inner.blobs, batch).await
     }
 
     /// Subscribes to a job's events. A job that already finished yields its

@@ -47,6 +47,8 @@
 //! - [`events`]: per-job broadcast channels; late watchers get the current
 //!   state first.
 //! - [`models`]: served models and their load state.
+//! - [`retention`]: deleting images (by request or retention, respecting
+//!   legal hold) with audit tombstones, and the retention sweeper.
 //! - [`error`]: the job system's error type, [`JobError`].
 
 pub mod admission;
@@ -65,6 +67,7 @@ pub mod postprocess;
 pub mod record;
 mod recording;
 pub mod relay;
+pub mod retention;
 pub mod running;
 pub mod schedule;
 pub mod worker;
@@ -81,5 +84,6 @@ pub use models::{Generator, ModelLookupError, ModelSpec, ModelState, ModelStatus
 pub use pipeline::{RenderError, RenderedImage, check_for_model, image_requests, render};
 pub use postprocess::{ImageModeration, Memorization, PostProcess, QualityScoring};
 pub use record::GenerationRecord;
+pub use retention::{DeleteReason, Sweep};
 pub use schedule::{BatchKey, Candidate, Charge, Plan, Scheduler};
-pub use worker::{Worker, WorkerHandle, WorkerSettings, WorkerSetup};
+pub use worker::{Pricing, Worker, WorkerHandle, WorkerSettings, WorkerSetup};

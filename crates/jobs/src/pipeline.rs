@@ -81,6 +81,9 @@ pub struct RenderedImage {
     pub sha256: String,
     /// Engine stage timings of the call that made it.
     pub timings: StageTimings,
+    /// This image's share of the engine call's device time: the call's
+    /// stages divided by the images it made (what the image is charged).
+    pub device_seconds: f64,
     /// Seconds per post-processing stage, in order.
     pub post_stages: Vec<(&'static str, f64)>,
     /// The generated image's pHash (16 hex digits), when checked.
@@ -180,7 +183,7 @@ pub fn render_batch(
             let mine: Vec<_> = generated.by_ref().take(part.params.n as usize).collect();
             let job = part.span.cloned().unwrap_or_else(tracing::Span::current);
             let span = tracing::info_span!(parent: &job, "postprocess", images = mine.len());
-            span.in_scope(|| finish_job(post, info, part, mine))
+            span.in_scope(|| finish_job(post, info, part, mine, requests.len()))
         })
         .collect())
 }
@@ -190,6 +193,7 @@ fn finish_job(
     info: &ModelInfo,
     part: &BatchPart<'_>,
     generated: Vec<easel_engine::GeneratedImage>,
+    images_in_call: usize,
 ) -> Result<Vec<RenderedImage>, RenderError> {
     let mut out = Vec::with_capacity(generated.len());
     for (i, g) in generated.into_iter().enumerate() {
@@ -221,6 +225,8 @@ fn finish_job(
             height: done.height,
             bytes: done.bytes,
             sha256: done.sha256,
+            device_seconds: (g.timings.text_encode_s + g.timings.denoise_s + g.timings.decode_s)
+                / images_in_call.max(1) as f64,
             timings: g.timings,
             post_stages: done.stages,
             record: done.record,

@@ -122,6 +122,7 @@ pub(crate) struct EngineCall<'a> {
 /// What is counted of a job's images once they are stored.
 pub(crate) struct StoredImages {
     count: u64,
+    cost: f64,
     quality: Vec<f32>,
     near_copies: usize,
 }
@@ -179,8 +180,13 @@ impl Worker {
                 metrics.moderation(ModerationStage::Image, action);
             }
         }
+        let pricing = &self.inner.settings.pricing;
         StoredImages {
             count: images.len() as u64,
+            cost: images
+                .iter()
+                .map(|i| pricing.cost(i.device_seconds, i.bytes.len() as u64))
+                .sum(),
             quality: images.iter().filter_map(|i| i.quality_score).collect(),
             near_copies: images
                 .iter()
@@ -189,13 +195,21 @@ impl Worker {
         }
     }
 
-    /// A job succeeded: its images were stored in `store_seconds`.
-    pub(crate) fn record_succeeded(&self, job: &Job, stored: StoredImages, store_seconds: f64) {
+    /// A job succeeded: its images were stored in `store_seconds`;
+    /// `project` is its project's metric label (`other` unless billable).
+    pub(crate) fn record_succeeded(
+        &self,
+        job: &Job,
+        stored: StoredImages,
+        store_seconds: f64,
+        project: &str,
+    ) {
         let metrics = self.metrics();
         let model = &job.params.model;
         let tier = job.tier.as_str();
         metrics.stage(model, "store", store_seconds);
         metrics.images_generated(model, stored.count);
+        metrics.project_images(project, stored.count, stored.cost);
         for score in stored.quality {
             metrics.quality_score(model, f64::from(score));
         }

@@ -103,6 +103,7 @@ pub(crate) fn fake_job(size: &str, n: i64) -> NewJob {
         params: fake_params(size, n),
         output: OutputOptions::default(),
         tier: Tier::Batch,
+        project: easel_core::ProjectId::default_project(),
         user_id: None,
         idempotency_key: None,
         init_image: None,

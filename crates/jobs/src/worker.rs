@@ -71,6 +71,28 @@ pub struct WorkerSettings {
     /// How long a claimed job is leased before another worker may take it;
     /// renewed every third of it while the job runs.
     pub lease: Duration,
+    /// What an image costs, recorded with it.
+    pub pricing: Pricing,
+    /// The limits of projects that set none (`tenancy.default_limits`):
+    /// their quotas and budget hold batch jobs.
+    pub default_limits: easel_core::Limits,
+}
+
+/// The prices an image's cost is computed from; both 0 by default.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Pricing {
+    /// Currency units per second of device time (`metrics.price_per_device_second`).
+    pub per_device_second: f64,
+    /// Currency units per GB stored for a month (`metrics.storage_price_per_gb_month`).
+    pub per_gb_month: f64,
+}
+
+impl Pricing {
+    /// An image's cost: its device seconds at the device price, plus its
+    /// bytes stored for one month.
+    pub fn cost(&self, device_seconds: f64, bytes: u64) -> f64 {
+        device_seconds * self.per_device_second + bytes as f64 / 1e9 * self.per_gb_month
+    }
 }
 
 impl Default for WorkerSettings {
@@ -83,6 +105,8 @@ impl Default for WorkerSettings {
             batch_window: Duration::from_millis(10),
             preview_every_steps: 0,
             lease: Duration::from_secs(60),
+            pricing: Pricing::default(),
+            default_limits: easel_core::Limits::default(),
         }
     }
 }
@@ -131,6 +155,8 @@ pub(crate) struct Inner {
     pub(crate) draining: AtomicBool,
     /// Its circuit breaker, per model.
     pub(crate) circuits: Mutex<Circuits>,
+    /// Projects with a quota or budget, cached.
+    pub(crate) budgets: budget::BudgetProjects,
 }
 
 /// The running worker loop. Dropping it without [`WorkerHandle::shutdown`]
@@ -222,6 +248,7 @@ impl Worker {
                 id: worker_id(),
                 draining: AtomicBool::new(false),
                 circuits: Mutex::new(Circuits::new()),
+                budgets: budget::BudgetProjects::default(),
             }),
         }
     }
@@ -244,6 +271,7 @@ impl Worker {
                 id: worker_id(),
                 draining: AtomicBool::new(false),
                 circuits: Mutex::new(Circuits::new()),
+                budgets: budget::BudgetProjects::default(),
             }),
         }
     }
@@ -382,6 +410,7 @@ impl Worker {
             tracing::warn!(jobs = requeued.len(), "requeued jobs whose lease expired");
         }
         housekeeping::expire_deadlines(db, &inner.metrics, &inner.bus).await?;
+        self.apply_budget_holds().await?;
         let queued = db
             .queued_candidates(lane.scheduler.max_images())
             .await
@@ -556,6 +585,7 @@ impl Drop for WorkerHandle {
     }
 }
 
+mod budget;
 pub mod registry;
 #[cfg(test)]
 mod tests;

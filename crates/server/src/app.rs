@@ -39,6 +39,9 @@ pub struct Application {
     _relay: Option<easel_jobs::relay::Relay>,
     /// The `api` role's reader of the model catalog.
     catalog: Option<tokio::task::JoinHandle<()>>,
+    /// The retention sweeper, in processes with a worker; stops when
+    /// dropped.
+    _sweeper: Option<AbortOnDrop>,
 }
 
 impl Application {
@@ -62,10 +65,6 @@ impl Application {
             .context("reading the listener's address")?;
         let role = config.role;
         config.check_role()?;
-        // A worker serves no API, only probes and metrics.
-        if role.serves_api() {
-            config.check_exposure(addr)?;
-        }
         if let Some(problem) = config.metrics.problem() {
             anyhow::bail!(problem);
         }
@@ -92,6 +91,22 @@ impl Application {
                 )
             })?
             .with_clock(clock);
+        // Config-file keys act in projects that must exist.
+        for project in ApiKeys::new(config.auth.api_keys.clone()).projects() {
+            db.ensure_project(&project)
+                .await
+                .with_context(|| format!("creating project `{project}` of a config key"))?;
+        }
+        // A worker serves no API, only probes and metrics. Keys in the
+        // database count as keys.
+        if role.serves_api()
+            && !db
+                .any_active_api_key()
+                .await
+                .context("checking for API keys in the database")?
+        {
+            config.check_exposure(addr)?;
+        }
         // Object keys start with `images/` (or `inputs/` for edit uploads),
         // so the default store's root is the data folder itself.
         let storage_url = config.storage.url_or_default(&config.data_dir);
@@ -150,7 +165,11 @@ impl Application {
                 models: models.clone(),
                 bus,
                 post: easel_config::build::post_process(&config)?,
-                settings: config.worker.settings(),
+                settings: easel_jobs::WorkerSettings {
+                    pricing: config.metrics.pricing(),
+                    default_limits: config.tenancy.default_limits.clone(),
+                    ..config.worker.settings()
+                },
                 metrics: metrics.clone(),
             });
             worker
@@ -165,6 +184,14 @@ impl Application {
             .as_ref()
             .filter(|_| config.worker.enabled)
             .map(Worker::start);
+        let sweeper = role.runs_worker().then(|| {
+            AbortOnDrop(tokio::spawn(easel_jobs::retention::run_sweeper(
+                jobs.db().clone(),
+                jobs.blobs().clone(),
+                Duration::from_secs(config.tenancy.sweep_interval_seconds),
+                i64::from(config.tenancy.sweep_batch),
+            )))
+        });
         tracing::info!(role = %role, "role");
         let state = AppState {
             signer: Arc::new(UrlSigner::new(key, config.urls.ttl_seconds)),
@@ -183,6 +210,7 @@ impl Application {
             worker_loop,
             _relay: relay,
             catalog,
+            _sweeper: sweeper,
         })
     }
 

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::middleware::Next;
@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, ErrorKind};
 use crate::state::AppState;
+use crate::tenancy::rate::RateSlot;
 
 /// `Json<T>` with OpenAI-shaped rejections.
 pub struct ApiJson<T>(pub T);
@@ -112,45 +113,47 @@ pub fn bearer_token(parts: &axum::http::HeaderMap) -> Option<&str> {
         .then_some(token.trim())
 }
 
-/// Who made the request; also a request extension set by [`require_key`].
-pub fn authenticate(
-    state: &AppState,
-    headers: &axum::http::HeaderMap,
-) -> Result<Principal, ApiError> {
-    if !state.keys.required() {
-        return Ok(Principal::Anonymous);
-    }
-    let token = bearer_token(headers).ok_or_else(|| {
-        ApiError::new(
-            ErrorKind::Unauthenticated,
-            "unauthorized",
-            "an API key is required: send `Authorization: Bearer <key>`",
-        )
-    })?;
-    state.keys.authenticate(token).ok_or_else(|| {
-        ApiError::new(
-            ErrorKind::Unauthenticated,
-            "unauthorized",
-            "the API key is not valid",
-        )
-    })
-}
-
-/// Middleware for the `/v1` routes: a valid key with the `generate` scope
-/// (when keys are configured). The principal is stored as an extension.
+/// Middleware for the keyed routes: authenticates ([`crate::tenancy::authenticate`]),
+/// checks the route's scope ([`crate::routes::table`]; 403
+/// `missing_scope` naming it), charges the request rate
+/// ([`crate::tenancy::rate`]; 429 `rate_limit_exceeded`), and stores the
+/// [`Principal`] and a [`RateSlot`] as extensions. The answer carries the
+/// `x-ratelimit-*` headers of every limit the request was charged against.
 pub async fn require_key(
     State(state): State<AppState>,
+    matched: Option<MatchedPath>,
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let principal = authenticate(&state, request.headers())?;
-    if !principal.allows(Scope::Generate) {
-        return Err(ApiError::new(
-            ErrorKind::Forbidden,
-            "forbidden",
-            format!("the key `{}` lacks the `generate` scope", principal.name()),
-        ));
+    let principal = crate::tenancy::authenticate(&state, request.headers()).await?;
+    // A route missing from the table needs the widest scope: fail closed.
+    let scope = matched
+        .as_ref()
+        .and_then(|m| crate::routes::scope_of(request.method(), m.as_str()))
+        .unwrap_or(Scope::Admin);
+    if !principal.allows(scope) {
+        return Err(missing_scope(&principal, scope));
+    }
+    let slot = RateSlot::default();
+    if let Err(refused) = crate::tenancy::rate::take_request(&state, &principal, &slot).await {
+        return Ok(refused);
     }
     request.extensions_mut().insert(principal);
-    Ok(next.run(request).await)
+    request.extensions_mut().insert(slot.clone());
+    let mut response = next.run(request).await;
+    slot.apply(response.headers_mut());
+    Ok(response)
+}
+
+/// 403 `missing_scope`, naming the scope.
+pub fn missing_scope(principal: &Principal, scope: Scope) -> ApiError {
+    ApiError::new(
+        ErrorKind::Forbidden,
+        "missing_scope",
+        format!(
+            "the key `{}` lacks the `{}` scope this route needs",
+            principal.name(),
+            scope.as_str()
+        ),
+    )
 }

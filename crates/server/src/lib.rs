@@ -15,7 +15,9 @@
 //! - [`dto`]: request and response bodies and their validation.
 //! - [`error`]: [`ApiError`], the one error type, mapped to HTTP in one place.
 //! - [`extract`]: extractors with OpenAI-shaped rejections; the API-key check.
-//! - [`auth`]: API keys, hashed, compared in constant time.
+//! - [`auth`]: who a request acts as; config keys, compared in constant time.
+//! - [`tenancy`]: authentication against config and database keys, rate
+//!   limits, concurrency limits and caps, and minting keys.
 //! - [`signing`]: HMAC-signed, expiring image links.
 //! - [`responsible`]: the prompt policy at the edge.
 //! - [`state`]: what handlers share.
@@ -32,6 +34,7 @@ pub mod responsible;
 pub mod routes;
 pub mod signing;
 pub mod state;
+pub mod tenancy;
 
 pub use app::{Application, run, shutdown_signal};
 pub use easel_config::{Config, Overrides};

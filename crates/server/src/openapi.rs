@@ -4,7 +4,9 @@ use utoipa::Modify;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::routes::{admin, audit, content, health, images, jobs, models, watermark, workers};
+use crate::routes::{
+    admin, audit, content, health, images, jobs, keys, models, projects, usage, watermark, workers,
+};
 
 /// The API description, built from the handlers' annotations.
 #[derive(OpenApi)]
@@ -20,7 +22,11 @@ use crate::routes::{admin, audit, content, health, images, jobs, models, waterma
                        routes; a job still queued at its deadline fails with `deadline_exceeded`. \
                        Correlation: every response carries `x-request-id` (the client's, when it \
                        is 1–128 characters of `[A-Za-z0-9._:-]`, else a generated one); jobs and \
-                       images record it as `request_id`, and a W3C `traceparent` is continued."
+                       images record it as `request_id`, and a W3C `traceparent` is continued. \
+                       Tenancy: a key acts in one project and sees only that project's jobs and \
+                       images (another project's answer 404 like unknown ids); admin keys see all. \
+                       Rate limits answer 429 `rate_limit_exceeded` with `Retry-After` and \
+                       OpenAI's `x-ratelimit-*` headers."
     ),
     paths(
         images::create_generation,
@@ -32,14 +38,26 @@ use crate::routes::{admin, audit, content, health, images, jobs, models, waterma
         jobs::job_events,
         content::get_image,
         content::get_image_content,
+        content::delete_image,
+        content::set_legal_hold,
         watermark::detect_watermark,
         models::list_models,
         models::get_model,
+        usage::get_usage,
         admin::load_model,
         admin::unload_model,
         audit::list_audit,
         workers::list_workers,
         workers::drain_worker,
+        projects::create_project,
+        projects::list_projects,
+        projects::get_project,
+        projects::update_project,
+        keys::create_key,
+        keys::list_keys,
+        keys::get_key,
+        keys::revoke_key,
+        keys::rotate_key,
         health::healthz,
         health::readyz,
     ),
@@ -56,6 +74,19 @@ use crate::routes::{admin, audit, content, health, images, jobs, models, waterma
         audit::AuditEventDto,
         workers::WorkerList,
         workers::WorkerObject,
+        content::DeletedImage,
+        content::LegalHoldRequest,
+        content::LegalHoldState,
+        usage::UsageReport,
+        usage::UsageEntry,
+        projects::ProjectObject,
+        projects::ProjectList,
+        projects::CreateProject,
+        projects::UpdateProject,
+        keys::KeyObject,
+        keys::KeyList,
+        keys::CreateKey,
+        keys::RotateKey,
         crate::error::ErrorBody,
         crate::error::ErrorDetail,
     )),
@@ -65,7 +96,8 @@ use crate::routes::{admin, audit, content, health, images, jobs, models, waterma
         (name = "images", description = "OpenAI-compatible image routes and stored images"),
         (name = "jobs", description = "Asynchronous jobs and their progress events"),
         (name = "models", description = "Served models"),
-        (name = "admin", description = "Administration (scope `admin`): the warm model pool, the worker registry and the audit log"),
+        (name = "usage", description = "Images, device time and cost per project, key, model or day"),
+        (name = "admin", description = "Administration (scope `admin`): the warm model pool, the worker registry, the audit log, projects and keys"),
         (name = "health", description = "Probes"),
     )
 )]

@@ -1,7 +1,8 @@
 //! Signed, expiring links to stored images.
 //!
-//! A link is the content route plus `?expires=<unix seconds>&sig=<hex>`,
-//! where `sig` is HMAC-SHA256 over `"<path>\n<expires>"` with the server's
+//! A link is the content route plus
+//! `?project=<project>&expires=<unix seconds>&sig=<hex>`, where `sig` is
+//! HMAC-SHA256 over `"<path>?project=<project>\n<expires>"` with the server's
 //! signing key. The local object store has no presigned URLs, so the server
 //! signs its own; the check is a constant-time comparison (`hmac`'s
 //! `verify_slice`). Expiry is checked after the signature, so a tampered
@@ -77,6 +78,16 @@ impl UrlSigner {
             return Err(LinkError::Expired);
         }
         Ok(())
+    }
+}
+
+/// What a link's signature covers: its path, and the project it was made
+/// for (`?project=`), when it names one (links made before projects did
+/// not).
+pub fn subject(path: &str, project: Option<&str>) -> String {
+    match project {
+        Some(p) => format!("{path}?project={p}"),
+        None => path.to_string(),
     }
 }
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::http::HeaderMap;
-use easel_core::ImageId;
+use easel_core::{ImageId, ProjectId};
 use easel_jobs::{Jobs, Models};
 
 use crate::auth::ApiKeys;
@@ -60,14 +60,21 @@ impl AppState {
                 return Ok(url);
             }
         }
-        Ok(self.signed_url(image.id, headers))
+        Ok(self.signed_url(image.id, &image.project, headers))
     }
 
     /// A signed, expiring absolute link to an image's bytes. The base is
     /// `server.public_url`, or the request's `Host` over plain HTTP.
-    pub fn signed_url(&self, id: ImageId, headers: &HeaderMap) -> String {
+    /// The link names the image's project and the signature covers it: a
+    /// link works only for an image of that project, and stops working
+    /// when the image is deleted.
+    pub fn signed_url(&self, id: ImageId, project: &ProjectId, headers: &HeaderMap) -> String {
         let path = Self::content_path(id);
-        let query = self.signer.sign(&path, self.jobs.db().now().timestamp());
+        let signed = crate::signing::subject(&path, Some(project.as_str()));
+        let query = format!(
+            "project={project}&{}",
+            self.signer.sign(&signed, self.jobs.db().now().timestamp())
+        );
         let base = match &self.config.server.public_url {
             Some(base) => base.trim_end_matches('/').to_string(),
             None => {

@@ -24,6 +24,22 @@ pub enum StoreError {
     #[error("no worker `{0}` is registered (see GET /v1/admin/workers)")]
     WorkerNotFound(String),
 
+    /// No project has this name.
+    #[error("project `{0}` does not exist")]
+    ProjectNotFound(String),
+
+    /// A project with this name already exists.
+    #[error("project `{0}` already exists")]
+    ProjectExists(String),
+
+    /// The image is under legal hold and cannot be deleted.
+    #[error("image {0} is under legal hold")]
+    LegalHold(ImageId),
+
+    /// No API key has this id.
+    #[error("API key `{0}` does not exist")]
+    ApiKeyNotFound(String),
+
     /// No object is stored under this key.
     #[error("no object is stored under `{0}`")]
     BlobNotFound(String),
@@ -154,6 +170,10 @@ impl StoreError {
             StoreError::ImageNotFound(_) => "image_not_found",
             StoreError::BlobNotFound(_) => "object_not_found",
             StoreError::WorkerNotFound(_) => "worker_not_found",
+            StoreError::ProjectNotFound(_) => "project_not_found",
+            StoreError::ProjectExists(_) => "project_exists",
+            StoreError::ApiKeyNotFound(_) => "api_key_not_found",
+            StoreError::LegalHold(_) => "legal_hold",
             StoreError::InvalidKey { .. } => "invalid_object_key",
             StoreError::InvalidCursor => "invalid_cursor",
             StoreError::InvalidLimit { .. } => "invalid_limit",

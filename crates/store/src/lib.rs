@@ -85,8 +85,9 @@ mod url;
 
 pub use blobs::{Blobs, S3Options, ServerSideEncryption, image_key};
 pub use db::{
-    CHANNEL_CANCEL, CHANNEL_QUEUED, Db, DbOptions, Listener, MAX_AUDIT_PAGE, MAX_JOB_PAGE,
-    WORKER_RETENTION_MS,
+    CHANNEL_CANCEL, CHANNEL_QUEUED, COST_SAMPLE, Db, DbOptions, HOLD_BUDGET,
+    LAST_USED_PRECISION_MS, Listener, MAX_AUDIT_PAGE, MAX_JOB_PAGE, MAX_SWEEP_BATCH, RateDecision,
+    WORKER_RETENTION_MS, periods,
 };
 pub use error::{Result, StoreError};
 pub use records::audit::{AuditEvent, AuditQuery, NewAuditEvent};
@@ -98,4 +99,9 @@ pub use records::job::{
 };
 pub use records::notify::Notification;
 pub use records::queue::QueuedJob;
+pub use records::tenancy::{
+    ApiKeyRecord, KeyWithProject, NewApiKey, NewProject, Project, ProjectChange, RateState,
+    RateTake, gcra,
+};
+pub use records::usage::{OverQuota, Spend, UsageGroup, UsageQuery, UsageRow};
 pub use records::worker::{MISSED_HEARTBEATS, NewWorker, WorkerBeat, WorkerRecord, WorkerState};

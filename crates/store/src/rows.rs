@@ -9,7 +9,7 @@
 //! PostgreSQL.
 
 use chrono::{DateTime, Utc};
-use easel_core::{ImageId, JobStatus, OutputFormat, Tier};
+use easel_core::{ImageId, JobStatus, OutputFormat, ProjectId, Tier};
 use serde::de::DeserializeOwned;
 
 use crate::error::{Result, StoreError};
@@ -19,6 +19,7 @@ use crate::records::fair_share::FairShares;
 use crate::records::image::Image;
 use crate::records::job::Job;
 use crate::records::queue::QueuedJob;
+use crate::records::tenancy::{ApiKeyRecord, Project};
 use crate::records::worker::{WorkerRecord, WorkerState};
 
 /// The typed reads a row offers, by column name.
@@ -196,6 +197,8 @@ pub(crate) fn job(row: &impl Columns) -> Result<Job> {
         finished_at: opt_time(row.opt_int("finished_at")?, "jobs.finished_at")?,
         deadline_at: opt_time(row.opt_int("deadline_at")?, "jobs.deadline_at")?,
         staged_keys: row.json("staged_keys")?,
+        project: project(row, "jobs.project_id")?,
+        hold_reason: row.opt_text("hold_reason")?,
     })
 }
 
@@ -269,7 +272,71 @@ pub(crate) fn image(row: &impl Columns) -> Result<Image> {
         flags: row.json("flags")?,
         request_id: row.opt_text("request_id")?,
         quality_score: row.opt_float("quality_score")?.map(|s| s as f32),
+        device_seconds: row.float("device_seconds")?,
+        cost: row.float("cost")?,
         created_at: time(row.int("created_at")?, "images.created_at")?,
+        project: project(row, "images.project_id")?,
+        legal_hold: row.flag("legal_hold")?,
+    })
+}
+
+/// The `project_id` column of a row.
+fn project(row: &impl Columns, what: &'static str) -> Result<ProjectId> {
+    row.text("project_id")?
+        .parse()
+        .map_err(|e| StoreError::corrupt(what, e))
+}
+
+/// A `projects` row, or the project columns of a key joined with its
+/// project (`prefix` = `project_`).
+pub(crate) fn project_row(row: &impl Columns, joined: bool) -> Result<Project> {
+    let (id, limits, billable, retention, created) = if joined {
+        (
+            "project_id",
+            "project_limits",
+            "project_billable",
+            "project_retention_seconds",
+            "project_created_at",
+        )
+    } else {
+        (
+            "id",
+            "limits",
+            "billable",
+            "retention_seconds",
+            "created_at",
+        )
+    };
+    Ok(Project {
+        id: row
+            .text(id)?
+            .parse()
+            .map_err(|e| StoreError::corrupt("projects.id", e))?,
+        limits: row.json(limits)?,
+        billable: row.flag(billable)?,
+        retention_seconds: row
+            .opt_int(retention)?
+            .map(|s| {
+                u64::try_from(s).map_err(|e| StoreError::corrupt("projects.retention_seconds", e))
+            })
+            .transpose()?,
+        created_at: time(row.int(created)?, "projects.created_at")?,
+    })
+}
+
+/// An `api_keys` row.
+pub(crate) fn api_key(row: &impl Columns) -> Result<ApiKeyRecord> {
+    Ok(ApiKeyRecord {
+        id: row.text("id")?,
+        project: project(row, "api_keys.project_id")?,
+        name: row.text("name")?,
+        prefix: row.text("prefix")?,
+        scopes: row.json("scopes")?,
+        limits: row.json("limits")?,
+        created_at: time(row.int("created_at")?, "api_keys.created_at")?,
+        expires_at: opt_time(row.opt_int("expires_at")?, "api_keys.expires_at")?,
+        revoked_at: opt_time(row.opt_int("revoked_at")?, "api_keys.revoked_at")?,
+        last_used_at: opt_time(row.opt_int("last_used_at")?, "api_keys.last_used_at")?,
     })
 }
 
@@ -282,5 +349,12 @@ pub(crate) fn audit(row: &impl Columns) -> Result<AuditEvent> {
         actor: row.opt_text("actor")?,
         subject: row.opt_text("subject")?,
         detail: row.json("detail")?,
+        project: row
+            .opt_text("project_id")?
+            .map(|p| {
+                p.parse()
+                    .map_err(|e| StoreError::corrupt("audit_log.project_id", e))
+            })
+            .transpose()?,
     })
 }

@@ -77,6 +77,9 @@ pub const CATALOGUE: &[(&str, &str)] = &[
     ("easel_cpu_utilization_ratio", "gauge"),
     ("easel_gpu_utilization_ratio", "gauge"),
     ("easel_cost", "counter"),
+    ("easel_project_images", "counter"),
+    ("easel_project_cost", "counter"),
+    ("easel_quota_soft_limit", "counter"),
     ("easel_build_info", "gauge"),
 ];
 
@@ -303,6 +306,28 @@ impl Metrics {
         f.cost
             .get_or_create(&model_labels(model))
             .inc_by(seconds * self.inner.price_per_device_second);
+    }
+
+    /// `count` images of `project` (a billable project's name, else
+    /// `other`) were stored, costing `cost` in all.
+    pub fn project_images(&self, project: &str, count: u64, cost: f64) {
+        let f = self.f();
+        let labels = ProjectLabels {
+            project: project.to_string(),
+        };
+        f.project_images.get_or_create(&labels).inc_by(count);
+        f.project_cost.get_or_create(&labels).inc_by(cost.max(0.0));
+    }
+
+    /// `project` (a billable project's name, else `other`) passed a soft
+    /// limit.
+    pub fn quota_soft_limit(&self, project: &str) {
+        self.f()
+            .quota_soft_limit
+            .get_or_create(&ProjectLabels {
+                project: project.to_string(),
+            })
+            .inc();
     }
 
     /// The queue now: `depth` jobs queued in `tier`, the oldest created

@@ -14,6 +14,7 @@ pub(crate) fn image_row(
     image: &RenderedImage,
     object_key: String,
     byte_size: u64,
+    cost: f64,
 ) -> NewImage {
     let mut timings = vec![
         timing("text_encode", image.timings.text_encode_s),
@@ -46,6 +47,8 @@ pub(crate) fn image_row(
         watermark_id: record.watermark_id,
         perceptual_hash: image.perceptual_hash.clone(),
         quality_score: image.quality_score,
+        device_seconds: image.device_seconds,
+        cost,
         request_id: job.request_id.clone(),
         moderation: image.moderation.clone(),
         flags: image.flags.clone(),

@@ -126,6 +126,12 @@ pub struct Job {
     pub params: JobParams,
     /// Who created it: the API key's name, or the request's `user`.
     pub user: Option<String>,
+    /// The project that owns it and its images.
+    pub project: String,
+    /// Why a queued job is not being run: `budget_exhausted` while its
+    /// project is over a quota or its budget (it runs once the limit is
+    /// raised or a new period starts); null otherwise.
+    pub hold_reason: Option<String>,
     /// The stored images, once succeeded.
     pub image_ids: Vec<String>,
     /// Why it failed.
@@ -168,6 +174,8 @@ impl Job {
                 output_compression: job.options.output_compression,
             },
             user: job.user_id.clone(),
+            project: job.project.to_string(),
+            hold_reason: job.hold_reason.clone(),
             image_ids: job.image_ids.iter().map(|i| i.to_string()).collect(),
             error: job.error_code.as_ref().map(|code| JobFailure {
                 code: code.clone(),

@@ -14,7 +14,7 @@ use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 
 use crate::auth::{Principal, Scope};
-use crate::error::{ApiError, ErrorKind};
+use crate::error::ApiError;
 use crate::extract::PathId;
 use crate::routes::models::{ModelObject, model_object};
 use crate::state::AppState;
@@ -24,11 +24,7 @@ pub(crate) fn require_admin(principal: &Principal) -> Result<(), ApiError> {
     if principal.allows(Scope::Admin) {
         Ok(())
     } else {
-        Err(ApiError::new(
-            ErrorKind::Forbidden,
-            "forbidden",
-            format!("the key `{}` lacks the `admin` scope", principal.name()),
-        ))
+        Err(crate::extract::missing_scope(principal, Scope::Admin))
     }
 }
 
@@ -40,7 +36,7 @@ pub(crate) fn require_admin(principal: &Principal) -> Result<(), ApiError> {
     params(("name" = String, Path, description = "The model's name")),
     responses(
         (status = 202, description = "Loading (or already ready)", body = ModelObject),
-        (status = 403, description = "`forbidden`: the key lacks the admin scope", body = crate::error::ErrorBody),
+        (status = 403, description = "`missing_scope`: the key lacks the admin scope", body = crate::error::ErrorBody),
         (status = 404, description = "`model_not_found`", body = crate::error::ErrorBody),
     )
 )]
@@ -65,7 +61,7 @@ pub async fn load_model(
     params(("name" = String, Path, description = "The model's name")),
     responses(
         (status = 200, description = "Unloaded", body = ModelObject),
-        (status = 403, description = "`forbidden`: the key lacks the admin scope", body = crate::error::ErrorBody),
+        (status = 403, description = "`missing_scope`: the key lacks the admin scope", body = crate::error::ErrorBody),
         (status = 404, description = "`model_not_found`", body = crate::error::ErrorBody),
         (status = 409, description = "`model_in_use` (a running batch holds it) or `model_loading`", body = crate::error::ErrorBody),
     )

@@ -42,6 +42,9 @@ pub struct AuditListQuery {
     pub after: Option<String>,
     /// Page size, 1 to 1000; default 100.
     pub limit: Option<String>,
+    /// Only this project's events; default: every project's and the
+    /// service's own.
+    pub project: Option<String>,
 }
 
 /// One audit event.
@@ -64,6 +67,8 @@ pub struct AuditEventDto {
     /// Event-specific details (JSON).
     #[schema(value_type = Object)]
     pub detail: serde_json::Value,
+    /// The project it belongs to; null for the service itself.
+    pub project: Option<String>,
 }
 
 impl From<AuditEvent> for AuditEventDto {
@@ -75,6 +80,7 @@ impl From<AuditEvent> for AuditEventDto {
             actor: e.actor,
             subject: e.subject,
             detail: e.detail,
+            project: e.project.map(|p| p.to_string()),
         }
     }
 }
@@ -101,7 +107,7 @@ pub struct AuditList {
     responses(
         (status = 200, description = "A page of events", body = AuditList),
         (status = 400, description = "`invalid_from`, `invalid_until`, `invalid_time_range`, `invalid_type`, `invalid_after` or `invalid_limit`", body = crate::error::ErrorBody),
-        (status = 403, description = "`forbidden`: the key lacks the admin scope", body = crate::error::ErrorBody),
+        (status = 403, description = "`missing_scope`: the key lacks the admin scope", body = crate::error::ErrorBody),
     )
 )]
 pub async fn list_audit(
@@ -209,12 +215,16 @@ fn parse_query(raw: &AuditListQuery) -> Result<AuditQuery, ApiError> {
             )),
         })
         .transpose()?;
+    let project = present(&raw.project)
+        .map(|p| p.parse::<easel_core::ProjectId>())
+        .transpose()?;
     Ok(AuditQuery {
         from,
         until,
         event_type,
         after_id,
         limit: Some(limit.unwrap_or(DEFAULT_LIMIT)),
+        project,
     })
 }
 

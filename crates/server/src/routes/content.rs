@@ -2,15 +2,16 @@
 //! `GET /v1/images/{id}/content` (the bytes, by API key or signed link).
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use easel_core::ImageId;
+use easel_core::{ImageId, ProjectId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, ErrorKind};
-use crate::extract::{ApiQuery, PathId, authenticate};
+use crate::extract::{ApiQuery, PathId};
 use crate::state::AppState;
 
 fn image_not_found(id: &str) -> ApiError {
@@ -103,6 +104,15 @@ pub struct ImageRecordDto {
     /// scorer's image and prompt embeddings, in [-1, 1] (higher is better;
     /// compare scores of one scorer only), or null when not scored.
     pub quality_score: Option<f32>,
+    /// The project that owns it.
+    pub project: String,
+    /// Its share of the engine call's device time, in seconds.
+    pub device_seconds: f64,
+    /// What it cost: device seconds × `metrics.price_per_device_second` +
+    /// bytes × `metrics.storage_price_per_gb_month` / 10⁹ (one month).
+    pub cost: f64,
+    /// Whether it is under legal hold (never deleted).
+    pub legal_hold: bool,
     /// A signed, expiring link to the bytes.
     pub url: String,
 }
@@ -120,6 +130,7 @@ pub struct ImageRecordDto {
 )]
 pub async fn get_image(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     PathId(id): PathId,
 ) -> Result<Json<ImageRecordDto>, ApiError> {
@@ -128,6 +139,7 @@ pub async fn get_image(
         .jobs
         .image(image_id)
         .await?
+        .filter(|r| principal.sees(&r.project))
         .ok_or_else(|| image_not_found(&id))?;
     let p = &r.params;
     Ok(Json(ImageRecordDto {
@@ -166,6 +178,10 @@ pub async fn get_image(
         flags: r.flags.clone(),
         request_id: r.request_id.clone(),
         quality_score: r.quality_score,
+        project: r.project.to_string(),
+        device_seconds: r.device_seconds,
+        cost: r.cost,
+        legal_hold: r.legal_hold,
         url: state.image_url(&r, &headers).await?,
     }))
 }
@@ -173,6 +189,8 @@ pub async fn get_image(
 /// The query of a signed link.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 pub struct SignedQuery {
+    /// The project the link was made for (covered by the signature).
+    pub project: Option<String>,
     /// Unix seconds after which the link is refused.
     pub expires: Option<String>,
     /// HMAC-SHA256 signature, hex.
@@ -198,30 +216,40 @@ pub async fn get_image_content(
     PathId(id): PathId,
     ApiQuery(query): ApiQuery<SignedQuery>,
 ) -> Result<Response, ApiError> {
-    match (&query.expires, &query.sig) {
+    // Who may see which project: a key's principal, or the project a
+    // signed link names (`None`: a link made before links named one).
+    let allowed: Box<dyn Fn(&ProjectId) -> bool + Send> = match (&query.expires, &query.sig) {
         (None, None) => {
-            authenticate(&state, &headers)?;
+            let principal = crate::tenancy::authenticate(&state, &headers).await?;
+            if !principal.allows(Scope::Read) {
+                return Err(crate::extract::missing_scope(&principal, Scope::Read));
+            }
+            Box::new(move |p| principal.sees(p))
         }
         (expires, sig) => {
-            // The path is checked as sent: a link for one image never opens another.
+            // The path is checked as sent: a link for one image never opens
+            // another, nor an image of another project.
             let path = format!("/v1/images/{id}/content");
+            let project = query.project.clone().filter(|p| !p.is_empty());
             let expires: i64 = expires
                 .as_deref()
                 .and_then(|e| e.parse().ok())
                 .ok_or(crate::signing::LinkError::InvalidSignature)?;
             state.signer.verify(
-                &path,
+                &crate::signing::subject(&path, project.as_deref()),
                 expires,
                 sig.as_deref().unwrap_or_default(),
                 state.jobs.db().now().timestamp(),
             )?;
+            Box::new(move |p| project.as_deref().is_none_or(|named| named == p.as_str()))
         }
-    }
+    };
     let image_id = parse_image_id(&id)?;
     let record = state
         .jobs
         .image(image_id)
         .await?
+        .filter(|r| allowed(&r.project))
         .ok_or_else(|| image_not_found(&id))?;
     let bytes = state
         .jobs
@@ -244,4 +272,137 @@ pub async fn get_image_content(
         HeaderValue::from_static("private, max-age=3600, immutable"),
     );
     Ok(response)
+}
+
+/// The answer of `DELETE /v1/images/{id}`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeletedImage {
+    /// The image's id.
+    pub id: String,
+    /// Always `image.deleted`.
+    pub object: String,
+    /// Always true.
+    pub deleted: bool,
+}
+
+/// Deletes an image: its file and its record. Its links stop working; the
+/// audit log keeps a tombstone (`image.deleted`). Refused while the image
+/// is under legal hold.
+#[utoipa::path(
+    delete,
+    path = "/v1/images/{id}",
+    tag = "images",
+    params(("id" = String, Path, description = "Image id, `img_…`")),
+    responses(
+        (status = 200, description = "Deleted", body = DeletedImage),
+        (status = 404, description = "No such image", body = crate::error::ErrorBody),
+        (status = 409, description = "`legal_hold`: the image is held", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn delete_image(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    PathId(id): PathId,
+) -> Result<Json<DeletedImage>, ApiError> {
+    let image_id = parse_image_id(&id)?;
+    state
+        .jobs
+        .image(image_id)
+        .await?
+        .filter(|r| principal.sees(&r.project))
+        .ok_or_else(|| image_not_found(&id))?;
+    match state
+        .jobs
+        .delete_image(image_id, Some(principal.name()))
+        .await
+    {
+        Ok(_) => Ok(Json(DeletedImage {
+            id: image_id.to_string(),
+            object: "image.deleted".into(),
+            deleted: true,
+        })),
+        Err(easel_jobs::JobError::Store(easel_store::StoreError::LegalHold(_))) => {
+            Err(legal_hold(&id))
+        }
+        Err(easel_jobs::JobError::Store(easel_store::StoreError::ImageNotFound(_))) => {
+            Err(image_not_found(&id))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn legal_hold(id: &str) -> ApiError {
+    ApiError::new(
+        ErrorKind::Conflict,
+        "legal_hold",
+        format!(
+            "image `{}` is under legal hold and cannot be deleted; an admin releases it with \
+             POST /v1/admin/images/{{id}}/legal_hold {{\"hold\": false}}",
+            id.chars().take(80).collect::<String>()
+        ),
+    )
+}
+
+/// The body of `POST /v1/admin/images/{id}/legal_hold`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LegalHoldRequest {
+    /// Hold (true) or release (false).
+    pub hold: bool,
+}
+
+/// An image's legal hold.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LegalHoldState {
+    /// The image's id.
+    pub id: String,
+    /// Its project.
+    pub project: String,
+    /// Whether it is held.
+    pub legal_hold: bool,
+}
+
+/// Holds or releases an image: a held image is never deleted, by request
+/// or by retention. Audited (`image.legal_hold`).
+#[utoipa::path(
+    post,
+    path = "/v1/admin/images/{id}/legal_hold",
+    tag = "admin",
+    params(("id" = String, Path, description = "Image id, `img_…`")),
+    request_body = LegalHoldRequest,
+    responses(
+        (status = 200, description = "The hold as it now stands", body = LegalHoldState),
+        (status = 404, description = "No such image", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn set_legal_hold(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    PathId(id): PathId,
+    crate::extract::ApiJson(body): crate::extract::ApiJson<LegalHoldRequest>,
+) -> Result<Json<LegalHoldState>, ApiError> {
+    crate::routes::admin::require_admin(&principal)?;
+    let image_id = parse_image_id(&id)?;
+    let db = state.jobs.db();
+    let image = db
+        .set_legal_hold(image_id, body.hold)
+        .await
+        .map_err(|e| match e {
+            easel_store::StoreError::ImageNotFound(_) => image_not_found(&id),
+            other => ApiError::store("setting a legal hold", other),
+        })?;
+    db.append_audit(
+        easel_store::NewAuditEvent::new("image.legal_hold")
+            .actor(principal.name().to_string())
+            .subject(image.id)
+            .project(&image.project)
+            .detail(serde_json::json!({ "hold": body.hold })),
+    )
+    .await
+    .map_err(|e| ApiError::store("appending to the audit log", e))?;
+    Ok(Json(LegalHoldState {
+        id: image.id.to_string(),
+        project: image.project.to_string(),
+        legal_hold: image.legal_hold,
+    }))
 }

@@ -9,6 +9,7 @@ use axum::Json;
 use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use easel_core::{JobId, JobStatus, ResponseFormat, RgbImage, SeedRequest, Tier};
 use easel_jobs::{Jobs, NewJob};
@@ -19,6 +20,7 @@ use crate::dto::images::{CreateImageRequest, ImageData, ImagesResponse, ValidReq
 use crate::error::{ApiError, ErrorKind};
 use crate::extract::{ApiJson, RequestTimeout};
 use crate::state::AppState;
+use crate::tenancy::rate::RateSlot;
 
 /// Strength used by edits when the request gives none: keeps the layout of
 /// the input while letting the prompt change most of the detail.
@@ -45,15 +47,16 @@ pub const DEFAULT_EDIT_STRENGTH: f64 = 0.75;
 pub async fn create_generation(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
+    Extension(slot): Extension<RateSlot>,
     RequestTimeout(timeout): RequestTimeout,
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateImageRequest>,
-) -> Result<Json<ImagesResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let mut body = body;
     // Text-to-image: strength belongs to edits.
     body.strength = None;
     let valid = body.validate(&state.models)?;
-    run_sync(&state, &principal, &headers, timeout, valid, None).await
+    run_sync(&state, &principal, &slot, &headers, timeout, valid, None).await
 }
 
 /// The multipart form of `/v1/images/edits`, as text before validation.
@@ -138,10 +141,11 @@ pub struct CreateEditForm {
 pub async fn create_edit(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
+    Extension(slot): Extension<RateSlot>,
     RequestTimeout(timeout): RequestTimeout,
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
-) -> Result<Json<ImagesResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let mut multipart = multipart?;
     let mut form = EditForm::default();
     while let Some(field) = multipart.next_field().await? {
@@ -210,7 +214,16 @@ pub async fn create_edit(
     request.strength.get_or_insert(DEFAULT_EDIT_STRENGTH);
     let valid = request.validate_with_seed(form.seed, &state.models)?;
     let init = decode_upload(&state, &image, valid.params.size)?;
-    run_sync(&state, &principal, &headers, timeout, valid, Some(init)).await
+    run_sync(
+        &state,
+        &principal,
+        &slot,
+        &headers,
+        timeout,
+        valid,
+        Some(init),
+    )
+    .await
 }
 
 /// Decodes an untrusted upload (header-checked against the pixel limit
@@ -263,11 +276,12 @@ impl Drop for CancelOnDrop {
 async fn run_sync(
     state: &AppState,
     principal: &Principal,
+    slot: &RateSlot,
     headers: &HeaderMap,
     timeout: Option<Duration>,
     valid: ValidRequest,
     init_image: Option<RgbImage>,
-) -> Result<Json<ImagesResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let policy = crate::responsible::check_prompt(
         state,
         principal,
@@ -275,6 +289,11 @@ async fn run_sync(
         &valid.params.prompt,
     )
     .await?;
+    if let Err(refused) =
+        crate::tenancy::rate::admit_images(state, principal, &valid.params, slot).await
+    {
+        return Ok(refused);
+    }
     let trace = crate::correlation::JobTrace::of(headers);
     let (job, _) = state
         .jobs
@@ -282,6 +301,7 @@ async fn run_sync(
             params: valid.params,
             output: valid.output,
             tier: Tier::Realtime,
+            project: principal.project(),
             user_id: crate::auth::user_id(principal, valid.user),
             idempotency_key: None,
             init_image,
@@ -344,7 +364,9 @@ async fn run_sync(
     };
     guard.armed = false;
     match done.status {
-        JobStatus::Succeeded => images_response(state, headers, &done).await.map(Json),
+        JobStatus::Succeeded => images_response(state, headers, &done)
+            .await
+            .map(|r| Json(r).into_response()),
         JobStatus::Cancelled => Err(ApiError::new(
             ErrorKind::Conflict,
             "job_cancelled",

@@ -8,6 +8,7 @@ use axum::Json;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use easel_core::{JobId, JobStatus};
 use easel_jobs::{JobEvent, NewJob, Watch};
 use futures::Stream;
@@ -18,6 +19,7 @@ use crate::dto::jobs::{CreateJobRequest, Job, JobList, ListJobsQuery};
 use crate::error::{ApiError, ErrorKind};
 use crate::extract::{ApiJson, ApiQuery, PathId, RequestTimeout};
 use crate::state::AppState;
+use crate::tenancy::rate::RateSlot;
 
 /// Longest accepted `Idempotency-Key`.
 const MAX_IDEMPOTENCY_KEY: usize = 255;
@@ -40,6 +42,21 @@ fn job_not_found(id: &str) -> ApiError {
             id.chars().take(80).collect::<String>()
         ),
     )
+}
+
+/// Job `text`, if the principal may see it; another project's job is
+/// `job_not_found`, exactly like an id that does not exist.
+async fn visible_job(
+    state: &AppState,
+    principal: &Principal,
+    text: &str,
+) -> Result<easel_store::Job, ApiError> {
+    let id = parse_job_id(text)?;
+    match state.jobs.get(id).await {
+        Ok(job) if principal.sees(&job.project) => Ok(job),
+        Ok(_) | Err(easel_jobs::JobError::NotFound(_)) => Err(job_not_found(text)),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn progress_of(state: &AppState, id: JobId) -> Option<(u32, u32)> {
@@ -74,10 +91,11 @@ fn progress_of(state: &AppState, id: JobId) -> Option<(u32, u32)> {
 pub async fn create_job(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
+    Extension(slot): Extension<RateSlot>,
     RequestTimeout(timeout): RequestTimeout,
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateJobRequest>,
-) -> Result<(StatusCode, Json<Job>), ApiError> {
+) -> Result<Response, ApiError> {
     let idempotency_key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => {
@@ -109,6 +127,11 @@ pub async fn create_job(
         &valid.params.prompt,
     )
     .await?;
+    if let Err(refused) =
+        crate::tenancy::rate::admit_images(&state, &principal, &valid.params, &slot).await
+    {
+        return Ok(refused);
+    }
     let trace = crate::correlation::JobTrace::of(&headers);
     let (job, _created) = state
         .jobs
@@ -116,6 +139,7 @@ pub async fn create_job(
             params: valid.params,
             output: valid.output,
             tier,
+            project: principal.project(),
             user_id: crate::auth::user_id(&principal, valid.user),
             idempotency_key,
             init_image: None,
@@ -125,7 +149,7 @@ pub async fn create_job(
             trace_parent: trace.trace_parent,
         })
         .await?;
-    Ok((StatusCode::ACCEPTED, Json(Job::from_record(&job, None))))
+    Ok((StatusCode::ACCEPTED, Json(Job::from_record(&job, None))).into_response())
 }
 
 /// A job.
@@ -141,10 +165,11 @@ pub async fn create_job(
 )]
 pub async fn get_job(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     PathId(id): PathId,
 ) -> Result<Json<Job>, ApiError> {
-    let id = parse_job_id(&id)?;
-    let job = state.jobs.get(id).await?;
+    let job = visible_job(&state, &principal, &id).await?;
+    let id = job.id;
     Ok(Json(Job::from_record(&job, progress_of(&state, id))))
 }
 
@@ -161,6 +186,7 @@ pub async fn get_job(
 )]
 pub async fn list_jobs(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     ApiQuery(query): ApiQuery<ListJobsQuery>,
 ) -> Result<Json<JobList>, ApiError> {
     let status = match query.status.as_deref() {
@@ -183,6 +209,7 @@ pub async fn list_jobs(
         .jobs
         .list(
             status,
+            principal.listing_scope(),
             query.cursor.as_deref().filter(|c| !c.is_empty()),
             limit as u32,
         )
@@ -223,9 +250,10 @@ pub async fn list_jobs(
 )]
 pub async fn cancel_job(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     PathId(id): PathId,
 ) -> Result<Json<Job>, ApiError> {
-    let id = parse_job_id(&id)?;
+    let id = visible_job(&state, &principal, &id).await?.id;
     let mut job = state.jobs.cancel(id).await?;
     if job.status == JobStatus::Running
         && let Ok(done) = tokio::time::timeout(CANCEL_WAIT, state.jobs.wait(id)).await
@@ -252,9 +280,10 @@ pub async fn cancel_job(
 )]
 pub async fn job_events(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     PathId(id): PathId,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let id = parse_job_id(&id)?;
+    let id = visible_job(&state, &principal, &id).await?.id;
     let watch = state.jobs.watch(id).await?;
     let jobs = state.jobs.clone();
     let stream = async_stream::stream! {

@@ -7,51 +7,142 @@ pub mod content;
 pub mod health;
 pub mod images;
 pub mod jobs;
+pub mod keys;
 pub mod metrics;
 pub mod models;
+pub mod projects;
+pub mod tenancy;
+pub mod usage;
 pub mod watermark;
 pub mod workers;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::http::Method;
+use axum::routing::{MethodRouter, delete, get, patch, post};
 use utoipa::OpenApi as _;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::auth::Scope;
 use crate::error::{ApiError, ErrorKind};
 use crate::openapi::ApiDoc;
 use crate::state::AppState;
 
+/// How a route keeps projects apart: what a key of project A gets when it
+/// names or lists project B's things. The isolation test walks
+/// [`table`] and checks each route by its class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Names one thing by id (job, image): another project's answers 404,
+    /// exactly like an id that does not exist.
+    Owned,
+    /// Lists things: only the caller's project's.
+    Listed,
+    /// Creates things in the caller's project (or reads an upload against
+    /// the caller's project only, as watermark detection).
+    Creates,
+    /// Holds no project's data (the served models).
+    Shared,
+    /// Administrative: the `admin` scope only (admin keys see every
+    /// project).
+    Admin,
+}
+
+/// One route of the API: what it needs and how it isolates projects.
+pub struct RouteSpec {
+    /// Its method.
+    pub method: Method,
+    /// Its path, as axum matches it (`/v1/jobs/{id}`).
+    pub path: &'static str,
+    /// The scope a key needs; `None`: the route takes no key (probes,
+    /// docs, metrics, signed image links).
+    pub scope: Option<Scope>,
+    /// How it keeps projects apart; `None` for routes without a key.
+    pub isolation: Option<Isolation>,
+    handler: fn() -> MethodRouter<AppState>,
+}
+
+macro_rules! route {
+    ($method:ident $verb:ident $path:literal, $scope:expr, $isolation:expr, $handler:path) => {
+        RouteSpec {
+            method: Method::$method,
+            path: $path,
+            scope: $scope,
+            isolation: $isolation,
+            handler: || $verb($handler),
+        }
+    };
+}
+
+/// Every route a key reaches, with its scope and isolation class.
+pub fn table() -> Vec<RouteSpec> {
+    use Isolation::*;
+    let (g, r, a) = (Some(Scope::Generate), Some(Scope::Read), Some(Scope::Admin));
+    vec![
+        route!(POST post "/v1/images/generations", g, Some(Creates), images::create_generation),
+        route!(POST post "/v1/images/edits", g, Some(Creates), images::create_edit),
+        route!(POST post "/v1/jobs", g, Some(Creates), jobs::create_job),
+        route!(GET get "/v1/jobs", r, Some(Listed), jobs::list_jobs),
+        route!(GET get "/v1/jobs/{id}", r, Some(Owned), jobs::get_job),
+        route!(DELETE delete "/v1/jobs/{id}", g, Some(Owned), jobs::cancel_job),
+        route!(GET get "/v1/jobs/{id}/events", r, Some(Owned), jobs::job_events),
+        route!(GET get "/v1/images/{id}", r, Some(Owned), content::get_image),
+        route!(DELETE delete "/v1/images/{id}", g, Some(Owned), content::delete_image),
+        route!(POST post "/v1/watermark/detect", r, Some(Creates), watermark::detect_watermark),
+        route!(GET get "/v1/usage", r, Some(Listed), usage::get_usage),
+        route!(GET get "/v1/models", r, Some(Shared), models::list_models),
+        route!(GET get "/v1/models/{name}", r, Some(Shared), models::get_model),
+        route!(POST post "/v1/admin/models/{name}/load", a, Some(Admin), admin::load_model),
+        route!(POST post "/v1/admin/models/{name}/unload", a, Some(Admin), admin::unload_model),
+        route!(GET get "/v1/admin/audit", a, Some(Admin), audit::list_audit),
+        route!(GET get "/v1/admin/workers", a, Some(Admin), workers::list_workers),
+        route!(POST post "/v1/admin/workers/{id}/drain", a, Some(Admin), workers::drain_worker),
+        route!(POST post "/v1/admin/images/{id}/legal_hold", a, Some(Admin), content::set_legal_hold),
+        route!(POST post "/v1/admin/projects", a, Some(Admin), projects::create_project),
+        route!(GET get "/v1/admin/projects", a, Some(Admin), projects::list_projects),
+        route!(GET get "/v1/admin/projects/{id}", a, Some(Admin), projects::get_project),
+        route!(PATCH patch "/v1/admin/projects/{id}", a, Some(Admin), projects::update_project),
+        route!(POST post "/v1/admin/keys", a, Some(Admin), keys::create_key),
+        route!(GET get "/v1/admin/keys", a, Some(Admin), keys::list_keys),
+        route!(GET get "/v1/admin/keys/{id}", a, Some(Admin), keys::get_key),
+        route!(DELETE delete "/v1/admin/keys/{id}", a, Some(Admin), keys::revoke_key),
+        route!(POST post "/v1/admin/keys/{id}/rotate", a, Some(Admin), keys::rotate_key),
+        // Open: image bytes check a signed link or a key themselves.
+        route!(GET get "/v1/images/{id}/content", None, None, content::get_image_content),
+        route!(GET get "/healthz", None, None, health::healthz),
+        route!(GET get "/readyz", None, None, health::readyz),
+    ]
+}
+
+/// The scope route `path` (as matched) needs for `method`; `None` for a
+/// route not in [`table`].
+pub fn scope_of(method: &Method, path: &str) -> Option<Scope> {
+    table()
+        .into_iter()
+        .find(|r| r.method == *method && r.path == path)
+        .and_then(|r| r.scope)
+}
+
 /// Every route of the API.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.server.body_limit_bytes;
-    // Routes that need an API key (when keys are configured).
-    let protected = Router::new()
-        .route("/v1/images/generations", post(images::create_generation))
-        .route("/v1/images/edits", post(images::create_edit))
-        .route("/v1/jobs", post(jobs::create_job).get(jobs::list_jobs))
-        .route("/v1/jobs/{id}", get(jobs::get_job).delete(jobs::cancel_job))
-        .route("/v1/jobs/{id}/events", get(jobs::job_events))
-        .route("/v1/images/{id}", get(content::get_image))
-        .route("/v1/watermark/detect", post(watermark::detect_watermark))
-        .route("/v1/models", get(models::list_models))
-        .route("/v1/models/{name}", get(models::get_model))
-        // Admin routes check the `admin` scope themselves.
-        .route("/v1/admin/models/{name}/load", post(admin::load_model))
-        .route("/v1/admin/models/{name}/unload", post(admin::unload_model))
-        .route("/v1/admin/audit", get(audit::list_audit))
-        .route("/v1/admin/workers", get(workers::list_workers))
-        .route("/v1/admin/workers/{id}/drain", post(workers::drain_worker))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::extract::require_key,
-        ));
-    // Routes open to all: probes, docs, and image bytes (which check a
-    // signed link or a key themselves).
-    let open = Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/v1/images/{id}/content", get(content::get_image_content))
+    let (keyed, open): (Vec<RouteSpec>, Vec<RouteSpec>) =
+        table().into_iter().partition(|r| r.scope.is_some());
+    let add =
+        |router: Router<AppState>, spec: &RouteSpec| router.route(spec.path, (spec.handler)());
+    // Routes that need an API key (when keys exist): authentication, the
+    // route's scope and the request rate, in `extract::require_key`.
+    let protected =
+        keyed
+            .iter()
+            .fold(Router::new(), add)
+            .route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                crate::extract::require_key,
+            ));
+    let open = open
+        .iter()
+        .fold(Router::new(), add)
         .merge(metrics_route(&state))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()));
     Router::new()

@@ -23,7 +23,7 @@ use easel_media::{DecodeLimits, WatermarkReading};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::{Principal, Scope};
+use crate::auth::Principal;
 use crate::error::{ApiError, ErrorKind, from_media_error, payload_too_large};
 use crate::state::AppState;
 
@@ -132,11 +132,9 @@ async fn visible_image(
     else {
         return Ok(None);
     };
-    if !principal.allows(Scope::Admin) {
-        let job = state.jobs.get(image.job_id).await?;
-        if job.user_id.as_deref() != Some(principal.name()) {
-            return Ok(None);
-        }
+    // Another project's image reads as an unknown id: no existence leak.
+    if !principal.sees(&image.project) {
+        return Ok(None);
     }
     Ok(Some(DetectedImage {
         id: image.id.to_string(),

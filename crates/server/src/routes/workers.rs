@@ -107,7 +107,7 @@ fn registry_error(e: StoreError) -> ApiError {
     tag = "admin",
     responses(
         (status = 200, description = "Every worker seen in the last day", body = WorkerList),
-        (status = 403, description = "`forbidden`: the key lacks the admin scope", body = crate::error::ErrorBody),
+        (status = 403, description = "`missing_scope`: the key lacks the admin scope", body = crate::error::ErrorBody),
     )
 )]
 pub async fn list_workers(
@@ -132,7 +132,7 @@ pub async fn list_workers(
     params(("id" = String, Path, description = "The worker's id")),
     responses(
         (status = 202, description = "Requested; the worker stops claiming at its next heartbeat", body = WorkerObject),
-        (status = 403, description = "`forbidden`: the key lacks the admin scope", body = crate::error::ErrorBody),
+        (status = 403, description = "`missing_scope`: the key lacks the admin scope", body = crate::error::ErrorBody),
         (status = 404, description = "`worker_not_found`", body = crate::error::ErrorBody),
         (status = 409, description = "`worker_stopped`: it has already stopped", body = crate::error::ErrorBody),
     )

@@ -95,7 +95,7 @@ async fn startup_models_admin_actions_and_jobs_are_audited_with_their_actors() {
     assert_eq!(keys.len(), 2);
     assert_eq!(
         keys[1],
-        serde_json::json!({"name": "ops", "scopes": ["admin"]})
+        serde_json::json!({"name": "ops", "scopes": ["admin"], "project": "default"})
     );
     let text = config.to_string();
     assert!(!text.contains("blake3:"), "a key hash leaked: {text}");
@@ -304,12 +304,12 @@ async fn bad_parameters_are_400s_that_name_the_field() {
 #[tokio::test]
 async fn only_admin_keys_may_read_the_audit_log() {
     let (app, user_key, _admin) = app_with_keys().await;
-    assert_error(audit(&app, "", &user_key).await, 403, "forbidden").await;
+    assert_error(audit(&app, "", &user_key).await, 403, "missing_scope").await;
     let r = app
         .client
         .get(app.url("/v1/admin/audit"))
         .send()
         .await
         .unwrap();
-    assert_error(r, 401, "unauthorized").await;
+    assert_error(r, 401, "missing_api_key").await;
 }

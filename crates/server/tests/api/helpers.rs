@@ -108,6 +108,24 @@ pub fn auth_with_keys(
     (secrets, auth)
 }
 
+/// With `EASEL_TEST_LOGS=1`, every log line of the servers this test
+/// binary runs goes to stderr as production writes it (JSON, at debug
+/// level): CI scans that output for key material (`.ci/scan-secrets`).
+pub fn capture_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    if std::env::var("EASEL_TEST_LOGS").as_deref() != Ok("1") {
+        return;
+    }
+    ONCE.call_once(|| {
+        let settings = easel_telemetry::trace::TraceSettings {
+            log_format: easel_telemetry::trace::LogFormat::Json,
+            ..easel_telemetry::trace::TraceSettings::logs_only("debug,sqlx=warn,hyper=info,h2=info")
+        };
+        // Kept for the whole process: no exporter to flush.
+        std::mem::forget(easel_telemetry::trace::init(&settings).expect("one subscriber"));
+    });
+}
+
 /// The server with its worker running.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
@@ -126,6 +144,7 @@ pub async fn spawn_app_with_clock(
     change: impl FnOnce(&mut Config),
     clock: easel_core::SharedClock,
 ) -> TestApp {
+    capture_logs();
     let data_dir = tempfile::tempdir().unwrap();
     let mut config = test_config(data_dir.path());
     change(&mut config);

@@ -22,6 +22,7 @@ mod queue;
 mod responsible;
 mod seeds;
 mod service;
+mod tenancy;
 mod tracing;
 mod watermark;
 mod workers;

@@ -348,6 +348,8 @@ async fn requests_leave_exactly_their_series_in_metrics() {
         "easel_model_errors",
         "easel_model_circuit_open",
         "easel_gpu_utilization_ratio",
+        // No project passed a soft limit.
+        "easel_quota_soft_limit",
     ];
     if record["quality_score"].is_null() {
         empty.push("easel_image_quality_score");

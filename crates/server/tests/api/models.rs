@@ -198,19 +198,19 @@ async fn admin_routes_need_the_admin_scope() {
     assert_error(
         admin(&app, MODEL, "unload", None).await,
         401,
-        "unauthorized",
+        "missing_api_key",
     )
     .await;
     assert_error(
         admin(&app, MODEL, "unload", Some(&user_key)).await,
         403,
-        "forbidden",
+        "missing_scope",
     )
     .await;
     assert_error(
         admin(&app, MODEL, "load", Some(&user_key)).await,
         403,
-        "forbidden",
+        "missing_scope",
     )
     .await;
     let r = admin(&app, MODEL, "unload", Some(&admin_key)).await;

@@ -141,7 +141,7 @@ async fn with_api_keys_requests_need_a_valid_key() {
     }
     let auth = toml::from_str::<Wrapper>(&entry).unwrap().auth;
     let app = spawn_app_with(move |c| c.auth = auth).await;
-    assert_error(app.get("/v1/models").await, 401, "unauthorized").await;
+    assert_error(app.get("/v1/models").await, 401, "missing_api_key").await;
     let r = app
         .client
         .get(app.url("/v1/models"))
@@ -149,7 +149,7 @@ async fn with_api_keys_requests_need_a_valid_key() {
         .send()
         .await
         .unwrap();
-    assert_error(r, 401, "unauthorized").await;
+    assert_error(r, 401, "invalid_api_key").await;
     let r = app
         .client
         .get(app.url("/v1/models"))
@@ -178,7 +178,7 @@ async fn with_api_keys_requests_need_a_valid_key() {
     let url = body["data"][0]["url"].as_str().unwrap();
     assert_eq!(app.get(url).await.status(), 200);
     let bare = url.split('?').next().unwrap();
-    assert_error(app.get(bare).await, 401, "unauthorized").await;
+    assert_error(app.get(bare).await, 401, "missing_api_key").await;
     let r = app.client.get(bare).bearer_auth(&key).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }

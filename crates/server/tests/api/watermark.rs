@@ -12,13 +12,16 @@ use serde_json::Value;
 
 use crate::helpers::{TestApp, assert_error, png_bomb_header, small_request, spawn_app_with};
 
-/// Keys `user` and `other` (generate) and `ops` (admin), worker off.
+/// Keys `user` (project `default`) and `other` (project `other`), both
+/// generate, and `ops` (admin), worker off.
 async fn app_with_keys() -> (TestApp, [String; 3]) {
-    let (keys, auth) = crate::helpers::auth_with_keys(&[
+    let (keys, mut auth) = crate::helpers::auth_with_keys(&[
         ("user", &[Scope::Generate]),
         ("other", &[Scope::Generate]),
         ("ops", &[Scope::Admin]),
     ]);
+    // `other` acts in another project: it must not see `user`'s images.
+    auth.api_keys[1].project = "other".parse().unwrap();
     let [user, other, ops]: [String; 3] = keys.try_into().unwrap();
     let app = spawn_app_with(move |c| {
         c.auth = auth;
@@ -93,6 +96,8 @@ async fn stored_image(app: &TestApp, key: &str, watermark: &str) -> (String, Str
         moderation: None,
         flags: vec![],
         quality_score: None,
+        device_seconds: 0.0,
+        cost: 0.0,
         request_id: None,
     };
     db.insert_image(job_id, image).await.unwrap();
@@ -260,7 +265,7 @@ async fn bad_uploads_are_refused_with_codes_naming_the_field() {
         .send()
         .await
         .unwrap();
-    assert_error(r, 401, "unauthorized").await;
+    assert_error(r, 401, "missing_api_key").await;
 }
 
 #[tokio::test]

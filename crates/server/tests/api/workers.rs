@@ -80,7 +80,7 @@ async fn a_running_worker_is_listed_with_its_host_models_and_heartbeat() {
     let r = app
         .send_with_key(Method::GET, "/v1/admin/workers", &user_key)
         .await;
-    assert_error(r, 403, "forbidden").await;
+    assert_error(r, 403, "missing_scope").await;
 }
 
 #[tokio::test]

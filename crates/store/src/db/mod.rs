@@ -14,6 +14,9 @@ mod jobs;
 mod notify;
 mod open;
 mod queue;
+mod retention;
+pub(crate) mod tenancy;
+mod usage;
 mod workers;
 
 pub use audit::MAX_AUDIT_PAGE;
@@ -22,6 +25,9 @@ pub use jobs::MAX_JOB_PAGE;
 pub(crate) use jobs::queue_full;
 pub use notify::{CHANNEL_CANCEL, CHANNEL_QUEUED, Listener};
 pub use open::DbOptions;
+pub use retention::MAX_SWEEP_BATCH;
+pub use tenancy::{LAST_USED_PRECISION_MS, RateDecision};
+pub use usage::{COST_SAMPLE, HOLD_BUDGET, periods};
 pub use workers::WORKER_RETENTION_MS;
 
 use easel_core::{JobId, JobStatus, SharedClock, SystemClock};

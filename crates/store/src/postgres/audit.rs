@@ -10,6 +10,7 @@ const LIST: &str = "SELECT * FROM audit_log \
        AND ($2::bigint IS NULL OR at < $2) \
        AND ($3::text IS NULL OR event_type = $3) \
        AND ($4::bigint IS NULL OR id > $4) \
+       AND ($6::text IS NULL OR project_id = $6) \
      ORDER BY id \
      LIMIT $5";
 
@@ -26,14 +27,15 @@ impl PgDb {
         now: i64,
     ) -> Result<AuditEvent> {
         let row = sqlx::query(
-            "INSERT INTO audit_log (at, event_type, actor, subject, detail) \
-             VALUES ($1, $2, $3, $4, $5::jsonb) RETURNING *",
+            "INSERT INTO audit_log (at, event_type, actor, subject, detail, project_id) \
+             VALUES ($1, $2, $3, $4, $5::jsonb, $6) RETURNING *",
         )
         .bind(now)
         .bind(&event.event_type)
         .bind(&event.actor)
         .bind(&event.subject)
         .bind(detail)
+        .bind(event.project.as_ref().map(|p| p.as_str()))
         .fetch_one(&self.pool)
         .await?;
         rows::audit(&row)
@@ -51,6 +53,7 @@ impl PgDb {
             .bind(&query.event_type)
             .bind(query.after_id)
             .bind(limit)
+            .bind(query.project.as_ref().map(|p| p.as_str()))
             .fetch_all(&self.pool)
             .await?;
         found.iter().map(rows::audit).collect()

@@ -11,16 +11,16 @@ use crate::records::job::{BoundedInsert, InsertOutcome, Job, JobFilter, NewJob};
 use crate::rows;
 
 const SELECT_BY_IDEMPOTENCY: &str = "SELECT * FROM jobs \
-     WHERE COALESCE(user_id, '') = $1 AND idempotency_key = $2";
+     WHERE COALESCE(user_id, '') = $1 AND idempotency_key = $2 AND project_id = $3";
 
 // `ON CONFLICT` names the idempotency index: when another transaction
 // inserted the same (user, key) first, this waits for it to commit and then
 // writes nothing (and returns no row) instead of failing.
 const INSERT: &str = "INSERT INTO jobs \
      (id, status, tier, priority, user_id, model, params, options, idempotency_key, \
-      request_id, created_at, deadline_at, policy, trace_parent) \
-     VALUES ($1, 'queued', $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $9, $10, $11, $12::jsonb, $13) \
-     ON CONFLICT ((COALESCE(user_id, '')), idempotency_key) \
+      request_id, created_at, deadline_at, policy, trace_parent, project_id) \
+     VALUES ($1, 'queued', $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $9, $10, $11, $12::jsonb, $13, $14) \
+     ON CONFLICT (project_id, (COALESCE(user_id, '')), idempotency_key) \
          WHERE idempotency_key IS NOT NULL DO NOTHING \
      RETURNING *";
 
@@ -46,6 +46,7 @@ const EXPIRE_OVERDUE: &str = "UPDATE jobs \
 const LIST: &str = "SELECT * FROM jobs \
      WHERE ($1::text IS NULL OR status = $1) \
        AND ($2::text IS NULL OR user_id = $2) \
+       AND ($6::text IS NULL OR project_id = $6) \
        AND ($3::bigint IS NULL OR (created_at, id) < ($3, $4)) \
      ORDER BY created_at DESC, id DESC \
      LIMIT $5";
@@ -103,6 +104,7 @@ impl PgDb {
             .bind(new.deadline_at.map(rows::ms))
             .bind(policy)
             .bind(&new.trace_parent)
+            .bind(new.project.as_str())
             .fetch_optional(&mut *tx)
             .await?;
         let outcome = match row {
@@ -153,6 +155,7 @@ impl PgDb {
             .bind(after.map(|p| p.created_at))
             .bind(after.map(|p| p.id.as_str()))
             .bind(fetch)
+            .bind(filter.project.as_ref().map(|p| p.as_str()))
             .fetch_all(&self.pool)
             .await?;
         found.iter().map(rows::job).collect()
@@ -174,7 +177,8 @@ impl PgDb {
     /// The creation time (ms) of the oldest job queued in `tier`.
     pub(crate) async fn oldest_queued(&self, tier: Tier) -> Result<Option<i64>> {
         let row = sqlx::query(
-            "SELECT MIN(created_at) AS oldest FROM jobs WHERE status = $1 AND tier = $2",
+            "SELECT MIN(created_at) AS oldest FROM jobs \
+             WHERE status = $1 AND tier = $2 AND hold_reason IS NULL",
         )
         .bind(JobStatus::Queued.as_str())
         .bind(tier.as_str())
@@ -202,6 +206,7 @@ async fn by_idempotency_key(conn: &mut PgConnection, new: &NewJob) -> Result<Opt
     let row = sqlx::query(SELECT_BY_IDEMPOTENCY)
         .bind(new.user_id.as_deref().unwrap_or(""))
         .bind(key)
+        .bind(new.project.as_str())
         .fetch_optional(conn)
         .await?;
     row.as_ref().map(rows::job).transpose()

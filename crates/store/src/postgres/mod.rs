@@ -36,7 +36,10 @@ mod jobs;
 pub(crate) mod notify;
 mod open;
 mod queue;
+mod retention;
 mod rows;
+mod tenancy;
+mod usage;
 mod workers;
 
 use sqlx::PgPool;

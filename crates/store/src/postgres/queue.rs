@@ -25,7 +25,7 @@ const CLAIM: &str = "UPDATE jobs \
      SET status = 'running', started_at = COALESCE($1, easel_now_ms()), \
          attempts = attempts + 1, \
          lease_owner = $2, lease_expires_at = COALESCE($1, easel_now_ms()) + $3 \
-     WHERE id = (SELECT id FROM jobs WHERE status = 'queued' \
+     WHERE id = (SELECT id FROM jobs WHERE status = 'queued' AND hold_reason IS NULL \
                  ORDER BY priority, created_at, id LIMIT 1 \
                  FOR UPDATE SKIP LOCKED) \
      RETURNING *";
@@ -36,7 +36,7 @@ const CANDIDATES: &str = "SELECT id, tier, user_id, params, created_at FROM ( \
        SELECT id, tier, priority, user_id, params, created_at, \
               ROW_NUMBER() OVER (PARTITION BY priority, COALESCE(user_id, '') \
                                  ORDER BY created_at, id) AS rank_in_user \
-       FROM jobs WHERE status = 'queued') AS queued \
+       FROM jobs WHERE status = 'queued' AND hold_reason IS NULL) AS queued \
      WHERE rank_in_user <= $1 \
      ORDER BY priority, created_at, id";
 
@@ -46,7 +46,7 @@ const CLAIM_CHOSEN: &str = "UPDATE jobs \
      SET status = 'running', started_at = COALESCE($1, easel_now_ms()), \
          attempts = attempts + 1, \
          lease_owner = $2, lease_expires_at = COALESCE($1, easel_now_ms()) + $3 \
-     WHERE id IN (SELECT id FROM jobs WHERE id = ANY($4) AND status = 'queued' \
+     WHERE id IN (SELECT id FROM jobs WHERE id = ANY($4) AND status = 'queued' AND hold_reason IS NULL \
                   FOR UPDATE SKIP LOCKED) \
      RETURNING *";
 

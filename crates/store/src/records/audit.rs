@@ -1,6 +1,7 @@
 //! Audit log records.
 
 use chrono::{DateTime, Utc};
+use easel_core::ProjectId;
 
 /// An event to append to the audit log.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,6 +14,8 @@ pub struct NewAuditEvent {
     pub subject: Option<String>,
     /// Anything else worth keeping; default `null`.
     pub detail: serde_json::Value,
+    /// The project the event belongs to; `None` for the service itself.
+    pub project: Option<ProjectId>,
 }
 
 impl NewAuditEvent {
@@ -23,6 +26,7 @@ impl NewAuditEvent {
             actor: None,
             subject: None,
             detail: serde_json::Value::Null,
+            project: None,
         }
     }
 
@@ -35,6 +39,12 @@ impl NewAuditEvent {
     /// Sets the subject.
     pub fn subject(mut self, subject: impl ToString) -> Self {
         self.subject = Some(subject.to_string());
+        self
+    }
+
+    /// Sets the project.
+    pub fn project(mut self, project: &ProjectId) -> Self {
+        self.project = Some(project.clone());
         self
     }
 
@@ -60,6 +70,8 @@ pub struct AuditEvent {
     pub subject: Option<String>,
     /// Anything else recorded.
     pub detail: serde_json::Value,
+    /// The project it belongs to; `None` for the service itself.
+    pub project: Option<ProjectId>,
 }
 
 /// Which events [`Db::list_audit`](crate::Db::list_audit) returns, oldest first.
@@ -71,6 +83,8 @@ pub struct AuditQuery {
     pub until: Option<DateTime<Utc>>,
     /// Only this event type; default all.
     pub event_type: Option<String>,
+    /// Only events of this project; default all.
+    pub project: Option<ProjectId>,
     /// Only events after this sequence number (for paging); default none.
     pub after_id: Option<i64>,
     /// At most this many events, 1..=1000; default 100.

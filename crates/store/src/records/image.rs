@@ -1,7 +1,7 @@
 //! Image records: the provenance of every stored image.
 
 use chrono::{DateTime, Utc};
-use easel_core::{GenerationParams, ImageId, JobId, OutputFormat};
+use easel_core::{GenerationParams, ImageId, JobId, OutputFormat, ProjectId};
 use serde::{Deserialize, Serialize};
 
 /// How long one stage of producing an image took.
@@ -71,6 +71,12 @@ pub struct NewImage {
     /// How well the image shows its prompt (scorer cosine in [-1, 1]), when
     /// scored; default `None`.
     pub quality_score: Option<f32>,
+    /// The image's share of the device time of the engine call that made
+    /// it, in seconds; default 0.
+    pub device_seconds: f64,
+    /// What it cost: device seconds times the device price, plus its bytes
+    /// times the storage price per GB-month (one month); default 0.
+    pub cost: f64,
 }
 
 /// A stored image record.
@@ -130,6 +136,14 @@ pub struct Image {
     pub request_id: Option<String>,
     /// How well the image shows its prompt, when scored.
     pub quality_score: Option<f32>,
+    /// Its share of device time, in seconds.
+    pub device_seconds: f64,
+    /// What it cost (device time and one month of storage).
+    pub cost: f64,
     /// When the record was written.
     pub created_at: DateTime<Utc>,
+    /// The project that owns it (its job's).
+    pub project: ProjectId,
+    /// Held: never deleted, by request or by retention.
+    pub legal_hold: bool,
 }

@@ -1,7 +1,7 @@
 //! Job records.
 
 use chrono::{DateTime, Utc};
-use easel_core::{GenerationParams, ImageId, JobId, JobStatus, OutputOptions, Tier};
+use easel_core::{GenerationParams, ImageId, JobId, JobStatus, OutputOptions, ProjectId, Tier};
 use serde::{Deserialize, Serialize};
 
 /// A job to persist, as built by the API edge from a validated request.
@@ -11,6 +11,8 @@ pub struct NewJob {
     pub id: JobId,
     /// Realtime (a client waits) or batch.
     pub tier: Tier,
+    /// The project that owns the job (and its images).
+    pub project: ProjectId,
     /// The requesting user or API key name; `None` for anonymous use.
     pub user_id: Option<String>,
     /// The validated parameters; the job's `model` column is `params.model`.
@@ -39,6 +41,7 @@ impl NewJob {
         Self {
             id: JobId::new(),
             tier,
+            project: ProjectId::default_project(),
             user_id: None,
             params,
             options: OutputOptions::default(),
@@ -60,6 +63,11 @@ pub struct Job {
     pub status: JobStatus,
     /// Its scheduling tier.
     pub tier: Tier,
+    /// The project that owns it.
+    pub project: ProjectId,
+    /// Why it is held in the queue (`budget_exhausted`); `None`: it may
+    /// be claimed.
+    pub hold_reason: Option<String>,
     /// The requesting user, if any.
     pub user_id: Option<String>,
     /// The validated parameters.
@@ -227,6 +235,8 @@ pub struct JobFilter {
     pub status: Option<JobStatus>,
     /// Only jobs of this user; default all users.
     pub user_id: Option<String>,
+    /// Only jobs of this project; default all projects.
+    pub project: Option<ProjectId>,
 }
 
 /// One page of jobs, newest first.

@@ -8,4 +8,6 @@ pub mod image;
 pub mod job;
 pub mod notify;
 pub mod queue;
+pub mod tenancy;
+pub mod usage;
 pub mod worker;

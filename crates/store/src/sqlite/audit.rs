@@ -10,6 +10,7 @@ const LIST: &str = "SELECT * FROM audit_log \
        AND (?2 IS NULL OR at < ?2) \
        AND (?3 IS NULL OR event_type = ?3) \
        AND (?4 IS NULL OR id > ?4) \
+       AND (?6 IS NULL OR project_id = ?6) \
      ORDER BY id \
      LIMIT ?5";
 
@@ -22,14 +23,15 @@ impl SqliteDb {
         now: i64,
     ) -> Result<AuditEvent> {
         let row = sqlx::query(
-            "INSERT INTO audit_log (at, event_type, actor, subject, detail) \
-             VALUES (?1, ?2, ?3, ?4, ?5) RETURNING *",
+            "INSERT INTO audit_log (at, event_type, actor, subject, detail, project_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING *",
         )
         .bind(now)
         .bind(&event.event_type)
         .bind(&event.actor)
         .bind(&event.subject)
         .bind(detail)
+        .bind(event.project.as_ref().map(|p| p.as_str()))
         .fetch_one(&self.writer)
         .await?;
         rows::audit(&row)
@@ -47,6 +49,7 @@ impl SqliteDb {
             .bind(&query.event_type)
             .bind(query.after_id)
             .bind(limit)
+            .bind(query.project.as_ref().map(|p| p.as_str()))
             .fetch_all(&self.reader)
             .await?;
         found.iter().map(rows::audit).collect()

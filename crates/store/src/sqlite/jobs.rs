@@ -11,12 +11,12 @@ use crate::records::job::{BoundedInsert, InsertOutcome, Job, JobFilter, NewJob};
 use crate::rows;
 
 const SELECT_BY_IDEMPOTENCY: &str = "SELECT * FROM jobs \
-     WHERE COALESCE(user_id, '') = ?1 AND idempotency_key = ?2";
+     WHERE COALESCE(user_id, '') = ?1 AND idempotency_key = ?2 AND project_id = ?3";
 
 const INSERT: &str = "INSERT INTO jobs \
      (id, status, tier, priority, user_id, model, params, options, idempotency_key, \
-      request_id, created_at, deadline_at, policy, trace_parent) \
-     VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+      request_id, created_at, deadline_at, policy, trace_parent, project_id) \
+     VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
      RETURNING *";
 
 // Queued jobs per priority (0 = realtime, 1 = batch), from the claim index.
@@ -36,6 +36,7 @@ const EXPIRE_OVERDUE: &str = "UPDATE jobs \
 const LIST: &str = "SELECT * FROM jobs \
      WHERE (?1 IS NULL OR status = ?1) \
        AND (?2 IS NULL OR user_id = ?2) \
+       AND (?6 IS NULL OR project_id = ?6) \
        AND (?3 IS NULL OR (created_at, id) < (?3, ?4)) \
      ORDER BY created_at DESC, id DESC \
      LIMIT ?5";
@@ -65,6 +66,7 @@ impl SqliteDb {
             let existing = sqlx::query(SELECT_BY_IDEMPOTENCY)
                 .bind(new.user_id.as_deref().unwrap_or(""))
                 .bind(key)
+                .bind(new.project.as_str())
                 .fetch_optional(&mut *tx)
                 .await?;
             if let Some(row) = existing {
@@ -95,6 +97,7 @@ impl SqliteDb {
             .bind(new.deadline_at.map(rows::ms))
             .bind(policy)
             .bind(&new.trace_parent)
+            .bind(new.project.as_str())
             .fetch_one(&mut *tx)
             .await?;
         let job = rows::job(&row)?;
@@ -133,6 +136,7 @@ impl SqliteDb {
             .bind(after.map(|p| p.created_at))
             .bind(after.map(|p| p.id.as_str()))
             .bind(fetch)
+            .bind(filter.project.as_ref().map(|p| p.as_str()))
             .fetch_all(&self.reader)
             .await?;
         found.iter().map(rows::job).collect()
@@ -153,7 +157,7 @@ impl SqliteDb {
     /// The creation time (ms) of the oldest job queued in `tier`.
     pub(crate) async fn oldest_queued(&self, tier: Tier) -> Result<Option<i64>> {
         let row = sqlx::query(
-            "SELECT MIN(created_at) AS oldest FROM jobs WHERE status = ?1 AND tier = ?2",
+            "SELECT MIN(created_at) AS oldest FROM jobs WHERE status = ?1 AND tier = ?2 AND hold_reason IS NULL",
         )
         .bind(JobStatus::Queued.as_str())
         .bind(tier.as_str())

@@ -20,7 +20,10 @@ mod images;
 mod jobs;
 mod open;
 mod queue;
+mod retention;
 mod rows;
+mod tenancy;
+mod usage;
 mod workers;
 
 use sqlx::SqlitePool;

@@ -21,7 +21,7 @@ const CLAIM: &str = "UPDATE jobs \
          started_at = COALESCE(?1, CAST(unixepoch('subsec') * 1000 AS INTEGER)), \
          attempts = attempts + 1, lease_owner = ?2, \
          lease_expires_at = COALESCE(?1, CAST(unixepoch('subsec') * 1000 AS INTEGER)) + ?3 \
-     WHERE id = (SELECT id FROM jobs WHERE status = 'queued' \
+     WHERE id = (SELECT id FROM jobs WHERE status = 'queued' AND hold_reason IS NULL \
                  ORDER BY priority, created_at, id LIMIT 1) \
      RETURNING *";
 
@@ -32,7 +32,7 @@ const CANDIDATES: &str = "SELECT id, tier, user_id, params, created_at FROM ( \
        SELECT id, tier, priority, user_id, params, created_at, \
               ROW_NUMBER() OVER (PARTITION BY priority, COALESCE(user_id, '') \
                                  ORDER BY created_at, id) AS rank_in_user \
-       FROM jobs WHERE status = 'queued') \
+       FROM jobs WHERE status = 'queued' AND hold_reason IS NULL) \
      WHERE rank_in_user <= ?1 \
      ORDER BY priority, created_at, id";
 
@@ -43,7 +43,7 @@ const CLAIM_CHOSEN: &str = "UPDATE jobs \
          started_at = COALESCE(?1, CAST(unixepoch('subsec') * 1000 AS INTEGER)), \
          attempts = attempts + 1, lease_owner = ?2, \
          lease_expires_at = COALESCE(?1, CAST(unixepoch('subsec') * 1000 AS INTEGER)) + ?3 \
-     WHERE status = 'queued' AND id IN (SELECT value FROM json_each(?4)) \
+     WHERE status = 'queued' AND hold_reason IS NULL AND id IN (SELECT value FROM json_each(?4)) \
      RETURNING *";
 
 const RENEW: &str = "UPDATE jobs \

@@ -313,6 +313,8 @@ pub fn new_image(params: &GenerationParams, index: u32) -> NewImage {
         watermark_id: None,
         perceptual_hash: None,
         quality_score: None,
+        device_seconds: 0.5,
+        cost: 0.25,
         request_id: None,
         moderation: None,
         flags: vec![],

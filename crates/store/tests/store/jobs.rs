@@ -93,6 +93,8 @@ async fn listing_pages_through_a_status_filter_without_gaps_or_repeats() {
     let filter = JobFilter {
         status: Some(JobStatus::Queued),
         user_id: None,
+
+        project: None,
     };
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
@@ -128,6 +130,8 @@ async fn listing_filters_by_user_and_an_exact_last_page_has_no_cursor() {
     let filter = JobFilter {
         status: None,
         user_id: Some("alice".into()),
+
+        project: None,
     };
     let page = t.db.list_jobs(&filter, None, 2).await.unwrap();
     assert_eq!(page.jobs.len(), 2);

@@ -17,4 +17,5 @@ mod provenance;
 mod queue;
 mod replicas;
 mod s3;
+mod tenancy;
 mod workers;

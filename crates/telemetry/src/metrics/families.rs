@@ -64,6 +64,9 @@ pub(super) struct Families {
     pub cpu_utilization: FloatGauge,
     pub gpu_utilization: Family<GpuLabels, FloatGauge>,
     pub cost: Family<ModelLabels, FloatCounter>,
+    pub project_images: Family<ProjectLabels, Counter>,
+    pub project_cost: Family<ProjectLabels, FloatCounter>,
+    pub quota_soft_limit: Family<ProjectLabels, Counter>,
     pub build_info: Family<VersionLabels, Gauge>,
 }
 
@@ -92,6 +95,9 @@ impl Families {
             cpu_utilization: FloatGauge::default(),
             gpu_utilization: Family::default(),
             cost: Family::default(),
+            project_images: Family::default(),
+            project_cost: Family::default(),
+            quota_soft_limit: Family::default(),
             build_info: Family::default(),
         };
         let r = registry;
@@ -195,6 +201,21 @@ impl Families {
             "cost",
             "Price per device-second times device busy seconds ([metrics] price_per_device_second)",
             f.cost.clone(),
+        );
+        r.register(
+            "project_images",
+            "Images stored, by project (billable projects by name, the rest as `other`)",
+            f.project_images.clone(),
+        );
+        r.register(
+            "project_cost",
+            "Recorded cost of stored images (device time and one month of storage), by project",
+            f.project_cost.clone(),
+        );
+        r.register(
+            "quota_soft_limit",
+            "Times a project passed the soft limit of a quota or its budget (once a month each)",
+            f.quota_soft_limit.clone(),
         );
         r.register(
             "build_info",

@@ -58,6 +58,12 @@ pub(super) struct ModelLabels {
     pub model: String,
 }
 
+/// `project`: a billable project's name, or `other` (bounded cardinality).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct ProjectLabels {
+    pub project: String,
+}
+
 /// `stage`, `action`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct ModerationLabels {

@@ -50,6 +50,8 @@ fn touch_every_family(m: &Metrics) {
     m.model_error("m", "engine_panic");
     m.set_circuit_open("m", true);
     m.device_busy("m", "cpu", 0.5);
+    m.project_images("other", 1, 0.5);
+    m.quota_soft_limit("other");
     m.f()
         .gpu_utilization
         .get_or_create(&GpuLabels { gpu: "0".into() })
