@@ -735,8 +735,27 @@ impl Config {
     }
 
     /// The effective configuration as TOML, secrets printed as `***`.
+    /// API keys' hashes are printed as `***` too: a hash does not
+    /// authenticate, but a SHA-256 of a weak operator-chosen token could be
+    /// guessed offline.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
+        let printed = toml::Value::try_from(self).map(|mut value| {
+            if let Some(keys) = value
+                .get_mut("auth")
+                .and_then(|a| a.get_mut("api_keys"))
+                .and_then(toml::Value::as_array_mut)
+            {
+                for key in keys {
+                    if let Some(hash) = key.get_mut("hash") {
+                        *hash = toml::Value::String("***".into());
+                    }
+                }
+            }
+            value
+        });
+        printed
+            .and_then(|v| toml::to_string_pretty(&v))
+            .unwrap_or_else(|e: toml::ser::Error| format!("# cannot print config: {e}\n"))
     }
 
     /// Path of the SQLite database.
@@ -793,8 +812,17 @@ mod tests {
     fn printed_config_hides_secrets() {
         let mut c = Config::default();
         c.urls.signing_key = Some(Secret::new("hunter2"));
+        let (_, entry) = crate::keys::create_key("ops", &[crate::keys::Scope::Admin]);
+        #[derive(serde::Deserialize)]
+        struct Auth {
+            auth: AuthConfig,
+        }
+        c.auth = toml::from_str::<Auth>(&entry).unwrap().auth;
+        let hash = c.auth.api_keys[0].hash.to_string();
         let text = c.to_toml();
         assert!(!text.contains("hunter2"), "{text}");
+        assert!(!text.contains(&hash[7..]), "{text}");
+        assert!(text.contains("name = \"ops\""), "{text}");
         assert!(text.contains("***"));
         assert!(!format!("{c:?}").contains("hunter2"));
     }
