@@ -58,6 +58,7 @@ ALLOW_EMPTY = {
     "rules.yml alert EaselQualityScoreDrop": "alert: must not fire on a healthy server",
     # `offset 1d` reads the day before: a fresh Prometheus has no such day.
     "rules.yml alert EaselCostPerImageUp": "alert; also compares with `offset 1d`, a day of history this Prometheus lacks",
+    "rules.yml alert EaselProjectSpendAnomaly": "alert; also compares with `offset 1d`, a day of history this Prometheus lacks",
     "executive.json / Cost per image, day over day [B]": "`offset 1d`: needs a day of history",
     # Engine and load failures: a healthy run has none, and the family has
     # no series before the first.
