@@ -207,10 +207,20 @@ pub(crate) fn queued_job(row: &impl Columns) -> Result<QueuedJob> {
     Ok(QueuedJob {
         id: row.parsed("id")?,
         tier: tier(&row.text("tier")?)?,
-        user_id: row.opt_text("user_id")?,
+        user_id: share_user(&row.text("project_id")?, row.opt_text("user_id")?),
         params: row.json("params")?,
         created_at: time(row.int("created_at")?, "jobs.created_at")?,
     })
+}
+
+/// The fair-share user of a job: its user in the `default` project,
+/// `project/user` in any other.
+fn share_user(project: &str, user: Option<String>) -> Option<String> {
+    if project == ProjectId::DEFAULT {
+        user
+    } else {
+        Some(format!("{project}/{}", user.unwrap_or_default()))
+    }
 }
 
 /// Fair-share rows, as the backends' union of `fair_share` and

@@ -30,11 +30,11 @@ const CLAIM: &str = "UPDATE jobs \
                  FOR UPDATE SKIP LOCKED) \
      RETURNING *";
 
-// The first `$1` queued jobs of every (tier, user), oldest first: the same
+// The first `$1` queued jobs of every (tier, project, user), oldest first: the same
 // window query as on SQLite.
-const CANDIDATES: &str = "SELECT id, tier, user_id, params, created_at FROM ( \
-       SELECT id, tier, priority, user_id, params, created_at, \
-              ROW_NUMBER() OVER (PARTITION BY priority, COALESCE(user_id, '') \
+const CANDIDATES: &str = "SELECT id, tier, user_id, project_id, params, created_at FROM ( \
+       SELECT id, tier, priority, user_id, project_id, params, created_at, \
+              ROW_NUMBER() OVER (PARTITION BY priority, project_id, COALESCE(user_id, '') \
                                  ORDER BY created_at, id) AS rank_in_user \
        FROM jobs WHERE status = 'queued' AND hold_reason IS NULL) AS queued \
      WHERE rank_in_user <= $1 \

@@ -11,8 +11,10 @@ pub struct QueuedJob {
     pub id: JobId,
     /// Realtime or batch.
     pub tier: Tier,
-    /// Who asked; `None` for anonymous use (all anonymous jobs share one
-    /// fair-share slot).
+    /// Who asked, as fair share counts them: the user id in the `default`
+    /// project, `project/user` in any other, so two projects' keys of the
+    /// same name are two users; `None` for anonymous use (all anonymous
+    /// jobs share one fair-share slot).
     pub user_id: Option<String>,
     /// What to generate: the batching key is derived from these.
     pub params: GenerationParams,

@@ -25,12 +25,12 @@ const CLAIM: &str = "UPDATE jobs \
                  ORDER BY priority, created_at, id LIMIT 1) \
      RETURNING *";
 
-// The first `?1` queued jobs of every (tier, user), oldest first: what the
+// The first `?1` queued jobs of every (tier, project, user), oldest first: what the
 // scheduler needs to pick a fair batch, bounded however long one user's
 // backlog is.
-const CANDIDATES: &str = "SELECT id, tier, user_id, params, created_at FROM ( \
-       SELECT id, tier, priority, user_id, params, created_at, \
-              ROW_NUMBER() OVER (PARTITION BY priority, COALESCE(user_id, '') \
+const CANDIDATES: &str = "SELECT id, tier, user_id, project_id, params, created_at FROM ( \
+       SELECT id, tier, priority, user_id, project_id, params, created_at, \
+              ROW_NUMBER() OVER (PARTITION BY priority, project_id, COALESCE(user_id, '') \
                                  ORDER BY created_at, id) AS rank_in_user \
        FROM jobs WHERE status = 'queued' AND hold_reason IS NULL) \
      WHERE rank_in_user <= ?1 \

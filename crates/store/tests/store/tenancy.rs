@@ -264,3 +264,38 @@ async fn retention_lists_expired_unheld_images_and_deletion_records_the_object()
             .unwrap();
     assert_eq!(p.retention_seconds, None);
 }
+
+#[tokio::test]
+async fn keys_of_the_same_name_in_two_projects_are_two_fair_share_users() {
+    let t = fresh_db().await;
+    for name in ["acme", "zeta"] {
+        t.db.create_project(&NewProject {
+            id: project(name),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    for (p, prompt) in [("acme", "a"), ("zeta", "z"), ("default", "d")] {
+        let mut job = new_job(Tier::Batch, prompt);
+        job.project = project(p);
+        job.user_id = Some("ci".into());
+        t.db.insert_job(job).await.unwrap();
+    }
+    let mut users: Vec<Option<String>> =
+        t.db.queued_candidates(10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|q| q.user_id)
+            .collect();
+    users.sort();
+    assert_eq!(
+        users,
+        [
+            Some("acme/ci".into()),
+            Some("ci".into()),
+            Some("zeta/ci".into())
+        ]
+    );
+}
