@@ -56,6 +56,8 @@ ALLOW_EMPTY = {
     "rules.yml alert EaselQueueOldestJobOld": "alert: must not fire on a healthy server",
     "rules.yml alert EaselModerationBlockRateSpike": "alert: must not fire on a healthy server",
     "rules.yml alert EaselQualityScoreDrop": "alert: must not fire on a healthy server",
+    "rules.yml alert EaselRolloutRolledBack": "alert: must not fire on a healthy server (no rollout runs)",
+    "rules.yml alert EaselRolloutInProgress": "alert: no rollout runs during the check",
     # `offset 1d` reads the day before: a fresh Prometheus has no such day.
     "rules.yml alert EaselCostPerImageUp": "alert; also compares with `offset 1d`, a day of history this Prometheus lacks",
     "rules.yml alert EaselProjectSpendAnomaly": "alert; also compares with `offset 1d`, a day of history this Prometheus lacks",
@@ -63,6 +65,8 @@ ALLOW_EMPTY = {
     # Engine and load failures: a healthy run has none, and the family has
     # no series before the first.
     "oncall.json / Model errors by code [A]": "easel_model_errors_total has no series until a model fails",
+    "oncall.json / Failed and blocked share by version [A]": "easel_version_jobs_total has a `failed` series only once a job failed on a worker",
+    "oncall.json / Failed and blocked share by version [B]": "a `rejected` series only once image moderation blocked a job",
     # NVML is read only where a GPU is present; CI runs on CPU.
     "debug.json / GPU utilisation (NVML) [A]": "easel_gpu_utilization_ratio exists only on a machine with a GPU",
 }

@@ -74,6 +74,9 @@ enum Command {
     Top(crate::top::TopArgs),
     /// List a deployment's worker processes, or drain one (admin API).
     Workers(crate::workers::WorkersArgs),
+    /// Start, watch, promote or abort a guarded canary rollout of a model
+    /// version (admin API).
+    Rollout(crate::rollout::RolloutArgs),
     /// Read an image's provenance: PNG metadata, the invisible watermark
     /// and C2PA Content Credentials (validated against --ca).
     Verify(crate::verify::VerifyArgs),
@@ -215,6 +218,9 @@ enum ModelsCommand {
     /// content hash (when cached) and state, from its configs and weight
     /// headers; no network is loaded.
     List(crate::models::ListArgs),
+    /// Register a folder as a new version of a configured model on a
+    /// running deployment (admin API); prints its content hash.
+    Register(crate::rollout::RegisterArgs),
 }
 
 /// Runs a parsed command line.
@@ -230,6 +236,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             init_logging("warn");
             crate::models::list(cli.config, args)
+        }
+        Command::Models {
+            command: ModelsCommand::Register(args),
+        } => {
+            init_logging("warn");
+            crate::rollout::register(args)
         }
         Command::Keys { command } => {
             init_logging("warn");
@@ -264,6 +276,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Workers(args) => {
             init_logging("warn");
             crate::workers::run(args)
+        }
+        Command::Rollout(args) => {
+            init_logging("warn");
+            crate::rollout::run(args)
         }
         Command::Verify(args) => {
             init_logging("warn");

@@ -1,5 +1,6 @@
 //! The `easel` binary: parses flags, loads the config, calls library code.
 
+mod admin_api;
 mod bench;
 mod bench_queue;
 mod bench_serve;
@@ -9,6 +10,7 @@ mod keys;
 mod loadtest;
 mod models;
 mod progress;
+mod rollout;
 mod top;
 mod verify;
 mod workers;

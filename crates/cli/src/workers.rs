@@ -5,9 +5,11 @@
 
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use serde_json::Value;
+
+use crate::admin_api::{call, urlencode};
 
 /// Flags of `easel workers`.
 #[derive(Debug, Args)]
@@ -52,7 +54,7 @@ pub fn run(args: WorkersArgs) -> anyhow::Result<()> {
             .context("building the HTTP client")?;
         match &args.command {
             None | Some(WorkersCommand::List) => {
-                let list = call(&client, &args, reqwest::Method::GET, &format!("{base}/v1/admin/workers")).await?;
+                let list = call(&client, args.api_key.as_deref(), reqwest::Method::GET, None, &format!("{base}/v1/admin/workers")).await?;
                 if args.json {
                     println!("{}", serde_json::to_string_pretty(&list)?);
                 } else {
@@ -61,7 +63,7 @@ pub fn run(args: WorkersArgs) -> anyhow::Result<()> {
             }
             Some(WorkersCommand::Drain { id }) => {
                 let path = format!("{base}/v1/admin/workers/{}/drain", urlencode(id));
-                let worker = call(&client, &args, reqwest::Method::POST, &path).await?;
+                let worker = call(&client, args.api_key.as_deref(), reqwest::Method::POST, None, &path).await?;
                 if args.json {
                     println!("{}", serde_json::to_string_pretty(&worker)?);
                 } else {
@@ -76,45 +78,6 @@ pub fn run(args: WorkersArgs) -> anyhow::Result<()> {
         }
         Ok(())
     })
-}
-
-async fn call(
-    client: &reqwest::Client,
-    args: &WorkersArgs,
-    method: reqwest::Method,
-    url: &str,
-) -> anyhow::Result<Value> {
-    let mut req = client.request(method, url);
-    if let Some(key) = &args.api_key {
-        req = req.bearer_auth(key);
-    }
-    let r = req.send().await.with_context(|| format!("calling {url}"))?;
-    let status = r.status();
-    let body: Value = r
-        .json()
-        .await
-        .with_context(|| format!("reading the answer of {url}"))?;
-    if !status.is_success() {
-        let error = &body["error"];
-        bail!(
-            "{url} answered {status}: {} ({})",
-            error["message"].as_str().unwrap_or("no message"),
-            error["code"].as_str().unwrap_or("no code"),
-        );
-    }
-    Ok(body)
-}
-
-/// Percent-encodes what a worker id could hold that a path cannot.
-fn urlencode(id: &str) -> String {
-    id.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// The workers as an aligned text table.
@@ -203,11 +166,5 @@ mod tests {
             "{text}"
         );
         assert_eq!(table(&[]), "no worker has registered in the last day\n");
-    }
-
-    #[test]
-    fn ids_are_escaped_for_the_path() {
-        assert_eq!(urlencode("node-a-7-beef"), "node-a-7-beef");
-        assert_eq!(urlencode("a/b c"), "a%2Fb%20c");
     }
 }

@@ -36,6 +36,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "pool",
     "auth",
     "tenancy",
+    "rollouts",
+    "review",
     "urls",
     "worker",
     "limits",
@@ -81,6 +83,10 @@ pub struct Config {
     /// Projects: the limits of those that set none, and the retention
     /// sweeper.
     pub tenancy: TenancyConfig,
+    /// Model rollouts (`[rollouts]`).
+    pub rollouts: RolloutsConfig,
+    /// Human review (`[review]`).
+    pub review: ReviewConfig,
     /// Signed, expiring image links.
     pub urls: UrlConfig,
     /// The in-process worker.
@@ -118,6 +124,8 @@ impl Default for Config {
             pool: PoolConfig::default(),
             auth: AuthConfig::default(),
             tenancy: TenancyConfig::default(),
+            rollouts: RolloutsConfig::default(),
+            review: ReviewConfig::default(),
             urls: UrlConfig::default(),
             worker: WorkerConfig::default(),
             limits: LimitsConfig::default(),
@@ -332,6 +340,44 @@ impl Default for TenancyConfig {
     }
 }
 
+/// Model versions and rollouts (`[rollouts]`); rollouts are started with
+/// `easel rollout start` or `POST /v1/admin/rollouts` (docs/rollouts.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RolloutsConfig {
+    /// Seconds between evaluations of the running rollouts' guards (and
+    /// re-reads of the routing table that every API process routes by),
+    /// 0.05 to 60. Default: 2.
+    /// Env: `EASEL_ROLLOUTS__EVALUATE_EVERY_SECONDS`.
+    pub evaluate_every_seconds: f64,
+}
+
+impl Default for RolloutsConfig {
+    fn default() -> Self {
+        Self {
+            evaluate_every_seconds: 2.0,
+        }
+    }
+}
+
+/// The human review queue (`[review]`; docs/review.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReviewConfig {
+    /// Share of stored images, in percent (0 to 100), that enter the
+    /// review queue besides every flagged one, drawn per image id.
+    /// Default: 1. Env: `EASEL_REVIEW__SAMPLE_PERCENT`.
+    pub sample_percent: f64,
+}
+
+impl Default for ReviewConfig {
+    fn default() -> Self {
+        Self {
+            sample_percent: 1.0,
+        }
+    }
+}
+
 fn default_scopes() -> Vec<Scope> {
     vec![Scope::Generate]
 }
@@ -418,6 +464,8 @@ impl WorkerConfig {
             // (`MetricsConfig::pricing`).
             pricing: easel_jobs::Pricing::default(),
             default_limits: easel_core::Limits::default(),
+            // `[review]`; the server sets it.
+            review_sample_percent: 1.0,
         }
     }
 }
@@ -691,6 +739,16 @@ impl Config {
                 "tenancy.default_{}",
                 e.message
             )));
+        }
+        if !(0.0..=100.0).contains(&self.review.sample_percent) {
+            return Err(ConfigError::Unusable(
+                "review.sample_percent must be from 0 to 100".into(),
+            ));
+        }
+        if !(0.05..=60.0).contains(&self.rollouts.evaluate_every_seconds) {
+            return Err(ConfigError::Unusable(
+                "rollouts.evaluate_every_seconds must be from 0.05 to 60".into(),
+            ));
         }
         if !(1..=86_400).contains(&self.tenancy.sweep_interval_seconds) {
             return Err(ConfigError::Unusable(

@@ -210,8 +210,13 @@ impl ParamError {
 /// engine's batching tolerance (`docs/performance.md`, "Real batching").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GenerationParams {
-    /// Model name as listed by `/v1/models`.
+    /// Model name as listed by `/v1/models` (an alias of versions).
     pub model: String,
+    /// The concrete version the job runs on (the content hash of a model
+    /// folder), chosen when the job is submitted; `None` in records from
+    /// before versions, and outside a server (`easel generate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     /// The prompt, trimmed, non-empty.
     pub prompt: String,
     /// Optional negative prompt (empty string when absent).
@@ -368,6 +373,7 @@ impl GenerationParams {
         let seed = u64::from(raw.seed.unwrap_or_else(fresh_seed));
         Ok(Self {
             model: raw.model,
+            version: None,
             prompt,
             negative_prompt,
             size,

@@ -144,7 +144,8 @@ impl Worker {
             }
         }
         self.record_claimed(&claimed);
-        let model_name = claimed[0].params.model.clone();
+        // The pool name: `model@version` for a job routed to a version.
+        let model_name = crate::models::slot_name(&claimed[0].params);
         tracing::info!(
             batch,
             jobs = claimed.len(),
@@ -206,9 +207,67 @@ impl Worker {
                     .collect()
             }
         };
-        self.record_circuit(&model_name, &outcomes);
+        // Jobs a canary candidate fails go back to the baseline and count
+        // against the candidate's error guard; they do not open its
+        // circuit, which would only hold them in the queue meanwhile.
+        if !ready.iter().all(|(job, _)| job.fallback_version.is_some()) {
+            self.record_circuit(&model_name, &outcomes);
+        }
         for (((job, _), outcome), span) in ready.iter().zip(outcomes).zip(ready_spans) {
             self.finish_job(job, outcome).instrument(span).await?;
+        }
+        Ok(())
+    }
+
+    /// Puts a stored job's flagged images, and its sampled share of the
+    /// others, in the human review queue. A failure costs the review of
+    /// these images, never the job.
+    async fn enqueue_review(&self, job: &Job, images: &[RenderedImage]) {
+        let list: Vec<(String, bool, Option<f32>)> = images
+            .iter()
+            .map(|i| (i.id.to_string(), !i.flags.is_empty(), i.quality_score))
+            .collect();
+        let items = crate::review::items(job, &list, self.inner.settings.review_sample_percent);
+        if items.is_empty() {
+            return;
+        }
+        match self.inner.db.enqueue_review(&items).await {
+            Ok(()) => {
+                for item in &items {
+                    self.inner.metrics.review_enqueued(&item.model, item.reason);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(job = %job.id, error = %e, "could not queue images for review")
+            }
+        }
+    }
+
+    /// Puts a job its candidate version failed back in the queue on its
+    /// fallback version.
+    async fn reroute(&self, job: &Job, f: &Failure) -> Result<(), JobError> {
+        let (Some(fallback), Some(from)) = (&job.fallback_version, &job.params.version) else {
+            return Ok(());
+        };
+        tracing::warn!(
+            job = %job.id, code = f.code, message = %f.message, candidate = %from, fallback = %fallback,
+            "the candidate version failed the job; running it on the baseline"
+        );
+        let mut params = job.params.clone();
+        params.version = Some(fallback.clone());
+        let fence = Fence::of(job);
+        let requeued = self
+            .inner
+            .db
+            .reroute_job(fence, fallback, &params, from, f.code)
+            .await
+            .map_err(JobError::Store)?;
+        if requeued.is_some() {
+            self.inner
+                .metrics
+                .rollout_reroute(&job.params.model, f.code);
+            self.inner.bus.publish(JobEvent::Queued { job_id: job.id });
+            self.inner.bus.wake_all();
         }
         Ok(())
     }
@@ -440,6 +499,14 @@ impl Worker {
                 self.inner.bus.publish(JobEvent::Queued { job_id });
             }
             (_, Ok(images)) => self.complete(job, images).await?,
+            // A canary candidate failed it: the job runs again on the
+            // version it falls back to, and the failure counts against the
+            // candidate's guard, so no request fails because of a rollout.
+            (_, Err(f))
+                if !f.cancelled && f.rejected.is_none() && job.fallback_version.is_some() =>
+            {
+                self.reroute(job, &f).await?;
+            }
             (_, Err(f)) if f.worker_side && job.attempts < MAX_ATTEMPTS => {
                 tracing::warn!(
                     job = %job_id, code = f.code, message = %f.message, attempt = job.attempts,
@@ -530,6 +597,7 @@ impl Worker {
         {
             Ok(ids) => {
                 let seconds = store_started.elapsed().as_secs_f64();
+                self.enqueue_review(job, &images).await;
                 let project = self.metric_project(&job.project).await;
                 self.record_succeeded(job, stored, seconds, &project);
                 tracing::info!(job = %job_id, images = ids.len(), "job succeeded");

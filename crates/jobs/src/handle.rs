@@ -67,6 +67,8 @@ struct Inner {
     /// is measured.
     admission: AdmissionConfig,
     accepting: AtomicBool,
+    /// Routes each new job to a version of its model, once attached.
+    rollouts: std::sync::OnceLock<crate::rollouts::Rollouts>,
 }
 
 /// The job system. Cheap to clone.
@@ -107,11 +109,23 @@ impl Jobs {
                 metrics,
                 admission,
                 accepting: AtomicBool::new(true),
+                rollouts: std::sync::OnceLock::new(),
             }),
         }
     }
 
     /// The database.
+    /// Routes every job submitted from now on through `rollouts` (which
+    /// version of its model runs it); a second call changes nothing.
+    pub fn attach_rollouts(&self, rollouts: crate::rollouts::Rollouts) {
+        let _ = self.inner.rollouts.set(rollouts);
+    }
+
+    /// The rollouts service, once attached.
+    pub fn rollouts(&self) -> Option<&crate::rollouts::Rollouts> {
+        self.inner.rollouts.get()
+    }
+
     pub fn db(&self) -> &Db {
         &self.inner.db
     }
@@ -190,6 +204,16 @@ impl Jobs {
             }
         }
         let id = JobId::new();
+        // The version it runs on: the alias's, or a canary's candidate
+        // (with the baseline to fall back to), drawn per caller.
+        let mut params = job.params;
+        let fallback_version = self.inner.rollouts.get().and_then(|r| {
+            let caller = match &job.user_id {
+                Some(user) => format!("{}/{user}", job.project.as_str()),
+                None => id.to_string(),
+            };
+            r.route(&mut params, &caller)
+        });
         if let Some(image) = &job.init_image {
             // The initial image goes to the object store first: a job row
             // must never point at an image that is not there.
@@ -217,7 +241,7 @@ impl Jobs {
             tier: job.tier,
             project: job.project,
             user_id: job.user_id,
-            params: job.params,
+            params,
             options: job.output,
             idempotency_key: job.idempotency_key,
             request_id: job.request_id,
@@ -227,6 +251,7 @@ impl Jobs {
                 .timeout
                 .and_then(|t| chrono::Duration::from_std(t).ok())
                 .map(|t| self.inner.db.now() + t),
+            fallback_version,
         };
         let has_init = job.init_image.is_some();
         let outcome = self.insert_bounded(new, limit).await;

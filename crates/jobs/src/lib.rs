@@ -47,6 +47,11 @@
 //! - [`events`]: per-job broadcast channels; late watchers get the current
 //!   state first.
 //! - [`models`]: served models and their load state.
+//! - [`rollouts`]: model versions and guarded rollouts: routing a share
+//!   of an alias's callers to a candidate version, the sequential guards
+//!   that roll it back or promote it.
+//! - [`review`]: which stored images enter the human review queue, and the
+//!   score's agreement with the reviewers' verdicts.
 //! - [`retention`]: deleting images (by request or retention, respecting
 //!   legal hold) with audit tombstones, and the retention sweeper.
 //! - [`error`]: the job system's error type, [`JobError`].
@@ -68,6 +73,8 @@ pub mod record;
 mod recording;
 pub mod relay;
 pub mod retention;
+pub mod review;
+pub mod rollouts;
 pub mod running;
 pub mod schedule;
 pub mod worker;
@@ -85,5 +92,6 @@ pub use pipeline::{RenderError, RenderedImage, check_for_model, image_requests, 
 pub use postprocess::{ImageModeration, Memorization, PostProcess, QualityScoring};
 pub use record::GenerationRecord;
 pub use retention::{DeleteReason, Sweep};
+pub use rollouts::{RolloutError, Rollouts, StartRollout};
 pub use schedule::{BatchKey, Candidate, Charge, Plan, Scheduler};
 pub use worker::{Pricing, Worker, WorkerHandle, WorkerSettings, WorkerSetup};

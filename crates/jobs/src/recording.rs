@@ -210,15 +210,22 @@ impl Worker {
         metrics.stage(model, "store", store_seconds);
         metrics.images_generated(model, stored.count);
         metrics.project_images(project, stored.count, stored.cost);
+        let latency = (self.inner.db.now() - job.created_at)
+            .to_std()
+            .unwrap_or_default();
+        metrics.version_job(
+            model,
+            job.params.version.as_deref(),
+            JobOutcome::Succeeded,
+            Some(latency.as_secs_f64()),
+            &stored.quality,
+        );
         for score in stored.quality {
             metrics.quality_score(model, f64::from(score));
         }
         for _ in 0..stored.near_copies {
             metrics.memorization_flag(model);
         }
-        let latency = (self.inner.db.now() - job.created_at)
-            .to_std()
-            .unwrap_or_default();
         metrics.generation(model, tier, latency.as_secs_f64());
         metrics.job_finished(model, tier, JobOutcome::Succeeded, NO_CODE);
     }
@@ -232,5 +239,12 @@ impl Worker {
         }
         self.metrics()
             .job_finished(&job.params.model, job.tier.as_str(), outcome, code);
+        self.metrics().version_job(
+            &job.params.model,
+            job.params.version.as_deref(),
+            outcome,
+            None,
+            &[],
+        );
     }
 }

@@ -41,7 +41,8 @@ use easel_store::{FairShares, QueuedJob};
 /// What jobs must share to run in one engine call.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BatchKey {
-    /// The model's configured name.
+    /// The pool name of the model it runs on: `model@version` for a job
+    /// routed to a version ([`crate::models::slot_name`]).
     pub model: String,
     /// Output size.
     pub size: Size,
@@ -61,7 +62,7 @@ impl BatchKey {
     /// The key of a job with these parameters.
     pub fn of(params: &GenerationParams) -> Self {
         Self {
-            model: params.model.clone(),
+            model: crate::models::slot_name(params),
             size: params.size,
             steps: params.steps,
             guidance_bits: params.guidance_scale.to_bits(),

@@ -76,6 +76,9 @@ pub struct WorkerSettings {
     /// The limits of projects that set none (`tenancy.default_limits`):
     /// their quotas and budget hold batch jobs.
     pub default_limits: easel_core::Limits,
+    /// Share of stored images (0 to 100 %) that enter the human review
+    /// queue besides every flagged one (`review.sample_percent`).
+    pub review_sample_percent: f64,
 }
 
 /// The prices an image's cost is computed from; both 0 by default.
@@ -107,6 +110,7 @@ impl Default for WorkerSettings {
             lease: Duration::from_secs(60),
             pricing: Pricing::default(),
             default_limits: easel_core::Limits::default(),
+            review_sample_percent: 1.0,
         }
     }
 }
@@ -397,6 +401,29 @@ impl Worker {
         }
     }
 
+    /// Makes the version named by pool name `slot` (`model@version`)
+    /// known to the pool from the store's version registry.
+    async fn learn_version(&self, slot: &str) {
+        let Some((model, version)) = slot.split_once('@') else {
+            return;
+        };
+        match self.inner.db.model_version(model, version).await {
+            Ok(Some(v)) => {
+                self.inner
+                    .models
+                    .know_version(model, version, std::path::Path::new(&v.path));
+            }
+            Ok(None) => tracing::warn!(
+                model,
+                version,
+                "a job names a version that is not registered"
+            ),
+            Err(e) => {
+                tracing::warn!(model, version, error = %e, "could not read the version registry")
+            }
+        }
+    }
+
     /// One turn: housekeeping, then plan, claim and run a batch.
     /// Returns what to do next and how many jobs ran.
     async fn turn(&self, lane: &mut Lane) -> Result<(Turn, usize), JobError> {
@@ -420,6 +447,13 @@ impl Worker {
         }
         let candidates: Vec<Candidate> = queued.iter().map(Candidate::from).collect();
         let models = &inner.models;
+        // A version registered since this pool last looked: learn its
+        // folder, so its jobs load it instead of failing as unknown.
+        for c in &candidates {
+            if models.state(&c.key.model).is_none() {
+                self.learn_version(&c.key.model).await;
+            }
+        }
         // Models this worker gave up on for now: their jobs are left to
         // other workers (or to this one once the back-off ends).
         let open: Vec<String> = self.open_circuits().into_iter().map(|(m, _)| m).collect();

@@ -42,6 +42,8 @@ pub struct Application {
     /// The retention sweeper, in processes with a worker; stops when
     /// dropped.
     _sweeper: Option<AbortOnDrop>,
+    /// Re-reads the routing table and evaluates rollouts (API processes).
+    _rollouts: Option<AbortOnDrop>,
 }
 
 impl Application {
@@ -157,6 +159,24 @@ impl Application {
             metrics.clone(),
             config.queue.admission(),
         );
+        // Every API process routes new jobs to a version of their model
+        // and evaluates the running rollouts' guards.
+        let rollouts = easel_jobs::Rollouts::new(
+            jobs.db().clone(),
+            models.clone(),
+            metrics.clone(),
+            Duration::from_secs_f64(config.rollouts.evaluate_every_seconds),
+        );
+        let rollout_loop = if role.serves_api() {
+            rollouts
+                .refresh()
+                .await
+                .context("reading the model aliases and rollouts")?;
+            jobs.attach_rollouts(rollouts.clone());
+            Some(AbortOnDrop(rollouts.spawn()))
+        } else {
+            None
+        };
         let prompt_policy = easel_config::build::prompt_policy(&config)?;
         let worker = if role.runs_worker() {
             let worker = Worker::new(WorkerSetup {
@@ -168,6 +188,7 @@ impl Application {
                 settings: easel_jobs::WorkerSettings {
                     pricing: config.metrics.pricing(),
                     default_limits: config.tenancy.default_limits.clone(),
+                    review_sample_percent: config.review.sample_percent,
                     ..config.worker.settings()
                 },
                 metrics: metrics.clone(),
@@ -201,6 +222,7 @@ impl Application {
             config: Arc::new(config),
             jobs,
             models,
+            rollouts,
             worker: worker.clone(),
         };
         Ok(Self {
@@ -211,6 +233,7 @@ impl Application {
             _relay: relay,
             catalog,
             _sweeper: sweeper,
+            _rollouts: rollout_loop,
         })
     }
 

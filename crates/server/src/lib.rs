@@ -31,6 +31,7 @@ pub mod error;
 pub mod extract;
 pub mod openapi;
 pub mod responsible;
+pub mod review;
 pub mod routes;
 pub mod signing;
 pub mod state;

@@ -5,7 +5,8 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::routes::{
-    admin, audit, content, health, images, jobs, keys, models, projects, usage, watermark, workers,
+    admin, audit, content, health, images, jobs, keys, models, projects, review, rollouts, usage,
+    watermark, workers,
 };
 
 /// The API description, built from the handlers' annotations.
@@ -58,6 +59,15 @@ use crate::routes::{
         keys::get_key,
         keys::revoke_key,
         keys::rotate_key,
+        review::next_item,
+        review::record_verdict,
+        review::review_stats,
+        rollouts::register_version,
+        rollouts::create_rollout,
+        rollouts::list_rollouts,
+        rollouts::get_rollout,
+        rollouts::promote_rollout,
+        rollouts::abort_rollout,
         health::healthz,
         health::readyz,
     ),
@@ -87,6 +97,16 @@ use crate::routes::{
         keys::KeyList,
         keys::CreateKey,
         keys::RotateKey,
+        review::ReviewItemObject,
+        review::VerdictBody,
+        review::ReviewStats,
+        review::VersionReview,
+        review::ReviewerCounts,
+        rollouts::VersionObject,
+        rollouts::RegisterVersion,
+        rollouts::RolloutObject,
+        rollouts::RolloutList,
+        models::ModelVersions,
         crate::error::ErrorBody,
         crate::error::ErrorDetail,
     )),
@@ -98,6 +118,8 @@ use crate::routes::{
         (name = "models", description = "Served models"),
         (name = "usage", description = "Images, device time and cost per project, key, model or day"),
         (name = "admin", description = "Administration (scope `admin`): the warm model pool, the worker registry, the audit log, projects and keys"),
+        (name = "review", description = "Human review of sampled and flagged images (scope `review`)"),
+        (name = "rollouts", description = "Model versions and guarded canary rollouts (scope `admin`)"),
         (name = "health", description = "Probes"),
     )
 )]

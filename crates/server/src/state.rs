@@ -20,6 +20,8 @@ pub struct AppState {
     /// The served models: names and defaults to validate requests against,
     /// load state for `/readyz` and `/v1/models`.
     pub models: Models,
+    /// Model versions and rollouts.
+    pub rollouts: easel_jobs::Rollouts,
     /// Accepted API keys.
     pub keys: Arc<ApiKeys>,
     /// Signs image links.

@@ -32,6 +32,23 @@ pub enum StoreError {
     #[error("project `{0}` already exists")]
     ProjectExists(String),
 
+    /// The alias already has a running rollout.
+    #[error("model `{0}` already has a running rollout; promote or abort it first")]
+    RolloutExists(String),
+
+    /// No rollout has this id.
+    #[error("rollout `{0}` does not exist")]
+    RolloutNotFound(String),
+
+    /// The rollout has ended; it cannot change any more.
+    #[error("rollout `{id}` has already ended ({state})")]
+    RolloutEnded {
+        /// The rollout.
+        id: String,
+        /// How it ended.
+        state: String,
+    },
+
     /// The image is under legal hold and cannot be deleted.
     #[error("image {0} is under legal hold")]
     LegalHold(ImageId),
@@ -172,6 +189,9 @@ impl StoreError {
             StoreError::WorkerNotFound(_) => "worker_not_found",
             StoreError::ProjectNotFound(_) => "project_not_found",
             StoreError::ProjectExists(_) => "project_exists",
+            StoreError::RolloutExists(_) => "rollout_exists",
+            StoreError::RolloutNotFound(_) => "rollout_not_found",
+            StoreError::RolloutEnded { .. } => "rollout_ended",
             StoreError::ApiKeyNotFound(_) => "api_key_not_found",
             StoreError::LegalHold(_) => "legal_hold",
             StoreError::InvalidKey { .. } => "invalid_object_key",

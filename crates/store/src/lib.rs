@@ -99,6 +99,10 @@ pub use records::job::{
 };
 pub use records::notify::Notification;
 pub use records::queue::QueuedJob;
+pub use records::review::{NewReviewItem, ReviewCounts, ReviewItem, VerdictRefusal};
+pub use records::rollout::{
+    ModelVersion, NewRollout, Observation, Rollout, RolloutEnd, RolloutState,
+};
 pub use records::tenancy::{
     ApiKeyRecord, KeyWithProject, NewApiKey, NewProject, Project, ProjectChange, RateState,
     RateTake, gcra,

@@ -199,6 +199,8 @@ pub(crate) fn job(row: &impl Columns) -> Result<Job> {
         staged_keys: row.json("staged_keys")?,
         project: project(row, "jobs.project_id")?,
         hold_reason: row.opt_text("hold_reason")?,
+        fallback_version: row.opt_text("fallback_version")?,
+        rerouted_from: row.opt_text("rerouted_from")?,
     })
 }
 

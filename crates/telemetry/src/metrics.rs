@@ -80,6 +80,15 @@ pub const CATALOGUE: &[(&str, &str)] = &[
     ("easel_project_images", "counter"),
     ("easel_project_cost", "counter"),
     ("easel_quota_soft_limit", "counter"),
+    ("easel_rollout_events", "counter"),
+    ("easel_rollout_reroutes", "counter"),
+    ("easel_rollout_candidate_percent", "gauge"),
+    ("easel_version_jobs", "counter"),
+    ("easel_version_generation_duration_seconds", "histogram"),
+    ("easel_version_quality_score", "histogram"),
+    ("easel_review_items", "counter"),
+    ("easel_review_verdicts", "counter"),
+    ("easel_review_score_agreement", "gauge"),
     ("easel_build_info", "gauge"),
 ];
 
@@ -96,7 +105,14 @@ struct Inner {
     price_per_device_second: f64,
     /// The previous CPU sample, for the utilisation since the last scrape.
     cpu: Mutex<CpuSample>,
+    /// The version labels given out so far, per model (bounded).
+    versions: Mutex<std::collections::HashMap<String, Vec<String>>>,
 }
+
+/// The most version labels one model gets in one process; later versions
+/// are counted as `other`. A rollout compares two (baseline and candidate),
+/// so four cover a rollout, its successor and the version promoted between.
+pub const MAX_VERSION_LABELS: usize = 4;
 
 /// One configured model as the scrape sees it.
 #[derive(Debug, Clone)]
@@ -150,6 +166,7 @@ impl Metrics {
                 f,
                 price_per_device_second: price,
                 cpu: Mutex::new(CpuSample::now()),
+                versions: Mutex::new(std::collections::HashMap::new()),
             }),
         }
     }
@@ -328,6 +345,146 @@ impl Metrics {
                 project: project.to_string(),
             })
             .inc();
+    }
+
+    /// A rollout of `model` started or ended (`outcome`: `started`,
+    /// `promoted`, `rolled_back` or `aborted`); the candidate's share is
+    /// `percent` from now on.
+    pub fn rollout_event(&self, model: &str, outcome: &str, percent: f64) {
+        let f = self.f();
+        f.rollout_events
+            .get_or_create(&RolloutLabels {
+                model: model.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+        f.rollout_candidate_percent
+            .get_or_create(&model_labels(model))
+            .set(percent);
+    }
+
+    /// Creates `model`'s rollout and review series at 0 (events of every
+    /// outcome, the candidate's share, review items by reason), so the first rollback is an increase Prometheus
+    /// sees rather than the birth of a series.
+    pub fn rollout_series(&self, model: &str) {
+        let f = self.f();
+        for outcome in ["started", "promoted", "rolled_back", "aborted"] {
+            let _ = f.rollout_events.get_or_create(&RolloutLabels {
+                model: model.to_string(),
+                outcome: outcome.to_string(),
+            });
+        }
+        let _ = f
+            .rollout_candidate_percent
+            .get_or_create(&model_labels(model));
+        for reason in ["sampled", "flagged"] {
+            let _ = f.review_items.get_or_create(&ModelReasonLabels {
+                model: model.to_string(),
+                reason: reason.to_string(),
+            });
+        }
+    }
+
+    /// A job of `model` its rollout's candidate failed (with `code`) was
+    /// sent back to the baseline.
+    pub fn rollout_reroute(&self, model: &str, code: &str) {
+        self.f()
+            .rollout_reroutes
+            .get_or_create(&ModelCodeLabels {
+                model: model.to_string(),
+                code: code.to_string(),
+            })
+            .inc();
+    }
+
+    /// The label of `version` of `model`: its content hash's first 12 hex
+    /// digits (`none` for a job with no version); the first
+    /// [`MAX_VERSION_LABELS`] versions of a model each have their own,
+    /// later ones are `other`, so the label stays bounded.
+    pub fn version_label(&self, model: &str, version: Option<&str>) -> String {
+        let Some(version) = version else {
+            return "none".into();
+        };
+        let hex = version.rsplit(':').next().unwrap_or(version);
+        let short: String = hex.chars().take(12).collect();
+        let mut seen = self.inner.versions.lock().expect("version labels lock");
+        let known = seen.entry(model.to_string()).or_default();
+        if known.contains(&short) {
+            short
+        } else if known.len() < MAX_VERSION_LABELS {
+            known.push(short.clone());
+            short
+        } else {
+            "other".into()
+        }
+    }
+
+    /// A job of `version` of `model` finished with `outcome`; a succeeded
+    /// one took `latency_seconds` from submission and its images scored
+    /// `quality`.
+    pub fn version_job(
+        &self,
+        model: &str,
+        version: Option<&str>,
+        outcome: JobOutcome,
+        latency_seconds: Option<f64>,
+        quality: &[f32],
+    ) {
+        let f = self.f();
+        let version = self.version_label(model, version);
+        f.version_jobs
+            .get_or_create(&ModelVersionOutcomeLabels {
+                model: model.to_string(),
+                version: version.clone(),
+                outcome: outcome.as_str().to_string(),
+            })
+            .inc();
+        let labels = ModelVersionLabels {
+            model: model.to_string(),
+            version,
+        };
+        if let Some(seconds) = latency_seconds {
+            f.version_generation.get_or_create(&labels).observe(seconds);
+        }
+        for &q in quality {
+            f.version_quality
+                .get_or_create(&labels)
+                .observe(f64::from(q));
+        }
+    }
+
+    /// An image of `model` entered the review queue (`reason`: `sampled`
+    /// or `flagged`).
+    pub fn review_enqueued(&self, model: &str, reason: &str) {
+        self.f()
+            .review_items
+            .get_or_create(&ModelReasonLabels {
+                model: model.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// A reviewer judged an image of `version` of `model` `verdict`.
+    pub fn review_verdict(&self, model: &str, version: Option<&str>, verdict: &str) {
+        let version = self.version_label(model, version);
+        self.f()
+            .review_verdicts
+            .get_or_create(&ModelVersionVerdictLabels {
+                model: model.to_string(),
+                version,
+                verdict: verdict.to_string(),
+            })
+            .inc();
+    }
+
+    /// The quality score's agreement with the verdicts on `model`'s
+    /// images (ROC AUC) is `auc` now.
+    pub fn review_score_agreement(&self, model: &str, auc: f64) {
+        self.f()
+            .review_score_agreement
+            .get_or_create(&model_labels(model))
+            .set(auc);
     }
 
     /// The queue now: `depth` jobs queued in `tier`, the oldest created

@@ -85,6 +85,13 @@ enum Write {
         model: String,
         info: serde_json::Value,
     },
+    /// A loaded folder's version, for the version registry.
+    Version {
+        model: String,
+        version: String,
+        path: String,
+        architecture: String,
+    },
 }
 
 /// The sending end; cheap to call from any thread.
@@ -113,6 +120,25 @@ impl AuditSink {
                             tracing::warn!(model = %model, error = %e, "could not publish the model's description");
                         }
                     }
+                    Write::Version {
+                        model,
+                        version,
+                        path,
+                        architecture,
+                    } => {
+                        let recorded = db
+                            .record_model_version(
+                                &model,
+                                &version,
+                                &path,
+                                Some(&architecture),
+                                Some("server"),
+                            )
+                            .await;
+                        if let Err(e) = recorded {
+                            tracing::warn!(model = %model, error = %e, "could not record the model's version");
+                        }
+                    }
                 }
             }
         });
@@ -126,16 +152,35 @@ impl AuditSink {
         let _ = self.tx.send(Write::Audit(event.entry(model, actor)));
     }
 
-    /// Queues a loaded model's description for the model catalog.
-    pub(crate) fn publish(&self, model: &str, info: &easel_engine::ModelInfo) {
+    /// Queues a loaded model's version for the version registry and, for
+    /// a configured model, its description for the model catalog.
+    pub(crate) fn publish(
+        &self,
+        spec: &super::ModelSpec,
+        configured: bool,
+        info: &easel_engine::ModelInfo,
+    ) {
+        let alias = spec.name.split('@').next().unwrap_or(&spec.name);
+        let _ = self.tx.send(Write::Version {
+            model: alias.to_string(),
+            version: info.content_hash.clone(),
+            path: spec.path.display().to_string(),
+            architecture: serde_json::to_value(info.architecture)
+                .ok()
+                .and_then(|a| a.as_str().map(str::to_string))
+                .unwrap_or_default(),
+        });
+        if !configured {
+            return;
+        }
         match serde_json::to_value(info) {
             Ok(info) => {
                 let _ = self.tx.send(Write::Catalog {
-                    model: model.to_string(),
+                    model: spec.name.clone(),
                     info,
                 });
             }
-            Err(e) => tracing::warn!(model, error = %e, "cannot describe the model"),
+            Err(e) => tracing::warn!(model = %spec.name, error = %e, "cannot describe the model"),
         }
     }
 }

@@ -62,7 +62,8 @@ const MIB: f64 = 1024.0 * 1024.0;
 /// Makes room within the budget, then loads, then publishes the result.
 fn load_one(shared: &Shared, request: Request) {
     let index = request.index;
-    let name = shared.specs[index].name.clone();
+    let spec = shared.lock().entries[index].spec.clone();
+    let name = spec.name.clone();
     let deadline = Instant::now() + shared.options.load_wait;
     loop {
         let mut pool = shared.lock();
@@ -85,12 +86,13 @@ fn load_one(shared: &Shared, request: Request) {
             Plan::Fits { evict } => {
                 for victim in evict {
                     tracing::info!(
-                        model = %shared.specs[victim].name, for_model = %name,
+                        model = %pool.entries[victim].spec.name, for_model = %name,
                         "evicting the least recently used model to stay within the memory budget"
                     );
                     pool.entries[victim].slot = Slot::Unloaded;
+                    let victim_name = pool.entries[victim].spec.name.clone();
                     shared.record(
-                        victim,
+                        &victim_name,
                         None,
                         ModelEvent::Unloaded {
                             reason: UnloadReason::Evicted,
@@ -104,7 +106,7 @@ fn load_one(shared: &Shared, request: Request) {
                 if Instant::now() >= deadline {
                     let holders: Vec<&str> = pinned
                         .iter()
-                        .map(|i| shared.specs[*i].name.as_str())
+                        .map(|i| pool.entries[*i].spec.name.as_str())
                         .collect();
                     let message = format!(
                         "needs {:.1} MiB but the memory budget ({:.1} MiB) is {:.1} MiB short \
@@ -120,7 +122,7 @@ fn load_one(shared: &Shared, request: Request) {
                     }
                     let actor = pool.entries[index].requested_by.take();
                     shared.record(
-                        index,
+                        &name,
                         actor,
                         ModelEvent::LoadFailed {
                             code: OVER_BUDGET.into(),
@@ -140,8 +142,20 @@ fn load_one(shared: &Shared, request: Request) {
     }
 
     let started = Instant::now();
-    let outcome =
-        std::panic::catch_unwind(AssertUnwindSafe(|| (shared.load)(&shared.specs[index])));
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| (shared.load)(&spec)));
+    // A registered version must be what it was registered as: a folder
+    // changed on disk since would make images that record a stale hash.
+    let outcome = match (outcome, spec.name.split_once('@')) {
+        (Ok(Ok(model)), Some((_, version))) if model.info().content_hash != version => Ok(Err((
+            "version_mismatch".to_string(),
+            format!(
+                "the folder {} now holds version {}, not {version}; register it again",
+                spec.path.display(),
+                model.info().content_hash
+            ),
+        ))),
+        (outcome, _) => outcome,
+    };
     let seconds = started.elapsed().as_secs_f64();
     let mut pool = shared.lock();
     let slot = match outcome {
@@ -186,9 +200,9 @@ fn load_one(shared: &Shared, request: Request) {
             }
         }
     };
-    shared.record(index, actor, event);
+    shared.record(&name, actor, event);
     if let (true, Some(info)) = (ready, pool.entries[index].info.clone()) {
-        shared.publish(index, &info);
+        shared.publish(&spec, pool.entries[index].configured, &info);
     }
     if let Some(metrics) = shared.metrics.get() {
         match &slot {

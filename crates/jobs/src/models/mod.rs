@@ -41,6 +41,8 @@ mod estimate;
 mod loader;
 mod types;
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::SystemTime;
 
@@ -71,6 +73,12 @@ enum Slot {
 const OVER_BUDGET: &str = "memory_budget_exceeded";
 
 struct Entry {
+    /// The name requests use for it (`alias@version` for a registered
+    /// version) and its folder.
+    spec: ModelSpec,
+    /// Configured in `[[models]]` (listed by `/v1/models`), as opposed to
+    /// a registered version added while serving.
+    configured: bool,
     slot: Slot,
     /// From the last successful load; kept after eviction.
     info: Option<Arc<ModelInfo>>,
@@ -87,6 +95,9 @@ struct Entry {
 struct Pool {
     entries: Vec<Entry>,
     clock: u64,
+    /// Registered versions known to this pool (`alias@version` → folder)
+    /// that have no slot yet; one is made on first use.
+    versions: HashMap<String, PathBuf>,
 }
 
 impl Pool {
@@ -100,7 +111,6 @@ impl Pool {
 
 /// What the loader thread and the handles share.
 pub(crate) struct Shared {
-    specs: Vec<ModelSpec>,
     default: String,
     options: PoolOptions,
     pool: Mutex<Pool>,
@@ -119,18 +129,19 @@ impl Shared {
         self.pool.lock().expect("model pool lock poisoned")
     }
 
-    /// Sends an event about model `index` to the audit log, if attached.
-    fn record(&self, index: usize, actor: Option<String>, event: ModelEvent) {
+    /// Sends an event about model `name` to the audit log, if attached.
+    fn record(&self, name: &str, actor: Option<String>, event: ModelEvent) {
         if let Some(sink) = self.audit.get() {
-            sink.record(&self.specs[index].name, actor, event);
+            sink.record(name, actor, event);
         }
     }
 
-    /// Publishes model `index`'s description to the model catalog, if the
-    /// audit log is attached (it writes to the same store).
-    fn publish(&self, index: usize, info: &ModelInfo) {
+    /// Records a loaded model's version in the store's version registry
+    /// and, for a configured model, publishes its description to the model
+    /// catalog, if the audit log is attached (it writes to the same store).
+    fn publish(&self, spec: &ModelSpec, configured: bool, info: &ModelInfo) {
         if let Some(sink) = self.audit.get() {
-            sink.publish(&self.specs[index].name, info);
+            sink.publish(spec, configured, info);
         }
     }
 }
@@ -209,26 +220,19 @@ impl Models {
         options: PoolOptions,
         load: Box<LoadFn>,
     ) -> Self {
-        let (specs, entries): (Vec<_>, Vec<_>) = specs
+        let entries = specs
             .into_iter()
-            .map(|(spec, bytes)| {
-                let entry = Entry {
-                    slot: Slot::Unloaded,
-                    info: None,
-                    bytes,
-                    last_used: 0,
-                    last_used_at: None,
-                    requested_by: None,
-                };
-                (spec, entry)
-            })
-            .unzip();
+            .map(|(spec, bytes)| Entry::new(spec, true, bytes))
+            .collect();
         Self {
             shared: Arc::new(Shared {
-                specs,
                 default: default.to_string(),
                 options,
-                pool: Mutex::new(Pool { entries, clock: 0 }),
+                pool: Mutex::new(Pool {
+                    entries,
+                    clock: 0,
+                    versions: HashMap::new(),
+                }),
                 load,
                 audit: OnceLock::new(),
                 metrics: OnceLock::new(),
@@ -249,7 +253,10 @@ impl Models {
             budget_bytes: u64::MAX,
             ..PoolOptions::default()
         };
-        let specs = models.iter().map(|(s, _)| (s.clone(), 0)).collect();
+        let specs = models
+            .iter()
+            .map(|(s, _)| (s.clone(), 0))
+            .collect::<Vec<_>>();
         let me = Self::with_loader(
             specs,
             &default,
@@ -306,20 +313,40 @@ impl Models {
     }
 
     fn index(&self, name: &str) -> Result<usize, ModelLookupError> {
-        self.shared
-            .specs
+        let mut pool = self.shared.lock();
+        resolve(&mut pool, name)
+    }
+
+    /// Makes registered version `version` of model `name`, in `path`,
+    /// known to this pool: a job naming `name@version` then runs on it
+    /// (loaded on first use, like any model). A version that is the
+    /// configured folder's needs no slot of its own. `false` when no model
+    /// `name` is configured.
+    pub fn know_version(&self, name: &str, version: &str, path: &Path) -> bool {
+        let mut pool = self.shared.lock();
+        if !pool
+            .entries
             .iter()
-            .position(|s| s.name == name)
-            .ok_or_else(|| ModelLookupError::NotFound {
-                name: name.chars().take(80).collect(),
-                available: self
-                    .shared
-                    .specs
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+            .any(|e| e.configured && e.spec.name == name)
+        {
+            return false;
+        }
+        pool.versions
+            .insert(versioned(name, version), path.to_path_buf());
+        true
+    }
+
+    /// The registered versions of model `name` that have a slot in this
+    /// pool, with their state: `(version, status)`.
+    pub fn version_slots(&self, name: &str) -> Vec<(String, ModelStatus)> {
+        let prefix = format!("{name}@");
+        self.list_all()
+            .into_iter()
+            .filter_map(|s| {
+                let version = s.name.strip_prefix(&prefix)?.to_string();
+                Some((version, s))
             })
+            .collect()
     }
 
     /// Marks a slot loading and queues its load, unless it is ready or
@@ -357,11 +384,11 @@ impl Models {
         let mut pool = self.shared.lock();
         match &self.shared.options.preload {
             Preload::DefaultThenWhatFits => {
-                let default = self.index(&self.shared.default).ok();
+                let default = resolve(&mut pool, &self.shared.default).ok();
                 if let Some(i) = default {
                     self.start_load(&mut pool, i, true);
                 }
-                for i in 0..self.shared.specs.len() {
+                for i in 0..pool.entries.len() {
                     if Some(i) != default {
                         self.start_load(&mut pool, i, false);
                     }
@@ -369,7 +396,7 @@ impl Models {
             }
             Preload::Named(names) => {
                 for name in names {
-                    match self.index(name) {
+                    match resolve(&mut pool, name) {
                         Ok(i) => {
                             self.start_load(&mut pool, i, true);
                         }
@@ -416,7 +443,7 @@ impl Models {
             }
         };
         ModelLookupError::NotReady {
-            name: self.shared.specs[index].name.clone(),
+            name: pool.entries[index].spec.name.clone(),
             state,
         }
     }
@@ -507,7 +534,7 @@ impl Models {
         if was_ready {
             tracing::info!(model = name, "model unloaded by request");
             self.shared.record(
-                index,
+                name,
                 actor.map(str::to_string),
                 ModelEvent::Unloaded {
                     reason: UnloadReason::Requested,
@@ -536,16 +563,22 @@ impl Models {
 
     /// Every configured model with its state, in configured order.
     pub fn list(&self) -> Vec<ModelStatus> {
+        self.list_all()
+            .into_iter()
+            .filter(|s| !s.name.contains('@'))
+            .collect()
+    }
+
+    /// Every slot, the registered versions' (`alias@version`) included.
+    fn list_all(&self) -> Vec<ModelStatus> {
         let pool = self.shared.lock();
-        self.shared
-            .specs
+        pool.entries
             .iter()
-            .zip(&pool.entries)
-            .map(|(spec, e)| ModelStatus {
-                name: spec.name.clone(),
-                path: spec.path.clone(),
+            .map(|e| ModelStatus {
+                name: e.spec.name.clone(),
+                path: e.spec.path.clone(),
                 state: state_of(&e.slot),
-                is_default: spec.name == self.shared.default,
+                is_default: e.spec.name == self.shared.default,
                 memory_bytes: e.bytes,
                 last_used: e.last_used_at,
                 in_use: match &e.slot {
@@ -560,8 +593,94 @@ impl Models {
     /// One model's status.
     pub fn status(&self, name: &str) -> Result<ModelStatus, ModelLookupError> {
         let index = self.index(name)?;
-        Ok(self.list().swap_remove(index))
+        Ok(self.list_all().swap_remove(index))
     }
+}
+
+impl Entry {
+    fn new(spec: ModelSpec, configured: bool, bytes: u64) -> Self {
+        Entry {
+            spec,
+            configured,
+            slot: Slot::Unloaded,
+            info: None,
+            bytes,
+            last_used: 0,
+            last_used_at: None,
+            requested_by: None,
+        }
+    }
+}
+
+/// The pool name of version `version` of model `name`: `name@version`.
+pub fn versioned(name: &str, version: &str) -> String {
+    format!("{name}@{version}")
+}
+
+/// The pool name a job's parameters run on: `model@version` when they
+/// name a version, else the model.
+pub fn slot_name(params: &easel_core::GenerationParams) -> String {
+    match &params.version {
+        Some(v) => versioned(&params.model, v),
+        None => params.model.clone(),
+    }
+}
+
+/// The slot of pool name `name`. `alias@version` is the configured
+/// slot of `alias` when that is the version (its last load measured that
+/// hash, or the version is registered with the configured folder), else
+/// the version's own slot, made on first use from the versions the pool
+/// knows ([`Models::know_version`]).
+fn resolve(pool: &mut Pool, name: &str) -> Result<usize, ModelLookupError> {
+    if let Some(i) = pool.entries.iter().position(|e| e.spec.name == name) {
+        return Ok(i);
+    }
+    let not_found = |pool: &Pool, what: String| ModelLookupError::NotFound {
+        name: what,
+        available: pool
+            .entries
+            .iter()
+            .filter(|e| e.configured)
+            .map(|e| e.spec.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    let Some((alias, version)) = name.split_once('@') else {
+        return Err(not_found(pool, name.chars().take(80).collect()));
+    };
+    let Some(base) = pool
+        .entries
+        .iter()
+        .position(|e| e.configured && e.spec.name == alias)
+    else {
+        return Err(not_found(pool, alias.chars().take(80).collect()));
+    };
+    let registered = pool.versions.get(name).cloned();
+    let base_entry = &pool.entries[base];
+    let is_base = base_entry.info.as_ref().map(|i| i.content_hash.as_str()) == Some(version)
+        || registered.as_ref() == Some(&base_entry.spec.path);
+    if is_base {
+        return Ok(base);
+    }
+    let Some(path) = registered else {
+        return Err(not_found(
+            pool,
+            format!(
+                "{alias}` version `{}",
+                version.chars().take(80).collect::<String>()
+            ),
+        ));
+    };
+    let bytes = estimate_bytes(&path);
+    pool.entries.push(Entry::new(
+        ModelSpec {
+            name: name.to_string(),
+            path,
+        },
+        false,
+        bytes,
+    ));
+    Ok(pool.entries.len() - 1)
 }
 
 /// The reported state of a slot.
@@ -581,8 +700,11 @@ fn state_of(slot: &Slot) -> ModelState {
 /// line of its message (some tensor errors append a backtrace).
 fn engine_loader(options: LoadOptions) -> Box<LoadFn> {
     Box::new(move |spec: &ModelSpec| {
+        // A registered version (`alias@version`) describes itself by its
+        // alias, the name its images record.
+        let alias = spec.name.split('@').next().unwrap_or(&spec.name);
         let options = LoadOptions {
-            name: Some(spec.name.clone()),
+            name: Some(alias.to_string()),
             ..options.clone()
         };
         match Model::load(&spec.path, &options) {

@@ -11,6 +11,8 @@ pub mod keys;
 pub mod metrics;
 pub mod models;
 pub mod projects;
+pub mod review;
+pub mod rollouts;
 pub mod tenancy;
 pub mod usage;
 pub mod watermark;
@@ -46,6 +48,9 @@ pub enum Isolation {
     /// Administrative: the `admin` scope only (admin keys see every
     /// project).
     Admin,
+    /// Human review: the `review` scope (or `admin`); a reviewer sees its
+    /// project's items, an admin every project's.
+    Review,
 }
 
 /// One route of the API: what it needs and how it isolates projects.
@@ -78,6 +83,7 @@ macro_rules! route {
 pub fn table() -> Vec<RouteSpec> {
     use Isolation::*;
     let (g, r, a) = (Some(Scope::Generate), Some(Scope::Read), Some(Scope::Admin));
+    let v = Some(Scope::Review);
     vec![
         route!(POST post "/v1/images/generations", g, Some(Creates), images::create_generation),
         route!(POST post "/v1/images/edits", g, Some(Creates), images::create_edit),
@@ -90,10 +96,19 @@ pub fn table() -> Vec<RouteSpec> {
         route!(DELETE delete "/v1/images/{id}", g, Some(Owned), content::delete_image),
         route!(POST post "/v1/watermark/detect", r, Some(Creates), watermark::detect_watermark),
         route!(GET get "/v1/usage", r, Some(Listed), usage::get_usage),
+        route!(GET get "/v1/review/next", v, Some(Review), review::next_item),
+        route!(POST post "/v1/review/{image_id}", v, Some(Review), review::record_verdict),
+        route!(GET get "/v1/review/stats", v, Some(Review), review::review_stats),
         route!(GET get "/v1/models", r, Some(Shared), models::list_models),
         route!(GET get "/v1/models/{name}", r, Some(Shared), models::get_model),
         route!(POST post "/v1/admin/models/{name}/load", a, Some(Admin), admin::load_model),
         route!(POST post "/v1/admin/models/{name}/unload", a, Some(Admin), admin::unload_model),
+        route!(POST post "/v1/admin/models/{name}/versions", a, Some(Admin), rollouts::register_version),
+        route!(POST post "/v1/admin/rollouts", a, Some(Admin), rollouts::create_rollout),
+        route!(GET get "/v1/admin/rollouts", a, Some(Admin), rollouts::list_rollouts),
+        route!(GET get "/v1/admin/rollouts/{id}", a, Some(Admin), rollouts::get_rollout),
+        route!(POST post "/v1/admin/rollouts/{id}/promote", a, Some(Admin), rollouts::promote_rollout),
+        route!(POST post "/v1/admin/rollouts/{id}/abort", a, Some(Admin), rollouts::abort_rollout),
         route!(GET get "/v1/admin/audit", a, Some(Admin), audit::list_audit),
         route!(GET get "/v1/admin/workers", a, Some(Admin), workers::list_workers),
         route!(POST post "/v1/admin/workers/{id}/drain", a, Some(Admin), workers::drain_worker),

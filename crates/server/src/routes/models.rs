@@ -63,6 +63,19 @@ pub struct ModelObject {
 }
 
 /// The model list.
+/// One model with its versions (`GET /v1/models/{name}`).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ModelVersions {
+    /// The model, as `/v1/models` lists it.
+    #[serde(flatten)]
+    pub model: ModelObject,
+    /// The version its name serves now (outside a canary's share).
+    pub version: Option<String>,
+    /// Every known version, oldest first: the configured folder's (once
+    /// it has loaded) and each registered one, with its state and role.
+    pub versions: Vec<crate::routes::rollouts::VersionObject>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ModelList {
     /// Always `list`.
@@ -138,14 +151,29 @@ pub async fn list_models(State(state): State<AppState>) -> Json<ModelList> {
     tag = "models",
     params(("name" = String, Path, description = "The model's name")),
     responses(
-        (status = 200, description = "The model", body = ModelObject),
+        (status = 200, description = "The model, with its versions", body = ModelVersions),
         (status = 404, description = "`model_not_found`", body = crate::error::ErrorBody),
     )
 )]
 pub async fn get_model(
     State(state): State<AppState>,
     PathId(name): PathId,
-) -> Result<Json<ModelObject>, ApiError> {
+) -> Result<Json<ModelVersions>, ApiError> {
+    if name.contains('@') {
+        return Err(ApiError::new(
+            crate::error::ErrorKind::NotFound,
+            "model_not_found",
+            format!(
+                "model `{}` does not exist; versions are listed under their model's name",
+                name.chars().take(80).collect::<String>()
+            ),
+        ));
+    }
     let status = state.models.status(&name)?;
-    Ok(Json(model_object(&status)))
+    let versions = state.rollouts.versions(&name).await?;
+    Ok(Json(ModelVersions {
+        model: model_object(&status),
+        version: state.rollouts.current_version(&name),
+        versions: versions.into_iter().map(Into::into).collect(),
+    }))
 }

@@ -482,3 +482,80 @@ fn crc32(data: &[u8]) -> u32 {
     }
     !crc
 }
+
+/// A copy of the model folder `from` in a new temporary folder, with the
+/// safetensors file `file` (relative to the folder) rewritten: every f32
+/// or f16 tensor goes through `change(name, values)` (as f32), and the header gains
+/// `__metadata__ = {"variant": variant}`, so the copy has a new content
+/// hash even when `change` changes nothing.
+pub fn model_variant(
+    from: &Path,
+    file: &str,
+    variant: &str,
+    mut change: impl FnMut(&str, &mut [f32]),
+) -> tempfile::TempDir {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name();
+            // The engine's hash cache belongs to the original's files.
+            if name.to_string_lossy().starts_with(".easel") {
+                continue;
+            }
+            let target = to.join(&name);
+            if entry.file_type().unwrap().is_dir() {
+                copy(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), &target).unwrap();
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    copy(from, dir.path());
+    let path = dir.path().join(file);
+    let bytes = std::fs::read(&path).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Map<String, Value> =
+        serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    let mut data = bytes[8 + header_len..].to_vec();
+    for (name, tensor) in &header {
+        let f16 = match tensor["dtype"].as_str() {
+            Some("F32") => false,
+            Some("F16") => true,
+            _ => continue,
+        };
+        let start = tensor["data_offsets"][0].as_u64().unwrap() as usize;
+        let end = tensor["data_offsets"][1].as_u64().unwrap() as usize;
+        let bytes = &mut data[start..end];
+        if f16 {
+            let mut values: Vec<f32> = bytes
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes(c.try_into().unwrap()).to_f32())
+                .collect();
+            change(name, &mut values);
+            for (chunk, v) in bytes.chunks_exact_mut(2).zip(values) {
+                chunk.copy_from_slice(&half::f16::from_f32(v).to_le_bytes());
+            }
+        } else {
+            let mut values: Vec<f32> = bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            change(name, &mut values);
+            for (chunk, v) in bytes.chunks_exact_mut(4).zip(values) {
+                chunk.copy_from_slice(&v.to_le_bytes());
+            }
+        }
+    }
+    header.insert("__metadata__".into(), json!({ "variant": variant }));
+    let mut text = serde_json::to_vec(&header).unwrap();
+    while !text.len().is_multiple_of(8) {
+        text.push(b' ');
+    }
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&data);
+    std::fs::write(&path, out).unwrap();
+    dir
+}

@@ -20,6 +20,8 @@ mod openai_sdk;
 mod quality;
 mod queue;
 mod responsible;
+mod review;
+mod rollouts;
 mod seeds;
 mod service;
 mod tenancy;

@@ -350,6 +350,11 @@ async fn requests_leave_exactly_their_series_in_metrics() {
         "easel_gpu_utilization_ratio",
         // No project passed a soft limit.
         "easel_quota_soft_limit",
+        // No rollout's candidate failed a job.
+        "easel_rollout_reroutes",
+        // No reviewer gave a verdict.
+        "easel_review_verdicts",
+        "easel_review_score_agreement",
     ];
     if record["quality_score"].is_null() {
         empty.push("easel_image_quality_score");

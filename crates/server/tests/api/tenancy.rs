@@ -711,6 +711,17 @@ async fn no_route_shows_one_project_what_another_owns() {
                 )
                 .await;
             }
+            (Some(Isolation::Review), _, _) => {
+                // A key with only `generate` may not review.
+                let path = path.replace("{image_id}", &image_id);
+                let body = (method == Method::POST).then(|| json!({"verdict": "good"}));
+                assert_error(
+                    send(app, method.clone(), &path, Some(&t.alpha), body).await,
+                    403,
+                    "missing_scope",
+                )
+                .await;
+            }
             (None, "GET", "/healthz" | "/readyz") => {
                 assert!(
                     send(app, method.clone(), path, None, None)

@@ -15,6 +15,8 @@ mod notify;
 mod open;
 mod queue;
 mod retention;
+mod review;
+mod rollouts;
 pub(crate) mod tenancy;
 mod usage;
 mod workers;

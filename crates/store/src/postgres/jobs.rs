@@ -18,8 +18,9 @@ const SELECT_BY_IDEMPOTENCY: &str = "SELECT * FROM jobs \
 // writes nothing (and returns no row) instead of failing.
 const INSERT: &str = "INSERT INTO jobs \
      (id, status, tier, priority, user_id, model, params, options, idempotency_key, \
-      request_id, created_at, deadline_at, policy, trace_parent, project_id) \
-     VALUES ($1, 'queued', $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $9, $10, $11, $12::jsonb, $13, $14) \
+      request_id, created_at, deadline_at, policy, trace_parent, project_id, \
+      model_version, fallback_version) \
+     VALUES ($1, 'queued', $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $9, $10, $11, $12::jsonb, $13, $14, $15, $16) \
      ON CONFLICT (project_id, (COALESCE(user_id, '')), idempotency_key) \
          WHERE idempotency_key IS NOT NULL DO NOTHING \
      RETURNING *";
@@ -105,6 +106,8 @@ impl PgDb {
             .bind(policy)
             .bind(&new.trace_parent)
             .bind(new.project.as_str())
+            .bind(&new.params.version)
+            .bind(&new.fallback_version)
             .fetch_optional(&mut *tx)
             .await?;
         let outcome = match row {

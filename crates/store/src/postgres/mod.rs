@@ -49,3 +49,10 @@ use sqlx::PgPool;
 pub(crate) struct PgDb {
     pool: PgPool,
 }
+
+impl PgDb {
+    /// The pool (SQL shared by both backends).
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}

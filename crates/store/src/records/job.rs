@@ -33,6 +33,9 @@ pub struct NewJob {
     pub deadline_at: Option<DateTime<Utc>>,
     /// The prompt policy's decision (JSON), recorded with the job.
     pub policy: Option<serde_json::Value>,
+    /// The version to run it on instead when its version (a canary
+    /// rollout's candidate) fails it; default `None`.
+    pub fallback_version: Option<String>,
 }
 
 impl NewJob {
@@ -47,6 +50,7 @@ impl NewJob {
             options: OutputOptions::default(),
             idempotency_key: None,
             request_id: None,
+            fallback_version: None,
             trace_parent: None,
             deadline_at: None,
             policy: None,
@@ -68,6 +72,12 @@ pub struct Job {
     /// Why it is held in the queue (`budget_exhausted`); `None`: it may
     /// be claimed.
     pub hold_reason: Option<String>,
+    /// The version to fall back to when its version (a canary candidate)
+    /// fails it; cleared once used.
+    pub fallback_version: Option<String>,
+    /// The candidate version it was first routed to and left because it
+    /// failed there.
+    pub rerouted_from: Option<String>,
     /// The requesting user, if any.
     pub user_id: Option<String>,
     /// The validated parameters.

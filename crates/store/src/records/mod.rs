@@ -8,6 +8,8 @@ pub mod image;
 pub mod job;
 pub mod notify;
 pub mod queue;
+pub mod review;
+pub mod rollout;
 pub mod tenancy;
 pub mod usage;
 pub mod worker;

@@ -36,3 +36,15 @@ pub(crate) struct SqliteDb {
     /// Read-only (`query_only`) connections.
     reader: SqlitePool,
 }
+
+impl SqliteDb {
+    /// The writer connection (SQL shared by both backends).
+    pub(crate) fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    /// The read pool (SQL shared by both backends).
+    pub(crate) fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+}

@@ -67,6 +67,15 @@ pub(super) struct Families {
     pub project_images: Family<ProjectLabels, Counter>,
     pub project_cost: Family<ProjectLabels, FloatCounter>,
     pub quota_soft_limit: Family<ProjectLabels, Counter>,
+    pub rollout_events: Family<RolloutLabels, Counter>,
+    pub rollout_reroutes: Family<ModelCodeLabels, Counter>,
+    pub rollout_candidate_percent: Family<ModelLabels, FloatGauge>,
+    pub version_jobs: Family<ModelVersionOutcomeLabels, Counter>,
+    pub version_generation: Histograms<ModelVersionLabels>,
+    pub version_quality: Histograms<ModelVersionLabels>,
+    pub review_items: Family<ModelReasonLabels, Counter>,
+    pub review_verdicts: Family<ModelVersionVerdictLabels, Counter>,
+    pub review_score_agreement: Family<ModelLabels, FloatGauge>,
     pub build_info: Family<VersionLabels, Gauge>,
 }
 
@@ -98,6 +107,15 @@ impl Families {
             project_images: Family::default(),
             project_cost: Family::default(),
             quota_soft_limit: Family::default(),
+            rollout_events: Family::default(),
+            rollout_reroutes: Family::default(),
+            rollout_candidate_percent: Family::default(),
+            version_jobs: Family::default(),
+            version_generation: Family::new_with_constructor(generation_seconds),
+            version_quality: Family::new_with_constructor(quality_score),
+            review_items: Family::default(),
+            review_verdicts: Family::default(),
+            review_score_agreement: Family::default(),
             build_info: Family::default(),
         };
         let r = registry;
@@ -216,6 +234,51 @@ impl Families {
             "quota_soft_limit",
             "Times a project passed the soft limit of a quota or its budget (once a month each)",
             f.quota_soft_limit.clone(),
+        );
+        r.register(
+            "rollout_events",
+            "Rollouts started, promoted, rolled back (a guard failed) and aborted, by model",
+            f.rollout_events.clone(),
+        );
+        r.register(
+            "rollout_reroutes",
+            "Jobs a rollout's candidate version failed and its baseline then ran, by model and failure code",
+            f.rollout_reroutes.clone(),
+        );
+        r.register(
+            "rollout_candidate_percent",
+            "Share of a model's requests routed to its running rollout's candidate (0 without one)",
+            f.rollout_candidate_percent.clone(),
+        );
+        r.register(
+            "version_jobs",
+            "Jobs finished by the worker, by model, version (its content hash's first 12 hex digits; at most 4 per model, then `other`) and outcome",
+            f.version_jobs.clone(),
+        );
+        r.register(
+            "version_generation_duration_seconds",
+            "Seconds from submission to stored images of succeeded jobs, by model and version",
+            f.version_generation.clone(),
+        );
+        r.register(
+            "version_quality_score",
+            "Quality score of stored images, by model and version",
+            f.version_quality.clone(),
+        );
+        r.register(
+            "review_items",
+            "Images put in the human review queue, by model and reason (sampled, flagged)",
+            f.review_items.clone(),
+        );
+        r.register(
+            "review_verdicts",
+            "Human review verdicts, by model, version and verdict (good, bad)",
+            f.review_verdicts.clone(),
+        );
+        r.register(
+            "review_score_agreement",
+            "How well the quality score predicts reviewers' verdicts: ROC AUC of the score for `good` over every reviewed image (0.5 = chance)",
+            f.review_score_agreement.clone(),
         );
         r.register(
             "build_info",

@@ -162,3 +162,40 @@ impl ModerationAction {
         }
     }
 }
+
+/// `model`, `outcome` (`started`, `promoted`, `rolled_back`, `aborted`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct RolloutLabels {
+    pub model: String,
+    pub outcome: String,
+}
+
+/// `model`, `version` (a bounded label: [`super::version_label`]).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct ModelVersionLabels {
+    pub model: String,
+    pub version: String,
+}
+
+/// `model`, `version`, `outcome`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct ModelVersionOutcomeLabels {
+    pub model: String,
+    pub version: String,
+    pub outcome: String,
+}
+
+/// `model`, `reason` (`sampled`, `flagged`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct ModelReasonLabels {
+    pub model: String,
+    pub reason: String,
+}
+
+/// `model`, `version`, `verdict` (`good`, `bad`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct ModelVersionVerdictLabels {
+    pub model: String,
+    pub version: String,
+    pub verdict: String,
+}

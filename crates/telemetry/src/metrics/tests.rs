@@ -52,6 +52,18 @@ fn touch_every_family(m: &Metrics) {
     m.device_busy("m", "cpu", 0.5);
     m.project_images("other", 1, 0.5);
     m.quota_soft_limit("other");
+    m.rollout_event("m", "started", 20.0);
+    m.rollout_reroute("m", "model_failed");
+    m.review_enqueued("m", "sampled");
+    m.review_verdict("m", Some("blake3:abc"), "good");
+    m.review_score_agreement("m", 0.8);
+    m.version_job(
+        "m",
+        Some("blake3:abc"),
+        JobOutcome::Succeeded,
+        Some(1.0),
+        &[0.3],
+    );
     m.f()
         .gpu_utilization
         .get_or_create(&GpuLabels { gpu: "0".into() })
@@ -282,4 +294,38 @@ fn cpu_utilisation_is_a_ratio() {
         .parse()
         .unwrap();
     assert!((0.0..=1.0).contains(&value), "{value}");
+}
+
+#[test]
+fn version_labels_are_short_and_bounded_per_model() {
+    let hash = |i: u32| format!("blake3:{}", i.to_string().repeat(64));
+    let m = Metrics::new(0.0);
+    assert_eq!(m.version_label("a", None), "none");
+    let labels: Vec<String> = (0..6)
+        .map(|i| m.version_label("a", Some(&hash(i))))
+        .collect();
+    assert_eq!(labels[0], "000000000000");
+    assert_eq!(labels[3], "333333333333");
+    assert_eq!((labels[4].as_str(), labels[5].as_str()), ("other", "other"));
+    // A known version keeps its label; another model has its own budget.
+    assert_eq!(m.version_label("a", Some(&hash(1))), labels[1]);
+    assert_eq!(m.version_label("b", Some(&hash(9))), "999999999999");
+    m.version_job(
+        "a",
+        Some(&hash(1)),
+        JobOutcome::Succeeded,
+        Some(1.5),
+        &[0.25],
+    );
+    let text = m.render();
+    assert!(
+        text.contains(
+            "easel_version_jobs_total{model=\"a\",version=\"111111111111\",outcome=\"succeeded\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("easel_version_quality_score_count{model=\"a\",version=\"111111111111\"} 1"),
+        "{text}"
+    );
 }
