@@ -68,6 +68,29 @@ async fn rollout(app: &TestApp, id: &str) -> Value {
     .await
 }
 
+/// The rollback of rollout `id` of `model` is in the audit log and the
+/// metrics; returns the metrics text.
+async fn assert_rollback_recorded(app: &TestApp, id: &str, model: &str) -> String {
+    let path = "/v1/admin/audit?type=rollout.rolled_back";
+    let audit = json_of(send(app, Method::GET, path, None).await, 200).await;
+    assert_eq!(audit["data"][0]["subject"], id, "{audit}");
+    let metrics = send(app, Method::GET, "/metrics", None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let series =
+        format!("easel_rollout_events_total{{model=\"{model}\",outcome=\"rolled_back\"}} 1");
+    assert!(metrics.contains(&series), "{metrics}");
+    metrics
+}
+
+/// Starts a rollout; its id.
+async fn start_rollout(app: &TestApp, body: Value) -> String {
+    let r = send(app, Method::POST, "/v1/admin/rollouts", Some(body)).await;
+    json_of(r, 201).await["id"].as_str().unwrap().to_string()
+}
+
 /// Generates one image as caller `user`; the job's record.
 async fn generate_as(app: &TestApp, request: &Value, user: &str) -> Value {
     let mut body = request.clone();
@@ -286,17 +309,7 @@ async fn a_refused_rollout_changes_nothing() {
     assert_eq!(versions(&app, MODEL).await["version"], configured.as_str());
 
     // One running rollout per model.
-    let first = json_of(
-        send(
-            &app,
-            Method::POST,
-            "/v1/admin/rollouts",
-            Some(start(json!({}))),
-        )
-        .await,
-        201,
-    )
-    .await;
+    let first = start_rollout(&app, start(json!({}))).await;
     let r = send(
         &app,
         Method::POST,
@@ -305,7 +318,7 @@ async fn a_refused_rollout_changes_nothing() {
     )
     .await;
     assert_error(r, 409, "rollout_exists").await;
-    let id = first["id"].as_str().unwrap();
+    let id = first.as_str();
     let aborted = json_of(
         send(
             &app,
@@ -348,21 +361,14 @@ async fn an_identical_candidate_is_promoted_and_then_served() {
     let before = generate_as(&app, &request, "before").await;
     assert_eq!(before["model_hash"], configured.as_str());
 
-    let started = json_of(
-        send(
-            &app,
-            Method::POST,
-            "/v1/admin/rollouts",
-            Some(json!({
-                "model": MODEL, "candidate": candidate, "percent": 50,
-                "guards": {"min_requests": 10}, "auto_promote": true,
-            })),
-        )
-        .await,
-        201,
+    let id = start_rollout(
+        &app,
+        json!({
+            "model": MODEL, "candidate": candidate, "percent": 50,
+            "guards": {"min_requests": 10}, "auto_promote": true,
+        }),
     )
     .await;
-    let id = started["id"].as_str().unwrap().to_string();
     let mut served = std::collections::HashMap::new();
     let mut state = String::new();
     for i in 0..200 {
@@ -424,21 +430,14 @@ async fn a_failing_candidate_is_rolled_back_and_no_request_fails() {
     versions(&app, MODEL).await;
     let copy = model_variant(&fixture_model(), UNET, "doomed", |_, _| {});
     let candidate = register(&app, MODEL, copy.path()).await;
-    let started = json_of(
-        send(
-            &app,
-            Method::POST,
-            "/v1/admin/rollouts",
-            Some(json!({
-                "model": MODEL, "candidate": candidate, "percent": 50,
-                "guards": {"min_requests": 50},
-            })),
-        )
-        .await,
-        201,
+    let id = start_rollout(
+        &app,
+        json!({
+            "model": MODEL, "candidate": candidate, "percent": 50,
+            "guards": {"min_requests": 50},
+        }),
     )
     .await;
-    let id = started["id"].as_str().unwrap().to_string();
     // The candidate loaded when the rollout started; unload it and damage
     // its folder, so every job routed to it fails to load it.
     let slot = format!("{MODEL}@{candidate}");
@@ -474,29 +473,7 @@ async fn a_failing_candidate_is_rolled_back_and_no_request_fails() {
     assert!(r["reason"].as_str().unwrap().contains("`errors`"), "{r}");
     assert_eq!(r["evaluation"]["candidate"]["errors"], candidate_jobs);
 
-    let audit = json_of(
-        send(
-            &app,
-            Method::GET,
-            "/v1/admin/audit?type=rollout.rolled_back",
-            None,
-        )
-        .await,
-        200,
-    )
-    .await;
-    assert_eq!(audit["data"][0]["subject"], id.as_str(), "{audit}");
-    let metrics = send(&app, Method::GET, "/metrics", None)
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains(&format!(
-            "easel_rollout_events_total{{model=\"{MODEL}\",outcome=\"rolled_back\"}} 1"
-        )),
-        "{metrics}"
-    );
+    let metrics = assert_rollback_recorded(&app, &id, MODEL).await;
     assert!(
         metrics.contains("easel_rollout_reroutes_total{"),
         "{metrics}"
@@ -549,22 +526,15 @@ async fn the_bundled_model_with_noisy_weights_is_rolled_back_on_quality() {
         }
     });
     let candidate = register(&app, "emoji", noisy.path()).await;
-    let started = json_of(
-        send(
-            &app,
-            Method::POST,
-            "/v1/admin/rollouts",
-            Some(json!({
-                "model": "emoji", "candidate": candidate, "percent": 20,
-                "guards": {"min_requests": 40, "max_quality_drop": 0.02},
-                "auto_promote": true,
-            })),
-        )
-        .await,
-        201,
+    let id = start_rollout(
+        &app,
+        json!({
+            "model": "emoji", "candidate": candidate, "percent": 20,
+            "guards": {"min_requests": 40, "max_quality_drop": 0.02},
+            "auto_promote": true,
+        }),
     )
     .await;
-    let id = started["id"].as_str().unwrap().to_string();
     let prompts = [
         "a red apple",
         "a smiling face",
@@ -611,25 +581,5 @@ async fn the_bundled_model_with_noisy_weights_is_rolled_back_on_quality() {
     assert_eq!(failed, 0, "user requests failed during the rollout");
     assert_eq!(r["state"], "rolled_back", "{r}");
     assert!(r["reason"].as_str().unwrap().contains("`quality`"), "{r}");
-    let audit = json_of(
-        send(
-            &app,
-            Method::GET,
-            "/v1/admin/audit?type=rollout.rolled_back",
-            None,
-        )
-        .await,
-        200,
-    )
-    .await;
-    assert_eq!(audit["data"][0]["subject"], id.as_str(), "{audit}");
-    let metrics = send(&app, Method::GET, "/metrics", None)
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("easel_rollout_events_total{model=\"emoji\",outcome=\"rolled_back\"} 1"),
-        "{metrics}"
-    );
+    assert_rollback_recorded(&app, &id, "emoji").await;
 }

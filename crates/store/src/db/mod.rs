@@ -74,6 +74,37 @@ macro_rules! dispatch {
 }
 use dispatch;
 
+/// Runs `$body` with `$p` bound to the pool for writes or reads: for SQL
+/// text both backends share (`$N` placeholders, which SQLite accepts as
+/// numbered parameters; plain types; JSON as text).
+macro_rules! on_pool {
+    ($db:expr, write, $p:ident => $body:expr) => {
+        match &$db.backend {
+            crate::db::Backend::Sqlite(b) => {
+                let $p = b.writer();
+                $body
+            }
+            crate::db::Backend::Postgres(b) => {
+                let $p = b.pool();
+                $body
+            }
+        }
+    };
+    ($db:expr, read, $p:ident => $body:expr) => {
+        match &$db.backend {
+            crate::db::Backend::Sqlite(b) => {
+                let $p = b.reader();
+                $body
+            }
+            crate::db::Backend::Postgres(b) => {
+                let $p = b.pool();
+                $body
+            }
+        }
+    };
+}
+use on_pool;
+
 impl Db {
     fn new(backend: Backend) -> Db {
         Db {

@@ -3,7 +3,7 @@
 //! One SQL text serves both backends (see `rollouts.rs`), except the
 //! lease's pick, which skips rows other transactions hold on PostgreSQL.
 
-use super::{Backend, Db};
+use super::{Backend, Db, on_pool};
 use crate::error::{Result, StoreError};
 use crate::records::review::{NewReviewItem, ReviewCounts, ReviewItem, VerdictRefusal};
 use crate::rows::{self, Columns};
@@ -56,34 +56,6 @@ const REVIEWER_COUNTS: &str = "SELECT verdict, COUNT(*) AS n FROM review_items \
 
 const SCORED: &str = "SELECT quality_score, verdict FROM review_items \
      WHERE model = $1 AND verdict IS NOT NULL AND quality_score IS NOT NULL";
-
-/// Runs `$body` with `$p` bound to the pool for writes or reads.
-macro_rules! on_pool {
-    ($db:expr, write, $p:ident => $body:expr) => {
-        match &$db.backend {
-            Backend::Sqlite(b) => {
-                let $p = b.writer();
-                $body
-            }
-            Backend::Postgres(b) => {
-                let $p = b.pool();
-                $body
-            }
-        }
-    };
-    ($db:expr, read, $p:ident => $body:expr) => {
-        match &$db.backend {
-            Backend::Sqlite(b) => {
-                let $p = b.reader();
-                $body
-            }
-            Backend::Postgres(b) => {
-                let $p = b.pool();
-                $body
-            }
-        }
-    };
-}
 
 fn item_row(row: &impl Columns) -> Result<ReviewItem> {
     let labels = match row.opt_text("labels")? {

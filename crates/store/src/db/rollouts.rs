@@ -5,39 +5,11 @@
 //! text, so nothing below differs between SQLite and PostgreSQL but the
 //! pool the statement runs on.
 
-use super::{Backend, Db};
+use super::{Backend, Db, on_pool};
 use crate::error::{Result, StoreError};
 use crate::records::job::{Fence, Job};
 use crate::records::rollout::{ModelVersion, NewRollout, Observation, Rollout, RolloutEnd};
 use crate::rows::{self, Columns};
-
-/// Runs `$body` with `$p` bound to the pool for writes or reads.
-macro_rules! on_pool {
-    ($db:expr, write, $p:ident => $body:expr) => {
-        match &$db.backend {
-            Backend::Sqlite(b) => {
-                let $p = b.writer();
-                $body
-            }
-            Backend::Postgres(b) => {
-                let $p = b.pool();
-                $body
-            }
-        }
-    };
-    ($db:expr, read, $p:ident => $body:expr) => {
-        match &$db.backend {
-            Backend::Sqlite(b) => {
-                let $p = b.reader();
-                $body
-            }
-            Backend::Postgres(b) => {
-                let $p = b.pool();
-                $body
-            }
-        }
-    };
-}
 
 const INSERT_VERSION: &str = "INSERT INTO model_versions \
      (name, version, path, architecture, registered_by, registered_at) \
