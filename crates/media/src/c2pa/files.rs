@@ -52,14 +52,43 @@ pub(crate) fn load(dir: &Path, configured: Option<(&Path, &Path)>) -> Result<Loa
     })
 }
 
+/// Generates a pair into a fresh folder beside `dir` and renames it to
+/// `dir` in one step, so a process starting at the same moment on the same
+/// data folder never sees half a pair: of two that generate at once, the
+/// second rename fails on the first's complete folder, and it uses that.
 fn write_generated(dir: &Path, ca: &Path, chain: &Path, key: &Path) -> Result<(), MediaError> {
     let generated = generate()?;
-    std::fs::create_dir_all(dir).map_err(|e| unreadable(dir, e))?;
-    // The key first and the chain last: a crash in between leaves a key
-    // without a chain, which the next start reports instead of replacing.
-    write_new(key, &generated.key_pem, 0o600)?;
-    write_new(ca, &generated.ca_pem, 0o644)?;
-    write_new(chain, &generated.chain_pem, 0o644)
+    if dir.exists() {
+        // A folder made by hand: fill it in place. The key first and the
+        // chain last: a crash in between leaves a key without a chain,
+        // which the next start reports instead of replacing.
+        write_new(key, &generated.key_pem, 0o600)?;
+        write_new(ca, &generated.ca_pem, 0o644)?;
+        return write_new(chain, &generated.chain_pem, 0o644);
+    }
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| unreadable(parent, e))?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let name = dir
+        .file_name()
+        .map_or("c2pa".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = parent.join(format!(".{name}.new-{}-{nanos}", std::process::id()));
+    std::fs::create_dir(&tmp).map_err(|e| unreadable(&tmp, e))?;
+    let staged = (|| {
+        write_new(&tmp.join(KEY_FILE), &generated.key_pem, 0o600)?;
+        write_new(&tmp.join(CA_FILE), &generated.ca_pem, 0o644)?;
+        write_new(&tmp.join(CHAIN_FILE), &generated.chain_pem, 0o644)
+    })();
+    let placed = staged.and_then(|()| match std::fs::rename(&tmp, dir) {
+        Ok(()) => Ok(()),
+        // Another process placed its pair first: use that one.
+        Err(_) if chain.exists() && key.exists() => Ok(()),
+        Err(e) => Err(unreadable(dir, e)),
+    });
+    let _ = std::fs::remove_dir_all(&tmp);
+    placed
 }
 
 fn write_new(path: &Path, text: &str, mode: u32) -> Result<(), MediaError> {
@@ -99,5 +128,30 @@ fn unreadable(path: &Path, e: std::io::Error) -> MediaError {
     MediaError::C2paCredentialsUnreadable {
         path: path.display().to_string(),
         reason: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processes_starting_together_share_one_generated_pair() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("c2pa");
+        let keys: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..6).map(|_| s.spawn(|| load(&dir, None))).collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap().expect("every start gets a pair").key_pem)
+                .collect()
+        });
+        assert!(keys.windows(2).all(|w| w[0] == w[1]), "one key for all");
+        // No staging folder is left behind.
+        let names: Vec<String> = std::fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["c2pa"]);
     }
 }
