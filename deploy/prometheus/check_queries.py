@@ -58,6 +58,7 @@ ALLOW_EMPTY = {
     "rules.yml alert EaselQualityScoreDrop": "alert: must not fire on a healthy server",
     "rules.yml alert EaselRolloutRolledBack": "alert: must not fire on a healthy server (no rollout runs)",
     "rules.yml alert EaselRolloutInProgress": "alert: no rollout runs during the check",
+    "rules.yml alert EaselPromptDrift": "alert; also needs a week of prompts this server has not seen (the score is NaN)",
     # `offset 1d` reads the day before: a fresh Prometheus has no such day.
     "rules.yml alert EaselCostPerImageUp": "alert; also compares with `offset 1d`, a day of history this Prometheus lacks",
     "rules.yml alert EaselProjectSpendAnomaly": "alert; also compares with `offset 1d`, a day of history this Prometheus lacks",

@@ -59,6 +59,9 @@ enum Command {
     },
     /// Images, device seconds and cost per project, key, model or day.
     Usage(crate::keys::UsageArgs),
+    /// How far recent prompts moved from the week before, and the prompts
+    /// that moved them most (from the database).
+    Drift(crate::drift::DriftArgs),
     /// Measure the engine (and optionally diffusers) on a model folder.
     Bench {
         #[command(subcommand)]
@@ -254,6 +257,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Usage(args) => {
             init_logging("warn");
             crate::keys::usage(cli.config, args)
+        }
+        Command::Drift(args) => {
+            init_logging("warn");
+            crate::drift::run(cli.config, args)
         }
         Command::Bench { command } => {
             // The server `bench serve` starts polls /readyz: its 503s are

@@ -95,14 +95,14 @@ pub enum ProjectsCommand {
     },
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")
 }
 
-async fn open(config_file: Option<PathBuf>) -> anyhow::Result<Db> {
+pub(crate) async fn open(config_file: Option<PathBuf>) -> anyhow::Result<Db> {
     let config = Config::load(&Overrides {
         config_file,
         ..Default::default()

@@ -5,6 +5,7 @@ mod bench;
 mod bench_queue;
 mod bench_serve;
 mod commands;
+mod drift;
 mod eval;
 mod keys;
 mod loadtest;

@@ -38,6 +38,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "tenancy",
     "rollouts",
     "review",
+    "drift",
     "urls",
     "worker",
     "limits",
@@ -87,6 +88,8 @@ pub struct Config {
     pub rollouts: RolloutsConfig,
     /// Human review (`[review]`).
     pub review: ReviewConfig,
+    /// Prompt drift (`[drift]`).
+    pub drift: DriftConfig,
     /// Signed, expiring image links.
     pub urls: UrlConfig,
     /// The in-process worker.
@@ -126,6 +129,7 @@ impl Default for Config {
             tenancy: TenancyConfig::default(),
             rollouts: RolloutsConfig::default(),
             review: ReviewConfig::default(),
+            drift: DriftConfig::default(),
             urls: UrlConfig::default(),
             worker: WorkerConfig::default(),
             limits: LimitsConfig::default(),
@@ -374,6 +378,25 @@ impl Default for ReviewConfig {
     fn default() -> Self {
         Self {
             sample_percent: 1.0,
+        }
+    }
+}
+
+/// Prompt drift (`[drift]`; docs/drift.md). Measured by API processes
+/// while the prompt policy's embedder runs (`moderation.prompt_enabled`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DriftConfig {
+    /// Seconds between writes of this process's prompt figures and
+    /// updates of `easel_prompt_drift_score`, 0.05 to 3600. Default: 60.
+    /// Env: `EASEL_DRIFT__EVALUATE_EVERY_SECONDS`.
+    pub evaluate_every_seconds: f64,
+}
+
+impl Default for DriftConfig {
+    fn default() -> Self {
+        Self {
+            evaluate_every_seconds: 60.0,
         }
     }
 }
@@ -739,6 +762,11 @@ impl Config {
                 "tenancy.default_{}",
                 e.message
             )));
+        }
+        if !(0.05..=3600.0).contains(&self.drift.evaluate_every_seconds) {
+            return Err(ConfigError::Unusable(
+                "drift.evaluate_every_seconds must be from 0.05 to 3600".into(),
+            ));
         }
         if !(0.0..=100.0).contains(&self.review.sample_percent) {
             return Err(ConfigError::Unusable(

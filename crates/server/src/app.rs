@@ -44,6 +44,9 @@ pub struct Application {
     _sweeper: Option<AbortOnDrop>,
     /// Re-reads the routing table and evaluates rollouts (API processes).
     _rollouts: Option<AbortOnDrop>,
+    /// Writes prompt figures and updates the drift score (API processes
+    /// with a prompt policy).
+    _drift: Option<AbortOnDrop>,
 }
 
 impl Application {
@@ -178,6 +181,17 @@ impl Application {
             None
         };
         let prompt_policy = easel_config::build::prompt_policy(&config)?;
+        // Prompt drift, measured where prompts are checked.
+        let drift = (role.serves_api() && prompt_policy.is_some()).then(|| {
+            crate::drift::Drift::new(
+                jobs.db().clone(),
+                metrics.clone(),
+                config.provenance.include_prompt,
+            )
+        });
+        let drift_loop = drift.as_ref().map(|d| {
+            AbortOnDrop(d.spawn(Duration::from_secs_f64(config.drift.evaluate_every_seconds)))
+        });
         let worker = if role.runs_worker() {
             let worker = Worker::new(WorkerSetup {
                 db,
@@ -223,6 +237,7 @@ impl Application {
             jobs,
             models,
             rollouts,
+            drift,
             worker: worker.clone(),
         };
         Ok(Self {
@@ -234,6 +249,7 @@ impl Application {
             catalog,
             _sweeper: sweeper,
             _rollouts: rollout_loop,
+            _drift: drift_loop,
         })
     }
 

@@ -26,6 +26,7 @@
 pub mod app;
 pub mod auth;
 pub mod correlation;
+pub mod drift;
 pub mod dto;
 pub mod error;
 pub mod extract;

@@ -36,6 +36,9 @@ pub async fn check_prompt(
                 "the prompt policy could not be evaluated; try again",
             )
         })?;
+    if let (Some(drift), Some(embedding)) = (&state.drift, &decision.embedding) {
+        drift.observe(prompt, embedding);
+    }
     let value = serde_json::to_value(&decision).unwrap_or_default();
     let category = decision
         .category

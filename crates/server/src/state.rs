@@ -22,6 +22,8 @@ pub struct AppState {
     pub models: Models,
     /// Model versions and rollouts.
     pub rollouts: easel_jobs::Rollouts,
+    /// Prompt drift, where the prompt policy's embedder runs.
+    pub drift: Option<crate::drift::Drift>,
     /// Accepted API keys.
     pub keys: Arc<ApiKeys>,
     /// Signs image links.

@@ -86,8 +86,8 @@ mod url;
 pub use blobs::{Blobs, S3Options, ServerSideEncryption, image_key};
 pub use db::{
     CHANNEL_CANCEL, CHANNEL_QUEUED, COST_SAMPLE, Db, DbOptions, HOLD_BUDGET,
-    LAST_USED_PRECISION_MS, Listener, MAX_AUDIT_PAGE, MAX_JOB_PAGE, MAX_SWEEP_BATCH, RateDecision,
-    WORKER_RETENTION_MS, periods,
+    LAST_USED_PRECISION_MS, Listener, MAX_AUDIT_PAGE, MAX_JOB_PAGE, MAX_SWEEP_BATCH, PromptSample,
+    RateDecision, StoredMoments, WORKER_RETENTION_MS, periods,
 };
 pub use error::{Result, StoreError};
 pub use records::audit::{AuditEvent, AuditQuery, NewAuditEvent};

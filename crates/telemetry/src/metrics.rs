@@ -89,6 +89,7 @@ pub const CATALOGUE: &[(&str, &str)] = &[
     ("easel_review_items", "counter"),
     ("easel_review_verdicts", "counter"),
     ("easel_review_score_agreement", "gauge"),
+    ("easel_prompt_drift_score", "gauge"),
     ("easel_build_info", "gauge"),
 ];
 
@@ -485,6 +486,17 @@ impl Metrics {
             .review_score_agreement
             .get_or_create(&model_labels(model))
             .set(auc);
+    }
+
+    /// The prompt drift score of `window` (`1h`, `1d`) is `score` now (NaN
+    /// when it cannot be computed).
+    pub fn prompt_drift(&self, window: &str, score: f64) {
+        self.f()
+            .prompt_drift
+            .get_or_create(&WindowLabels {
+                window: window.to_string(),
+            })
+            .set(score);
     }
 
     /// The queue now: `depth` jobs queued in `tier`, the oldest created

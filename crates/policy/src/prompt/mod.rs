@@ -24,9 +24,12 @@
 //! - `config`: [`PromptPolicyConfig`] and its rules, the shipped defaults
 //!   (`defaults.json`), validation.
 //! - `embed`: [`Embedder`] and [`MiniLmEmbedder`].
-//! - `policy`: [`PromptPolicy`] and its [`PromptDecision`].
+//! - `policy`: [`PromptPolicy`] and its [`PromptDecision`] (which carries
+//!   the prompt's embedding).
+//! - [`drift`]: how far a window's prompts moved from a baseline window.
 
 mod config;
+pub mod drift;
 mod embed;
 mod matching;
 mod normalize;

@@ -28,6 +28,11 @@ pub struct PromptDecision {
     /// Every rule that fired, terms first, then patterns, then concepts by
     /// descending score.
     pub hits: Vec<RuleHit>,
+    /// The prompt's unit-length MiniLM embedding (of its cleaned form),
+    /// when the policy has an embedder and the prompt is not empty once
+    /// normalised: what prompt drift is measured on. Not serialised.
+    #[serde(skip)]
+    pub embedding: Option<Vec<f32>>,
 }
 
 /// One rule that fired.
@@ -143,7 +148,8 @@ impl PromptPolicy {
                 });
             }
         }
-        hits.extend(self.concept_hits(&forms)?);
+        let (scores, embedding) = self.scores_and_embedding(&forms)?;
+        hits.extend(self.concept_hits(scores));
         let action = hits.iter().map(|h| h.action).max().unwrap_or(Action::Allow);
         let category = hits
             .iter()
@@ -153,6 +159,7 @@ impl PromptPolicy {
             action,
             category,
             hits,
+            embedding,
         })
     }
 
@@ -160,15 +167,20 @@ impl PromptPolicy {
     /// thresholds: for measuring and tuning. Empty when no concepts are
     /// configured or the prompt is empty once normalised.
     pub fn concept_scores(&self, prompt: &str) -> Result<Vec<f32>, PolicyError> {
-        self.scores(&PromptForms::new(prompt))
+        Ok(self.scores_and_embedding(&PromptForms::new(prompt))?.0)
     }
 
-    fn scores(&self, forms: &PromptForms) -> Result<Vec<f32>, PolicyError> {
-        let Some(embedder) = self.embedder.as_ref().filter(|_| !self.concepts.is_empty()) else {
-            return Ok(Vec::new());
+    /// The concepts' scores and the prompt's embedding (of its cleaned
+    /// form), from one embedder call.
+    fn scores_and_embedding(
+        &self,
+        forms: &PromptForms,
+    ) -> Result<(Vec<f32>, Option<Vec<f32>>), PolicyError> {
+        let Some(embedder) = self.embedder.as_ref() else {
+            return Ok((Vec::new(), None));
         };
         if forms.clean.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         }
         // Leetspeak is folded for the embedding too when the prompt has any,
         // and the closer of the two readings counts.
@@ -177,8 +189,8 @@ impl PromptPolicy {
             texts.push(forms.normalized.as_str());
         }
         let rows = embedder.embed(&texts)?;
-        check_rows(&rows, texts.len(), Some(self.concepts[0].len()))?;
-        Ok(self
+        check_rows(&rows, texts.len(), self.concepts.first().map(Vec::len))?;
+        let scores = self
             .concepts
             .iter()
             .map(|c| {
@@ -186,11 +198,11 @@ impl PromptPolicy {
                     .map(|r| r.iter().zip(c).map(|(a, b)| a * b).sum::<f32>())
                     .fold(f32::MIN, f32::max)
             })
-            .collect())
+            .collect();
+        Ok((scores, rows.into_iter().next()))
     }
 
-    fn concept_hits(&self, forms: &PromptForms) -> Result<Vec<RuleHit>, PolicyError> {
-        let scores = self.scores(forms)?;
+    fn concept_hits(&self, scores: Vec<f32>) -> Vec<RuleHit> {
         let mut hits: Vec<RuleHit> = self
             .config
             .concepts
@@ -214,7 +226,7 @@ impl PromptPolicy {
                 .partial_cmp(&a.score)
                 .unwrap_or(std::cmp::Ordering::Equal)
         });
-        Ok(hits)
+        hits
     }
 }
 

@@ -8,6 +8,7 @@ mod backend;
 mod backpressure;
 mod bad_input;
 mod device;
+mod drift;
 mod edits;
 mod fleet;
 mod generations;

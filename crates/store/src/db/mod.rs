@@ -8,6 +8,7 @@
 
 mod audit;
 mod catalog;
+mod drift;
 mod fair_share;
 mod images;
 mod jobs;
@@ -22,6 +23,7 @@ mod usage;
 mod workers;
 
 pub use audit::MAX_AUDIT_PAGE;
+pub use drift::{PromptSample, StoredMoments};
 pub(crate) use fair_share::{ShareWrites, VtimeWrite};
 pub use jobs::MAX_JOB_PAGE;
 pub(crate) use jobs::queue_full;

@@ -76,6 +76,7 @@ pub(super) struct Families {
     pub review_items: Family<ModelReasonLabels, Counter>,
     pub review_verdicts: Family<ModelVersionVerdictLabels, Counter>,
     pub review_score_agreement: Family<ModelLabels, FloatGauge>,
+    pub prompt_drift: Family<WindowLabels, FloatGauge>,
     pub build_info: Family<VersionLabels, Gauge>,
 }
 
@@ -116,6 +117,7 @@ impl Families {
             review_items: Family::default(),
             review_verdicts: Family::default(),
             review_score_agreement: Family::default(),
+            prompt_drift: Family::default(),
             build_info: Family::default(),
         };
         let r = registry;
@@ -279,6 +281,11 @@ impl Families {
             "review_score_agreement",
             "How well the quality score predicts reviewers' verdicts: ROC AUC of the score for `good` over every reviewed image (0.5 = chance)",
             f.review_score_agreement.clone(),
+        );
+        r.register(
+            "prompt_drift_score",
+            "How far prompts moved from the 7 days before: the window's mean MiniLM embedding's squared distance from the baseline's, less sampling noise, in units of the baseline's variance (NaN with too few prompts)",
+            f.prompt_drift.clone(),
         );
         r.register(
             "build_info",

@@ -199,3 +199,9 @@ pub(super) struct ModelVersionVerdictLabels {
     pub version: String,
     pub verdict: String,
 }
+
+/// `window` (`1h`, `1d`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct WindowLabels {
+    pub window: String,
+}

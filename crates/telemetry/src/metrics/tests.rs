@@ -57,6 +57,7 @@ fn touch_every_family(m: &Metrics) {
     m.review_enqueued("m", "sampled");
     m.review_verdict("m", Some("blake3:abc"), "good");
     m.review_score_agreement("m", 0.8);
+    m.prompt_drift("1d", 0.1);
     m.version_job(
         "m",
         Some("blake3:abc"),
