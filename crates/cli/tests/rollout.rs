@@ -88,7 +88,7 @@ async fn a_version_is_registered_and_a_rollout_started_watched_and_aborted() {
     let candidate = version["version"].as_str().unwrap().to_string();
     assert!(candidate.starts_with("blake3:"), "{out}");
 
-    let (ok, out, err) = easel(&[
+    let start = [
         "rollout",
         "start",
         "--model",
@@ -101,27 +101,15 @@ async fn a_version_is_registered_and_a_rollout_started_watched_and_aborted() {
         "20",
         "--url",
         &base,
-    ]);
+    ];
+    let (ok, out, err) = easel(&start);
     assert!(ok, "{out}{err}");
     assert!(out.contains("running") && out.contains(&candidate), "{out}");
     let id = out.split_whitespace().next().unwrap().to_string();
     assert!(id.starts_with("ro_"), "{out}");
 
     // The same start again is refused with the server's code.
-    let (ok, _, err) = easel(&[
-        "rollout",
-        "start",
-        "--model",
-        &model,
-        "--candidate",
-        &candidate,
-        "--percent",
-        "10",
-        "--min-requests",
-        "20",
-        "--url",
-        &base,
-    ]);
+    let (ok, _, err) = easel(&start);
     assert!(!ok && err.contains("rollout_exists"), "{err}");
 
     let (ok, out, err) = easel(&["rollout", "status", &id, "--url", &base]);
