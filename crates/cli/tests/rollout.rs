@@ -49,6 +49,10 @@ fn resaved_copy(to: &Path) {
     std::fs::write(&unet, out).unwrap();
 }
 
+async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 fn easel(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_easel"))
         .args(args)
@@ -69,14 +73,7 @@ async fn a_version_is_registered_and_a_rollout_started_watched_and_aborted() {
     let mut server = Killed(serve_tiny(data.path(), port));
     let client = reqwest::Client::new();
     wait_ready(&client, &base, &mut server.0).await;
-    let models: Value = client
-        .get(format!("{base}/v1/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models: Value = get_json(&client, &format!("{base}/v1/models")).await;
     let model = models["data"][0]["id"].as_str().unwrap().to_string();
 
     let copy = tempfile::tempdir().unwrap();
@@ -124,14 +121,7 @@ async fn a_version_is_registered_and_a_rollout_started_watched_and_aborted() {
     let (ok, out, err) = easel(&["rollout", "abort", &id, "--url", &base]);
     assert!(ok, "{out}{err}");
     assert!(out.contains("aborted"), "{out}");
-    let shown: Value = client
-        .get(format!("{base}/v1/admin/rollouts/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let shown: Value = get_json(&client, &format!("{base}/v1/admin/rollouts/{id}")).await;
     assert_eq!(
         (shown["state"].as_str(), shown["percent"].as_f64()),
         (Some("aborted"), Some(0.0))

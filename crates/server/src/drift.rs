@@ -28,6 +28,8 @@ struct Hour {
     moments: Moments,
     seen: u64,
     reservoir: Vec<PromptSample>,
+    /// Counted into since its last write.
+    dirty: bool,
 }
 
 struct State {
@@ -113,12 +115,14 @@ pub async fn report(db: &Db, now_ms: i64, movers: usize) -> easel_store::Result<
     let baseline = sum(&rows, baseline_start, day_start);
     let last_hours = sum(&rows, hour - HOUR_MS, hour + HOUR_MS);
     let last_day = sum(&rows, day_start, hour + HOUR_MS);
-    let samples = db.prompt_samples(day_start, hour + HOUR_MS, 5000).await?;
-    let labelled: Vec<(Label, Vec<f32>)> = samples
-        .into_iter()
-        .map(|s| ((s.prompt, s.prompt_hash), s.embedding))
-        .collect();
-    let movers = if last_day.drift_from(&baseline).is_some() {
+    // The samples only for a report that names movers (the periodic
+    // evaluation sets the gauges and names none).
+    let movers = if movers > 0 && last_day.drift_from(&baseline).is_some() {
+        let samples = db.prompt_samples(day_start, hour + HOUR_MS, 5000).await?;
+        let labelled: Vec<(Label, Vec<f32>)> = samples
+            .into_iter()
+            .map(|s| ((s.prompt, s.prompt_hash), s.embedding))
+            .collect();
         last_day
             .movers(&baseline, &labelled)
             .into_iter()
@@ -128,7 +132,7 @@ pub async fn report(db: &Db, now_ms: i64, movers: usize) -> easel_store::Result<
                 prompt_hash: hash.chars().take(16).collect(),
                 along,
             })
-            .collect()
+            .collect::<Vec<_>>()
     } else {
         Vec::new()
     };
@@ -188,6 +192,7 @@ impl Drift {
                 moments: Moments::default(),
                 seen: 0,
                 reservoir: Vec::new(),
+                dirty: false,
             });
         }
         let hour = state
@@ -197,6 +202,7 @@ impl Drift {
             .expect("just added");
         hour.moments.add(embedding);
         hour.seen += 1;
+        hour.dirty = true;
         let sample = PromptSample {
             prompt: self.inner.keep_text.then(|| prompt.to_string()),
             prompt_hash: blake3::hash(prompt.as_bytes()).to_hex().to_string(),
@@ -214,27 +220,46 @@ impl Drift {
         }
     }
 
-    /// Writes this process's figures of every hour it counted in; hours
-    /// before the current one are dropped once written.
+    /// Writes this process's figures of every hour counted into since its
+    /// last write; hours before the current one are dropped once written.
+    /// A failed write leaves the hour to be written at the next flush.
     pub async fn flush(&self) -> easel_store::Result<()> {
         let current = self.inner.db.now().timestamp_millis().div_euclid(HOUR_MS) * HOUR_MS;
         let hours: Vec<(i64, Moments, Vec<PromptSample>)> = {
-            let state = self.inner.state.lock().expect("drift lock");
+            let mut state = self.inner.state.lock().expect("drift lock");
             state
                 .hours
-                .iter()
-                .map(|h| (h.start, h.moments.clone(), h.reservoir.clone()))
+                .iter_mut()
+                .filter(|h| h.dirty)
+                .map(|h| {
+                    h.dirty = false;
+                    (h.start, h.moments.clone(), h.reservoir.clone())
+                })
                 .collect()
         };
+        let written = self.write(&hours).await;
+        let mut state = self.inner.state.lock().expect("drift lock");
+        if written.is_err() {
+            for h in state.hours.iter_mut() {
+                if hours.iter().any(|(start, ..)| *start == h.start) {
+                    h.dirty = true;
+                }
+            }
+        }
+        state.hours.retain(|h| h.start >= current || h.dirty);
+        written
+    }
+
+    async fn write(&self, hours: &[(i64, Moments, Vec<PromptSample>)]) -> easel_store::Result<()> {
         for (start, moments, reservoir) in hours {
             self.inner
                 .db
                 .upsert_prompt_moments(
                     &self.inner.process,
                     &StoredMoments {
-                        window_start: start,
+                        window_start: *start,
                         count: moments.count,
-                        sum: moments.sum,
+                        sum: moments.sum.clone(),
                         sum_sq: moments.sum_sq,
                     },
                 )
@@ -242,16 +267,10 @@ impl Drift {
             for (seq, sample) in reservoir.iter().enumerate() {
                 self.inner
                     .db
-                    .insert_prompt_sample(start, &self.inner.process, seq as u32, sample)
+                    .insert_prompt_sample(*start, &self.inner.process, seq as u32, sample)
                     .await?;
             }
         }
-        self.inner
-            .state
-            .lock()
-            .expect("drift lock")
-            .hours
-            .retain(|h| h.start >= current);
         Ok(())
     }
 

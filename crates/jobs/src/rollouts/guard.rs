@@ -43,8 +43,6 @@
 //! with no data (a model without a quality scorer has no scores) passes
 //! with a note.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 /// Neither version is judged before it has this many finished jobs.
@@ -442,11 +440,6 @@ pub fn evaluate(guards: &Guards, baseline: &[Sample], candidate: &[Sample]) -> E
         guards: states,
         decision,
     }
-}
-
-/// Counts of verdicts by guard, for logs.
-pub fn summary(e: &Evaluation) -> BTreeMap<&'static str, Verdict> {
-    e.guards.iter().map(|g| (g.guard, g.verdict)).collect()
 }
 
 #[cfg(test)]
