@@ -1,5 +1,5 @@
 //! `easel rollout start|status|list|promote|abort` and `easel models
-//! register`: model versions and guarded canary rollouts of a running
+//! register`: model versions and guarded canary and shadow rollouts of a running
 //! deployment, through its admin API (`/v1/admin/rollouts`,
 //! `/v1/admin/models/{name}/versions`). Needs a key with the `admin`
 //! scope when the server has keys. `docs/rollouts.md` explains the guards.
@@ -74,8 +74,13 @@ struct StartArgs {
     /// register` printed it).
     #[arg(long)]
     candidate: String,
-    /// Share of the model's callers served by the candidate, above 0 and
-    /// at most 100.
+    /// `canary`: a share of the callers is served by the candidate;
+    /// `shadow`: every caller gets the current version and a share of the
+    /// requests also runs on the candidate, unseen.
+    #[arg(long, default_value = "canary", value_parser = ["canary", "shadow"])]
+    mode: String,
+    /// The candidate's share, above 0 and at most 100: of the callers
+    /// (canary) or of the requests (shadow).
     #[arg(long)]
     percent: f64,
     /// Candidate jobs to see before it may be promoted (at least 10).
@@ -135,7 +140,7 @@ pub fn run(args: RolloutArgs) -> anyhow::Result<()> {
                     }
                 }
                 let body = json!({
-                    "model": s.model, "candidate": s.candidate, "mode": "canary",
+                    "model": s.model, "candidate": s.candidate, "mode": s.mode,
                     "percent": s.percent, "guards": guards, "auto_promote": s.auto_promote,
                 });
                 (

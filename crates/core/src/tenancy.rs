@@ -24,9 +24,26 @@ impl ProjectId {
     /// one config-file keys and unauthenticated use map to by default.
     pub const DEFAULT: &'static str = "default";
 
+    /// The project that owns a shadow rollout's jobs and images
+    /// (docs/rollouts.md): run on a candidate version next to a user's
+    /// request, never shown, returned or billed to that user. It always
+    /// exists; no key can be made in it.
+    pub const SHADOW: &'static str = "easel-shadow";
+
     /// The `default` project.
     pub fn default_project() -> Self {
         Self(Self::DEFAULT.to_string())
+    }
+
+    /// The shadow project ([`ProjectId::SHADOW`]).
+    pub fn shadow() -> Self {
+        Self(Self::SHADOW.to_string())
+    }
+
+    /// Whether the server keeps this project for itself (no key may act
+    /// in it).
+    pub fn is_reserved(&self) -> bool {
+        self.0 == Self::SHADOW
     }
 
     /// The name.

@@ -205,15 +205,18 @@ impl Jobs {
         }
         let id = JobId::new();
         // The version it runs on: the alias's, or a canary's candidate
-        // (with the baseline to fall back to), drawn per caller.
+        // (with the baseline to fall back to), drawn per caller; and a
+        // shadow rollout's candidate to run it on as well, drawn per job.
         let mut params = job.params;
-        let fallback_version = self.inner.rollouts.get().and_then(|r| {
+        let routing = self.inner.rollouts.get().map(|r| {
             let caller = match &job.user_id {
                 Some(user) => format!("{}/{user}", job.project.as_str()),
                 None => id.to_string(),
             };
-            r.route(&mut params, &caller)
+            r.route(&mut params, &caller, &id.to_string())
         });
+        let (fallback_version, shadow) = routing.map_or((None, None), |r| (r.fallback, r.shadow));
+        let mut init_png = None;
         if let Some(image) = &job.init_image {
             // The initial image goes to the object store first: a job row
             // must never point at an image that is not there.
@@ -230,11 +233,13 @@ impl Jobs {
                     e.to_string(),
                 ))
             })?;
+            let png = Bytes::from(png);
             self.inner
                 .blobs
-                .put(&init_image_key(id), Bytes::from(png))
+                .put(&init_image_key(id), png.clone())
                 .await
                 .map_err(JobError::Blob)?;
+            init_png = Some(png);
         }
         let new = easel_store::NewJob {
             id,
@@ -252,6 +257,7 @@ impl Jobs {
                 .and_then(|t| chrono::Duration::from_std(t).ok())
                 .map(|t| self.inner.db.now() + t),
             fallback_version,
+            shadow_of: None,
         };
         let has_init = job.init_image.is_some();
         let outcome = self.insert_bounded(new, limit).await;
@@ -265,10 +271,76 @@ impl Jobs {
                     .bus
                     .publish(JobEvent::Queued { job_id: record.id });
                 self.inner.bus.job_queued();
+                if let Some(version) = shadow {
+                    self.submit_shadow(&record, version, init_png).await;
+                }
                 Ok((record, true))
             }
             InsertOutcome::Existing(record) => Ok((record, false)),
         }
+    }
+
+    /// Queues the shadow of the user's job `of` on `version` (a shadow
+    /// rollout's candidate): the same request and seed, in the batch tier,
+    /// owned by the project `easel-shadow` with no user, no deadline and
+    /// no fallback. It never delays or fails the user's job: when the
+    /// batch tier is full, or the store refuses, it is skipped (counted).
+    async fn submit_shadow(&self, of: &Job, version: String, init_png: Option<Bytes>) {
+        let id = JobId::new();
+        let mut params = of.params.clone();
+        params.version = Some(version);
+        let model = params.model.clone();
+        let counted = |outcome| {
+            if let Some(r) = self.inner.rollouts.get() {
+                r.shadow_counted(&model, outcome);
+            }
+        };
+        let has_init = init_png.is_some();
+        if let Some(png) = init_png
+            && let Err(e) = self.inner.blobs.put(&init_image_key(id), png).await
+        {
+            tracing::warn!(job = %of.id, error = %e, "shadow job skipped: its initial image was not stored");
+            counted("skipped");
+            return;
+        }
+        let new = easel_store::NewJob {
+            id,
+            tier: Tier::Batch,
+            project: ProjectId::shadow(),
+            user_id: None,
+            params,
+            options: of.options,
+            idempotency_key: None,
+            request_id: of.request_id.clone(),
+            trace_parent: None,
+            policy: of.policy.clone(),
+            deadline_at: None,
+            fallback_version: None,
+            shadow_of: Some(of.id),
+        };
+        let limit = self.inner.admission.limit(Tier::Batch);
+        let why = match self.inner.db.insert_job_bounded(new, limit).await {
+            Ok(BoundedInsert::Admitted(InsertOutcome::Created(record))) => {
+                self.audit("job.created", &record).await;
+                self.inner
+                    .bus
+                    .publish(JobEvent::Queued { job_id: record.id });
+                self.inner.bus.job_queued();
+                counted("submitted");
+                return;
+            }
+            Ok(BoundedInsert::QueueFull(_)) => "the batch tier is full".to_string(),
+            // Without an idempotency key an insert never finds an earlier job.
+            Ok(BoundedInsert::Admitted(InsertOutcome::Existing(_))) => {
+                "a job with its id exists".to_string()
+            }
+            Err(e) => e.to_string(),
+        };
+        tracing::info!(job = %of.id, reason = %why, "shadow job skipped");
+        if has_init {
+            let _ = self.inner.blobs.delete(&init_image_key(id)).await;
+        }
+        counted("skipped");
     }
 
     /// Inserts within the tier's limit. When the tier is full, overdue jobs

@@ -98,6 +98,10 @@ impl Application {
             .with_clock(clock);
         // Config-file keys act in projects that must exist.
         for project in ApiKeys::new(config.auth.api_keys.clone()).projects() {
+            anyhow::ensure!(
+                !project.is_reserved(),
+                "auth.api_keys: project `{project}` is kept by the server for shadow rollouts; no key can act in it"
+            );
             db.ensure_project(&project)
                 .await
                 .with_context(|| format!("creating project `{project}` of a config key"))?;

@@ -201,6 +201,10 @@ pub(crate) fn job(row: &impl Columns) -> Result<Job> {
         hold_reason: row.opt_text("hold_reason")?,
         fallback_version: row.opt_text("fallback_version")?,
         rerouted_from: row.opt_text("rerouted_from")?,
+        shadow_of: row
+            .opt_text("shadow_of")?
+            .map(|id| id.parse().map_err(|e| StoreError::corrupt("shadow_of", e)))
+            .transpose()?,
     })
 }
 

@@ -82,6 +82,7 @@ pub const CATALOGUE: &[(&str, &str)] = &[
     ("easel_quota_soft_limit", "counter"),
     ("easel_rollout_events", "counter"),
     ("easel_rollout_reroutes", "counter"),
+    ("easel_rollout_shadow_jobs", "counter"),
     ("easel_rollout_candidate_percent", "gauge"),
     ("easel_version_jobs", "counter"),
     ("easel_version_generation_duration_seconds", "histogram"),
@@ -365,12 +366,19 @@ impl Metrics {
     }
 
     /// Creates `model`'s rollout and review series at 0 (events of every
-    /// outcome, the candidate's share, review items by reason), so the first rollback is an increase Prometheus
-    /// sees rather than the birth of a series.
+    /// outcome, shadow jobs, the candidate's share, review items by
+    /// reason), so the first rollback is an increase Prometheus sees rather
+    /// than the birth of a series.
     pub fn rollout_series(&self, model: &str) {
         let f = self.f();
         for outcome in ["started", "promoted", "rolled_back", "aborted"] {
             let _ = f.rollout_events.get_or_create(&RolloutLabels {
+                model: model.to_string(),
+                outcome: outcome.to_string(),
+            });
+        }
+        for outcome in ["submitted", "skipped"] {
+            let _ = f.rollout_shadow_jobs.get_or_create(&RolloutLabels {
                 model: model.to_string(),
                 outcome: outcome.to_string(),
             });
@@ -384,6 +392,18 @@ impl Metrics {
                 reason: reason.to_string(),
             });
         }
+    }
+
+    /// A shadow job of `model` was queued (`submitted`) or not
+    /// (`skipped`: the batch tier was full or the store refused).
+    pub fn rollout_shadow_job(&self, model: &str, outcome: &str) {
+        self.f()
+            .rollout_shadow_jobs
+            .get_or_create(&RolloutLabels {
+                model: model.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
     }
 
     /// A job of `model` its rollout's candidate failed (with `code`) was

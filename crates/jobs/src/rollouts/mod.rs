@@ -4,7 +4,11 @@
 //! a model folder. The configured folder's version is recorded when it
 //! first loads; more are registered ([`Rollouts::register`]) and tried
 //! out by a rollout: a **canary** sends a share of the alias's callers to
-//! the candidate ([`route`]), while its guards ([`guard`]) compare the two
+//! the candidate ([`route`]); a **shadow** serves every caller from the
+//! alias's version and also runs a share of the requests on the candidate
+//! as jobs of their own (batch tier, owned by the reserved project
+//! `easel-shadow`, so never returned, listed or billed to the caller).
+//! Either way its guards ([`guard`]) compare the two
 //! versions over the same window with a sequential test, evaluated for as
 //! long as the rollout runs. A failing guard rolls back at once (the
 //! candidate's share becomes 0 in the same write that ends the rollout);
@@ -152,6 +156,26 @@ fn default_mode() -> Mode {
     Mode::Canary
 }
 
+/// What routing decided for a new job besides its version.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Routing {
+    /// The version to run it on instead if its version (a canary's
+    /// candidate) fails it.
+    pub fallback: Option<String>,
+    /// The version to also run it on, unseen (a shadow's candidate).
+    pub shadow: Option<String>,
+}
+
+impl Mode {
+    /// The mode's name, as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Canary => "canary",
+            Mode::Shadow => "shadow",
+        }
+    }
+}
+
 /// One version of a model, as `/v1/models/{name}` lists it.
 #[derive(Debug, Clone)]
 pub struct VersionView {
@@ -205,11 +229,11 @@ impl Rollouts {
             .rollouts(None, true, 1000)
             .await?
             .into_iter()
-            .filter(|r| r.mode == "canary")
             .map(|r| {
                 (
                     r.model.clone(),
                     Active {
+                        shadow: r.mode == "shadow",
                         id: r.id,
                         baseline: r.baseline,
                         candidate: r.candidate,
@@ -224,22 +248,34 @@ impl Rollouts {
 
     /// The version a new job of `params.model` runs on, set into
     /// `params.version`; returns the version to fall back to when that one
-    /// is a canary candidate. `caller` is the caller's identity (or the
-    /// job's id for anonymous callers).
-    pub fn route(&self, params: &mut GenerationParams, caller: &str) -> Option<String> {
+    /// is a canary candidate, and the version to shadow the job on. `caller`
+    /// is the caller's identity (or the job's id for anonymous callers),
+    /// `request` the job's id.
+    pub fn route(&self, params: &mut GenerationParams, caller: &str, request: &str) -> Routing {
         let configured = self.configured_version(&params.model);
         let routed = self.inner.table.read().expect("routing table lock").route(
             &params.model,
             caller,
+            request,
             configured.as_deref(),
         );
         match routed {
-            Some(Route { version, fallback }) => {
+            Some(Route {
+                version,
+                fallback,
+                shadow,
+            }) => {
                 params.version = Some(version);
-                fallback
+                Routing { fallback, shadow }
             }
-            None => None,
+            None => Routing::default(),
         }
+    }
+
+    /// Counts a shadow job of `model` (`submitted`, or `skipped` when the
+    /// batch tier had no room for it).
+    pub fn shadow_counted(&self, model: &str, outcome: &'static str) {
+        self.inner.metrics.rollout_shadow_job(model, outcome);
     }
 
     /// The version the configured folder of `model` holds, as its last
@@ -354,13 +390,6 @@ impl Rollouts {
         actor: Option<&str>,
     ) -> Result<Rollout, RolloutError> {
         self.configured(&start.model)?;
-        if start.mode == Mode::Shadow {
-            return Err(invalid(
-                "unsupported_mode",
-                "mode",
-                "mode `shadow` is not available yet; use `canary`".into(),
-            ));
-        }
         if !(start.percent.is_finite() && start.percent > 0.0 && start.percent <= 100.0) {
             return Err(invalid(
                 "invalid_percent",
@@ -425,7 +454,7 @@ impl Rollouts {
             model: start.model.clone(),
             baseline,
             candidate: candidate.version.clone(),
-            mode: "canary".into(),
+            mode: start.mode.as_str().into(),
             percent: start.percent,
             guards: serde_json::to_value(&start.guards).unwrap_or_default(),
             auto_promote: start.auto_promote,
@@ -438,7 +467,7 @@ impl Rollouts {
             .rollout_event(&rollout.model, "started", rollout.percent);
         tracing::info!(
             rollout = %rollout.id, model = %rollout.model, candidate = %rollout.candidate,
-            percent = rollout.percent, "rollout started"
+            mode = %rollout.mode, percent = rollout.percent, "rollout started"
         );
         self.audit(
             NewAuditEvent::new("rollout.started")

@@ -142,6 +142,13 @@ pub struct Job {
     /// correlation id in logs and traces); null when made outside a
     /// request.
     pub request_id: Option<String>,
+    /// The version of the model it was routed to (its content hash,
+    /// `blake3:…`); null until the model's version is known.
+    pub model_version: Option<String>,
+    /// The job this one shadows: set on a shadow rollout's jobs only
+    /// (project `easel-shadow`, seen by admins).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_of: Option<String>,
 }
 
 impl Job {
@@ -183,6 +190,8 @@ impl Job {
             }),
             progress: progress.map(|(step, total)| JobProgress { step, total }),
             request_id: job.request_id.clone(),
+            model_version: job.params.version.clone(),
+            shadow_of: job.shadow_of.map(|j| j.to_string()),
         }
     }
 }

@@ -127,7 +127,7 @@ pub struct KeyListQuery {
 /// Creates a key; the answer holds its secret, once.
 #[utoipa::path(post, path = "/v1/admin/keys", tag = "admin", request_body = CreateKey,
     responses((status = 201, description = "The key, with its secret in `key`", body = KeyObject),
-        (status = 400, description = "`invalid_project`, `invalid_name`, `invalid_scopes`, `invalid_limit`, `invalid_expiry`", body = crate::error::ErrorBody),
+        (status = 400, description = "`invalid_project`, `reserved_project`, `invalid_name`, `invalid_scopes`, `invalid_limit`, `invalid_expiry`", body = crate::error::ErrorBody),
         (status = 404, description = "`project_not_found`", body = crate::error::ErrorBody)))]
 pub async fn create_key(
     State(state): State<AppState>,

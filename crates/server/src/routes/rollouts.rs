@@ -1,5 +1,5 @@
 //! Model versions and rollouts (scope `admin`): register a folder as a
-//! version of a model, start a canary rollout of it with guards, watch
+//! version of a model, start a canary or shadow rollout of it with guards, watch
 //! its per-version figures and guard states, promote or abort it. The
 //! routing and the guards live in `easel_jobs::rollouts`; every change is
 //! audited (`model.version_registered`, `rollout.started`,
@@ -152,7 +152,7 @@ pub struct RolloutObject {
     pub baseline: String,
     /// The version under test.
     pub candidate: String,
-    /// `canary`.
+    /// `canary` or `shadow`.
     pub mode: String,
     /// The candidate's share now (0 once rolled back or aborted).
     pub percent: f64,
@@ -206,10 +206,10 @@ fn rollout_object(r: Rollout, evaluation: Option<Evaluation>) -> RolloutObject {
     post,
     path = "/v1/admin/rollouts",
     tag = "rollouts",
-    request_body(content = Object, description = "`model`, `candidate`, `mode` (`canary`), `percent` (0 < p ≤ 100), `guards` (`min_requests` required; `max_quality_drop`, `max_latency_p95_ratio`, `max_error_rate`, `max_block_rate`, `alpha`), `auto_promote`"),
+    request_body(content = Object, description = "`model`, `candidate`, `mode` (`canary`, default, or `shadow`), `percent` (0 < p ≤ 100; of the callers for a canary, of the requests for a shadow), `guards` (`min_requests` required; `max_quality_drop`, `max_latency_p95_ratio`, `max_error_rate`, `max_block_rate`, `alpha`), `auto_promote`"),
     responses(
         (status = 201, description = "Started", body = RolloutObject),
-        (status = 400, description = "`invalid_percent`, `invalid_guard`, `candidate_is_baseline`, `candidate_load_failed`, `unsupported_mode`", body = crate::error::ErrorBody),
+        (status = 400, description = "`invalid_percent`, `invalid_guard`, `candidate_is_baseline`, `candidate_load_failed`", body = crate::error::ErrorBody),
         (status = 404, description = "`model_not_found`, `version_not_found`", body = crate::error::ErrorBody),
         (status = 409, description = "`rollout_exists`", body = crate::error::ErrorBody),
     )

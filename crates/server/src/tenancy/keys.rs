@@ -42,6 +42,15 @@ impl KeySpec {
         now: DateTime<Utc>,
     ) -> Result<Self, ApiError> {
         let project: ProjectId = project.parse()?;
+        if project.is_reserved() {
+            return Err(ApiError::invalid(
+                "reserved_project",
+                "project",
+                format!(
+                    "project `{project}` is kept by the server for shadow rollouts; no key can act in it"
+                ),
+            ));
+        }
         let name = name.trim();
         if name.is_empty()
             || name.chars().count() > MAX_NAME_LEN

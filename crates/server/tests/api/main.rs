@@ -25,6 +25,7 @@ mod review;
 mod rollouts;
 mod seeds;
 mod service;
+mod shadow;
 mod tenancy;
 mod tracing;
 mod watermark;

@@ -379,7 +379,7 @@ async fn bad_admin_input_names_the_field_and_creates_nothing() {
         .iter()
         .map(|p| p["id"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["alpha", "beta", "default"]);
+    assert_eq!(names, ["alpha", "beta", "default", "easel-shadow"]);
     // An unknown field is refused, not ignored.
     let r = send(
         app,

@@ -36,6 +36,10 @@ pub struct NewJob {
     /// The version to run it on instead when its version (a canary
     /// rollout's candidate) fails it; default `None`.
     pub fallback_version: Option<String>,
+    /// The user's job this one shadows: it runs the same request on a
+    /// shadow rollout's candidate, unseen (docs/rollouts.md); default
+    /// `None`.
+    pub shadow_of: Option<JobId>,
 }
 
 impl NewJob {
@@ -51,6 +55,7 @@ impl NewJob {
             idempotency_key: None,
             request_id: None,
             fallback_version: None,
+            shadow_of: None,
             trace_parent: None,
             deadline_at: None,
             policy: None,
@@ -78,6 +83,9 @@ pub struct Job {
     /// The candidate version it was first routed to and left because it
     /// failed there.
     pub rerouted_from: Option<String>,
+    /// The user's job it shadows (a shadow rollout's job, owned by the
+    /// project `easel-shadow`).
+    pub shadow_of: Option<JobId>,
     /// The requesting user, if any.
     pub user_id: Option<String>,
     /// The validated parameters.

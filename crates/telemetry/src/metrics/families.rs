@@ -69,6 +69,7 @@ pub(super) struct Families {
     pub quota_soft_limit: Family<ProjectLabels, Counter>,
     pub rollout_events: Family<RolloutLabels, Counter>,
     pub rollout_reroutes: Family<ModelCodeLabels, Counter>,
+    pub rollout_shadow_jobs: Family<RolloutLabels, Counter>,
     pub rollout_candidate_percent: Family<ModelLabels, FloatGauge>,
     pub version_jobs: Family<ModelVersionOutcomeLabels, Counter>,
     pub version_generation: Histograms<ModelVersionLabels>,
@@ -110,6 +111,7 @@ impl Families {
             quota_soft_limit: Family::default(),
             rollout_events: Family::default(),
             rollout_reroutes: Family::default(),
+            rollout_shadow_jobs: Family::default(),
             rollout_candidate_percent: Family::default(),
             version_jobs: Family::default(),
             version_generation: Family::new_with_constructor(generation_seconds),
@@ -246,6 +248,11 @@ impl Families {
             "rollout_reroutes",
             "Jobs a rollout's candidate version failed and its baseline then ran, by model and failure code",
             f.rollout_reroutes.clone(),
+        );
+        r.register(
+            "rollout_shadow_jobs",
+            "Shadow jobs of a shadow rollout's candidate, by model and outcome (`submitted`, or `skipped` when the batch tier had no room)",
+            f.rollout_shadow_jobs.clone(),
         );
         r.register(
             "rollout_candidate_percent",

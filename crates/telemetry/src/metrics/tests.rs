@@ -54,6 +54,7 @@ fn touch_every_family(m: &Metrics) {
     m.quota_soft_limit("other");
     m.rollout_event("m", "started", 20.0);
     m.rollout_reroute("m", "model_failed");
+    m.rollout_shadow_job("m", "submitted");
     m.review_enqueued("m", "sampled");
     m.review_verdict("m", Some("blake3:abc"), "good");
     m.review_score_agreement("m", 0.8);
