@@ -7,6 +7,7 @@ Reads each FILE with the C2PA reference SDK's Python binding (pinned in
     {"file": ..., "verdict": "valid" | "invalid" | "no_manifest" | "error",
      "validation_state": "Valid" | "Trusted" | "Invalid" | null,
      "claim_generator": ..., "actions": [...], "digital_source_type": ...,
+     "soft_bindings": [{"alg": ..., "value": ...}],
      "failures": [status codes], "error": message or null}
 
 "valid" means the SDK's validation state is Valid or Trusted. With
@@ -62,6 +63,18 @@ def summarize(store):
     return generator, actions, source_type
 
 
+def soft_bindings(store):
+    """Every soft binding (watermark or fingerprint) of the active manifest."""
+    active = store.get("manifests", {}).get(store.get("active_manifest") or "", {})
+    found = []
+    for assertion in active.get("assertions", []):
+        if assertion.get("label", "").startswith("c2pa.soft-binding"):
+            data = assertion.get("data", {})
+            for block in data.get("blocks", []):
+                found.append({"alg": data.get("alg"), "value": block.get("value")})
+    return found
+
+
 def failures_of(store):
     results = store.get("validation_results") or {}
     active = results.get("activeManifest") or {}
@@ -78,6 +91,7 @@ def verify(path, context):
         "claim_generator": None,
         "actions": [],
         "digital_source_type": None,
+        "soft_bindings": [],
         "failures": [],
         "error": None,
     }
@@ -96,6 +110,7 @@ def verify(path, context):
         return out
     out["validation_state"] = state
     out["claim_generator"], out["actions"], out["digital_source_type"] = summarize(store)
+    out["soft_bindings"] = soft_bindings(store)
     out["failures"] = failures_of(store)
     out["verdict"] = "valid" if state in ("Valid", "Trusted") else "invalid"
     return out

@@ -78,6 +78,7 @@ fn signed_png(signer: &C2paSigner) -> Vec<u8> {
         model_name: "easel-emoji".into(),
         model_hash: "blake3:0123456789abcdef".into(),
         title: None,
+        watermark_id: None,
     };
     signer.sign(&png, OutputFormat::Png, &claim).unwrap()
 }

@@ -39,7 +39,8 @@ pub fn for_record(record: &GenerationRecord, include_prompt: bool) -> Metadata {
 
 /// The C2PA claim for the record's image, encoded as `format`: Easel and
 /// its version as generator, the rendering model's name and content hash,
-/// and `<image id>.<extension>` as title.
+/// `<image id>.<extension>` as title, and the watermark's id as a soft
+/// binding when the image carries one.
 pub fn claim_info(record: &GenerationRecord, format: OutputFormat) -> ClaimInfo {
     ClaimInfo {
         generator: "Easel".into(),
@@ -47,5 +48,6 @@ pub fn claim_info(record: &GenerationRecord, format: OutputFormat) -> ClaimInfo 
         model_name: record.model.clone(),
         model_hash: record.model_hash.clone(),
         title: Some(format!("{}.{}", record.image_id, format.extension())),
+        watermark_id: record.watermark_id.clone(),
     }
 }

@@ -68,7 +68,7 @@ mod sniff;
 mod watermark;
 
 // `self::`: the extern crate `c2pa` shares the module's name.
-pub use self::c2pa::{C2paSigner, C2paSummary, ClaimInfo, read_c2pa};
+pub use self::c2pa::{C2paSigner, C2paSummary, ClaimInfo, SOFT_BINDING_ALG, read_c2pa};
 pub use decode::{DecodeLimits, decode_untrusted};
 pub use easel_core::OutputFormat;
 pub use encode::{DEFAULT_JPEG_QUALITY, encode};

@@ -1,6 +1,8 @@
 //! The manifest Easel signs: one `c2pa.created` action whose digital source
-//! type says "trained algorithmic media", and a small `org.easel.generation`
-//! assertion naming the model and its content hash.
+//! type says "trained algorithmic media", a small `org.easel.generation`
+//! assertion naming the model and its content hash, and, for a watermarked
+//! image, a `c2pa.soft-binding` assertion carrying the watermark's id, so a
+//! copy stripped of its manifest is linked back to it by detection.
 
 use serde_json::{Value, json};
 
@@ -10,6 +12,9 @@ pub(crate) const DIGITAL_SOURCE_TYPE: &str =
 
 /// Label of Easel's own assertion: `{"model": {"name", "hash"}}`.
 pub(crate) const GENERATION_LABEL: &str = "org.easel.generation";
+
+/// The soft-binding algorithm name of Easel's watermark (`docs/watermark.md`).
+pub const SOFT_BINDING_ALG: &str = "org.easel.easelmark.1";
 
 /// What a signed manifest says about an image.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +30,9 @@ pub struct ClaimInfo {
     pub model_hash: String,
     /// The manifest's title, e.g. the image id; none by default.
     pub title: Option<String>,
+    /// The id of the invisible watermark in the image's pixels (12 hex
+    /// digits), recorded as a soft binding; `None`: not watermarked.
+    pub watermark_id: Option<String>,
 }
 
 /// The manifest definition (the c2pa SDK's JSON form) for `claim`.
@@ -51,6 +59,18 @@ pub(crate) fn definition(claim: &ClaimInfo, mime: &str) -> Value {
     });
     if let Some(title) = &claim.title {
         definition["title"] = json!(title);
+    }
+    if let (Some(id), Some(assertions)) =
+        (&claim.watermark_id, definition["assertions"].as_array_mut())
+    {
+        // The whole image is the scope (an empty scope map).
+        assertions.push(json!({
+            "label": "c2pa.soft-binding",
+            "data": {
+                "alg": SOFT_BINDING_ALG,
+                "blocks": [{ "scope": {}, "value": id }],
+            },
+        }));
     }
     definition
 }

@@ -29,6 +29,6 @@ mod manifest;
 mod read;
 mod signer;
 
-pub use manifest::ClaimInfo;
+pub use manifest::{ClaimInfo, SOFT_BINDING_ALG};
 pub use read::{C2paSummary, read_c2pa};
 pub use signer::C2paSigner;

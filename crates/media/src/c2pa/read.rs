@@ -8,7 +8,7 @@ use easel_core::OutputFormat;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::manifest::GENERATION_LABEL;
+use super::manifest::{GENERATION_LABEL, SOFT_BINDING_ALG};
 use crate::error::MediaError;
 
 /// What an image's active C2PA manifest says, and whether it validates.
@@ -26,6 +26,9 @@ pub struct C2paSummary {
     pub digital_source_type: Option<String>,
     /// The model hash from Easel's `org.easel.generation` assertion.
     pub model_hash: Option<String>,
+    /// The watermark id of the `c2pa.soft-binding` assertion of Easel's
+    /// watermark (`org.easel.easelmark.1`), if any.
+    pub soft_binding: Option<String>,
     /// The validation failure codes of the active manifest; a `Valid` but
     /// untrusted manifest lists `signingCredential.untrusted` here.
     pub errors: Vec<String>,
@@ -96,6 +99,16 @@ fn summarize(validation_state: String, store: &Value) -> C2paSummary {
         .find(|a| a["label"] == GENERATION_LABEL)
         .and_then(|a| a["data"]["model"]["hash"].as_str())
         .map(str::to_string);
+    let soft_binding = assertions
+        .iter()
+        .filter(|a| {
+            a["label"]
+                .as_str()
+                .is_some_and(|l| l.starts_with("c2pa.soft-binding"))
+        })
+        .find(|a| a["data"]["alg"] == SOFT_BINDING_ALG)
+        .and_then(|a| a["data"]["blocks"][0]["value"].as_str())
+        .map(str::to_string);
     C2paSummary {
         validation_state,
         claim_generator,
@@ -108,6 +121,7 @@ fn summarize(validation_state: String, store: &Value) -> C2paSummary {
             .and_then(|a| a["digitalSourceType"].as_str())
             .map(str::to_string),
         model_hash,
+        soft_binding,
         errors: failure_codes(store),
     }
 }

@@ -25,6 +25,7 @@ pub fn claim() -> ClaimInfo {
         model_name: "easel-tiny".into(),
         model_hash: "0123456789abcdef".into(),
         title: Some("img_test".into()),
+        watermark_id: Some("e5e11234abcd".into()),
     }
 }
 
@@ -109,6 +110,7 @@ fn signed_images_read_back_valid_and_trusted_with_the_generated_ca() {
         assert_eq!(trusted.actions, ["c2pa.created"], "{format}");
         assert_eq!(trusted.digital_source_type.as_deref(), Some(TRAINED));
         assert_eq!(trusted.model_hash.as_deref(), Some("0123456789abcdef"));
+        assert_eq!(trusted.soft_binding.as_deref(), Some("e5e11234abcd"));
         assert_eq!(trusted.claim_generator.as_deref(), Some("Easel 0.1.0"));
 
         // Still the same picture for an ordinary decoder.

@@ -98,6 +98,11 @@ fn the_c2pa_reference_sdk_validates_signed_images_and_rejects_a_tampered_one() {
         assert_eq!(verdict["validation_state"], "Trusted", "{verdict}");
         assert_eq!(verdict["actions"][0], "c2pa.created", "{verdict}");
         assert_eq!(verdict["digital_source_type"], TRAINED, "{verdict}");
+        assert_eq!(
+            verdict["soft_bindings"],
+            serde_json::json!([{"alg": "org.easel.easelmark.1", "value": "e5e11234abcd"}]),
+            "{verdict}"
+        );
         assert_eq!(verdict["claim_generator"], "Easel 0.1.0", "{verdict}");
     }
     let rejected = &verdicts[3];

@@ -132,6 +132,8 @@ async fn every_image_carries_a_watermark_content_credentials_and_metadata() {
         "{summary:?}"
     );
     assert_eq!(json!(summary.model_hash), record["model_hash"]);
+    // The watermark is bound to the manifest (C2PA soft binding).
+    assert_eq!(json!(summary.soft_binding), record["watermark_id"]);
 
     // Moderation ran and allowed it.
     assert_eq!(record["moderation"]["nsfw"]["action"], "allow", "{record}");
