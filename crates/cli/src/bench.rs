@@ -1,5 +1,6 @@
 //! `easel bench engine`: the engine's per-stage timings and peak memory,
-//! optionally next to diffusers' on the same weights in the same run.
+//! optionally next to diffusers' on the same weights in the same run (the
+//! other benches: `bench_serve`, `bench_queue`, `bench_watermark`).
 //!
 //! The measurement itself is library code (`easel_engine::bench`); this
 //! file sets the thread count, runs the reference script as a child process
@@ -27,6 +28,10 @@ pub enum BenchCommand {
     /// no-op render at 1, 4 and 16 worker loops, and enqueue-to-claim
     /// latency with LISTEN/NOTIFY wake-ups and without.
     Queue(crate::bench_queue::QueueArgs),
+    /// The watermark on delivered outputs and natural pictures: detection
+    /// after each transformation, wrong ids, false positives, PSNR/SSIM and
+    /// embed/detect time.
+    Watermark(crate::bench_watermark::WatermarkArgs),
 }
 
 /// Flags of `easel bench engine`.
@@ -69,6 +74,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Engine(args) => args,
         BenchCommand::Serve(args) => return crate::bench_serve::run(args),
         BenchCommand::Queue(args) => return crate::bench_queue::run(args),
+        BenchCommand::Watermark(args) => return crate::bench_watermark::run(args),
     };
     let device = args.engine.apply()?;
     let (_, model_dir) = args.model.resolve()?;

@@ -300,7 +300,11 @@ async fn server_row(
     Ok(row(mode, c, max_batch, latencies, seconds))
 }
 
-async fn wait_ready(client: &reqwest::Client, base: &str, key: Option<&str>) -> anyhow::Result<()> {
+pub(crate) async fn wait_ready(
+    client: &reqwest::Client,
+    base: &str,
+    key: Option<&str>,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
         let mut req = client.get(format!("{base}/readyz"));

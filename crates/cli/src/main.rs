@@ -4,6 +4,7 @@ mod admin_api;
 mod bench;
 mod bench_queue;
 mod bench_serve;
+mod bench_watermark;
 mod commands;
 mod drift;
 mod eval;

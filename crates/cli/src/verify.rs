@@ -69,7 +69,9 @@ struct Watermark {
     id: String,
     server: u16,
     image: u32,
-    bit_agreement: f32,
+    confidence: f32,
+    method: &'static str,
+    scale: Option<f64>,
 }
 
 impl From<WatermarkReading> for Watermark {
@@ -78,7 +80,9 @@ impl From<WatermarkReading> for Watermark {
             id: r.payload.id(),
             server: r.payload.server,
             image: r.payload.image,
-            bit_agreement: r.bit_agreement,
+            confidence: r.confidence,
+            method: r.method.as_str(),
+            scale: r.transform.map(|t| t.scale),
         }
     }
 }
@@ -212,8 +216,8 @@ fn text(r: &Report) -> String {
     }
     match &r.watermark {
         Some(w) => out.push_str(&format!(
-            "watermark: {} (server {:#06x}, image {}; bit agreement {:.3})\n",
-            w.id, w.server, w.image, w.bit_agreement
+            "watermark: {} (server {:#06x}, image {}; {}, confidence {:.3})\n",
+            w.id, w.server, w.image, w.method, w.confidence
         )),
         None => out.push_str("watermark: none found\n"),
     }
@@ -225,6 +229,7 @@ fn text(r: &Report) -> String {
                 "actions": c.actions,
                 "digital_source_type": c.digital_source_type,
                 "model_hash": c.model_hash,
+                "soft_binding": c.soft_binding,
                 "errors": c.errors,
             });
             for (k, v) in fields.as_object().into_iter().flatten() {

@@ -3,8 +3,8 @@
 //! 1. **upscale**, only when the image is smaller than the watermark needs
 //!    ([`easel_media::WATERMARK_MIN_SIDE`]): nearest-neighbour by the
 //!    smallest integer factor, so pixels stay sharp;
-//! 2. **watermark**: the invisible DWT-DCT-SVD mark carrying this server's
-//!    tag and the image's tag;
+//! 2. **watermark**: the invisible easelmark carrying this server's tag and
+//!    the image's tag (it survives re-encoding, resizing and cropping);
 //! 3. **moderation**: the open_nsfw score of the marked image; above the
 //!    block threshold the image is never encoded, stored or served;
 //! 4. **memorization**: the pHash of the generated image against the

@@ -24,8 +24,11 @@
 //! - `c2pa`: [`C2paSigner`] embeds signed C2PA Content Credentials (a
 //!   `c2pa.created` action, trained algorithmic media, the model hash);
 //!   [`read_c2pa`] validates them.
+//! - [`attacks`]: the transformations images meet in the wild, and
+//!   PSNR/SSIM, for measuring the watermark.
 //! - `watermark`: [`embed_watermark`] and [`detect_watermark`], an invisible
-//!   64-bit mark the Python `invisible-watermark` package's `dwtDctSvd` decoder reads.
+//!   mark (easelmark) that survives re-encoding, resizing and cropping, and
+//!   the `invisible-watermark`-compatible mark of older images.
 //!
 //! # Example
 //! ```
@@ -57,6 +60,7 @@
 
 #![warn(missing_docs)]
 
+pub mod attacks;
 mod c2pa;
 mod decode;
 mod encode;
@@ -79,6 +83,7 @@ pub use metadata::{
 pub use png_text::read_png_text;
 pub use resize::resize;
 pub use watermark::{
-    WATERMARK_MIN_SIDE, WatermarkPayload, WatermarkReading, detect_watermark, embed_watermark,
-    upscale_for_watermark,
+    WATERMARK_MIN_DETECT_SIDE, WATERMARK_MIN_SIDE, WatermarkMethod, WatermarkPayload,
+    WatermarkReading, WatermarkTransform, detect_watermark, embed_compat_watermark,
+    embed_watermark, upscale_for_watermark,
 };

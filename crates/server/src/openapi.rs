@@ -81,6 +81,7 @@ use crate::routes::{
         audit::AuditList,
         watermark::DetectResponse,
         watermark::DetectedImage,
+        watermark::DetectedTransform,
         audit::AuditEventDto,
         workers::WorkerList,
         workers::WorkerObject,

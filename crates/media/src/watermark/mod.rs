@@ -1,41 +1,36 @@
-//! Invisible watermark: 64 bits hidden in the U (blue-difference) channel
-//! with the `dwtDctSvd` method of the Python `invisible-watermark` package,
-//! so that its reference decoder reads the marks Easel writes.
+//! Invisible watermarks: 48 bits (a 16-bit server tag and a 32-bit image
+//! tag) and a CRC-16, hidden in every generated image.
 //!
-//! # Method
-//! Haar DWT of the U plane, 4×4 blocks of the approximation band, and the
-//! largest singular value of each block quantised with step 36 (see
-//! `codec`). Block `n` carries bit `n % 64`, so a 256×256 image repeats
-//! each bit 16 times and a 512×512 one 64 times; reading takes each bit's
-//! majority. The 64 bits are a [`WatermarkPayload`] and its CRC-16
-//! (`payload`); a read whose CRC fails is no watermark.
+//! # The mark Easel embeds: easelmark v1 (`robust`)
+//! A periodic 64×64 tile of sync and code cells added to the luma with a
+//! perceptual mask, the 64 bits protected by BCH(127, 64). Detection
+//! searches the scale (0.45× to 2.2×) and finds the tile's offset by
+//! correlating with the sync pattern, so it reads images that were
+//! re-encoded (JPEG, WebP), resized, cropped at any position or had their
+//! brightness and contrast changed, and it says which scale and offset it
+//! recovered. The design, its false-positive bound and its measurements
+//! are in `docs/watermark.md`; a reference decoder in Python, written from
+//! the same specification, is in `tools/watermark/robust/`.
 //!
-//! # Where Easel differs from the reference (its decoder reads both)
-//! - Each singular value moves to the *nearest* point of its bit's lattice
-//!   (at most 18) instead of the point in its own cell (up to 27).
-//! - Pixels are rounded, not truncated, after the change, and embedding
-//!   re-measures the 8-bit result and corrects short blocks (up to four
-//!   passes); pixels at the RGB cube's edge (white backgrounds) get the
-//!   change through the channels that can still move (`color`).
-//! - The reference's inverse DWT swaps the horizontal and vertical detail
-//!   bands (`idwt2((ca1, (v1, h1, d1)))`), which changes the U channel's
-//!   detail wherever there is any; Easel leaves the detail bands alone.
-//! - [`detect_watermark`] also tries the image scaled back up from the
-//!   usual downscales (0.75× and 0.5×), since the block grid does not
-//!   survive a resize; the reference reads at the given size only.
+//! # The compatible mark (`codec`): read, no longer embedded
+//! Images made before easelmark carry the `dwtDctSvd` mark of the Python
+//! `invisible-watermark` package (U channel, Haar DWT, SVD of 4×4 DCT
+//! blocks). [`detect_watermark`] still reads it (as is and scaled back up
+//! from 0.75× and 0.5×), and [`embed_compat_watermark`] still writes it,
+//! for that package's users; the server embeds easelmark only, because the
+//! compatible mark does not survive a JPEG or a crop of the server's
+//! outputs (`docs/watermark.md`).
 //!
 //! # Size
-//! [`WATERMARK_MIN_SIDE`] is 256: below it the 64 bits get too few blocks
-//! to survive JPEG and a downscale (figures in `docs/watermark.md`), and
-//! the reference decoder refuses images under 256×256 pixels in all.
-//! Generated images smaller than that are first enlarged by
-//! [`upscale_for_watermark`] (nearest neighbour, an integer factor, so a
-//! 32×32 picture becomes 256×256 with every pixel an 8×8 square, exactly
-//! one watermark block).
+//! [`WATERMARK_MIN_SIDE`] (256) is the smallest side marked; generated
+//! images smaller than that are first enlarged by
+//! [`upscale_for_watermark`] (nearest neighbour, an integer factor).
+//! [`WATERMARK_MIN_DETECT_SIDE`] (96) is the smallest side read.
 
 mod codec;
 mod color;
 mod payload;
+mod robust;
 mod svd;
 
 use easel_core::RgbImage;
@@ -44,31 +39,70 @@ use crate::encode::check_buffer;
 use crate::error::MediaError;
 pub use payload::WatermarkPayload;
 
-/// The smallest side [`embed_watermark`] accepts, in pixels. Measured on
-/// emoji-like outputs (32×32 on white, upscaled) and smooth synthetic
-/// pictures: at 128 px (4 blocks per bit) some emoji lose the payload
-/// after a 0.75× Lanczos downscale; at 192 px (9 per bit) and 256 px (16
-/// per bit) every one keeps all 64 bits after JPEG quality 85, the
-/// downscale, and both, with PSNR ≥ 41 dB (`docs/watermark.md`). 256
-/// rather than 192 because the reference decoder refuses images under
-/// 256×256 pixels, and for margin.
+/// The smallest side [`embed_watermark`] accepts, in pixels: the tile is
+/// 64 pixels, so a 256-pixel side holds four periods and still two after
+/// a 0.5× downscale (the detector needs about two); and the server's
+/// smallest outputs (32×32) become 256×256 by an integer factor.
 pub const WATERMARK_MIN_SIDE: u32 = 256;
 
-/// Downscales [`detect_watermark`] undoes, besides reading as is.
+/// The smallest side [`detect_watermark`] reads, in pixels; a smaller
+/// image reads as unmarked (the server answers 400 `image_too_small`).
+pub const WATERMARK_MIN_DETECT_SIDE: u32 = robust::MIN_SIDE as u32;
+
+/// Downscales the compatible mark's reading undoes, besides reading as is.
 const DETECT_SCALES: [f64; 2] = [0.75, 0.5];
 
 /// The largest image (in pixels) a rescaled read is tried on, which bounds
 /// the work one detection does.
 const MAX_RESCALED_PIXELS: u64 = 4096 * 4096;
 
+/// Which mark was read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatermarkMethod {
+    /// easelmark v1, the robust mark Easel embeds.
+    Easelmark,
+    /// The `invisible-watermark` package's `dwtDctSvd` (older images).
+    DwtDctSvd,
+}
+
+impl WatermarkMethod {
+    /// The name shown in answers: `easelmark-v1` or `dwtDctSvd`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Easelmark => "easelmark-v1",
+            Self::DwtDctSvd => "dwtDctSvd",
+        }
+    }
+}
+
+/// The geometric transformation a reading recovered.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WatermarkTransform {
+    /// The image's scale relative to the image as marked (0.5: halved).
+    pub scale: f64,
+    /// Where a tile of the mark starts in the image, in pixels, modulo the
+    /// tile's period at that scale: 0 for an image that was not cropped
+    /// (and not resized), the crop's offset otherwise.
+    pub offset_x: f64,
+    /// As `offset_x`, vertically.
+    pub offset_y: f64,
+}
+
 /// A watermark found in an image.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WatermarkReading {
     /// The payload whose CRC matched.
     pub payload: WatermarkPayload,
-    /// The share of blocks that voted for the bit that was read, from 0.5
-    /// (a coin toss) to 1.0 (every block agrees): how intact the mark is.
-    pub bit_agreement: f32,
+    /// How sure the reading is, 0 to 1: from the bits the code corrected
+    /// and the sync peak's height (easelmark), or from the share of blocks
+    /// that agree (the compatible mark). A wrong payload needs the CRC and
+    /// the code to fail together (`docs/watermark.md`), so any reading is
+    /// a mark; the confidence says how intact it is.
+    pub confidence: f32,
+    /// Which mark.
+    pub method: WatermarkMethod,
+    /// The scale and offset recovered (easelmark only).
+    pub transform: Option<WatermarkTransform>,
 }
 
 /// Enlarges `image` by the smallest integer factor that brings its shorter
@@ -98,21 +132,33 @@ pub fn upscale_for_watermark(image: &RgbImage) -> Option<RgbImage> {
     })
 }
 
-/// Hides `payload` in `image`. Errors with code `image_too_small` when a
-/// side is under [`WATERMARK_MIN_SIDE`] (see [`upscale_for_watermark`]),
-/// and `invalid_dimensions` when the buffer does not match the size.
+/// Hides `payload` in `image` with easelmark. Errors with code
+/// `image_too_small` when a side is under [`WATERMARK_MIN_SIDE`] (see
+/// [`upscale_for_watermark`]), and `invalid_dimensions` when the buffer
+/// does not match the size.
 pub fn embed_watermark(
     image: &RgbImage,
     payload: WatermarkPayload,
 ) -> Result<RgbImage, MediaError> {
-    check_buffer(image)?;
-    if image.width.min(image.height) < WATERMARK_MIN_SIDE {
-        return Err(MediaError::ImageTooSmall {
-            width: image.width,
-            height: image.height,
-            min_side: WATERMARK_MIN_SIDE,
-        });
-    }
+    check_marked_size(image)?;
+    let mut marked = image.clone();
+    robust::embed(
+        &mut marked.pixels,
+        image.width as usize,
+        image.height as usize,
+        payload.to_message(),
+    );
+    Ok(marked)
+}
+
+/// Hides `payload` with the `invisible-watermark` package's `dwtDctSvd`
+/// method, which that package's decoder reads. Not robust to JPEG or
+/// crops; the server does not use it. Errors as [`embed_watermark`].
+pub fn embed_compat_watermark(
+    image: &RgbImage,
+    payload: WatermarkPayload,
+) -> Result<RgbImage, MediaError> {
+    check_marked_size(image)?;
     let mut marked = image.clone();
     codec::embed(
         &mut marked.pixels,
@@ -123,11 +169,45 @@ pub fn embed_watermark(
     Ok(marked)
 }
 
-/// Looks for a watermark in `image`, as it is and scaled back up from a
-/// 0.75× or 0.5× downscale. `None` when no read passes the CRC (or the
-/// image is malformed, or too small to hold 64 blocks).
+fn check_marked_size(image: &RgbImage) -> Result<(), MediaError> {
+    check_buffer(image)?;
+    if image.width.min(image.height) < WATERMARK_MIN_SIDE {
+        return Err(MediaError::ImageTooSmall {
+            width: image.width,
+            height: image.height,
+            min_side: WATERMARK_MIN_SIDE,
+        });
+    }
+    Ok(())
+}
+
+/// Looks for a watermark in `image`: easelmark first, then the compatible
+/// mark of older images (as is, and scaled back up from 0.75× and 0.5×).
+/// `None` when neither reads (or the image is malformed, or a side is
+/// under [`WATERMARK_MIN_DETECT_SIDE`]).
 pub fn detect_watermark(image: &RgbImage) -> Option<WatermarkReading> {
     check_buffer(image).ok()?;
+    if image.width.min(image.height) < WATERMARK_MIN_DETECT_SIDE {
+        return None;
+    }
+    let found = robust::detect(
+        &image.pixels,
+        image.width as usize,
+        image.height as usize,
+        WatermarkPayload::from_message,
+    );
+    if let Some(found) = found {
+        return Some(WatermarkReading {
+            payload: found.value,
+            confidence: found.confidence as f32,
+            method: WatermarkMethod::Easelmark,
+            transform: Some(WatermarkTransform {
+                scale: found.scale,
+                offset_x: found.offset_x,
+                offset_y: found.offset_y,
+            }),
+        });
+    }
     if let Some(reading) = read_at_size(image) {
         return Some(reading);
     }
@@ -141,13 +221,14 @@ pub fn detect_watermark(image: &RgbImage) -> Option<WatermarkReading> {
     })
 }
 
+/// The compatible mark read at the image's size.
 fn read_at_size(image: &RgbImage) -> Option<WatermarkReading> {
     let votes = codec::read(&image.pixels, image.width, image.height)?;
     Some(WatermarkReading {
         payload: WatermarkPayload::from_bits(&votes.bits)?,
-        bit_agreement: votes.agreement,
+        // 0.5 of the blocks agreeing is a coin toss, 1.0 an intact mark.
+        confidence: ((votes.agreement - 0.5) * 2.0).clamp(0.0, 1.0),
+        method: WatermarkMethod::DwtDctSvd,
+        transform: None,
     })
 }
-
-#[cfg(test)]
-mod measure;

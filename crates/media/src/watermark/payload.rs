@@ -42,6 +42,27 @@ impl WatermarkPayload {
         out
     }
 
+    /// The 64-bit message of the robust mark: server tag, image tag, then
+    /// the CRC-16 of those six bytes, big-endian.
+    pub(crate) fn to_message(self) -> u64 {
+        let data = self.bytes();
+        let mut bytes = [0u8; 8];
+        bytes[..6].copy_from_slice(&data);
+        bytes[6..].copy_from_slice(&crc16(&data).to_be_bytes());
+        u64::from_be_bytes(bytes)
+    }
+
+    /// The payload of a 64-bit message, or `None` when its CRC does not
+    /// match.
+    pub(crate) fn from_message(message: u64) -> Option<Self> {
+        let bytes = message.to_be_bytes();
+        let data: [u8; 6] = bytes[..6].try_into().expect("six bytes");
+        (crc16(&data) == u16::from_be_bytes([bytes[6], bytes[7]])).then(|| Self {
+            server: u16::from_be_bytes([data[0], data[1]]),
+            image: u32::from_be_bytes([data[2], data[3], data[4], data[5]]),
+        })
+    }
+
     /// The 64 bits to embed: payload bytes then their CRC-16, each byte
     /// most significant bit first.
     pub(crate) fn to_bits(self) -> [bool; EMBEDDED_BITS] {

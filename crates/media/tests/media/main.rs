@@ -6,3 +6,5 @@ mod decode;
 mod encode;
 mod helpers;
 mod watermark;
+mod watermark_python;
+mod watermark_robust;

@@ -1,12 +1,15 @@
-//! The invisible watermark through the public API, and the cross-check
-//! against the Python reference (`tools/watermark/reference.py` writes the
-//! fixtures under `tests/fixtures/watermark/`).
+//! The invisible watermarks through the public API: easelmark (what Easel
+//! embeds) and the compatible `dwtDctSvd` mark, cross-checked against the
+//! `invisible-watermark` package (`tools/watermark/reference.py` writes the
+//! fixtures under `tests/fixtures/watermark/`). easelmark's cross-check
+//! with its Python reference is `watermark_python.rs`.
 
 use std::path::PathBuf;
 
 use easel_core::RgbImage;
 use easel_media::{
-    WATERMARK_MIN_SIDE, WatermarkPayload, detect_watermark, embed_watermark, upscale_for_watermark,
+    WATERMARK_MIN_SIDE, WatermarkMethod, WatermarkPayload, detect_watermark,
+    embed_compat_watermark, embed_watermark, upscale_for_watermark,
 };
 
 use crate::helpers::gradient;
@@ -44,7 +47,7 @@ fn results() -> serde_json::Value {
 fn fixtures_embed_reproduces_the_committed_marked_pixels() {
     let write = std::env::var("EASEL_WATERMARK_FIXTURES").as_deref() == Ok("write");
     for name in FIXTURES {
-        let marked = embed_watermark(&load(&format!("source_{name}.png")), PAYLOAD).unwrap();
+        let marked = embed_compat_watermark(&load(&format!("source_{name}.png")), PAYLOAD).unwrap();
         let path = fixture(&format!("ours_{name}.png"));
         if write {
             image::save_buffer(
@@ -77,6 +80,7 @@ fn the_reference_decoder_reads_our_bits_exactly() {
         assert_eq!(results["ours_read_by_reference"][name], embedded, "{name}");
         let reading = detect_watermark(&load(&format!("ours_{name}.png"))).unwrap();
         assert_eq!(reading.payload, PAYLOAD, "{name}");
+        assert_eq!(reading.method, WatermarkMethod::DwtDctSvd, "{name}");
     }
 }
 
@@ -119,8 +123,18 @@ fn embed_then_detect_round_trips_on_a_non_square_image() {
     let marked = embed_watermark(&image, PAYLOAD).unwrap();
     let reading = detect_watermark(&marked).unwrap();
     assert_eq!(reading.payload, PAYLOAD);
-    assert!(reading.bit_agreement > 0.99, "{}", reading.bit_agreement);
+    assert_eq!(reading.method, WatermarkMethod::Easelmark);
+    assert!(reading.confidence > 0.9, "{}", reading.confidence);
+    let transform = reading.transform.unwrap();
+    assert!((transform.scale - 1.0).abs() < 0.01, "{transform:?}");
     assert_eq!(detect_watermark(&image), None);
+    // The compatible mark still reads (older images carry it).
+    let old = embed_compat_watermark(&image, PAYLOAD).unwrap();
+    let reading = detect_watermark(&old).unwrap();
+    assert_eq!(
+        (reading.payload, reading.method),
+        (PAYLOAD, WatermarkMethod::DwtDctSvd)
+    );
 }
 
 #[test]

@@ -6,7 +6,8 @@
 //! `image/webp`) or a `multipart/form-data` form with the file in `image`.
 //! It is decoded like an edit upload (`limits.max_upload_pixels`,
 //! `server.body_limit_bytes`), and decoding and detection run off the async
-//! runtime: detection may rescale the image twice.
+//! runtime. An image with a side under 96 pixels is 400 `image_too_small`:
+//! the mark cannot be read from it, and "not watermarked" would mislead.
 //!
 //! Who sees the record: an admin key (or anyone, when authentication is
 //! off) sees every image; any other key only the images of jobs it
@@ -33,27 +34,50 @@ const IMAGE_TYPES: [&str; 3] = ["image/png", "image/jpeg", "image/webp"];
 /// What the watermark says, and the image it points to.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DetectResponse {
-    /// Whether a valid Easel watermark (its CRC matched) was found.
+    /// Whether a valid Easel watermark (its code and CRC check) was found.
     pub watermarked: bool,
     /// The payload id, 12 lowercase hex digits (server tag, then image
     /// number); null when not watermarked.
     pub watermark_id: Option<String>,
-    /// Share of watermark blocks that agree with the bits read, 0.5 (noise)
-    /// to 1.0 (intact); null when not watermarked.
-    pub bit_agreement: Option<f32>,
+    /// How intact the mark is, 0 to 1 (from the bits the code corrected
+    /// and the sync peak); null when not watermarked. Any reading is a
+    /// mark: a wrong id needs the code and the CRC to fail together.
+    pub confidence: Option<f32>,
+    /// Which mark was read: `easelmark-v1` (what Easel embeds) or
+    /// `dwtDctSvd` (the `invisible-watermark` mark of older images); null
+    /// when not watermarked.
+    pub method: Option<String>,
+    /// The transformation the search recovered (easelmark only): the
+    /// image's scale relative to the delivered image, and where the mark's
+    /// tile starts (a crop's offset, modulo the tile's period).
+    pub transform: Option<DetectedTransform>,
     /// The stored image the payload names; null when not watermarked, when
     /// no stored image has this id, or when the caller may not see it.
     pub image: Option<DetectedImage>,
 }
 
-/// The stored image a watermark points to (`GET /v1/images/{id}` has the
-/// full record).
+/// Scale and offset recovered by the watermark search.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DetectedTransform {
+    /// The uploaded image's size over the delivered image's (0.5: halved).
+    pub scale: f64,
+    /// Pixels, modulo the tile's period (64 × scale).
+    pub offset_x: f64,
+    /// Pixels, modulo the tile's period (64 × scale).
+    pub offset_y: f64,
+}
+
+/// The stored image a watermark points to.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DetectedImage {
     /// `img_…`.
     pub id: String,
+    /// Its full record: `GET` this path (`/v1/images/{id}`).
+    pub url: String,
     /// The job that made it.
     pub job_id: String,
+    /// The project that owns it.
+    pub project: String,
     /// Unix seconds.
     pub created_at: i64,
     /// Model name.
@@ -73,7 +97,7 @@ pub struct DetectedImage {
     ),
     responses(
         (status = 200, description = "What the watermark says", body = DetectResponse),
-        (status = 400, description = "`missing_image` (empty body or no `image` field), `invalid_image` (not a readable PNG, JPEG or WebP; truncated) or `image_too_large` (over `limits.max_upload_pixels`)", body = crate::error::ErrorBody),
+        (status = 400, description = "`missing_image` (empty body or no `image` field), `invalid_image` (not a readable PNG, JPEG or WebP; truncated), `image_too_large` (over `limits.max_upload_pixels`) or `image_too_small` (a side under 96 pixels)", body = crate::error::ErrorBody),
         (status = 413, description = "`payload_too_large`: over `server.body_limit_bytes`", body = crate::error::ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = crate::error::ErrorBody),
     )
@@ -92,19 +116,34 @@ pub async fn detect_watermark(
     let reading = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
         let image: RgbImage =
             easel_media::decode_untrusted(&bytes, &limits).map_err(from_media_error)?;
+        let min = easel_media::WATERMARK_MIN_DETECT_SIDE;
+        if image.width.min(image.height) < min {
+            return Err(ApiError::invalid(
+                "image_too_small",
+                "image",
+                format!(
+                    "the watermark cannot be read from a {}×{} image: each side must be at least {min} pixels",
+                    image.width, image.height
+                ),
+            ));
+        }
         Ok(easel_media::detect_watermark(&image))
     })
     .await
     .map_err(|e| ApiError::internal("detecting a watermark", e))??;
     let Some(WatermarkReading {
         payload,
-        bit_agreement,
+        confidence,
+        method,
+        transform,
     }) = reading
     else {
         return Ok(Json(DetectResponse {
             watermarked: false,
             watermark_id: None,
-            bit_agreement: None,
+            confidence: None,
+            method: None,
+            transform: None,
             image: None,
         }));
     };
@@ -113,7 +152,13 @@ pub async fn detect_watermark(
     Ok(Json(DetectResponse {
         watermarked: true,
         watermark_id: Some(id),
-        bit_agreement: Some(bit_agreement),
+        confidence: Some(confidence),
+        method: Some(method.as_str().into()),
+        transform: transform.map(|t| DetectedTransform {
+            scale: t.scale,
+            offset_x: t.offset_x,
+            offset_y: t.offset_y,
+        }),
         image,
     }))
 }
@@ -137,6 +182,8 @@ async fn visible_image(
         return Ok(None);
     }
     Ok(Some(DetectedImage {
+        url: format!("/v1/images/{}", image.id),
+        project: image.project.to_string(),
         id: image.id.to_string(),
         job_id: image.job_id.to_string(),
         created_at: image.created_at.timestamp(),

@@ -60,8 +60,19 @@ async fn finished(app: &crate::helpers::TestApp, id: &str) -> Value {
 
 #[tokio::test]
 async fn every_image_carries_a_watermark_content_credentials_and_metadata() {
-    let app = spawn_app().await;
-    let r = app.generate(&small_request("a red apple")).await;
+    // The bundled model: what users get (the engine's pixel-space fixture
+    // draws black-and-white noise, which carries no readable mark).
+    let app = spawn_app_with(|c| {
+        c.models = vec![easel_config::ModelEntry {
+            name: "emoji".into(),
+            path: crate::helpers::bundled_model(),
+        }];
+        c.default_model = Some("emoji".into());
+    })
+    .await;
+    let r = app
+        .generate(&json!({"model": "emoji", "prompt": "a red apple", "seed": 7}))
+        .await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     let png = b64(&body, 0);
@@ -84,6 +95,7 @@ async fn every_image_carries_a_watermark_content_credentials_and_metadata() {
             "upscale",
             "watermark",
             "moderation",
+            "memorization",
             "score",
             "encode",
             "sign"

@@ -464,9 +464,17 @@ async fn a_missing_scope_is_403_naming_it() {
 /// this test does not know fails it.
 #[tokio::test]
 async fn no_route_shows_one_project_what_another_owns() {
-    let t = tenants(|_| {}).await;
+    // The bundled model, whose outputs carry a readable watermark (the
+    // pixel-space fixture draws noise).
+    let t = tenants(|c| {
+        c.models.push(easel_config::ModelEntry {
+            name: "emoji".into(),
+            path: crate::helpers::bundled_model(),
+        });
+    })
+    .await;
     let app = &t.app;
-    let mut request = small_request("beta's lighthouse");
+    let mut request = json!({"model": "emoji", "prompt": "beta's lighthouse", "seed": 7});
     request["n"] = json!(2);
     let job = finished_job(app, &t.beta, request).await;
     let job_id = job["id"].as_str().unwrap().to_string();

@@ -31,22 +31,13 @@ async fn app_with_keys() -> (TestApp, [String; 3]) {
     (app, [user, other, ops])
 }
 
-/// A 256×256 picture with texture in every block (a flat image would be
-/// a trivially easy case).
+/// A 256×256 photograph (a natural test picture of the media crate).
 fn picture() -> RgbImage {
-    let (w, h) = (256u32, 256u32);
-    let mut pixels = Vec::with_capacity((w * h * 3) as usize);
-    for y in 0..h {
-        for x in 0..w {
-            let v = ((x * 7 + y * 13) ^ (x * y)) % 200;
-            pixels.extend_from_slice(&[(v + 30) as u8, (x % 220) as u8 + 20, (y % 180) as u8 + 40]);
-        }
-    }
-    RgbImage {
-        width: w,
-        height: h,
-        pixels,
-    }
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../media/tests/fixtures/natural/coffee.jpg");
+    let bytes = std::fs::read(path).unwrap();
+    let decoded = easel_media::decode_untrusted(&bytes, &Default::default()).unwrap();
+    easel_media::resize(&decoded, 256, 256).unwrap()
 }
 
 fn encoded(image: &RgbImage, format: OutputFormat) -> Vec<u8> {
@@ -151,8 +142,17 @@ async fn a_marked_image_is_traced_to_its_record_for_its_owner_and_admins_only() 
     let found = detect_ok(&app, &user, "image/png", png.clone()).await;
     assert_eq!(found["watermarked"], true, "{found}");
     assert_eq!(found["watermark_id"], "00e500002a2a");
-    assert!(found["bit_agreement"].as_f64().unwrap() > 0.9, "{found}");
+    assert!(found["confidence"].as_f64().unwrap() > 0.5, "{found}");
+    assert_eq!(found["method"], "easelmark-v1");
+    assert!(
+        (found["transform"]["scale"].as_f64().unwrap() - 1.0).abs() < 0.01,
+        "{found}"
+    );
     assert_eq!(found["image"]["id"], image_id.as_str());
+    assert_eq!(
+        found["image"]["url"],
+        format!("/v1/images/{image_id}").as_str()
+    );
     assert_eq!(found["image"]["job_id"], job_id.as_str());
     assert_eq!(found["image"]["model_hash"], "blake3:00ff");
     assert!(found["image"]["created_at"].as_i64().unwrap() > 0);
@@ -179,6 +179,24 @@ async fn a_marked_image_is_traced_to_its_record_for_its_owner_and_admins_only() 
     assert_eq!(r.status(), 200);
     let via_form: Value = r.json().await.unwrap();
     assert_eq!(via_form["image"]["id"], image_id.as_str());
+
+    // Cropped at an offset and shrunk: the search says how.
+    let mut cropped = Vec::new();
+    for y in 20..236u32 {
+        let row = (y * 256 + 30) as usize * 3;
+        cropped.extend_from_slice(&marked.pixels[row..row + 216 * 3]);
+    }
+    let cropped = RgbImage {
+        width: 216,
+        height: 216,
+        pixels: cropped,
+    };
+    let small = easel_media::resize(&cropped, 162, 162).unwrap();
+    let found = detect_ok(&app, &user, "image/png", encoded(&small, OutputFormat::Png)).await;
+    assert_eq!(found["watermark_id"], "00e500002a2a", "{found}");
+    assert_eq!(found["image"]["id"], image_id.as_str());
+    let scale = found["transform"]["scale"].as_f64().unwrap();
+    assert!((scale - 0.75).abs() < 0.02, "{found}");
 }
 
 #[tokio::test]
@@ -193,7 +211,10 @@ async fn an_unmarked_image_and_an_unknown_mark_find_nothing() {
     .await;
     assert_eq!(
         plain,
-        serde_json::json!({"watermarked": false, "watermark_id": null, "bit_agreement": null, "image": null})
+        serde_json::json!({
+            "watermarked": false, "watermark_id": null, "confidence": null,
+            "method": null, "transform": null, "image": null,
+        })
     );
     let payload = WatermarkPayload {
         server: 1,
@@ -250,6 +271,24 @@ async fn bad_uploads_are_refused_with_codes_naming_the_field() {
     )
     .await;
     assert_eq!(body["error"]["param"], "image");
+
+    // Too small to hold a readable mark: said so, not "not watermarked".
+    let tiny = RgbImage {
+        width: 80,
+        height: 300,
+        pixels: vec![128; 80 * 300 * 3],
+    };
+    let body = assert_error(
+        detect(&app, &user, "image/png", encoded(&tiny, OutputFormat::Png)).await,
+        400,
+        "image_too_small",
+    )
+    .await;
+    assert_eq!(body["error"]["param"], "image");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("96"),
+        "{body}"
+    );
 
     assert_error(
         detect(&app, &user, "text/plain", png.clone()).await,
