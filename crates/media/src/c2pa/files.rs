@@ -59,6 +59,11 @@ pub(crate) fn load(dir: &Path, configured: Option<(&Path, &Path)>) -> Result<Loa
 fn write_generated(dir: &Path, ca: &Path, chain: &Path, key: &Path) -> Result<(), MediaError> {
     let generated = generate()?;
     if dir.exists() {
+        // Another process's complete pair appeared since the caller
+        // looked (a rename places all three files at once): use it.
+        if chain.exists() && key.exists() {
+            return Ok(());
+        }
         // A folder made by hand: fill it in place. The key first and the
         // chain last: a crash in between leaves a key without a chain,
         // which the next start reports instead of replacing.
@@ -74,7 +79,10 @@ fn write_generated(dir: &Path, ca: &Path, chain: &Path, key: &Path) -> Result<()
     let name = dir
         .file_name()
         .map_or("c2pa".into(), |n| n.to_string_lossy().into_owned());
-    let tmp = parent.join(format!(".{name}.new-{}-{nanos}", std::process::id()));
+    // Unique per process, thread and call.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = parent.join(format!(".{name}.new-{}-{nanos}-{call}", std::process::id()));
     std::fs::create_dir(&tmp).map_err(|e| unreadable(&tmp, e))?;
     let staged = (|| {
         write_new(&tmp.join(KEY_FILE), &generated.key_pem, 0o600)?;
