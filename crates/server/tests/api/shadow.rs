@@ -88,9 +88,6 @@ async fn a_shadow_is_run_scored_and_kept_but_never_seen_billed_or_listed() {
         c.default_model = Some("emoji".into());
         c.quality.scorer = None;
         c.rollouts.evaluate_every_seconds = 0.2;
-        // The watermark carries each image's id: without it the same
-        // request and seed give the same pixels.
-        c.provenance.watermark = false;
     })
     .await;
     let app = &t.app;
@@ -150,7 +147,9 @@ async fn a_shadow_is_run_scored_and_kept_but_never_seen_billed_or_listed() {
     let id = rollout["id"].as_str().unwrap().to_string();
     let path = format!("/v1/admin/rollouts/{id}");
 
-    // The same requests give the same pixels while the shadow runs.
+    // The same requests give the same pixels while the shadow runs,
+    // watermark included (its tag hashes the model, parameters and seed).
+    // The files differ anyway: the C2PA claim has its own id and time.
     let mut primaries = Vec::new();
     for (i, expected) in before.iter().enumerate() {
         let (job, got) = generate(&t, i).await;
