@@ -12,8 +12,10 @@ the script prints the version it ran with. Exits non-zero on any mismatch.
 """
 
 import base64
+import json
 import os
 import sys
+import time
 import urllib.request
 
 import openai
@@ -97,6 +99,55 @@ def main() -> int:
     # 5. the model list.
     models = [m.id for m in client.models.list()]
     check(model in models, f"{model} listed: {models}")
+
+    # 6. the Batch API: upload JSONL, create, poll, read the output file.
+    lines = [
+        {
+            "custom_id": f"item-{i}",
+            "method": "POST",
+            "url": "/v1/images/generations",
+            "body": {"model": model, "prompt": f"a lamp, variant {i}", "size": "16x16",
+                     "steps": 2, "seed": 100 + i},
+        }
+        for i in range(3)
+    ]
+    upload = client.files.create(
+        file=("requests.jsonl", "".join(json.dumps(l) + "\n" for l in lines).encode()),
+        purpose="batch",
+    )
+    check(upload.id.startswith("file_") and upload.purpose == "batch", f"file: {upload}")
+    batch = client.batches.create(
+        input_file_id=upload.id,
+        endpoint="/v1/images/generations",
+        completion_window="24h",
+        metadata={"campaign": "sdk-check"},
+    )
+    check(batch.status == "in_progress", f"a new batch is in progress: {batch.status}")
+    check(batch.request_counts.total == 3, f"counts: {batch.request_counts}")
+    deadline = time.time() + 240
+    while batch.status not in ("completed", "failed", "expired", "cancelled"):
+        check(time.time() < deadline, f"the batch did not finish: {batch}")
+        time.sleep(0.5)
+        batch = client.batches.retrieve(batch.id)
+    check(batch.status == "completed", f"completed: {batch.status}")
+    check(batch.request_counts.completed == 3, f"counts: {batch.request_counts}")
+    check(batch.error_file_id is None, f"no errors: {batch.error_file_id}")
+    check(batch.metadata == {"campaign": "sdk-check"}, f"metadata: {batch.metadata}")
+    info = client.files.retrieve(batch.output_file_id)
+    content = client.files.content(batch.output_file_id).content
+    check(len(content) == info.bytes, f"size {len(content)} == {info.bytes}")
+    results = [json.loads(l) for l in content.decode().splitlines()]
+    check(sorted(r["custom_id"] for r in results) == ["item-0", "item-1", "item-2"],
+          f"one line per request: {[r['custom_id'] for r in results]}")
+    for r in results:
+        check(r["error"] is None and r["response"]["status_code"] == 200, f"result: {r}")
+        data = r["response"]["body"]["data"][0]
+        check(base64.b64decode(data["b64_json"]).startswith(PNG_MAGIC), "a PNG per line")
+        check(r["response"]["body"]["seed"] == 100 + int(r["custom_id"].split("-")[1]),
+              "each line keeps its seed")
+    listed = [b.id for b in client.batches.list(limit=10)]
+    check(batch.id in listed, f"{batch.id} listed: {listed}")
+    check(client.files.delete(upload.id).deleted, "the upload is deleted")
 
     print(f"openai {openai.__version__} (pinned {PINNED_OPENAI}): all checks passed")
     return 0

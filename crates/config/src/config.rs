@@ -90,6 +90,8 @@ pub struct Config {
     pub review: ReviewConfig,
     /// Prompt drift (`[drift]`).
     pub drift: DriftConfig,
+    /// Batches: the OpenAI Batch API (`[batches]`).
+    pub batches: BatchesConfig,
     /// Signed, expiring image links.
     pub urls: UrlConfig,
     /// The in-process worker.
@@ -129,6 +131,7 @@ impl Default for Config {
             tenancy: TenancyConfig::default(),
             rollouts: RolloutsConfig::default(),
             review: ReviewConfig::default(),
+            batches: BatchesConfig::default(),
             drift: DriftConfig::default(),
             urls: UrlConfig::default(),
             worker: WorkerConfig::default(),
@@ -378,6 +381,44 @@ impl Default for ReviewConfig {
     fn default() -> Self {
         Self {
             sample_percent: 1.0,
+        }
+    }
+}
+
+/// Batches (`[batches]`; docs/batches.md): uploaded JSONL files of
+/// requests, made as batch-tier jobs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatchesConfig {
+    /// Whether this API process drives open batches (feeds their requests
+    /// to the queue, settles and finishes them). Any number of processes
+    /// may; turn it off on replicas kept for interactive traffic only.
+    /// Default: true. Env: `EASEL_BATCHES__DRIVE`.
+    pub drive: bool,
+    /// The largest file `POST /v1/files` takes, in bytes (this route's
+    /// body limit instead of `server.body_limit_bytes`), 1 KiB to 1 GiB.
+    /// Default: 104857600 (100 MiB). Env: `EASEL_BATCHES__MAX_FILE_BYTES`.
+    pub max_file_bytes: usize,
+    /// The most request lines one batch may have, 1 to 1000000.
+    /// Default: 50000. Env: `EASEL_BATCHES__MAX_REQUESTS`.
+    pub max_requests: usize,
+    /// Jobs of one batch queued or running at once, 1 to 10000: a batch
+    /// never fills the batch tier, and several batches share the workers.
+    /// Default: 64. Env: `EASEL_BATCHES__WINDOW`.
+    pub window: u32,
+    /// Seconds between passes of the driver over open batches, 0.05 to
+    /// 60. Default: 1. Env: `EASEL_BATCHES__INTERVAL_SECONDS`.
+    pub interval_seconds: f64,
+}
+
+impl Default for BatchesConfig {
+    fn default() -> Self {
+        Self {
+            drive: true,
+            max_file_bytes: 100 * 1024 * 1024,
+            max_requests: 50_000,
+            window: 64,
+            interval_seconds: 1.0,
         }
     }
 }
@@ -766,6 +807,26 @@ impl Config {
         if !(0.05..=3600.0).contains(&self.drift.evaluate_every_seconds) {
             return Err(ConfigError::Unusable(
                 "drift.evaluate_every_seconds must be from 0.05 to 3600".into(),
+            ));
+        }
+        if !(1024..=1 << 30).contains(&self.batches.max_file_bytes) {
+            return Err(ConfigError::Unusable(
+                "batches.max_file_bytes must be from 1024 to 1073741824".into(),
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.batches.max_requests) {
+            return Err(ConfigError::Unusable(
+                "batches.max_requests must be from 1 to 1000000".into(),
+            ));
+        }
+        if !(1..=10_000).contains(&self.batches.window) {
+            return Err(ConfigError::Unusable(
+                "batches.window must be from 1 to 10000".into(),
+            ));
+        }
+        if !(0.05..=60.0).contains(&self.batches.interval_seconds) {
+            return Err(ConfigError::Unusable(
+                "batches.interval_seconds must be from 0.05 to 60".into(),
             ));
         }
         if !(0.0..=100.0).contains(&self.review.sample_percent) {

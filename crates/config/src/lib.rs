@@ -32,8 +32,9 @@ pub mod summary;
 pub mod telemetry;
 
 pub use config::{
-    ApiKeyEntry, AuthConfig, Config, ConfigError, LimitsConfig, ModelEntry, Overrides, PoolConfig,
-    QueueConfig, Secret, ServerConfig, UrlConfig, WorkerConfig, model_name_for,
+    ApiKeyEntry, AuthConfig, BatchesConfig, Config, ConfigError, LimitsConfig, ModelEntry,
+    Overrides, PoolConfig, QueueConfig, Secret, ServerConfig, UrlConfig, WorkerConfig,
+    model_name_for,
 };
 pub use http::HttpConfig;
 pub use metrics::MetricsConfig;

@@ -61,6 +61,7 @@ pub fn config_summary(config: &Config) -> Value {
         "rollouts": serde_json::to_value(&config.rollouts).unwrap_or(Value::Null),
         "review": serde_json::to_value(&config.review).unwrap_or(Value::Null),
         "drift": serde_json::to_value(&config.drift).unwrap_or(Value::Null),
+        "batches": serde_json::to_value(&config.batches).unwrap_or(Value::Null),
         "queue": serde_json::to_value(&config.queue).unwrap_or(Value::Null),
     });
     // Sections added by later features, taken as serialized (a `Secret`

@@ -27,6 +27,9 @@
 //!   run), [`WorkerSettings`], graceful shutdown, `run_pending` for tests.
 //! - [`batch`]: one claimed batch end to end: engine call, leases,
 //!   deadlines, storing each job's images once.
+//! - [`batches`]: user batches (the OpenAI Batch API): the driver that
+//!   feeds their items to the queue as batch-tier jobs, settles them and
+//!   finishes each batch with its output files.
 //! - [`running`]: stopping one job of a batch without stopping the rest.
 //! - [`circuit`]: the per-model circuit breaker that leaves a model whose
 //!   engine keeps failing on this worker to other workers (pure state).
@@ -58,6 +61,7 @@
 
 pub mod admission;
 pub mod batch;
+pub mod batches;
 pub mod bus;
 pub mod circuit;
 pub mod engine_thread;

@@ -47,6 +47,8 @@ pub struct Application {
     /// Writes prompt figures and updates the drift score (API processes
     /// with a prompt policy).
     _drift: Option<AbortOnDrop>,
+    /// Drives the open batches (API processes).
+    _batches: Option<AbortOnDrop>,
 }
 
 impl Application {
@@ -244,6 +246,10 @@ impl Application {
             drift,
             worker: worker.clone(),
         };
+        // Batches are driven where requests are admitted: the driver asks
+        // this process's prompt policy about each item.
+        let batch_loop = (role.serves_api() && state.config.batches.drive)
+            .then(|| AbortOnDrop(batch_driver(&state).spawn()));
         Ok(Self {
             listener,
             state,
@@ -254,6 +260,7 @@ impl Application {
             _sweeper: sweeper,
             _rollouts: rollout_loop,
             _drift: drift_loop,
+            _batches: batch_loop,
         })
     }
 
@@ -267,6 +274,12 @@ impl Application {
     /// The job handle, for tests that submit and watch jobs directly.
     pub fn jobs(&self) -> Jobs {
         self.state.jobs.clone()
+    }
+
+    /// A driver of this application's batches, for tests that step them
+    /// by hand (with `batches.drive` off).
+    pub fn batch_driver(&self) -> easel_jobs::batches::BatchDriver {
+        batch_driver(&self.state)
     }
 
     /// The worker (none in the `api` role), for tests that step jobs by
@@ -337,6 +350,20 @@ impl Application {
     }
 }
 
+/// The batch driver over `state`, with the server's hooks.
+fn batch_driver(state: &AppState) -> easel_jobs::batches::BatchDriver {
+    easel_jobs::batches::BatchDriver::new(
+        state.jobs.clone(),
+        Box::new(crate::batches::hooks::ServerHooks {
+            state: state.clone(),
+        }),
+        easel_jobs::batches::DriverSettings {
+            window: state.config.batches.window,
+            interval: Duration::from_secs_f64(state.config.batches.interval_seconds),
+        },
+    )
+}
+
 /// Aborts a background task when dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -384,11 +411,15 @@ pub fn middleware(router: Router, http: &HttpConfig) -> Router {
 /// Whether a request is outside the request timeout: the synchronous image
 /// routes wait for their job under their own deadline
 /// (`worker.sync_timeout_seconds`, `X-Easel-Timeout`) and answer 504
-/// themselves; the SSE stream of a job lives as long as the job. Paths as
+/// themselves; a file upload is bounded by its size; the SSE stream of a job lives as long as the job. Paths as
 /// in `crate::routes::router`.
 fn untimed(method: &Method, path: &str) -> bool {
     match *method {
-        Method::POST => path == "/v1/images/generations" || path == "/v1/images/edits",
+        // An upload of up to `batches.max_file_bytes` may take longer to
+        // arrive than any answer takes.
+        Method::POST => {
+            path == "/v1/images/generations" || path == "/v1/images/edits" || path == "/v1/files"
+        }
         Method::GET => path
             .strip_prefix("/v1/jobs/")
             .and_then(|rest| rest.strip_suffix("/events"))

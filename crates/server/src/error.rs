@@ -191,6 +191,29 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.kind.status()
     }
+
+    /// Its stable code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// Its message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The body it answers with, as JSON (a batch's error file carries it
+    /// for each request line that failed).
+    pub fn body_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "error": {
+                "message": self.message,
+                "type": self.kind.openai_type(),
+                "param": self.param,
+                "code": self.code,
+            }
+        })
+    }
 }
 
 /// The body: `{"error": {"message", "type", "param", "code"}}`.

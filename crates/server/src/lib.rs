@@ -20,11 +20,14 @@
 //!   limits, concurrency limits and caps, and minting keys.
 //! - [`signing`]: HMAC-signed, expiring image links.
 //! - [`responsible`]: the prompt policy at the edge.
+//! - [`batches`]: the Batch API's input parsed into validated items, its
+//!   output files rendered from them, and the hooks of the batch driver.
 //! - [`state`]: what handlers share.
 //! - [`openapi`]: the OpenAPI document.
 
 pub mod app;
 pub mod auth;
+pub mod batches;
 pub mod correlation;
 pub mod drift;
 pub mod dto;

@@ -5,8 +5,8 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::routes::{
-    admin, audit, content, health, images, jobs, keys, models, projects, review, rollouts, usage,
-    watermark, workers,
+    admin, audit, batches, content, files, health, images, jobs, keys, models, projects, review,
+    rollouts, usage, watermark, workers,
 };
 
 /// The API description, built from the handlers' annotations.
@@ -42,6 +42,15 @@ use crate::routes::{
         content::delete_image,
         content::set_legal_hold,
         watermark::detect_watermark,
+        files::create_file,
+        files::list_files,
+        files::get_file,
+        files::delete_file,
+        files::get_file_content,
+        batches::create_batch,
+        batches::list_batches,
+        batches::get_batch,
+        batches::cancel_batch,
         models::list_models,
         models::get_model,
         usage::get_usage,
@@ -78,6 +87,13 @@ use crate::routes::{
         crate::dto::jobs::CreateJobRequest,
         crate::dto::jobs::Job,
         crate::dto::jobs::JobList,
+        crate::dto::batches::FileObject,
+        crate::dto::batches::FileList,
+        crate::dto::batches::FileDeleted,
+        crate::dto::batches::CreateBatchRequest,
+        crate::dto::batches::BatchObject,
+        crate::dto::batches::BatchList,
+        crate::dto::batches::RequestCounts,
         audit::AuditList,
         watermark::DetectResponse,
         watermark::DetectedImage,
@@ -116,6 +132,7 @@ use crate::routes::{
     tags(
         (name = "images", description = "OpenAI-compatible image routes and stored images"),
         (name = "jobs", description = "Asynchronous jobs and their progress events"),
+        (name = "batches", description = "OpenAI's Batch API: upload a JSONL file of image requests, run it as a batch in the batch tier, read the results file"),
         (name = "models", description = "Served models"),
         (name = "usage", description = "Images, device time and cost per project, key, model or day"),
         (name = "admin", description = "Administration (scope `admin`): the warm model pool, the worker registry, the audit log, projects and keys"),

@@ -21,6 +21,19 @@ pub async fn check_prompt(
     user: Option<&str>,
     prompt: &str,
 ) -> Result<Option<serde_json::Value>, ApiError> {
+    let actor = user
+        .map(str::to_string)
+        .unwrap_or_else(|| principal.name().to_string());
+    check_prompt_as(state, actor, prompt).await
+}
+
+/// [`check_prompt`] for a request made by `actor` (a key's or user's
+/// name, as the audit log records it), such as a batch's request line.
+pub async fn check_prompt_as(
+    state: &AppState,
+    actor: String,
+    prompt: &str,
+) -> Result<Option<serde_json::Value>, ApiError> {
     let Some(policy) = state.prompt_policy.clone() else {
         return Ok(None);
     };
@@ -51,9 +64,6 @@ pub async fn check_prompt(
     };
     state.metrics.moderation(ModerationStage::Prompt, action);
     if let Some(event) = event {
-        let actor = user
-            .map(str::to_string)
-            .unwrap_or_else(|| principal.name().to_string());
         let entry = NewAuditEvent::new(event)
             .actor(actor)
             .detail(serde_json::json!({

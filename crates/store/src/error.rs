@@ -40,6 +40,14 @@ pub enum StoreError {
     #[error("rollout `{0}` does not exist")]
     RolloutNotFound(String),
 
+    /// No file has this id.
+    #[error("file `{0}` does not exist")]
+    FileNotFound(String),
+
+    /// No batch has this id.
+    #[error("batch `{0}` does not exist")]
+    BatchNotFound(String),
+
     /// The rollout has ended; it cannot change any more.
     #[error("rollout `{id}` has already ended ({state})")]
     RolloutEnded {
@@ -191,6 +199,8 @@ impl StoreError {
             StoreError::ProjectExists(_) => "project_exists",
             StoreError::RolloutExists(_) => "rollout_exists",
             StoreError::RolloutNotFound(_) => "rollout_not_found",
+            StoreError::FileNotFound(_) => "file_not_found",
+            StoreError::BatchNotFound(_) => "batch_not_found",
             StoreError::RolloutEnded { .. } => "rollout_ended",
             StoreError::ApiKeyNotFound(_) => "api_key_not_found",
             StoreError::LegalHold(_) => "legal_hold",

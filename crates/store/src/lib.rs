@@ -86,11 +86,15 @@ mod url;
 pub use blobs::{Blobs, S3Options, ServerSideEncryption, image_key};
 pub use db::{
     CHANNEL_CANCEL, CHANNEL_QUEUED, COST_SAMPLE, Db, DbOptions, HOLD_BUDGET,
-    LAST_USED_PRECISION_MS, Listener, MAX_AUDIT_PAGE, MAX_JOB_PAGE, MAX_SWEEP_BATCH, PromptSample,
-    RateDecision, StoredMoments, WORKER_RETENTION_MS, periods,
+    LAST_USED_PRECISION_MS, Listener, MAX_AUDIT_PAGE, MAX_BATCH_PAGE, MAX_JOB_PAGE,
+    MAX_SWEEP_BATCH, PromptSample, RateDecision, StoredMoments, WORKER_RETENTION_MS, periods,
 };
 pub use error::{Result, StoreError};
 pub use records::audit::{AuditEvent, AuditQuery, NewAuditEvent};
+pub use records::batch::{
+    BatchItem, BatchRecord, BatchStatus, FileRecord, ItemOutcome, ItemStatus, NewBatch,
+    NewBatchItem, NewFile,
+};
 pub use records::catalog::CatalogEntry;
 pub use records::fair_share::{FairShare, FairShares};
 pub use records::image::{Image, NewImage, StageTiming};

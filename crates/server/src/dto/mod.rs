@@ -1,7 +1,9 @@
 //! Request and response bodies, and their parsing into validated types.
 //!
+//! - [`batches`]: the OpenAI Batch API's files, batches and input lines.
 //! - [`images`]: the OpenAI Images request and response.
 //! - [`jobs`]: the native job routes.
 
+pub mod batches;
 pub mod images;
 pub mod jobs;

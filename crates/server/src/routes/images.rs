@@ -364,9 +364,9 @@ async fn run_sync(
     };
     guard.armed = false;
     match done.status {
-        JobStatus::Succeeded => images_response(state, headers, &done)
+        JobStatus::Succeeded => images_response(state, headers, &done, InlineImages::Bytes)
             .await
-            .map(|r| Json(r).into_response()),
+            .map(|(r, _)| Json(r).into_response()),
         JobStatus::Cancelled => Err(ApiError::new(
             ErrorKind::Conflict,
             "job_cancelled",
@@ -379,13 +379,26 @@ async fn run_sync(
     }
 }
 
-/// The response of a finished job: each image inline or as a signed link.
-async fn images_response(
+/// Whether [`images_response`] reads the image files it inlines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InlineImages {
+    /// Inline each file as base64 (what a client gets).
+    Bytes,
+    /// Leave `b64_json` empty and count its length instead (a batch's
+    /// file size, without reading any image).
+    Sized,
+}
+
+/// The response of a finished job: each image inline or as a signed
+/// link; and the base64 characters left out (with [`InlineImages::Sized`]).
+pub(crate) async fn images_response(
     state: &AppState,
     headers: &HeaderMap,
     job: &JobRecord,
-) -> Result<ImagesResponse, ApiError> {
+    inline: InlineImages,
+) -> Result<(ImagesResponse, u64), ApiError> {
     let mut data = Vec::with_capacity(job.image_ids.len());
+    let mut omitted = 0;
     let format = job.options;
     for id in &job.image_ids {
         let record = state.jobs.image(*id).await?.ok_or_else(|| {
@@ -396,14 +409,23 @@ async fn images_response(
         })?;
         let item = match format.response_format {
             ResponseFormat::B64Json => {
-                let bytes = state
-                    .jobs
-                    .blobs()
-                    .get(&record.object_key)
-                    .await
-                    .map_err(|e| ApiError::store("reading an image file", e))?;
+                let b64 = match inline {
+                    InlineImages::Bytes => {
+                        let bytes = state
+                            .jobs
+                            .blobs()
+                            .get(&record.object_key)
+                            .await
+                            .map_err(|e| ApiError::store("reading an image file", e))?;
+                        base64::engine::general_purpose::STANDARD.encode(&bytes)
+                    }
+                    InlineImages::Sized => {
+                        omitted += record.byte_size.div_ceil(3) * 4;
+                        String::new()
+                    }
+                };
                 ImageData {
-                    b64_json: Some(base64::engine::general_purpose::STANDARD.encode(&bytes)),
+                    b64_json: Some(b64),
                     url: None,
                     revised_prompt: None,
                     id: id.to_string(),
@@ -420,7 +442,7 @@ async fn images_response(
         };
         data.push(item);
     }
-    Ok(ImagesResponse {
+    let response = ImagesResponse {
         created: job.created_at.timestamp(),
         data,
         output_format: format.output_format.as_str().to_string(),
@@ -428,5 +450,6 @@ async fn images_response(
         job_id: job.id.to_string(),
         seed: job.params.seed,
         model: job.params.model.clone(),
-    })
+    };
+    Ok((response, omitted))
 }

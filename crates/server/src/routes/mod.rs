@@ -3,7 +3,9 @@
 
 pub mod admin;
 pub mod audit;
+pub mod batches;
 pub mod content;
+pub mod files;
 pub mod health;
 pub mod images;
 pub mod jobs;
@@ -95,6 +97,15 @@ pub fn table() -> Vec<RouteSpec> {
         route!(GET get "/v1/images/{id}", r, Some(Owned), content::get_image),
         route!(DELETE delete "/v1/images/{id}", g, Some(Owned), content::delete_image),
         route!(POST post "/v1/watermark/detect", r, Some(Creates), watermark::detect_watermark),
+        route!(POST post "/v1/files", g, Some(Creates), files::create_file),
+        route!(GET get "/v1/files", r, Some(Listed), files::list_files),
+        route!(GET get "/v1/files/{id}", r, Some(Owned), files::get_file),
+        route!(DELETE delete "/v1/files/{id}", g, Some(Owned), files::delete_file),
+        route!(GET get "/v1/files/{id}/content", r, Some(Owned), files::get_file_content),
+        route!(POST post "/v1/batches", g, Some(Creates), batches::create_batch),
+        route!(GET get "/v1/batches", r, Some(Listed), batches::list_batches),
+        route!(GET get "/v1/batches/{id}", r, Some(Owned), batches::get_batch),
+        route!(POST post "/v1/batches/{id}/cancel", g, Some(Owned), batches::cancel_batch),
         route!(GET get "/v1/usage", r, Some(Listed), usage::get_usage),
         route!(GET get "/v1/review/next", v, Some(Review), review::next_item),
         route!(POST post "/v1/review/{image_id}", v, Some(Review), review::record_verdict),
@@ -141,10 +152,18 @@ pub fn scope_of(method: &Method, path: &str) -> Option<Scope> {
 /// Every route of the API.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.server.body_limit_bytes;
+    let file_limit = state.config.batches.max_file_bytes;
     let (keyed, open): (Vec<RouteSpec>, Vec<RouteSpec>) =
         table().into_iter().partition(|r| r.scope.is_some());
-    let add =
-        |router: Router<AppState>, spec: &RouteSpec| router.route(spec.path, (spec.handler)());
+    // Batch input files have their own, larger, limit.
+    let add = |router: Router<AppState>, spec: &RouteSpec| {
+        let handler = (spec.handler)();
+        if spec.path == "/v1/files" && spec.method == Method::POST {
+            router.route(spec.path, handler.layer(DefaultBodyLimit::max(file_limit)))
+        } else {
+            router.route(spec.path, handler)
+        }
+    };
     // Routes that need an API key (when keys exist): authentication, the
     // route's scope and the request rate, in `extract::require_key`.
     let protected =

@@ -219,14 +219,10 @@ fn min_limit(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     }
 }
 
-/// Checks a generation against the principal's caps (400 naming the field
-/// and the limit), its concurrency limits and its image buckets (429).
-pub async fn admit_images(
-    state: &AppState,
-    principal: &Principal,
-    params: &GenerationParams,
-    slot: &RateSlot,
-) -> Result<(), Response> {
+/// Refuses a request over the key's or project's caps on `n`, steps and
+/// pixels (400 `limit_exceeded` naming the field and the limit); a batch
+/// checks each request line with it.
+pub fn check_caps(principal: &Principal, params: &GenerationParams) -> Result<(), ApiError> {
     let Principal::Key(holder) = principal else {
         return Ok(());
     };
@@ -263,10 +259,25 @@ pub async fn admit_images(
                     "{field} is {value}, above the limit of {cap} ({name}) for project `{}`",
                     holder.project
                 ),
-            )
-            .into_response());
+            ));
         }
     }
+    Ok(())
+}
+
+/// Checks a generation against the principal's caps (400 naming the field
+/// and the limit), its concurrency limits and its image buckets (429).
+pub async fn admit_images(
+    state: &AppState,
+    principal: &Principal,
+    params: &GenerationParams,
+    slot: &RateSlot,
+) -> Result<(), Response> {
+    let Principal::Key(holder) = principal else {
+        return Ok(());
+    };
+    check_caps(principal, params).map_err(IntoResponse::into_response)?;
+    let (key, project) = (&holder.limits, &holder.project_limits);
     if key.concurrent_jobs.is_some() || project.concurrent_jobs.is_some() {
         let (all, mine) = state
             .jobs

@@ -30,6 +30,8 @@ pub struct TestApp {
     pub jobs: Jobs,
     /// The server's worker, for stepping jobs by hand.
     pub worker: Worker,
+    /// A batch driver, for stepping batches by hand.
+    pub batches: std::sync::Arc<easel_jobs::batches::BatchDriver>,
     /// The data folder (deleted on drop).
     pub data_dir: TempDir,
     shutdown: Option<oneshot::Sender<()>>,
@@ -155,6 +157,7 @@ pub async fn spawn_app_with_clock(
     let addr = app.local_addr();
     let jobs = app.jobs();
     let worker = app.worker().expect("the test app runs a worker");
+    let batches = std::sync::Arc::new(app.batch_driver());
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run(async move {
         let _ = rx.await;
@@ -165,6 +168,7 @@ pub async fn spawn_app_with_clock(
         client: reqwest::Client::new(),
         jobs,
         worker,
+        batches,
         data_dir,
         shutdown: Some(tx),
         server: Some(server),
@@ -209,6 +213,12 @@ impl TestApp {
             .await
             .unwrap();
         panic!("server not ready after 60 s: {body}");
+    }
+
+    /// One pass of the batch driver (for apps spawned with
+    /// `batches.drive` off).
+    pub async fn tick_batches(&self) {
+        self.batches.tick().await.expect("the batch driver runs");
     }
 
     /// Runs every queued job now (for apps spawned with the worker off).

@@ -7,6 +7,7 @@ mod audit;
 mod backend;
 mod backpressure;
 mod bad_input;
+mod batches;
 mod device;
 mod drift;
 mod edits;

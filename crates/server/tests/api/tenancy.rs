@@ -38,6 +38,40 @@ pub async fn send(
     req.send().await.unwrap()
 }
 
+/// Uploads a one-line batch input file as `key`; its id.
+async fn upload_batch_file(app: &TestApp, key: &str) -> String {
+    let line = json!({
+        "custom_id": "one",
+        "method": "POST",
+        "url": "/v1/images/generations",
+        "body": small_request("a batch line"),
+    });
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(format!("{line}\n").into_bytes()).file_name("in.jsonl"),
+        )
+        .text("purpose", "batch");
+    let r = app
+        .client
+        .post(app.url("/v1/files"))
+        .bearer_auth(key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    ok_json(r, 200).await["id"].as_str().unwrap().to_string()
+}
+
+/// `POST /v1/batches` for an input file.
+fn batch_body(file: &str) -> Value {
+    json!({
+        "input_file_id": file,
+        "endpoint": "/v1/images/generations",
+        "completion_window": "24h",
+    })
+}
+
 async fn ok_json(response: reqwest::Response, status: u16) -> Value {
     let got = response.status().as_u16();
     let body: Value = response.json().await.unwrap();
@@ -506,11 +540,67 @@ async fn no_route_shows_one_project_what_another_owns() {
         "the image is watermarked: {record}"
     );
 
+    // Beta's batch input files (one to delete) and a batch.
+    let beta_file = upload_batch_file(app, &t.beta).await;
+    let doomed_file = upload_batch_file(app, &t.beta).await;
+    let beta_batch = ok_json(
+        send(
+            app,
+            Method::POST,
+            "/v1/batches",
+            Some(&t.beta),
+            Some(batch_body(&beta_file)),
+        )
+        .await,
+        200,
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Its job made before the routes are walked (the create routes compare
+    // beta's job list before and after).
+    for _ in 0..600 {
+        let b = ok_json(
+            send(
+                app,
+                Method::GET,
+                &format!("/v1/batches/{beta_batch}"),
+                Some(&t.beta),
+                None,
+            )
+            .await,
+            200,
+        )
+        .await;
+        if b["status"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let unknown_file = "file_0192a0b0c0d07000800000000000abcd";
+    let unknown_batch = "batch_0192a0b0c0d07000800000000000abcd";
+
     let mut checked = 0;
     for route in table() {
         let (method, path) = (route.method.clone(), route.path);
         let owned_id = |path: &str| -> Option<(String, String)> {
-            if path.starts_with("/v1/jobs/{id}") {
+            if path.starts_with("/v1/files/{id}") && method == Method::DELETE {
+                Some((
+                    path.replace("{id}", &doomed_file),
+                    path.replace("{id}", unknown_file),
+                ))
+            } else if path.starts_with("/v1/files/{id}") {
+                Some((
+                    path.replace("{id}", &beta_file),
+                    path.replace("{id}", unknown_file),
+                ))
+            } else if path.starts_with("/v1/batches/{id}") {
+                Some((
+                    path.replace("{id}", &beta_batch),
+                    path.replace("{id}", unknown_batch),
+                ))
+            } else if path.starts_with("/v1/jobs/{id}") {
                 Some((
                     path.replace("{id}", &job_id),
                     path.replace("{id}", unknown_job),
@@ -566,6 +656,69 @@ async fn no_route_shows_one_project_what_another_owns() {
                     job_ids(app, &t.admin).await.contains(&job_id),
                     "admins see every project"
                 );
+            }
+            (Some(Isolation::Listed), "GET", "/v1/files" | "/v1/batches") => {
+                let theirs = if path == "/v1/files" {
+                    &beta_file
+                } else {
+                    &beta_batch
+                };
+                for (key, sees) in [(&t.alpha, false), (&t.beta, true), (&t.admin, true)] {
+                    let page =
+                        ok_json(send(app, Method::GET, path, Some(key), None).await, 200).await;
+                    let ids: Vec<&str> = page["data"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|o| o["id"].as_str().unwrap())
+                        .collect();
+                    assert_eq!(ids.contains(&theirs.as_str()), sees, "{path}: {page}");
+                }
+            }
+            (Some(Isolation::Creates), "POST", "/v1/files") => {
+                let mine = upload_batch_file(app, &t.alpha).await;
+                let beta_sees = ok_json(
+                    send(app, Method::GET, "/v1/files", Some(&t.beta), None).await,
+                    200,
+                )
+                .await;
+                assert!(!beta_sees.to_string().contains(&mine), "{beta_sees}");
+            }
+            (Some(Isolation::Creates), "POST", "/v1/batches") => {
+                // Another project's input file is unknown.
+                assert_error(
+                    send(
+                        app,
+                        Method::POST,
+                        path,
+                        Some(&t.alpha),
+                        Some(batch_body(&beta_file)),
+                    )
+                    .await,
+                    404,
+                    "file_not_found",
+                )
+                .await;
+                let mine = upload_batch_file(app, &t.alpha).await;
+                let batch = ok_json(
+                    send(
+                        app,
+                        Method::POST,
+                        path,
+                        Some(&t.alpha),
+                        Some(batch_body(&mine)),
+                    )
+                    .await,
+                    200,
+                )
+                .await;
+                let id = batch["id"].as_str().unwrap();
+                let beta_sees = ok_json(
+                    send(app, Method::GET, "/v1/batches", Some(&t.beta), None).await,
+                    200,
+                )
+                .await;
+                assert!(!beta_sees.to_string().contains(id), "{beta_sees}");
             }
             (Some(Isolation::Listed), "GET", "/v1/usage") => {
                 let groups = |report: Value| -> Vec<String> {
@@ -745,7 +898,7 @@ async fn no_route_shows_one_project_what_another_owns() {
         }
         checked += 1;
     }
-    assert!(checked >= 31, "only {checked} routes checked");
+    assert!(checked >= 40, "only {checked} routes checked");
 
     // A signed link names its project: changing it breaks the signature.
     let url = record["url"].as_str().unwrap();

@@ -232,6 +232,7 @@ fn content_type(key: &str) -> Option<&'static str> {
         "jpg" | "jpeg" => "image/jpeg",
         "webp" => "image/webp",
         "json" => "application/json",
+        "jsonl" => "application/jsonl",
         _ => return None,
     })
 }

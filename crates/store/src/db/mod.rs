@@ -7,6 +7,7 @@
 //! transition becomes) is decided here, once.
 
 mod audit;
+mod batches;
 mod catalog;
 mod drift;
 mod fair_share;
@@ -23,6 +24,7 @@ mod usage;
 mod workers;
 
 pub use audit::MAX_AUDIT_PAGE;
+pub use batches::MAX_BATCH_PAGE;
 pub use drift::{PromptSample, StoredMoments};
 pub(crate) use fair_share::{ShareWrites, VtimeWrite};
 pub use jobs::MAX_JOB_PAGE;

@@ -2,6 +2,7 @@
 //! They hold no database handles, so every backend shares them.
 
 pub mod audit;
+pub mod batch;
 pub mod catalog;
 pub mod fair_share;
 pub mod image;

@@ -1,0 +1,402 @@
+//! User batches (docs/batches.md): many requests submitted at once, made
+//! as ordinary batch-tier jobs, with their results gathered into files.
+//!
+//! The server validates every request line when the batch is created and
+//! stores each as an [`ItemRequest`]; from then on the [`BatchDriver`]
+//! does the rest, on a timer, in every API process:
+//! - **feeds** each batch's pending items to the queue, at most
+//!   `window` in flight per batch, so one batch never fills the batch
+//!   tier and several batches share the workers; each item's job carries
+//!   the idempotency key `batch:{id}:{line}`, so a process that dies
+//!   between submitting a job and recording it submits the same job again
+//!   instead of a second one;
+//! - **settles** items whose jobs ended, and keeps the batch's counts;
+//! - **finishes** a batch when no item is open: completed, cancelled (a
+//!   cancel closes pending items and cancels running jobs) or expired
+//!   (past its completion window), with its output and error files.
+//!
+//! What the driver cannot know (whether the content policy admits a
+//! prompt, what an output file looks like) it asks the server through
+//! [`BatchHooks`]. All state is in the database and every transition is
+//! conditional, so a restart resumes where it stopped and several
+//! processes may drive the same batches.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use easel_core::{GenerationParams, OutputOptions, Tier};
+use easel_store::{BatchRecord, BatchStatus, ItemOutcome, ItemStatus, NewFile};
+use serde::{Deserialize, Serialize};
+
+use crate::error::JobError;
+use crate::handle::{Jobs, NewJob};
+
+/// One validated request line, as stored with its item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemRequest {
+    /// What to make.
+    pub params: GenerationParams,
+    /// How to deliver it.
+    pub output: OutputOptions,
+}
+
+/// Why the server refused an item when it came to be submitted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    /// The HTTP status the request would have had on its own.
+    pub status: u16,
+    /// The stable error code.
+    pub code: String,
+    /// For people.
+    pub message: String,
+}
+
+/// A boxed future, for [`BatchHooks`]' object-safe methods.
+pub type HookFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A finished batch's output and error files (`None` for a file with no
+/// line).
+pub type OutputFiles = (Option<NewFile>, Option<NewFile>);
+
+/// What the driver asks the server.
+pub trait BatchHooks: Send + Sync + 'static {
+    /// Admits one item as the batch's owner would be admitted for the
+    /// same request (the prompt policy): the policy decision to store
+    /// with the job, or why it is refused.
+    fn admit<'a>(
+        &'a self,
+        batch: &'a BatchRecord,
+        request: &'a ItemRequest,
+    ) -> HookFuture<'a, Result<Option<serde_json::Value>, Refusal>>;
+
+    /// The output and error files of a batch whose items are all done
+    /// (`None` for a file with no line), or why they cannot be made now
+    /// (the batch stays `finalizing` and is tried again).
+    fn output_files<'a>(
+        &'a self,
+        batch: &'a BatchRecord,
+    ) -> HookFuture<'a, Result<OutputFiles, String>>;
+}
+
+/// How the driver runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DriverSettings {
+    /// Jobs in flight (queued or running) per batch.
+    pub window: u32,
+    /// How often it looks at the open batches.
+    pub interval: Duration,
+}
+
+impl Default for DriverSettings {
+    fn default() -> Self {
+        DriverSettings {
+            window: 64,
+            interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Items read per page while feeding.
+const FEED_PAGE: u32 = 256;
+
+/// The error code and message of items closed by a cancel or an expiry.
+const CANCELLED: (&str, &str) = (
+    "batch_cancelled",
+    "the batch was cancelled before this request ran",
+);
+const CANCELLED_RUNNING: &str = "the batch was cancelled while this request was queued or running";
+const EXPIRED: (&str, &str) = (
+    "batch_expired",
+    "the batch's completion window ended before this request ran",
+);
+
+/// The code an item refused by the job system fails with.
+fn refusal_code(e: &JobError) -> &'static str {
+    match e {
+        JobError::Model(_) => "model_not_found",
+        JobError::Param(_) => "invalid_request",
+        JobError::IdempotencyConflict => "idempotency_conflict",
+        _ => "internal_error",
+    }
+}
+
+/// The idempotency key of an item's job.
+pub fn item_key(batch_id: &str, line: u32) -> String {
+    format!("batch:{batch_id}:{line}")
+}
+
+/// Drives open batches; see the module overview.
+pub struct BatchDriver {
+    jobs: Jobs,
+    hooks: Box<dyn BatchHooks>,
+    settings: DriverSettings,
+}
+
+impl BatchDriver {
+    /// A driver over `jobs`.
+    pub fn new(jobs: Jobs, hooks: Box<dyn BatchHooks>, settings: DriverSettings) -> BatchDriver {
+        BatchDriver {
+            jobs,
+            hooks,
+            settings,
+        }
+    }
+
+    /// Runs [`BatchDriver::tick`] every interval until the task is
+    /// aborted.
+    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut timer = tokio::time::interval(self.settings.interval);
+            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                timer.tick().await;
+                if let Err(e) = self.tick().await {
+                    tracing::warn!(error = %e, "driving batches failed; retrying at the next tick");
+                }
+            }
+        })
+    }
+
+    /// One pass over every open batch.
+    pub async fn tick(&self) -> Result<(), JobError> {
+        let db = self.jobs.db();
+        for batch in db.open_batches().await.map_err(JobError::Store)? {
+            if let Err(e) = self.drive(&batch).await {
+                tracing::warn!(batch = %batch.id, error = %e, "driving a batch failed");
+            }
+        }
+        Ok(())
+    }
+
+    async fn drive(&self, batch: &BatchRecord) -> Result<(), JobError> {
+        let db = self.jobs.db();
+        let expired = db.now() >= batch.expires_at;
+        // Settle first, so the window counts the jobs still in flight.
+        self.settle(batch).await?;
+        match batch.status {
+            BatchStatus::InProgress if expired => {
+                let (code, message) = EXPIRED;
+                db.close_pending_items(&batch.id, ItemStatus::Expired, code, message)
+                    .await
+                    .map_err(JobError::Store)?;
+            }
+            BatchStatus::InProgress => self.feed(batch).await?,
+            BatchStatus::Cancelling => {
+                let (code, message) = CANCELLED;
+                db.close_pending_items(&batch.id, ItemStatus::Cancelled, code, message)
+                    .await
+                    .map_err(JobError::Store)?;
+                self.cancel_running(batch).await?;
+            }
+            _ => {}
+        }
+        if batch.status == BatchStatus::Cancelling {
+            // What the cancel stopped just now.
+            self.settle(batch).await?;
+        }
+        let open = db
+            .count_batch_items(&batch.id, ItemStatus::Pending)
+            .await
+            .map_err(JobError::Store)?
+            + db.count_batch_items(&batch.id, ItemStatus::Submitted)
+                .await
+                .map_err(JobError::Store)?;
+        if open == 0 {
+            self.finish(batch, expired).await?;
+        }
+        Ok(())
+    }
+
+    /// Submits pending items until `window` are in flight.
+    async fn feed(&self, batch: &BatchRecord) -> Result<(), JobError> {
+        let db = self.jobs.db();
+        let in_flight = db
+            .count_batch_items(&batch.id, ItemStatus::Submitted)
+            .await
+            .map_err(JobError::Store)?;
+        let room = u64::from(self.settings.window).saturating_sub(in_flight);
+        if room == 0 {
+            return Ok(());
+        }
+        let page = u32::try_from(room).unwrap_or(u32::MAX).min(FEED_PAGE);
+        let items = db
+            .batch_items(&batch.id, Some(ItemStatus::Pending), None, page)
+            .await
+            .map_err(JobError::Store)?;
+        for item in items {
+            let request: ItemRequest = match serde_json::from_value(item.request.clone()) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.refuse(batch, item.line, "invalid_request", &e.to_string())
+                        .await?;
+                    continue;
+                }
+            };
+            let policy = match self.hooks.admit(batch, &request).await {
+                Ok(policy) => policy,
+                // The policy could not answer: the rest waits for the next
+                // pass.
+                Err(refusal) if refusal.status >= 500 => {
+                    tracing::warn!(batch = %batch.id, code = %refusal.code, "a batch item could not be admitted now");
+                    break;
+                }
+                Err(refusal) => {
+                    self.refuse(batch, item.line, &refusal.code, &refusal.message)
+                        .await?;
+                    continue;
+                }
+            };
+            let submitted = self
+                .jobs
+                .submit(NewJob {
+                    params: request.params,
+                    output: request.output,
+                    tier: Tier::Batch,
+                    project: batch.project.clone(),
+                    user_id: batch.user_id.clone(),
+                    idempotency_key: Some(item_key(&batch.id, item.line)),
+                    init_image: None,
+                    timeout: None,
+                    policy,
+                    request_id: Some(format!("{}:{}", batch.id, item.custom_id)),
+                    trace_parent: None,
+                })
+                .await;
+            match submitted {
+                Ok((job, _created)) => {
+                    db.mark_item_submitted(&batch.id, item.line, job.id)
+                        .await
+                        .map_err(JobError::Store)?;
+                }
+                // The tier is full: the rest waits for the next tick.
+                Err(JobError::QueueFull { .. }) => break,
+                Err(JobError::ShuttingDown) => return Ok(()),
+                Err(e @ (JobError::Store(_) | JobError::Blob(_))) => return Err(e),
+                Err(e) => {
+                    self.refuse(batch, item.line, refusal_code(&e), &e.to_string())
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn refuse(
+        &self,
+        batch: &BatchRecord,
+        line: u32,
+        code: &str,
+        message: &str,
+    ) -> Result<(), JobError> {
+        tracing::info!(batch = %batch.id, line, code, "a batch item was refused");
+        self.jobs
+            .db()
+            .finish_batch_items(
+                &batch.id,
+                &[ItemOutcome {
+                    line,
+                    status: ItemStatus::Failed,
+                    error_code: Some(code.to_string()),
+                    error_message: Some(message.to_string()),
+                }],
+            )
+            .await
+            .map_err(JobError::Store)
+    }
+
+    /// Cancels the jobs of a cancelling batch's submitted items.
+    async fn cancel_running(&self, batch: &BatchRecord) -> Result<(), JobError> {
+        let db = self.jobs.db();
+        let mut after = None;
+        loop {
+            let items = db
+                .batch_items(&batch.id, Some(ItemStatus::Submitted), after, FEED_PAGE)
+                .await
+                .map_err(JobError::Store)?;
+            let Some(last) = items.last() else {
+                return Ok(());
+            };
+            after = Some(last.line);
+            for job in items.iter().filter_map(|i| i.job_id) {
+                match self.jobs.cancel(job).await {
+                    Ok(_) | Err(JobError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+
+    /// Records the outcome of items whose jobs ended.
+    async fn settle(&self, batch: &BatchRecord) -> Result<(), JobError> {
+        let db = self.jobs.db();
+        let mut settled = db
+            .settled_batch_items(&batch.id)
+            .await
+            .map_err(JobError::Store)?;
+        // Jobs the batch's cancel stopped say so, as the lines it closed
+        // before they ran do.
+        if batch.status == BatchStatus::Cancelling {
+            for o in settled
+                .iter_mut()
+                .filter(|o| o.status == ItemStatus::Cancelled)
+            {
+                o.error_code = Some(CANCELLED.0.to_string());
+                o.error_message = Some(CANCELLED_RUNNING.to_string());
+            }
+        }
+        if !settled.is_empty() {
+            db.finish_batch_items(&batch.id, &settled)
+                .await
+                .map_err(JobError::Store)?;
+        }
+        Ok(())
+    }
+
+    /// Ends a batch with no open item, with its files.
+    async fn finish(&self, batch: &BatchRecord, expired: bool) -> Result<(), JobError> {
+        let db = self.jobs.db();
+        let status = match batch.status {
+            BatchStatus::Cancelling => BatchStatus::Cancelled,
+            _ if expired => BatchStatus::Expired,
+            _ => BatchStatus::Completed,
+        };
+        if batch.status == BatchStatus::InProgress {
+            // Another process may be finishing it too; the transition
+            // decides which, and the loser stops here.
+            if db
+                .finalizing_batch(&batch.id)
+                .await
+                .map_err(JobError::Store)?
+                .is_none()
+            {
+                return Ok(());
+            }
+        }
+        // Fresh counts for the files.
+        let Some(current) = db.batch(&batch.id).await.map_err(JobError::Store)? else {
+            return Ok(());
+        };
+        let (output, errors) = match self.hooks.output_files(&current).await {
+            Ok(files) => files,
+            Err(e) => {
+                tracing::warn!(batch = %batch.id, error = %e, "a batch's files could not be made; retrying");
+                return Ok(());
+            }
+        };
+        if let Some(done) = db
+            .finish_batch(&batch.id, status, output.as_ref(), errors.as_ref())
+            .await
+            .map_err(JobError::Store)?
+        {
+            tracing::info!(
+                batch = %done.id,
+                status = done.status.as_str(),
+                completed = done.completed,
+                failed = done.failed,
+                "batch finished"
+            );
+        }
+        Ok(())
+    }
+}

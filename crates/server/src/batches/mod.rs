@@ -1,0 +1,19 @@
+//! Batches at the edge (docs/batches.md): the OpenAI Batch API's input
+//! parsed into validated items, the output and error files rendered from
+//! a batch's items, and the hooks the job system's batch driver calls
+//! (the prompt policy for each item as it is submitted; the size of the
+//! files when a batch finishes).
+//!
+//! - [`input`]: a JSONL input file into items, or the lines at fault.
+//! - [`output`]: one result line; the size of a batch's files.
+//! - [`hooks`]: [`hooks::ServerHooks`], the driver's view of the server.
+
+pub mod hooks;
+pub mod input;
+pub mod output;
+
+/// A new id with `prefix` (`file_`, `batch_`): time-ordered, so listing by
+/// id lists newest first.
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}{}", uuid::Uuid::now_v7().simple())
+}
