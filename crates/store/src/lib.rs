@@ -92,7 +92,7 @@ pub use db::{
 pub use error::{Result, StoreError};
 pub use records::audit::{AuditEvent, AuditQuery, NewAuditEvent};
 pub use records::batch::{
-    BatchItem, BatchRecord, BatchStatus, FileRecord, ItemOutcome, ItemStatus, NewBatch,
+    BatchItem, BatchRecord, BatchSpend, BatchStatus, FileRecord, ItemOutcome, ItemStatus, NewBatch,
     NewBatchItem, NewFile,
 };
 pub use records::catalog::CatalogEntry;

@@ -41,6 +41,27 @@ pub struct ItemRequest {
     pub output: OutputOptions,
 }
 
+/// What a batch is expected to cost, made when it is created from the
+/// recent images of its models (stored with the batch).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Estimate {
+    /// Request lines.
+    pub requests: u64,
+    /// Images they make.
+    pub images: u64,
+    /// Device time, in seconds (`None` while a model has made no image
+    /// to measure).
+    pub device_seconds: Option<f64>,
+    /// Cost, in the configured currency.
+    pub cost: Option<f64>,
+    /// The mean cost of one line.
+    pub cost_per_request: Option<f64>,
+    /// Seconds until done at the measured rate, on the workers alive now.
+    pub eta_seconds: Option<f64>,
+    /// What it is based on, for people (`"the last 200 images of …"`).
+    pub basis: String,
+}
+
 /// Why the server refused an item when it came to be submitted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Refusal {
@@ -175,7 +196,9 @@ impl BatchDriver {
         // Settle first, so the window counts the jobs still in flight.
         self.settle(batch).await?;
         match batch.status {
-            BatchStatus::InProgress if expired => {
+            BatchStatus::InProgress | BatchStatus::AwaitingApproval | BatchStatus::PausedBudget
+                if expired =>
+            {
                 let (code, message) = EXPIRED;
                 db.close_pending_items(&batch.id, ItemStatus::Expired, code, message)
                     .await
@@ -208,20 +231,62 @@ impl BatchDriver {
         Ok(())
     }
 
-    /// Submits pending items until `window` are in flight.
+    /// Submits pending items until `window` are in flight, the dry run's
+    /// sample only until the rest is approved, and no more than the cost
+    /// cap allows; stops a dry run whose sample is done, and pauses a
+    /// batch at its cap.
     async fn feed(&self, batch: &BatchRecord) -> Result<(), JobError> {
         let db = self.jobs.db();
+        let sampling = batch.sampling();
+        if sampling
+            && db
+                .open_sample_items(&batch.id)
+                .await
+                .map_err(JobError::Store)?
+                == 0
+        {
+            if db
+                .await_batch_approval(&batch.id)
+                .await
+                .map_err(JobError::Store)?
+                .is_some()
+            {
+                tracing::info!(batch = %batch.id, "dry run done; waiting for approval");
+            }
+            return Ok(());
+        }
         let in_flight = db
             .count_batch_items(&batch.id, ItemStatus::Submitted)
             .await
             .map_err(JobError::Store)?;
-        let room = u64::from(self.settings.window).saturating_sub(in_flight);
+        let mut room = u64::from(self.settings.window).saturating_sub(in_flight);
         if room == 0 {
             return Ok(());
         }
+        if let Some(cap) = batch.cost_cap {
+            let allowed = self.allowed_by_cap(batch, cap, in_flight).await?;
+            if allowed == 0 {
+                let pending = db
+                    .pending_batch_items(&batch.id, sampling, 1)
+                    .await
+                    .map_err(JobError::Store)?;
+                if in_flight == 0
+                    && !pending.is_empty()
+                    && db
+                        .pause_batch(&batch.id)
+                        .await
+                        .map_err(JobError::Store)?
+                        .is_some()
+                {
+                    tracing::info!(batch = %batch.id, cap, "batch paused at its cost cap");
+                }
+                return Ok(());
+            }
+            room = room.min(allowed);
+        }
         let page = u32::try_from(room).unwrap_or(u32::MAX).min(FEED_PAGE);
         let items = db
-            .batch_items(&batch.id, Some(ItemStatus::Pending), None, page)
+            .pending_batch_items(&batch.id, sampling, page)
             .await
             .map_err(JobError::Store)?;
         for item in items {
@@ -280,6 +345,45 @@ impl BatchDriver {
             }
         }
         Ok(())
+    }
+
+    /// How many more lines the cost cap allows now: what is left of it
+    /// over the measured cost of a line (the estimate's until one is
+    /// made), less the lines in flight; one at a time while nothing tells
+    /// what a line costs.
+    async fn allowed_by_cap(
+        &self,
+        batch: &BatchRecord,
+        cap: f64,
+        in_flight: u64,
+    ) -> Result<u64, JobError> {
+        let spend = self
+            .jobs
+            .db()
+            .batch_spend(&batch.id, false)
+            .await
+            .map_err(JobError::Store)?;
+        let estimated = batch
+            .estimate
+            .as_ref()
+            .and_then(|e| serde_json::from_value::<Estimate>(e.clone()).ok())
+            .and_then(|e| e.cost_per_request);
+        let per_line = if spend.succeeded > 0 {
+            Some(spend.cost / spend.succeeded as f64)
+        } else {
+            estimated
+        };
+        Ok(match per_line {
+            Some(c) if c > 0.0 => {
+                let lines = ((cap - spend.cost) / c + 1e-9).floor().max(0.0) as u64;
+                lines.saturating_sub(in_flight)
+            }
+            // Free lines: the cap never binds.
+            Some(_) => u64::MAX,
+            // No measure yet: one at a time, until one is made.
+            None if spend.cost <= cap => u64::from(in_flight == 0),
+            None => 0,
+        })
     }
 
     async fn refuse(

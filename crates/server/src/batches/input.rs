@@ -32,7 +32,8 @@ pub struct LineError {
     pub message: String,
 }
 
-/// Parses the lines of `text` into items, or the refusal naming the bad
+/// Parses the lines of `text` into items (with their requests), or the
+/// refusal naming the bad
 /// lines (400 `invalid_batch_input`), an empty file (400 `empty_batch`) or
 /// one with too many lines (400 `batch_too_large`).
 pub fn parse(
@@ -40,7 +41,7 @@ pub fn parse(
     principal: &Principal,
     text: &str,
     max_requests: usize,
-) -> Result<Vec<NewBatchItem>, ApiError> {
+) -> Result<Vec<(NewBatchItem, ItemRequest)>, ApiError> {
     let mut items = Vec::new();
     let mut errors = Vec::new();
     let mut seen = HashSet::new();
@@ -107,7 +108,7 @@ fn parse_line(
     principal: &Principal,
     raw: &str,
     seen: &mut HashSet<String>,
-) -> Result<NewBatchItem, String> {
+) -> Result<(NewBatchItem, ItemRequest), String> {
     let line: RequestLine = serde_json::from_str(raw).map_err(|e| {
         format!(
             "not a request object with custom_id, method, url and body ({})",
@@ -145,11 +146,13 @@ fn parse_line(
         params: valid.params,
         output: valid.output,
     };
-    Ok(NewBatchItem {
+    let item = NewBatchItem {
         custom_id: line.custom_id,
         request: serde_json::to_value(&request)
             .map_err(|e| format!("the request could not be stored: {e}"))?,
-    })
+        sample: false,
+    };
+    Ok((item, request))
 }
 
 /// A validation error as a line's reason: its code and message.

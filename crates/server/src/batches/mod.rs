@@ -5,12 +5,16 @@
 //! files when a batch finishes).
 //!
 //! - [`input`]: a JSONL input file into items, or the lines at fault.
+//! - [`template`]: a prompt template expanded into input lines.
+//! - [`estimate`]: what a batch will make, take and cost.
 //! - [`output`]: one result line; the size of a batch's files.
 //! - [`hooks`]: [`hooks::ServerHooks`], the driver's view of the server.
 
+pub mod estimate;
 pub mod hooks;
 pub mod input;
 pub mod output;
+pub mod template;
 
 /// A new id with `prefix` (`file_`, `batch_`): time-ordered, so listing by
 /// id lists newest first.

@@ -70,21 +70,81 @@ pub struct FileDeleted {
     pub deleted: bool,
 }
 
-/// `POST /v1/batches`.
+/// `POST /v1/batches`: from an uploaded file (`input_file_id`, as OpenAI)
+/// or from a `template` (Easel), with an optional dry run and cost cap.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBatchRequest {
     /// A file uploaded with `purpose=batch`: one JSON request per line.
-    pub input_file_id: String,
-    /// The API path every line calls: `/v1/images/generations`.
+    /// Exactly one of this and `template`.
+    #[serde(default)]
+    pub input_file_id: Option<String>,
+    /// Easel: a prompt template and its variables, expanded into one
+    /// request per combination or row. Exactly one of this and
+    /// `input_file_id`.
+    #[serde(default)]
+    pub template: Option<BatchTemplate>,
+    /// The API path every line calls: `/v1/images/generations` (the
+    /// default).
+    #[serde(default = "default_endpoint")]
     pub endpoint: String,
-    /// How long the batch may take: `24h` (OpenAI's only value), or any
-    /// whole number of hours from `1h` to `168h`.
+    /// How long the batch may take: `24h` (OpenAI's only value and the
+    /// default), or any whole number of hours from `1h` to `168h`.
+    #[serde(default = "default_window")]
     pub completion_window: String,
+    /// Easel: run this share of the lines (percent, above 0 and below
+    /// 100, drawn at random) first, then stop in `awaiting_approval`
+    /// until `POST /v1/batches/{id}/approve`.
+    #[serde(default)]
+    pub dry_run_percent: Option<f64>,
+    /// Easel: the most the batch may cost (in the currency of
+    /// `metrics.price_per_device_second`); it pauses in `paused_budget`
+    /// when the next line would pass it, and goes on when it is raised
+    /// (`PATCH /v1/batches/{id}`).
+    #[serde(default)]
+    pub cost_cap: Option<f64>,
     /// Up to 16 string pairs (keys up to 64 characters, values up to 512)
     /// kept with the batch.
     #[serde(default)]
     pub metadata: Option<BTreeMap<String, String>>,
+}
+
+fn default_endpoint() -> String {
+    "/v1/images/generations".into()
+}
+
+fn default_window() -> String {
+    "24h".into()
+}
+
+/// A prompt template: `{name}` placeholders in `prompt` (and
+/// `negative_prompt`) filled from `variables` (every combination, the
+/// variables in alphabetical order, the last varying fastest) or from
+/// explicit `rows`; `{{` and `}}` are literal braces.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchTemplate {
+    /// The prompt, e.g. `"a {color} {object}, {style}"`.
+    pub prompt: String,
+    /// The negative prompt; may use the variables too.
+    #[serde(default)]
+    pub negative_prompt: Option<String>,
+    /// The values of each variable; the batch is their Cartesian product.
+    #[serde(default)]
+    pub variables: std::collections::BTreeMap<String, Vec<String>>,
+    /// Instead of `variables`: one line per row, each giving every
+    /// variable's value and optionally `custom_id`, `seed`, `size`,
+    /// `model`, `n`, `steps`, `guidance_scale`, `sampler`, `schedule`.
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// The request every line starts from, as the endpoint takes it
+    /// (`model`, `size`, `steps`, `seed`, …; not `prompt`). A `seed` here
+    /// is every line's seed; without one each line gets its own random
+    /// seed, fixed when the batch is created.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub body: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The counts of a batch's request lines.
@@ -145,10 +205,71 @@ pub struct BatchObject {
     /// As given.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
+    /// Easel: the share of lines run first as a dry run.
+    pub dry_run_percent: Option<f64>,
+    /// Easel: when the rest of a dry run was approved (Unix seconds).
+    pub approved_at: Option<i64>,
+    /// Easel: the cost cap.
+    pub cost_cap: Option<f64>,
+    /// Easel: the estimate made at creation: `requests`, `images`,
+    /// `device_seconds`, `cost`, `cost_per_request`, `eta_seconds` (null
+    /// when the model has made no image yet to measure) and `basis`.
+    #[schema(value_type = Option<Object>)]
+    pub estimate: Option<serde_json::Value>,
+    /// Easel: what the lines have made and cost so far.
+    pub spend: Option<SpendObject>,
+    /// Easel: the same for the dry run's sample.
+    pub dry_run: Option<SpendObject>,
+}
+
+/// What a batch's lines (or its dry run's sample) have made, cost and
+/// scored.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SpendObject {
+    /// Lines counted.
+    pub requests: u64,
+    /// Of which made their images.
+    pub completed: u64,
+    /// Of which did not.
+    pub failed: u64,
+    /// Images made.
+    pub images: u64,
+    /// Their cost.
+    pub cost: f64,
+    /// Their mean quality score.
+    pub mean_quality_score: Option<f64>,
+    /// Images the moderation flagged.
+    pub flagged_images: u64,
+    /// Lines the content policy refused (prompt or image).
+    pub moderation_refused: u64,
+}
+
+impl SpendObject {
+    /// The body of a stored spend.
+    pub fn from_spend(s: &easel_store::BatchSpend) -> SpendObject {
+        SpendObject {
+            requests: s.items,
+            completed: s.succeeded,
+            failed: s.failed,
+            images: s.images,
+            cost: s.cost,
+            mean_quality_score: s.mean_quality_score,
+            flagged_images: s.flagged_images,
+            moderation_refused: s.moderation_refused,
+        }
+    }
+}
+
+/// `PATCH /v1/batches/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateBatchRequest {
+    /// The new cost cap; `null` removes it.
+    pub cost_cap: Option<f64>,
 }
 
 impl BatchObject {
-    /// The body of a stored batch.
+    /// The body of a stored batch (without its spend).
     pub fn from_record(b: &BatchRecord) -> BatchObject {
         let t = |v: Option<chrono::DateTime<chrono::Utc>>| v.map(|t| t.timestamp());
         BatchObject {
@@ -176,6 +297,12 @@ impl BatchObject {
                 failed: b.failed,
             },
             metadata: b.metadata.clone(),
+            dry_run_percent: b.dry_run_percent,
+            approved_at: t(b.approved_at),
+            cost_cap: b.cost_cap,
+            estimate: b.estimate.clone(),
+            spend: None,
+            dry_run: None,
         }
     }
 }

@@ -5,11 +5,14 @@
 
 use axum::Json;
 use axum::extract::{Extension, State};
-use easel_store::{BatchRecord, NewBatch};
+use easel_store::{BatchRecord, FileRecord, NewBatch, NewFile};
 
 use crate::auth::Principal;
 use crate::batches::input::{self, ENDPOINT};
-use crate::dto::batches::{BatchList, BatchObject, CreateBatchRequest, ListQuery};
+use crate::batches::{estimate, template};
+use crate::dto::batches::{
+    BatchList, BatchObject, CreateBatchRequest, ListQuery, SpendObject, UpdateBatchRequest,
+};
 use crate::error::{ApiError, ErrorKind};
 use crate::extract::{ApiJson, ApiQuery, PathId};
 use crate::routes::files::{page_limit, visible_file};
@@ -112,33 +115,89 @@ pub async fn create_batch(
     if let Some(metadata) = &body.metadata {
         check_metadata(metadata)?;
     }
-    let file = visible_file(&state, &principal, &body.input_file_id)
-        .await
-        .map_err(|e| e.with_param("input_file_id"))?;
-    let Some(key) = file
-        .object_key
-        .as_deref()
-        .filter(|_| file.purpose == "batch")
-    else {
+    if let Some(p) = body.dry_run_percent
+        && !(p > 0.0 && p < 100.0)
+    {
         return Err(ApiError::invalid(
-            "invalid_input_file",
-            "input_file_id",
-            format!(
-                "file `{}` has purpose `{}`; a batch reads a file uploaded with purpose `batch`",
-                file.id, file.purpose
-            ),
+            "invalid_dry_run_percent",
+            "dry_run_percent",
+            format!("dry_run_percent is {p}; it must be above 0 and below 100"),
         ));
-    };
-    let bytes = state
-        .jobs
-        .blobs()
-        .get(key)
-        .await
-        .map_err(|e| ApiError::store("reading the input file", e))?;
-    let text = String::from_utf8_lossy(&bytes);
+    }
+    if let Some(cap) = body.cost_cap
+        && !(cap.is_finite() && cap > 0.0)
+    {
+        return Err(ApiError::invalid(
+            "invalid_cost_cap",
+            "cost_cap",
+            format!("cost_cap is {cap}; it must be a positive number"),
+        ));
+    }
     let max = state.config.batches.max_requests;
-    let items = input::parse(&state, &principal, &text, max)?;
     let db = state.jobs.db();
+    let (file, text) = match (body.input_file_id, body.template) {
+        (Some(id), None) => {
+            let file = visible_file(&state, &principal, &id)
+                .await
+                .map_err(|e| e.with_param("input_file_id"))?;
+            let Some(key) = file
+                .object_key
+                .as_deref()
+                .filter(|_| file.purpose == "batch")
+            else {
+                return Err(ApiError::invalid(
+                    "invalid_input_file",
+                    "input_file_id",
+                    format!(
+                        "file `{}` has purpose `{}`; a batch reads a file uploaded with purpose \
+                         `batch`",
+                        file.id, file.purpose
+                    ),
+                ));
+            };
+            let bytes = state
+                .jobs
+                .blobs()
+                .get(key)
+                .await
+                .map_err(|e| ApiError::store("reading the input file", e))?;
+            (Some(file), String::from_utf8_lossy(&bytes).into_owned())
+        }
+        (None, Some(template)) => (None, template::expand(&template, max)?),
+        _ => {
+            return Err(ApiError::invalid(
+                "invalid_batch_source",
+                "input_file_id",
+                "give exactly one of `input_file_id` (an uploaded JSONL file) and `template`",
+            ));
+        }
+    };
+    let (mut items, requests): (Vec<_>, Vec<_>) = input::parse(&state, &principal, &text, max)?
+        .into_iter()
+        .unzip();
+    let estimate = estimate::estimate(&state, &requests).await?;
+    if let Some(percent) = body.dry_run_percent {
+        let k = choose_sample(&mut items, percent);
+        if let (Some(cap), Some(per_request)) = (body.cost_cap, estimate.cost_per_request) {
+            let sample_cost = per_request * k as f64;
+            if cap < sample_cost {
+                return Err(ApiError::invalid(
+                    "cap_below_estimate",
+                    "cost_cap",
+                    format!(
+                        "cost_cap is {cap}, below the estimated cost of the dry run's {k} \
+                         requests ({sample_cost:.6})"
+                    ),
+                ));
+            }
+        }
+    }
+    // A template's lines are kept as an upload of their own, so the batch
+    // names its input as any other does.
+    let file = match file {
+        Some(file) => file,
+        None => store_expansion(&state, &principal, text).await?,
+    };
     let new = NewBatch {
         id: crate::batches::new_id("batch_"),
         project: principal.project(),
@@ -150,6 +209,9 @@ pub async fn create_batch(
             .metadata
             .map(|m| serde_json::to_value(m).unwrap_or_default()),
         expires_at: db.now() + chrono::Duration::hours(hours),
+        dry_run_percent: body.dry_run_percent,
+        cost_cap: body.cost_cap,
+        estimate: serde_json::to_value(&estimate).ok(),
         items,
     };
     let batch = db
@@ -157,7 +219,79 @@ pub async fn create_batch(
         .await
         .map_err(|e| ApiError::store("recording the batch", e))?;
     tracing::info!(batch = %batch.id, requests = batch.total, "batch created");
-    Ok(Json(BatchObject::from_record(&batch)))
+    Ok(Json(batch_object(&state, &batch).await?))
+}
+
+/// Marks a random `percent` of the items (at least one) as the dry run's
+/// sample; how many.
+fn choose_sample(items: &mut [easel_store::NewBatchItem], percent: f64) -> usize {
+    let n = items.len();
+    let k = ((n as f64 * percent / 100.0).ceil() as usize).clamp(1, n);
+    let mut order: Vec<usize> = (0..n).collect();
+    // A partial Fisher–Yates shuffle: the first k are the sample.
+    for i in 0..k {
+        let j = i + (rand::random::<u64>() % (n - i) as u64) as usize;
+        order.swap(i, j);
+    }
+    for &i in &order[..k] {
+        items[i].sample = true;
+    }
+    k
+}
+
+/// Keeps a template's expansion as a `batch` upload of the caller's.
+async fn store_expansion(
+    state: &AppState,
+    principal: &Principal,
+    text: String,
+) -> Result<FileRecord, ApiError> {
+    let id = crate::batches::new_id("file_");
+    let key = format!("files/{id}.jsonl");
+    let size = text.len() as u64;
+    state
+        .jobs
+        .blobs()
+        .put(&key, text.into())
+        .await
+        .map_err(|e| ApiError::store("storing the template's lines", e))?;
+    state
+        .jobs
+        .db()
+        .insert_file(&NewFile {
+            id,
+            project: principal.project(),
+            purpose: "batch".into(),
+            filename: "template.jsonl".into(),
+            bytes: size,
+            object_key: Some(key),
+            batch_id: None,
+            expires_at: None,
+        })
+        .await
+        .map_err(|e| ApiError::store("recording the template's lines", e))
+}
+
+/// A batch's body with what its lines (and its dry run's sample) have
+/// made and cost so far.
+pub(crate) async fn batch_object(
+    state: &AppState,
+    batch: &BatchRecord,
+) -> Result<BatchObject, ApiError> {
+    let db = state.jobs.db();
+    let mut object = BatchObject::from_record(batch);
+    let spend = db
+        .batch_spend(&batch.id, false)
+        .await
+        .map_err(|e| ApiError::store("reading a batch's spend", e))?;
+    object.spend = Some(SpendObject::from_spend(&spend));
+    if batch.dry_run_percent.is_some() {
+        let sample = db
+            .batch_spend(&batch.id, true)
+            .await
+            .map_err(|e| ApiError::store("reading a batch's dry run", e))?;
+        object.dry_run = Some(SpendObject::from_spend(&sample));
+    }
+    Ok(object)
 }
 
 /// One batch.
@@ -177,7 +311,7 @@ pub async fn get_batch(
     PathId(id): PathId,
 ) -> Result<Json<BatchObject>, ApiError> {
     let batch = visible_batch(&state, &principal, &id).await?;
-    Ok(Json(BatchObject::from_record(&batch)))
+    Ok(Json(batch_object(&state, &batch).await?))
 }
 
 /// The caller's batches, newest first.
@@ -210,7 +344,10 @@ pub async fn list_batches(
         .map_err(|e| ApiError::store("listing batches", e))?;
     let has_more = batches.len() > limit as usize;
     batches.truncate(limit as usize);
-    let data: Vec<BatchObject> = batches.iter().map(BatchObject::from_record).collect();
+    let mut data = Vec::with_capacity(batches.len());
+    for batch in &batches {
+        data.push(batch_object(&state, batch).await?);
+    }
     Ok(Json(BatchList {
         object: "list".into(),
         first_id: data.first().map(|b| b.id.clone()),
@@ -252,5 +389,101 @@ pub async fn cancel_batch(
         }
         None => batch,
     };
-    Ok(Json(BatchObject::from_record(&batch)))
+    Ok(Json(batch_object(&state, &batch).await?))
+}
+
+/// Approves the rest of a dry-run batch: its other lines run. Allowed
+/// while the sample runs or once it is done (`awaiting_approval`).
+#[utoipa::path(
+    post,
+    path = "/v1/batches/{id}/approve",
+    tag = "batches",
+    params(("id" = String, Path, description = "Batch id, `batch_…`")),
+    responses(
+        (status = 200, description = "The batch, in progress", body = BatchObject),
+        (status = 404, description = "No such batch", body = crate::error::ErrorBody),
+        (status = 409, description = "Not a dry run waiting for approval (`batch_not_awaiting_approval`)", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn approve_batch(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    PathId(id): PathId,
+) -> Result<Json<BatchObject>, ApiError> {
+    let batch = visible_batch(&state, &principal, &id).await?;
+    let Some(approved) = state
+        .jobs
+        .db()
+        .approve_batch(&batch.id)
+        .await
+        .map_err(|e| ApiError::store("approving the batch", e))?
+    else {
+        return Err(ApiError::new(
+            ErrorKind::Conflict,
+            "batch_not_awaiting_approval",
+            format!(
+                "batch `{}` is {} and {}; only a dry run not yet approved can be approved",
+                batch.id,
+                batch.status.as_str(),
+                if batch.dry_run_percent.is_some() {
+                    "already approved"
+                } else {
+                    "has no dry run"
+                }
+            ),
+        ));
+    };
+    tracing::info!(batch = %approved.id, "batch approved");
+    Ok(Json(batch_object(&state, &approved).await?))
+}
+
+/// Changes a batch's cost cap; a batch paused at its cap goes on.
+#[utoipa::path(
+    patch,
+    path = "/v1/batches/{id}",
+    tag = "batches",
+    params(("id" = String, Path, description = "Batch id, `batch_…`")),
+    request_body = UpdateBatchRequest,
+    responses(
+        (status = 200, description = "The batch", body = BatchObject),
+        (status = 400, description = "A cap that is not a positive number (`invalid_cost_cap`)", body = crate::error::ErrorBody),
+        (status = 404, description = "No such batch", body = crate::error::ErrorBody),
+        (status = 409, description = "The batch has ended or is cancelling (`batch_ended`)", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn update_batch(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    PathId(id): PathId,
+    ApiJson(body): ApiJson<UpdateBatchRequest>,
+) -> Result<Json<BatchObject>, ApiError> {
+    let batch = visible_batch(&state, &principal, &id).await?;
+    if let Some(cap) = body.cost_cap
+        && !(cap.is_finite() && cap > 0.0)
+    {
+        return Err(ApiError::invalid(
+            "invalid_cost_cap",
+            "cost_cap",
+            format!("cost_cap is {cap}; it must be a positive number"),
+        ));
+    }
+    let Some(updated) = state
+        .jobs
+        .db()
+        .set_batch_cap(&batch.id, body.cost_cap)
+        .await
+        .map_err(|e| ApiError::store("updating the batch", e))?
+    else {
+        return Err(ApiError::new(
+            ErrorKind::Conflict,
+            "batch_ended",
+            format!(
+                "batch `{}` is {}; its cap can no longer change",
+                batch.id,
+                batch.status.as_str()
+            ),
+        ));
+    };
+    tracing::info!(batch = %updated.id, cap = ?body.cost_cap, "batch cost cap changed");
+    Ok(Json(batch_object(&state, &updated).await?))
 }

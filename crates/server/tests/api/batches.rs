@@ -430,3 +430,287 @@ async fn an_upload_over_the_file_limit_is_refused() {
     let ok = upload(&app, &lines(2), "batch").await;
     assert_eq!(ok.status(), 200);
 }
+
+/// Prices that make an image's cost depend only on its size (identical
+/// requests cost the same), and the worker and driver off.
+fn priced(c: &mut easel_config::Config) {
+    by_hand(2)(c);
+    c.metrics.price_per_device_second = 0.0;
+    c.metrics.storage_price_per_gb_month = 1000.0;
+}
+
+/// Makes one image of `small_request(prompt)` (seed 7) so that the model
+/// has a measured cost; that cost.
+async fn warm_up(app: &TestApp, prompt: &str) -> f64 {
+    let job: Value = app
+        .client
+        .post(app.url("/v1/jobs"))
+        .json(&small_request(prompt))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    app.run_pending_jobs().await;
+    let job = get(app, &format!("/v1/jobs/{}", job["id"].as_str().unwrap())).await;
+    let image = get(
+        app,
+        &format!("/v1/images/{}", job["image_ids"][0].as_str().unwrap()),
+    )
+    .await;
+    let cost = image["cost"].as_f64().unwrap();
+    assert!(cost > 0.0, "{image}");
+    cost
+}
+
+async fn create_with(app: &TestApp, body: Value) -> reqwest::Response {
+    app.client
+        .post(app.url("/v1/batches"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Ticks the driver and works the queue until the batch is `status`.
+async fn drive_until(app: &TestApp, id: &str, status: &str) -> Value {
+    for _ in 0..60 {
+        app.tick_batches().await;
+        let batch = get(app, &format!("/v1/batches/{id}")).await;
+        if batch["status"] == status {
+            return batch;
+        }
+        app.run_pending_jobs().await;
+    }
+    panic!(
+        "batch {id} never got {status}: {}",
+        get(app, &format!("/v1/batches/{id}")).await
+    );
+}
+
+#[tokio::test]
+async fn a_template_expands_to_every_combination_and_runs_like_an_upload() {
+    let app = spawn_app_with(|c| {
+        by_hand(8)(c);
+        c.batches.max_requests = 10;
+    })
+    .await;
+    let mut body = small_request("unused");
+    body.as_object_mut().unwrap().remove("prompt");
+    let r = create_with(
+        &app,
+        json!({
+            "template": {
+                "prompt": "a {color} {object}",
+                "variables": {"color": ["red", "blue"], "object": ["lamp", "cup", "hat"]},
+                "body": body,
+            },
+            "metadata": {"campaign": "spring"},
+        }),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let batch: Value = r.json().await.unwrap();
+    assert_eq!(batch["request_counts"]["total"], 6);
+    assert_eq!(batch["endpoint"], "/v1/images/generations");
+    assert_eq!(batch["completion_window"], "24h");
+    // The expansion is kept as the batch's input file.
+    let input = app
+        .client
+        .get(app.url(&format!(
+            "/v1/files/{}/content",
+            batch["input_file_id"].as_str().unwrap()
+        )))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let prompts: Vec<String> = input
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["body"]["prompt"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(prompts[0], "a red lamp");
+    assert_eq!(prompts[5], "a blue hat");
+    let id = batch["id"].as_str().unwrap();
+    let done = drive_until(&app, id, "completed").await;
+    assert_eq!(done["request_counts"]["completed"], 6);
+    let results = content(&app, done["output_file_id"].as_str().unwrap()).await;
+    let ids: Vec<&str> = results
+        .iter()
+        .map(|r| r["custom_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["row-0", "row-1", "row-2", "row-3", "row-4", "row-5"]);
+
+    // A placeholder without values, or values without a placeholder:
+    // refused, nothing stored.
+    let files_before = app.count_rows("files").await;
+    for (template, code) in [
+        (
+            json!({"prompt": "a {colour} lamp", "variables": {"color": ["red"]}}),
+            "unknown_variable",
+        ),
+        (
+            json!({"prompt": "a lamp", "variables": {"color": ["red"]}}),
+            "unused_variable",
+        ),
+        (
+            json!({"prompt": "{a}{b}", "variables": {"a": ["1", "2", "3"], "b": ["1", "2", "3", "4", "5"]}}),
+            "batch_too_large",
+        ),
+    ] {
+        let r = create_with(&app, json!({"template": template})).await;
+        assert_error(r, 400, code).await;
+    }
+    let r = create_with(
+        &app,
+        json!({"template": {"prompt": "x"}, "input_file_id": "file_x"}),
+    )
+    .await;
+    assert_error(r, 400, "invalid_batch_source").await;
+    assert_eq!(app.count_rows("files").await, files_before);
+    assert_eq!(app.count_rows("batches").await, 1);
+}
+
+#[tokio::test]
+async fn a_batch_is_estimated_from_the_models_recent_images() {
+    let app = spawn_app_with(priced).await;
+    let file = upload_ok(&app, &lines(4)).await;
+    // Nothing made yet: no measure, said so.
+    let batch: Value = create(&app, &file).await.json().await.unwrap();
+    let estimate = &batch["estimate"];
+    assert_eq!(estimate["requests"], 4);
+    assert_eq!(estimate["images"], 4);
+    assert!(estimate["cost"].is_null(), "{estimate}");
+    assert!(
+        estimate["basis"].as_str().unwrap().contains("no image"),
+        "{estimate}"
+    );
+    let cost = warm_up(&app, "a lamp, variant 0").await;
+    let batch: Value = create(&app, &file).await.json().await.unwrap();
+    let estimate = &batch["estimate"];
+    // The warm-up and the first batch's jobs: only the warm-up has an
+    // image, so the mean is its cost.
+    assert!(
+        (estimate["cost"].as_f64().unwrap() - 4.0 * cost).abs() < 1e-9,
+        "{estimate}"
+    );
+    assert!(estimate["eta_seconds"].as_f64().unwrap() >= 0.0);
+    assert!(estimate["device_seconds"].as_f64().unwrap() > 0.0);
+    assert_eq!(batch["spend"]["completed"], 0);
+}
+
+#[tokio::test]
+async fn a_dry_run_stops_after_its_sample_and_approval_runs_the_rest() {
+    let app = spawn_app_with(|c| by_hand(8)(c)).await;
+    let file = upload_ok(&app, &lines(20)).await;
+    for (percent, code) in [
+        (0.0, "invalid_dry_run_percent"),
+        (100.0, "invalid_dry_run_percent"),
+    ] {
+        let r = create_with(
+            &app,
+            json!({"input_file_id": file, "endpoint": "/v1/images/generations",
+                   "completion_window": "24h", "dry_run_percent": percent}),
+        )
+        .await;
+        assert_error(r, 400, code).await;
+    }
+    let r = create_with(
+        &app,
+        json!({"input_file_id": file, "endpoint": "/v1/images/generations",
+               "completion_window": "24h", "dry_run_percent": 10}),
+    )
+    .await;
+    let batch: Value = r.json().await.unwrap();
+    let id = batch["id"].as_str().unwrap().to_string();
+    assert_eq!(batch["dry_run_percent"], 10.0);
+    let waiting = drive_until(&app, &id, "awaiting_approval").await;
+    assert_eq!(app.count_jobs().await, 2, "only the 10 % sample ran");
+    let sample = &waiting["dry_run"];
+    assert_eq!(sample["requests"], 2, "{waiting}");
+    assert_eq!(sample["completed"], 2, "{waiting}");
+    assert!(sample["mean_quality_score"].is_f64(), "{waiting}");
+    assert_eq!(sample["moderation_refused"], 0);
+    // More passes change nothing until it is approved.
+    app.tick_batches().await;
+    assert_eq!(app.run_pending_jobs().await, 0);
+    let r = app
+        .client
+        .post(app.url(&format!("/v1/batches/{id}/approve")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let approved: Value = r.json().await.unwrap();
+    assert_eq!(approved["status"], "in_progress");
+    assert!(approved["approved_at"].is_i64());
+    let done = drive_until(&app, &id, "completed").await;
+    assert_eq!(done["request_counts"]["completed"], 20);
+    assert_eq!(app.count_jobs().await, 20);
+    // Approving twice, or a batch without a dry run, is a conflict.
+    let r = app
+        .client
+        .post(app.url(&format!("/v1/batches/{id}/approve")))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 409, "batch_not_awaiting_approval").await;
+}
+
+#[tokio::test]
+async fn a_cost_cap_pauses_exactly_at_the_cap_and_raising_it_resumes() {
+    let app = spawn_app_with(priced).await;
+    // Ten identical lines: each costs what the warm-up cost.
+    let same: String = (0..10)
+        .map(|i| line(&format!("same-{i}"), small_request("a lamp")) + "\n")
+        .collect();
+    let cost = warm_up(&app, "a lamp").await;
+    let file = upload_ok(&app, &same).await;
+    // A cap below the dry run's estimate is refused.
+    let r = create_with(
+        &app,
+        json!({"input_file_id": file, "dry_run_percent": 50, "cost_cap": cost * 2.0}),
+    )
+    .await;
+    assert_error(r, 400, "cap_below_estimate").await;
+    let r = create_with(&app, json!({"input_file_id": file, "cost_cap": cost * 3.5})).await;
+    let batch: Value = r.json().await.unwrap();
+    let id = batch["id"].as_str().unwrap().to_string();
+    let paused = drive_until(&app, &id, "paused_budget").await;
+    assert_eq!(paused["request_counts"]["completed"], 3, "{paused}");
+    let spent = paused["spend"]["cost"].as_f64().unwrap();
+    assert!(spent <= cost * 3.5 && spent + cost > cost * 3.5, "{paused}");
+    // Raising the cap resumes it, to the new cap.
+    let patch = |cap: Value| {
+        let app = &app;
+        let id = id.clone();
+        async move {
+            app.client
+                .patch(app.url(&format!("/v1/batches/{id}")))
+                .json(&json!({"cost_cap": cap}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = patch(json!(cost * 6.2)).await;
+    assert_eq!(r.status(), 200);
+    let resumed: Value = r.json().await.unwrap();
+    assert_eq!(resumed["status"], "in_progress");
+    let paused = drive_until(&app, &id, "paused_budget").await;
+    assert_eq!(paused["request_counts"]["completed"], 6, "{paused}");
+    assert_error(patch(json!(-1.0)).await, 400, "invalid_cost_cap").await;
+    // No cap: it finishes.
+    assert_eq!(patch(Value::Null).await.status(), 200);
+    let done = drive_until(&app, &id, "completed").await;
+    assert_eq!(done["request_counts"]["completed"], 10);
+    assert_error(patch(json!(1.0)).await, 409, "batch_ended").await;
+}

@@ -28,8 +28,19 @@ CREATE TABLE batches (
     -- The caller's metadata: a JSON object of up to 16 string pairs.
     metadata           TEXT,
     -- validating | in_progress | finalizing | completed | failed | expired
-    -- | cancelling | cancelled, as OpenAI names them.
+    -- | cancelling | cancelled, as OpenAI names them; and Easel's
+    -- awaiting_approval (a dry run's sample is done) and paused_budget
+    -- (the cost cap is reached).
     status             TEXT NOT NULL,
+    -- The share of lines (percent) run first as a dry run, when asked;
+    -- the rest waits for approval (`approved_at`).
+    dry_run_percent    DOUBLE PRECISION,
+    approved_at        BIGINT,
+    -- The most the batch may cost, in the configured currency.
+    cost_cap           DOUBLE PRECISION,
+    -- The estimate made at creation (JSON: images, device_seconds, cost,
+    -- eta_seconds, basis).
+    estimate           TEXT,
     total              BIGINT NOT NULL,
     completed          BIGINT NOT NULL DEFAULT 0,
     failed             BIGINT NOT NULL DEFAULT 0,
@@ -62,6 +73,8 @@ CREATE TABLE batch_items (
     error_code     TEXT,
     error_message  TEXT,
     finished_at    BIGINT,
+    -- Whether the line is in the dry run's sample (1) or not (0).
+    sample         BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (batch_id, line)
 );
 CREATE INDEX batch_items_open ON batch_items (batch_id, status, line)

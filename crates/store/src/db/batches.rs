@@ -12,7 +12,8 @@ use easel_core::{JobId, ProjectId};
 use super::{Db, on_pool};
 use crate::error::{Result, StoreError};
 use crate::records::batch::{
-    BatchItem, BatchRecord, BatchStatus, FileRecord, ItemOutcome, ItemStatus, NewBatch, NewFile,
+    BatchItem, BatchRecord, BatchSpend, BatchStatus, FileRecord, ItemOutcome, ItemStatus, NewBatch,
+    NewFile,
 };
 use crate::rows::{self, Columns};
 
@@ -25,23 +26,29 @@ const INSERT_FILE: &str = "INSERT INTO files \
 
 const INSERT_BATCH: &str = "INSERT INTO batches \
      (id, project_id, user_id, endpoint, input_file_id, completion_window, metadata, status, \
-      total, created_at, in_progress_at, expires_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, 'in_progress', $8, $9, $9, $10)";
+      total, created_at, in_progress_at, expires_at, dry_run_percent, cost_cap, estimate) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, 'in_progress', $8, $9, $9, $10, $11, $12, $13)";
 
-/// Items per multi-row insert (three parameters each).
+/// Items per multi-row insert (four parameters each).
 const ITEM_CHUNK: usize = 400;
 
 /// `INSERT INTO batch_items … VALUES (…), (…), …` for `rows` rows: `$1`
-/// is the batch, then each row's line, custom id and request.
+/// is the batch, then each row's line, custom id, request and sample flag.
 fn insert_items_sql(rows: usize) -> String {
     let values: Vec<String> = (0..rows)
         .map(|r| {
-            let b = 1 + 3 * r;
-            format!("($1, ${}, ${}, ${}, 'pending')", b + 1, b + 2, b + 3)
+            let b = 1 + 4 * r;
+            format!(
+                "($1, ${}, ${}, ${}, ${}, 'pending')",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4
+            )
         })
         .collect();
     format!(
-        "INSERT INTO batch_items (batch_id, line, custom_id, request, status) VALUES {}",
+        "INSERT INTO batch_items (batch_id, line, custom_id, request, sample, status) VALUES {}",
         values.join(", ")
     )
 }
@@ -60,11 +67,33 @@ const BATCHES: &str = "SELECT * FROM batches \
      WHERE ($1 IS NULL OR project_id = $1) AND ($2 IS NULL OR id < $2) \
      ORDER BY id DESC LIMIT $3";
 const OPEN_BATCHES: &str = "SELECT * FROM batches \
-     WHERE status IN ('in_progress', 'finalizing', 'cancelling') ORDER BY created_at, id";
+     WHERE status IN ('in_progress', 'finalizing', 'cancelling', 'awaiting_approval', \
+                      'paused_budget') \
+     ORDER BY created_at, id";
 
 const ITEMS: &str = "SELECT * FROM batch_items \
      WHERE batch_id = $1 AND ($2 IS NULL OR status = $2) AND line > $3 \
      ORDER BY line LIMIT $4";
+const PENDING: &str = "SELECT * FROM batch_items \
+     WHERE batch_id = $1 AND status = 'pending' AND ($2 = 0 OR sample = 1) \
+     ORDER BY line LIMIT $3";
+const OPEN_SAMPLE: &str = "SELECT COUNT(*) FROM batch_items \
+     WHERE batch_id = $1 AND sample = 1 AND status IN ('pending', 'submitted')";
+const SPEND_ITEMS: &str = "SELECT COUNT(*) AS items, \
+         SUM(CASE WHEN status = 'succeeded' THEN 1 ELSE 0 END) AS succeeded, \
+         SUM(CASE WHEN status IN ('failed', 'cancelled', 'expired') THEN 1 ELSE 0 END) AS failed, \
+         SUM(CASE WHEN error_code IN ('prompt_rejected', 'image_rejected') THEN 1 ELSE 0 END) \
+             AS refused \
+     FROM batch_items WHERE batch_id = $1 AND ($2 = 0 OR sample = 1)";
+const SPEND_IMAGES: &str = "SELECT COUNT(*) AS images, COALESCE(SUM(im.cost), 0.0) AS cost, \
+         AVG(im.quality_score) AS quality, \
+         SUM(CASE WHEN CAST(im.flags AS TEXT) <> '[]' THEN 1 ELSE 0 END) AS flagged \
+     FROM batch_items i JOIN images im ON im.job_id = i.job_id \
+     WHERE i.batch_id = $1 AND ($2 = 0 OR i.sample = 1)";
+const RECENT_IMAGES: &str = "SELECT COUNT(*) AS n, AVG(device_seconds) AS seconds, \
+         AVG(cost) AS cost \
+     FROM (SELECT device_seconds, cost FROM images WHERE model = $1 \
+           ORDER BY created_at DESC LIMIT $2) recent";
 const COUNT_ITEMS: &str = "SELECT COUNT(*) FROM batch_items WHERE batch_id = $1 AND status = $2";
 const MARK_SUBMITTED: &str = "UPDATE batch_items SET status = 'submitted', job_id = $3 \
      WHERE batch_id = $1 AND line = $2 AND status = 'pending'";
@@ -88,14 +117,27 @@ const COUNTS: &str = "SELECT \
 const SET_COUNTS: &str = "UPDATE batches SET completed = $2, failed = $3 WHERE id = $1";
 
 const CANCEL: &str = "UPDATE batches SET status = 'cancelling', cancelling_at = $2 \
-     WHERE id = $1 AND status IN ('validating', 'in_progress') RETURNING *";
+     WHERE id = $1 AND status IN ('validating', 'in_progress', 'awaiting_approval', \
+                                  'paused_budget') RETURNING *";
+const AWAIT_APPROVAL: &str = "UPDATE batches SET status = 'awaiting_approval' \
+     WHERE id = $1 AND status = 'in_progress' AND approved_at IS NULL RETURNING *";
+const APPROVE: &str = "UPDATE batches SET status = 'in_progress', approved_at = $2 \
+     WHERE id = $1 AND dry_run_percent IS NOT NULL AND approved_at IS NULL \
+       AND status IN ('in_progress', 'awaiting_approval') RETURNING *";
+const PAUSE: &str = "UPDATE batches SET status = 'paused_budget' \
+     WHERE id = $1 AND status = 'in_progress' RETURNING *";
+const SET_CAP: &str = "UPDATE batches SET cost_cap = $2, \
+         status = CASE WHEN status = 'paused_budget' THEN 'in_progress' ELSE status END \
+     WHERE id = $1 AND status IN ('in_progress', 'awaiting_approval', 'paused_budget') \
+     RETURNING *";
 const FINALIZING: &str = "UPDATE batches SET status = 'finalizing', finalizing_at = $2 \
      WHERE id = $1 AND status = 'in_progress' RETURNING *";
 const FINISH: &str = "UPDATE batches SET status = $2, output_file_id = $3, error_file_id = $4, \
          completed_at = CASE WHEN $2 = 'completed' THEN $5 ELSE completed_at END, \
          cancelled_at = CASE WHEN $2 = 'cancelled' THEN $5 ELSE cancelled_at END, \
          expired_at = CASE WHEN $2 = 'expired' THEN $5 ELSE expired_at END \
-     WHERE id = $1 AND status IN ('in_progress', 'finalizing', 'cancelling') RETURNING *";
+     WHERE id = $1 AND status IN ('in_progress', 'finalizing', 'cancelling', \
+                                  'awaiting_approval', 'paused_budget') RETURNING *";
 
 fn opt_time(
     row: &impl Columns,
@@ -159,6 +201,14 @@ fn batch_row(row: &impl Columns) -> Result<BatchRecord> {
         cancelled_at: opt_time(row, "cancelled_at")?,
         expires_at: rows::time(row.int("expires_at")?, "batches.expires_at")?,
         expired_at: opt_time(row, "expired_at")?,
+        dry_run_percent: row.opt_float("dry_run_percent")?,
+        approved_at: opt_time(row, "approved_at")?,
+        cost_cap: row.opt_float("cost_cap")?,
+        estimate: row
+            .opt_text("estimate")?
+            .map(|t| serde_json::from_str(&t))
+            .transpose()
+            .map_err(|e| StoreError::corrupt("batches.estimate", e))?,
     })
 }
 
@@ -185,6 +235,7 @@ fn item_row(row: &impl Columns) -> Result<BatchItem> {
             .opt_int("finished_at")?
             .map(|t| rows::time(t, "batch_items.finished_at"))
             .transpose()?,
+        sample: row.int("sample")? != 0,
     })
 }
 
@@ -265,6 +316,11 @@ impl Db {
             .as_ref()
             .map(|m| rows::to_json(m, "batches.metadata"))
             .transpose()?;
+        let estimate = batch
+            .estimate
+            .as_ref()
+            .map(|e| rows::to_json(e, "batches.estimate"))
+            .transpose()?;
         let requests = batch
             .items
             .iter()
@@ -283,6 +339,9 @@ impl Db {
                 .bind(batch.items.len() as i64)
                 .bind(now)
                 .bind(rows::ms(batch.expires_at))
+                .bind(batch.dry_run_percent)
+                .bind(batch.cost_cap)
+                .bind(&estimate)
                 .execute(&mut *tx)
                 .await?;
             for (c, chunk) in batch.items.chunks(ITEM_CHUNK).enumerate() {
@@ -296,7 +355,11 @@ impl Db {
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&batch.id);
                 for (k, item) in chunk.iter().enumerate() {
                     let line = (c * ITEM_CHUNK + k) as i64;
-                    q = q.bind(line).bind(&item.custom_id).bind(&requests[line as usize]);
+                    q = q
+                        .bind(line)
+                        .bind(&item.custom_id)
+                        .bind(&requests[line as usize])
+                        .bind(i64::from(item.sample));
                 }
                 q.execute(&mut *tx).await?;
             }
@@ -363,6 +426,84 @@ impl Db {
                 .fetch_all(p)
                 .await?;
             rows.iter().map(item_row).collect()
+        })
+    }
+
+    /// The first `limit` pending items in line order (of the dry run's
+    /// sample only, when asked).
+    pub async fn pending_batch_items(
+        &self,
+        batch_id: &str,
+        sample_only: bool,
+        limit: u32,
+    ) -> Result<Vec<BatchItem>> {
+        let limit = checked_limit(limit)?;
+        on_pool!(self, read, p => {
+            let rows = sqlx::query(PENDING)
+                .bind(batch_id)
+                .bind(i64::from(sample_only))
+                .bind(limit)
+                .fetch_all(p)
+                .await?;
+            rows.iter().map(item_row).collect()
+        })
+    }
+
+    /// How many of the dry run's sample lines are still open.
+    pub async fn open_sample_items(&self, batch_id: &str) -> Result<u64> {
+        let n: i64 = on_pool!(self, read, p => sqlx::query_scalar(OPEN_SAMPLE)
+            .bind(batch_id)
+            .fetch_one(p)
+            .await?);
+        Ok(n.max(0) as u64)
+    }
+
+    /// What a batch's lines (or its sample's) have made, cost and scored.
+    pub async fn batch_spend(&self, batch_id: &str, sample_only: bool) -> Result<BatchSpend> {
+        let flag = i64::from(sample_only);
+        let n = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
+        on_pool!(self, read, p => {
+            let items = sqlx::query(SPEND_ITEMS)
+                .bind(batch_id)
+                .bind(flag)
+                .fetch_one(p)
+                .await?;
+            let images = sqlx::query(SPEND_IMAGES)
+                .bind(batch_id)
+                .bind(flag)
+                .fetch_one(p)
+                .await?;
+            Ok(BatchSpend {
+                items: n(items.opt_int("items")?),
+                succeeded: n(items.opt_int("succeeded")?),
+                failed: n(items.opt_int("failed")?),
+                moderation_refused: n(items.opt_int("refused")?),
+                images: n(images.opt_int("images")?),
+                cost: images.opt_float("cost")?.unwrap_or(0.0),
+                mean_quality_score: images.opt_float("quality")?,
+                flagged_images: n(images.opt_int("flagged")?),
+            })
+        })
+    }
+
+    /// How many of the last `limit` images of `model` there are, and
+    /// their mean device time and cost (for a batch's estimate).
+    pub async fn recent_image_stats(
+        &self,
+        model: &str,
+        limit: u32,
+    ) -> Result<(u64, Option<f64>, Option<f64>)> {
+        on_pool!(self, read, p => {
+            let row = sqlx::query(RECENT_IMAGES)
+                .bind(model)
+                .bind(i64::from(limit))
+                .fetch_one(p)
+                .await?;
+            Ok((
+                row.int("n")?.max(0) as u64,
+                row.opt_float("seconds")?,
+                row.opt_float("cost")?,
+            ))
         })
     }
 
@@ -483,6 +624,41 @@ impl Db {
     /// progress (another process got there first, or it was cancelled).
     pub async fn finalizing_batch(&self, id: &str) -> Result<Option<BatchRecord>> {
         self.transition(FINALIZING, id).await
+    }
+
+    /// Stops a dry-run batch whose sample is done until it is approved;
+    /// `None` when it was not in progress and unapproved.
+    pub async fn await_batch_approval(&self, id: &str) -> Result<Option<BatchRecord>> {
+        self.untimed_transition(AWAIT_APPROVAL, id).await
+    }
+
+    /// Approves the rest of a dry-run batch; `None` when it was not a
+    /// dry run waiting for approval (or had ended).
+    pub async fn approve_batch(&self, id: &str) -> Result<Option<BatchRecord>> {
+        self.transition(APPROVE, id).await
+    }
+
+    /// Pauses a batch at its cost cap; `None` when it was not in
+    /// progress.
+    pub async fn pause_batch(&self, id: &str) -> Result<Option<BatchRecord>> {
+        self.untimed_transition(PAUSE, id).await
+    }
+
+    /// Sets a batch's cost cap (`None`: no cap); a batch paused at its cap
+    /// goes on (the driver pauses it again if the new cap is reached too).
+    /// `None` when the batch has ended or is being cancelled.
+    pub async fn set_batch_cap(&self, id: &str, cap: Option<f64>) -> Result<Option<BatchRecord>> {
+        on_pool!(self, write, p => {
+            let row = sqlx::query(SET_CAP).bind(id).bind(cap).fetch_optional(p).await?;
+            row.as_ref().map(batch_row).transpose()
+        })
+    }
+
+    async fn untimed_transition(&self, sql: &'static str, id: &str) -> Result<Option<BatchRecord>> {
+        on_pool!(self, write, p => {
+            let row = sqlx::query(sql).bind(id).fetch_optional(p).await?;
+            row.as_ref().map(batch_row).transpose()
+        })
     }
 
     async fn transition(&self, sql: &'static str, id: &str) -> Result<Option<BatchRecord>> {

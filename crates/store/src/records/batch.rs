@@ -56,6 +56,10 @@ stored_enum!(
         Cancelling = "cancelling",
         /// Cancelled; what was made is kept.
         Cancelled = "cancelled",
+        /// Easel: a dry run's sample is done; the rest waits for approval.
+        AwaitingApproval = "awaiting_approval",
+        /// Easel: the cost cap is reached; raising it resumes the batch.
+        PausedBudget = "paused_budget",
     }
 );
 
@@ -148,6 +152,8 @@ pub struct NewBatchItem {
     pub custom_id: String,
     /// The validated request, as the job system serialises it.
     pub request: serde_json::Value,
+    /// Whether the line is in the dry run's sample.
+    pub sample: bool,
 }
 
 /// A batch to record, with its items (numbered from 0 in this order).
@@ -169,6 +175,12 @@ pub struct NewBatch {
     pub metadata: Option<serde_json::Value>,
     /// When unfinished items expire.
     pub expires_at: DateTime<Utc>,
+    /// The share of lines (percent) run first as a dry run.
+    pub dry_run_percent: Option<f64>,
+    /// The most the batch may cost.
+    pub cost_cap: Option<f64>,
+    /// The estimate made at creation (opaque JSON).
+    pub estimate: Option<serde_json::Value>,
     /// The request lines.
     pub items: Vec<NewBatchItem>,
 }
@@ -218,6 +230,43 @@ pub struct BatchRecord {
     pub expires_at: DateTime<Utc>,
     /// When it expired.
     pub expired_at: Option<DateTime<Utc>>,
+    /// The share of lines (percent) run first as a dry run.
+    pub dry_run_percent: Option<f64>,
+    /// When the rest of a dry-run batch was approved.
+    pub approved_at: Option<DateTime<Utc>>,
+    /// The most the batch may cost.
+    pub cost_cap: Option<f64>,
+    /// The estimate made at creation.
+    pub estimate: Option<serde_json::Value>,
+}
+
+impl BatchRecord {
+    /// Whether only the dry run's sample may run now.
+    pub fn sampling(&self) -> bool {
+        self.dry_run_percent.is_some() && self.approved_at.is_none()
+    }
+}
+
+/// What a batch's images have cost and scored so far, over all its lines
+/// or its dry run's sample.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchSpend {
+    /// Lines counted.
+    pub items: u64,
+    /// Of which made their images.
+    pub succeeded: u64,
+    /// Of which did not.
+    pub failed: u64,
+    /// Their images.
+    pub images: u64,
+    /// The images' cost.
+    pub cost: f64,
+    /// The images' mean quality score, when scored.
+    pub mean_quality_score: Option<f64>,
+    /// Images the moderation flagged.
+    pub flagged_images: u64,
+    /// Lines refused by the content policy (the prompt or the image).
+    pub moderation_refused: u64,
 }
 
 /// One request line as stored.
@@ -241,6 +290,8 @@ pub struct BatchItem {
     pub error_message: Option<String>,
     /// When it stopped changing.
     pub finished_at: Option<DateTime<Utc>>,
+    /// Whether the line is in the dry run's sample.
+    pub sample: bool,
 }
 
 /// An item's outcome, taken from its job.
