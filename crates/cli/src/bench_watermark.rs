@@ -119,9 +119,27 @@ pub struct Report {
     cells: Vec<Cell>,
     quality: Vec<Quality>,
     unmarked: usize,
-    false_positives: usize,
+    false_positives: Vec<FalsePositive>,
     /// Mean detect time on unmarked images (the search runs to the end), ms.
     unmarked_detect_ms: f64,
+}
+
+/// An unmarked image read as marked.
+#[derive(Debug, Serialize)]
+struct FalsePositive {
+    /// Its place in the unmarked pool (the outputs, the natural pictures,
+    /// then the synthetic ones, drawn from `--seed`).
+    index: usize,
+    /// `output`, `natural`, `noise`, `flat` or `gradient`.
+    kind: &'static str,
+    /// Whether it was the JPEG 80 copy.
+    jpeg80: bool,
+    /// Which mark was read (`easelmark-v1` or `dwtDctSvd`).
+    method: &'static str,
+    /// The tags read.
+    server: u16,
+    image: u32,
+    confidence: f32,
 }
 
 /// Runs `easel bench watermark`.
@@ -220,17 +238,47 @@ pub fn run(args: WatermarkArgs) -> anyhow::Result<()> {
     }
 
     let pool = unmarked_pool(&originals, &sets, args.unmarked, args.seed);
-    let (mut false_positives, mut reads, mut spent) = (0, 0, Duration::ZERO);
-    for image in &pool {
-        for candidate in [image.clone(), jpeg(image, 80)] {
-            let start = Instant::now();
-            if detect_watermark(&candidate).is_some() {
-                false_positives += 1;
-            }
-            spent += start.elapsed();
-            reads += 1;
-        }
-    }
+    // Every core reads a share of the pool (the reads are independent).
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = pool.len().div_ceil(threads).max(1);
+    let (false_positives, reads, spent) = std::thread::scope(|scope| {
+        let shares: Vec<_> = pool
+            .chunks(chunk)
+            .enumerate()
+            .map(|(part, share)| {
+                scope.spawn(move || {
+                    let (mut fp, mut reads, mut spent) = (Vec::new(), 0usize, Duration::ZERO);
+                    for (i, (image, kind)) in share.iter().enumerate() {
+                        for (jpeg80, candidate) in [(false, image.clone()), (true, jpeg(image, 80))]
+                        {
+                            let start = Instant::now();
+                            if let Some(r) = detect_watermark(&candidate) {
+                                fp.push(FalsePositive {
+                                    index: part * chunk + i,
+                                    kind,
+                                    jpeg80,
+                                    method: r.method.as_str(),
+                                    server: r.payload.server,
+                                    image: r.payload.image,
+                                    confidence: r.confidence,
+                                });
+                            }
+                            spent += start.elapsed();
+                            reads += 1;
+                        }
+                    }
+                    (fp, reads, spent)
+                })
+            })
+            .collect();
+        shares
+            .into_iter()
+            .map(|h| h.join().expect("a reader thread"))
+            .fold((Vec::new(), 0, Duration::ZERO), |mut a, b| {
+                a.0.extend(b.0);
+                (a.0, a.1 + b.1, a.2 + b.2)
+            })
+    });
     let report = Report {
         cells,
         quality,
@@ -376,10 +424,16 @@ fn quality_of(set: &Set) -> Quality {
 
 /// `n` unmarked images: the unmarked outputs and natural pictures, then
 /// seeded noise, flat colours and gradients at 256 px.
-fn unmarked_pool(outputs: &[RgbImage], sets: &[Set], n: usize, seed: u64) -> Vec<RgbImage> {
-    let mut pool: Vec<RgbImage> = outputs.to_vec();
+fn unmarked_pool(
+    outputs: &[RgbImage],
+    sets: &[Set],
+    n: usize,
+    seed: u64,
+) -> Vec<(RgbImage, &'static str)> {
+    let mut pool: Vec<(RgbImage, &'static str)> =
+        outputs.iter().map(|o| (o.clone(), "output")).collect();
     for set in &sets[1..] {
-        pool.extend(set.originals.iter().cloned());
+        pool.extend(set.originals.iter().map(|o| (o.clone(), "natural")));
     }
     let mut rng = seed ^ 0x5eed;
     let mut k = 0usize;
@@ -403,11 +457,15 @@ fn unmarked_pool(outputs: &[RgbImage], sets: &[Set], n: usize, seed: u64) -> Vec
                 }
             }
         }
-        pool.push(RgbImage {
-            width: side,
-            height: side,
-            pixels,
-        });
+        let kind = ["noise", "flat", "gradient"][k % 3];
+        pool.push((
+            RgbImage {
+                width: side,
+                height: side,
+                pixels,
+            },
+            kind,
+        ));
         k += 1;
     }
     pool.truncate(n.max(outputs.len()));
@@ -469,10 +527,23 @@ fn table(report: &Report, sets: &[Set]) -> String {
         .collect();
     out.push_str(&format!(
         "\nfalse positives: {} of {} unmarked reads; detect: {}; unmarked {:.1} ms\n",
-        report.false_positives,
+        report.false_positives.len(),
         report.unmarked,
         detect.join(", "),
         report.unmarked_detect_ms
     ));
+    for fp in &report.false_positives {
+        out.push_str(&format!(
+            "  false positive: unmarked image {} ({}{}) read by {} as server {:#06x} image \
+             {:#010x}, confidence {:.3}\n",
+            fp.index,
+            fp.kind,
+            if fp.jpeg80 { ", JPEG 80" } else { "" },
+            fp.method,
+            fp.server,
+            fp.image,
+            fp.confidence
+        ));
+    }
     out
 }

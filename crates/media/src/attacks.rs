@@ -1,7 +1,7 @@
 //! What happens to images in the wild, for measuring the watermark
-//! (`easel bench watermark` and the watermark tests): re-encoding,
-//! resizing, cropping, brightness and contrast, as Pillow and the usual
-//! image pipelines do them; and PSNR/SSIM, what the mark costs.
+//! (`easel bench watermark` and the watermark tests): re-encoding (JPEG,
+//! lossy WebP), resizing, cropping, brightness and contrast, as Pillow and
+//! the usual image pipelines do them; and PSNR/SSIM, what the mark costs.
 
 use easel_core::RgbImage;
 use image::imageops::FilterType;
@@ -41,6 +41,18 @@ pub fn jpeg(image: &RgbImage, quality: u8) -> RgbImage {
     from_buffer(
         image::load_from_memory_with_format(&out, image::ImageFormat::Jpeg)
             .expect("JPEG decodes")
+            .to_rgb8(),
+    )
+}
+
+/// Lossy WebP at `quality` (libwebp, its default method and filters, as
+/// `cwebp -q` and Pillow do), decoded again with the decoder the server
+/// uses for uploads.
+pub fn webp(image: &RgbImage, quality: f32) -> RgbImage {
+    let encoded = webp::Encoder::from_rgb(&image.pixels, image.width, image.height).encode(quality);
+    from_buffer(
+        image::load_from_memory_with_format(&encoded, image::ImageFormat::WebP)
+            .expect("WebP decodes")
             .to_rgb8(),
     )
 }
@@ -130,6 +142,14 @@ pub fn all() -> Vec<Attack> {
         Attack {
             name: "jpeg95",
             apply: |i, _| jpeg(i, 95),
+        },
+        Attack {
+            name: "webp75",
+            apply: |i, _| webp(i, 75.0),
+        },
+        Attack {
+            name: "webp90",
+            apply: |i, _| webp(i, 90.0),
         },
         Attack {
             name: "resize0.5-bilinear",

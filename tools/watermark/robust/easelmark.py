@@ -41,6 +41,10 @@ MSE_STEP = 0.95        # factor on k^2 per step while the rounded output is over
 WHITE_K = 0.8          # strength factor of the one-sided pattern near white (SSIM cost of one-sided is higher)
 ACT_R = 2              # activity: box radius of the local mean / mean square
 MASK_R = 2             # mask smoothing box radius
+CH_HI = 221.0          # channel-aware headroom: channels <= CH_HI survive brightness x1.15 (255/1.15 = 221.7)
+CH_LO = 0.0            # ... and channels >= CH_LO (contrast +15 % clips below ~0.13 * mean)
+U_MIN = 0.4            # luma weight of the robust channels at which a pixel is fully carried by them (gain <= 1/U_MIN)
+LUMA_W = np.array([0.299, 0.587, 0.114])
 
 # detection
 PRE_R = 3              # prefilter: residual = Y - sigma_{PRE_R}(Y) (separable sigma filter, see residual())
@@ -367,19 +371,33 @@ def embed(rgb, server: int, image: int):
     # near black: the pattern fades out (factor 1 - a_dn): a one-sided positive pattern would
     # raise the local mean, and SSIM's luminance term is very sensitive to that near 0.
     d = m * (1.0 - a_dn) * (1.0 - (1.0 - WHITE_K) * a_up) * (pat - a_up * np.abs(pat))
+    # channel-aware headroom: rho_C = how well channel C can carry a symmetric +-change that survives
+    # brightness / contrast +15 % (ramps inside [CH_LO, CH_HI]: width HEAD_K m below CH_HI, width
+    # HEAD_K m / U_MIN above CH_LO so that even the largest gain 1/U_MIN never clips at 0); U = luma weight of
+    # those channels.  The symmetric pattern m W is put into them (same change in every robust channel,
+    # luma change lam * m W, lam = min(1, U / U_MIN)); the rest (1 - lam) of the pixel keeps the old d
+    # on all three channels.
+    hm = HEAD_K * m
+    rho = (np.clip((CH_HI - f) / hm[..., None], 0.0, 1.0) * np.clip((f - CH_LO) / (hm / U_MIN)[..., None], 0.0, 1.0))
+    U = rho[..., 0] * LUMA_W[0] + rho[..., 1] * LUMA_W[1] + rho[..., 2] * LUMA_W[2]
+    lam = np.minimum(U / U_MIN, 1.0)
+    Ud = np.maximum(U, U_MIN)
+    ds = m * pat
+    D = (ds / Ud)[..., None] * rho + ((1.0 - lam) * d)[..., None]   # per-channel change, H x W x 3
+    dY = D[..., 0] * LUMA_W[0] + D[..., 1] * LUMA_W[1] + D[..., 2] * LUMA_W[2]
     # global budget: scale the whole pattern down (never up) so that the predicted mean SSIM loss
-    # mean(dvar / (2 avar + C2)) stays <= SSIM_LOSS, with dvar / avar the local variances of d / Y in
-    # SSIM's own Gaussian window (a local mean shift costs SSIM almost nothing), and the MSE
-    # mean(d^2) stays <= MSE_MAX.
-    dvar = np.maximum(gauss(d * d) - gauss(d) ** 2, 0)
+    # mean(dvar / (2 avar + C2)) stays <= SSIM_LOSS, with dvar / avar the local variances of the luma
+    # change dY / Y in SSIM's own Gaussian window (a local mean shift costs SSIM almost nothing), and
+    # the MSE mean(D^2) (over all pixels and the 3 channels) stays <= MSE_MAX.
+    dvar = np.maximum(gauss(dY * dY) - gauss(dY) ** 2, 0)
     avar = np.maximum(gauss(Y * Y) - gauss(Y) ** 2, 0)
     k2 = min(1.0, SSIM_LOSS / max(np.mean(dvar / (2.0 * avar + C2_SSIM)), 1e-30),
-             MSE_MAX / max(np.mean(d * d), 1e-30))
-    # the rounded output can have a larger MSE than d (d takes few distinct values on textured
+             MSE_MAX / max(np.mean(D * D), 1e-30))
+    # the rounded output can have a larger MSE than D (D takes few distinct values on textured
     # pictures, so rounding does not average out): check the delivered output itself and shrink
     # k^2 by MSE_STEP until its MSE (over all pixels and the 3 channels) is <= MSE_MAX (at most 40 steps).
     for _ in range(41):
-        out = np.clip(np.rint(f + (d * np.sqrt(k2))[..., None]), 0, 255)
+        out = np.clip(np.rint(f + D * np.sqrt(k2)), 0, 255)
         if np.mean((out - f) ** 2) <= MSE_MAX:
             break
         k2 *= MSE_STEP
@@ -621,6 +639,18 @@ def test_image():
     return img
 
 
+def test_image_ch():
+    """Second test picture (channel-aware headroom, SPEC.md section 4 step 5c): test_image(), then
+    rows 0..63 x columns 192..255 = (255, 40, 40), rows 192..255 x columns 0..63 = (250, 215, 30),
+    rows 96..159 x columns 96..159 = (255, 0, 0), rows 96..159 x columns 0..63 = (4, 60, 120)."""
+    img = test_image()
+    img[:64, 192:] = (255, 40, 40)
+    img[192:, :64] = (250, 215, 30)
+    img[96:160, 96:160] = (255, 0, 0)
+    img[96:160, :64] = (4, 60, 120)
+    return img
+
+
 def selftest():
     """Print the test vectors listed in SPEC.md."""
     code = bch_encode(payload_bits(0x1234, 0xDEADBEEF))
@@ -636,6 +666,13 @@ def selftest():
     print("embed-test sha256(out RGB bytes, row-major) =", hashlib.sha256(out.tobytes()).hexdigest())
     print("embed-test sum|out-in| = %d, sum(out-in) = %d, max|out-in| = %d" % (np.abs(d).sum(), d.sum(), np.abs(d).max()))
     print("detect(test) =", detect(out))
+    src = test_image_ch()
+    out = embed(src, 0x1234, 0xDEADBEEF)
+    d = out.astype(np.int64) - src.astype(np.int64)
+    print("embed-test-ch sha256 =", hashlib.sha256(out.tobytes()).hexdigest())
+    print("embed-test-ch sum|out-in| = %d, sum(out-in) = %d, max|out-in| = %d; per channel sum|out-in| R G B = %s"
+          % (np.abs(d).sum(), d.sum(), np.abs(d).max(), np.abs(d).sum(axis=(0, 1)).tolist()))
+    print("detect(test-ch) =", detect(out))
 
 
 # ----------------------------------------------------------------------------- CLI

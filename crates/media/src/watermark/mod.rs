@@ -2,15 +2,16 @@
 //! tag) and a CRC-16, hidden in every generated image.
 //!
 //! # The mark Easel embeds: easelmark v1 (`robust`)
-//! A periodic 64×64 tile of sync and code cells added to the luma with a
-//! perceptual mask, the 64 bits protected by BCH(127, 64). Detection
+//! A periodic 64×64 tile of sync and code cells that changes the luma with
+//! a perceptual mask, carried by the channels with headroom (so
+//! brightening does not clip it away), the 64 bits protected by
+//! BCH(127, 64). Detection
 //! searches the scale (0.45× to 2.2×) and finds the tile's offset by
 //! correlating with the sync pattern, so it reads most images that were
 //! re-encoded as JPEG, resized, cropped at any position or had their
 //! brightness and contrast changed, and it says which scale and offset it
 //! recovered. The design, its false-positive bound, its measurements and
-//! what it still misses (WebP, brightening white backgrounds, dense
-//! textures) are in `docs/watermark.md`; a reference decoder in Python,
+//! what it still misses (WebP at quality 75, dense textures) are in `docs/watermark.md`; a reference decoder in Python,
 //! written from the same specification, is in `tools/watermark/robust/`.
 //!
 //! # The compatible mark (`codec`): read, no longer embedded

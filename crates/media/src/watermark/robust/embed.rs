@@ -1,8 +1,11 @@
 //! Embedding: the tile, repeated over the image from its top-left corner,
-//! added to the luma of every pixel (the same change on R, G and B, so
-//! the colour does not shift), with a strength that keeps the SSIM loss of
-//! each window near a fixed target, one-sided near white (so clipping does
-//! not erase it) and fading out near black; then the whole pattern is
+//! changes the luma of every pixel with a strength that keeps the SSIM
+//! loss of each window near a fixed target. The change goes into the
+//! channels with headroom (inside [0, 221], so it survives brightening or
+//! more contrast by 15 %) as a symmetric pattern; the share of a pixel
+//! those channels cannot carry (a white background, a channel at 255) gets
+//! the same change on R, G and B, one-sided near white (so clipping does
+//! not erase it) and fading out near black. Then the whole pattern is
 //! scaled down, never up, to a global budget of predicted SSIM loss and
 //! MSE.
 
@@ -32,6 +35,16 @@ fn mse_max() -> f64 {
 const MSE_STEP: f64 = 0.95;
 /// Steps at most.
 const MSE_TRIES: usize = 41;
+/// Channel-aware headroom: a channel at or below this survives brightness
+/// ×1.15 (255/1.15 = 221.7).
+const CH_HI: f64 = 221.0;
+/// ... and at or above this more contrast.
+const CH_LO: f64 = 0.0;
+/// The luma weight of the robust channels at which a pixel is carried by
+/// them alone (so the gain on a channel is at most 1/U_MIN).
+const U_MIN: f64 = 0.4;
+/// Rec. 601 luma weights, as the detector reads the picture.
+const LUMA_W: [f64; 3] = [0.299, 0.587, 0.114];
 /// Box radius of the local activity and of the mask's smoothing.
 const ACT_R: usize = 2;
 const MASK_R: usize = 2;
@@ -60,7 +73,10 @@ pub(crate) fn embed(pixels: &mut [u8], width: usize, height: usize, message: u64
     let tile = message_tile(message);
     let luma = Plane::luma(pixels, width, height);
     let m = strength(&luma);
-    let mut d = Plane::new(width, height);
+    // The change of each channel (`change`, 3 per pixel) and of the luma
+    // (`dy`).
+    let mut change = vec![0.0; 3 * width * height];
+    let mut dy = Plane::new(width, height);
     for y in 0..height {
         for x in 0..width {
             let i = y * width + x;
@@ -71,14 +87,31 @@ pub(crate) fn embed(pixels: &mut [u8], width: usize, height: usize, message: u64
             let lo = f64::from(*px.iter().min().expect("three channels"));
             let a_up = (1.0 - (255.0 - hi) / (HEAD_K * mi)).clamp(0.0, 1.0);
             let a_dn = (1.0 - lo / (HEAD_K * mi)).clamp(0.0, 1.0);
-            d.data[i] = mi * (1.0 - a_dn) * (1.0 - (1.0 - WHITE_K) * a_up) * (w - a_up * w.abs());
+            // The pattern on all three channels, as far as headroom allows.
+            let d = mi * (1.0 - a_dn) * (1.0 - (1.0 - WHITE_K) * a_up) * (w - a_up * w.abs());
+            // How well each channel carries a symmetric change: ramps of
+            // width HEAD_K·m below CH_HI and HEAD_K·m/U_MIN above CH_LO (so
+            // the largest gain never clips at 0); `u` is their luma weight.
+            let hm = HEAD_K * mi;
+            let hl = hm / U_MIN;
+            let rho = [0, 1, 2].map(|c| {
+                let f = f64::from(px[c]);
+                ((CH_HI - f) / hm).clamp(0.0, 1.0) * ((f - CH_LO) / hl).clamp(0.0, 1.0)
+            });
+            let u = rho[0] * LUMA_W[0] + rho[1] * LUMA_W[1] + rho[2] * LUMA_W[2];
+            let lam = (u / U_MIN).min(1.0);
+            let carried = mi * w / u.max(U_MIN);
+            let rest = (1.0 - lam) * d;
+            let dc = [0, 1, 2].map(|c| carried * rho[c] + rest);
+            change[3 * i..3 * i + 3].copy_from_slice(&dc);
+            dy.data[i] = dc[0] * LUMA_W[0] + dc[1] * LUMA_W[1] + dc[2] * LUMA_W[2];
         }
     }
     // Scale down to the budget: SSIM's predicted structure loss
-    // mean(σ_d² / (2σ_Y² + C2)) and the MSE.
-    let dvar = local_variance(&d);
+    // mean(σ_dY² / (2σ_Y² + C2)) and the MSE over the three channels.
+    let dvar = local_variance(&dy);
     let yvar = local_variance(&luma);
-    let n = d.data.len() as f64;
+    let n = dy.data.len() as f64;
     let loss = dvar
         .data
         .iter()
@@ -86,7 +119,7 @@ pub(crate) fn embed(pixels: &mut [u8], width: usize, height: usize, message: u64
         .map(|(dv, yv)| dv / (2.0 * yv + C2_SSIM))
         .sum::<f64>()
         / n;
-    let mse = d.data.iter().map(|v| v * v).sum::<f64>() / n;
+    let mse = change.iter().map(|v| v * v).sum::<f64>() / change.len() as f64;
     let k2 = 1f64
         .min(SSIM_LOSS / loss.max(1e-30))
         .min(mse_max() / mse.max(1e-30));
@@ -99,17 +132,12 @@ pub(crate) fn embed(pixels: &mut [u8], width: usize, height: usize, message: u64
     for _ in 0..MSE_TRIES {
         let k = k2.sqrt();
         let mut err = 0.0;
-        for (i, (px, orig)) in pixels
-            .chunks_exact_mut(3)
-            .zip(original.chunks_exact(3))
-            .enumerate()
-        {
-            let delta = d.data[i] * k;
-            for (c, &o) in px.iter_mut().zip(orig) {
-                let v = (f64::from(o) + delta).round_ties_even().clamp(0.0, 255.0);
-                err += (v - f64::from(o)) * (v - f64::from(o));
-                *c = v as u8;
-            }
+        for ((c, &o), &delta) in pixels.iter_mut().zip(&original).zip(&change) {
+            let v = (f64::from(o) + delta * k)
+                .round_ties_even()
+                .clamp(0.0, 255.0);
+            err += (v - f64::from(o)) * (v - f64::from(o));
+            *c = v as u8;
         }
         if err / original.len() as f64 <= budget {
             break;

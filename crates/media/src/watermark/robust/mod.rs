@@ -7,7 +7,7 @@
 //! - `bch`: BCH(127, 64) with Chase-II soft decoding.
 //! - `tile`: the 64×64 periodic tile of sync and code cells.
 //! - `plane`: luma, box means, windows.
-//! - `embed`: the masked additive embedding.
+//! - `embed`: the masked embedding, into the channels with headroom.
 //! - `detect`: scale search, sync correlation, cell reading, decoding.
 
 mod bch;
@@ -61,10 +61,9 @@ mod tests {
         px
     }
 
-    /// The reference's embed and detect test vector (SPEC.md §5): a
-    /// gradient with a white and a black corner square.
-    #[test]
-    fn the_reference_test_picture_is_marked_and_read_alike() {
+    /// The reference's test picture (SPEC.md §5): a gradient with a white
+    /// and a black corner square.
+    fn test_picture() -> Vec<u8> {
         let mut px = Vec::with_capacity(256 * 256 * 3);
         for y in 0..256u32 {
             for x in 0..256u32 {
@@ -78,9 +77,33 @@ mod tests {
                 px.extend_from_slice(&c);
             }
         }
-        let original = px.clone();
-        let message = 0x1234_dead_beef_de6b;
-        embed(&mut px, 256, 256, message);
+        px
+    }
+
+    /// The second test picture (SPEC.md §5): the first with four patches
+    /// of saturated or dark colour, where the channel-aware headroom
+    /// works.
+    fn test_picture_ch() -> Vec<u8> {
+        let mut px = test_picture();
+        let mut paint = |rows: std::ops::Range<usize>, cols: std::ops::Range<usize>, c: [u8; 3]| {
+            for y in rows {
+                for x in cols.clone() {
+                    px[3 * (y * 256 + x)..3 * (y * 256 + x) + 3].copy_from_slice(&c);
+                }
+            }
+        };
+        paint(0..64, 192..256, [255, 40, 40]);
+        paint(192..256, 0..64, [250, 215, 30]);
+        paint(96..160, 96..160, [255, 0, 0]);
+        paint(96..160, 0..64, [4, 60, 120]);
+        px
+    }
+
+    /// Marks `px` with the test message; Σ|Δ|, ΣΔ, max|Δ| and the SHA-256
+    /// of the output.
+    fn mark_and_measure(px: &mut [u8]) -> ((i64, i64, i64), String) {
+        let original = px.to_vec();
+        embed(px, 256, 256, TEST_MESSAGE);
         let diff: Vec<i64> = px
             .iter()
             .zip(&original)
@@ -91,22 +114,43 @@ mod tests {
         let max = diff.iter().map(|d| d.abs()).max().unwrap();
         let sha: String = {
             use sha2::Digest;
-            sha2::Sha256::digest(&px)
+            sha2::Sha256::digest(&*px)
                 .iter()
                 .map(|b| format!("{b:02x}"))
                 .collect()
         };
-        // Bit-exact with the reference (same f64 operations in the same
-        // order); the sums say how far a mismatch is.
-        assert_eq!((abs, sum, max), (265_314, -840, 5));
+        ((abs, sum, max), sha)
+    }
+
+    const TEST_MESSAGE: u64 = 0x1234_dead_beef_de6b;
+
+    /// The reference's embed and detect test vectors (SPEC.md §5),
+    /// bit-exact with the reference (same f64 operations in the same
+    /// order); the sums say how far a mismatch is.
+    #[test]
+    fn the_reference_test_pictures_are_marked_and_read_alike() {
+        let mut px = test_picture();
+        let (sums, sha) = mark_and_measure(&mut px);
+        assert_eq!(sums, (265_314, -840, 5));
         assert_eq!(
             sha,
             "88a3d44f4c9e7d9108c72be0b44d2a1fd82ed13962058490dcb196822f0209a2"
         );
-        let found = detect(&px, 256, 256, |m| (m == message).then_some(m)).unwrap();
+        let found = detect(&px, 256, 256, |m| (m == TEST_MESSAGE).then_some(m)).unwrap();
         assert_eq!(found.bit_errors, 0);
         assert!((found.scale - 0.9983).abs() < 1e-3, "{found:?}");
         assert!((found.sync_z - 13.05).abs() < 0.05, "{found:?}");
+
+        let mut px = test_picture_ch();
+        let (sums, sha) = mark_and_measure(&mut px);
+        assert_eq!(sums, (242_970, -4_490, 5));
+        assert_eq!(
+            sha,
+            "fc3c6b92ec1d26b2123009d145b84a59d260ee13840f8573e4d0565af1e62c99"
+        );
+        let found = detect(&px, 256, 256, |m| (m == TEST_MESSAGE).then_some(m)).unwrap();
+        assert_eq!(found.bit_errors, 0);
+        assert!((found.sync_z - 12.97).abs() < 0.05, "{found:?}");
     }
 
     #[test]
