@@ -5,7 +5,7 @@
 
 use axum::Json;
 use axum::extract::{Extension, State};
-use easel_store::{BatchRecord, FileRecord, NewBatch, NewFile};
+use easel_store::{BatchRecord, NewBatch};
 
 use crate::auth::Principal;
 use crate::batches::input::{self, ENDPOINT};
@@ -15,7 +15,7 @@ use crate::dto::batches::{
 };
 use crate::error::{ApiError, ErrorKind};
 use crate::extract::{ApiJson, ApiQuery, PathId};
-use crate::routes::files::{page_limit, visible_file};
+use crate::routes::files::{page_limit, store_upload, visible_file};
 use crate::state::AppState;
 
 /// Metadata limits, as OpenAI's.
@@ -196,7 +196,7 @@ pub async fn create_batch(
     // names its input as any other does.
     let file = match file {
         Some(file) => file,
-        None => store_expansion(&state, &principal, text).await?,
+        None => store_upload(&state, principal.project(), "template.jsonl", text.into()).await?,
     };
     let new = NewBatch {
         id: crate::batches::new_id("batch_"),
@@ -237,38 +237,6 @@ fn choose_sample(items: &mut [easel_store::NewBatchItem], percent: f64) -> usize
         items[i].sample = true;
     }
     k
-}
-
-/// Keeps a template's expansion as a `batch` upload of the caller's.
-async fn store_expansion(
-    state: &AppState,
-    principal: &Principal,
-    text: String,
-) -> Result<FileRecord, ApiError> {
-    let id = crate::batches::new_id("file_");
-    let key = format!("files/{id}.jsonl");
-    let size = text.len() as u64;
-    state
-        .jobs
-        .blobs()
-        .put(&key, text.into())
-        .await
-        .map_err(|e| ApiError::store("storing the template's lines", e))?;
-    state
-        .jobs
-        .db()
-        .insert_file(&NewFile {
-            id,
-            project: principal.project(),
-            purpose: "batch".into(),
-            filename: "template.jsonl".into(),
-            bytes: size,
-            object_key: Some(key),
-            batch_id: None,
-            expires_at: None,
-        })
-        .await
-        .map_err(|e| ApiError::store("recording the template's lines", e))
 }
 
 /// A batch's body with what its lines (and its dry run's sample) have

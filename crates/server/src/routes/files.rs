@@ -110,6 +110,18 @@ pub async fn create_file(
             "a batch file must be UTF-8 text: one JSON request per line",
         ));
     }
+    let record = store_upload(&state, principal.project(), &filename, bytes).await?;
+    Ok(Json(FileObject::from_record(&record)))
+}
+
+/// Keeps `bytes` as a `batch` upload of `project` named `filename`: the
+/// bytes in the blob store, then the record.
+pub(crate) async fn store_upload(
+    state: &AppState,
+    project: easel_core::ProjectId,
+    filename: &str,
+    bytes: Bytes,
+) -> Result<FileRecord, ApiError> {
     let id = crate::batches::new_id("file_");
     let key = format!("files/{id}.jsonl");
     let size = bytes.len() as u64;
@@ -119,13 +131,13 @@ pub async fn create_file(
         .put(&key, bytes)
         .await
         .map_err(|e| ApiError::store("storing the file", e))?;
-    let record = state
+    state
         .jobs
         .db()
         .insert_file(&NewFile {
             id,
-            project: principal.project(),
-            purpose,
+            project,
+            purpose: "batch".into(),
             filename: filename.chars().take(255).collect(),
             bytes: size,
             object_key: Some(key),
@@ -133,8 +145,7 @@ pub async fn create_file(
             expires_at: None,
         })
         .await
-        .map_err(|e| ApiError::store("recording the file", e))?;
-    Ok(Json(FileObject::from_record(&record)))
+        .map_err(|e| ApiError::store("recording the file", e))
 }
 
 /// The caller's files, newest first.
