@@ -409,6 +409,32 @@ pub struct BatchesConfig {
     /// Seconds between passes of the driver over open batches, 0.05 to
     /// 60. Default: 1. Env: `EASEL_BATCHES__INTERVAL_SECONDS`.
     pub interval_seconds: f64,
+    /// Jobs made for one request line at most, 1 to 10: a line whose job
+    /// fails for a passing reason (an engine or storage fault, a
+    /// deadline) is made again until then; a refusal is final at once.
+    /// Default: 3. Env: `EASEL_BATCHES__MAX_ATTEMPTS`.
+    pub max_attempts: u32,
+    /// The share (percent, 0 to 100) of a batch's images sent to human
+    /// review as a sample, when the batch does not say
+    /// (`qa.review_sample_percent`). Default: 1. Env:
+    /// `EASEL_BATCHES__REVIEW_SAMPLE_PERCENT`.
+    pub review_sample_percent: f64,
+    /// Tries of a completion webhook at most, 1 to 50. Default: 8. Env:
+    /// `EASEL_BATCHES__WEBHOOK_ATTEMPTS`.
+    pub webhook_attempts: u32,
+    /// Seconds to wait after a webhook's first failed try, 0.01 to 3600;
+    /// the wait doubles after each (at most an hour). Default: 10. Env:
+    /// `EASEL_BATCHES__WEBHOOK_BACKOFF_SECONDS`.
+    pub webhook_backoff_seconds: f64,
+    /// Seconds one webhook try may take, 0.1 to 60. Default: 10. Env:
+    /// `EASEL_BATCHES__WEBHOOK_TIMEOUT_SECONDS`.
+    pub webhook_timeout_seconds: f64,
+    /// Whether webhook URLs may name a loopback or private address
+    /// (`127.0.0.1`, `10.…`, `localhost`). Off by default, so a caller
+    /// cannot make the server call its own network; turn it on when the
+    /// receivers are inside it. Default: false. Env:
+    /// `EASEL_BATCHES__WEBHOOK_ALLOW_PRIVATE`.
+    pub webhook_allow_private: bool,
 }
 
 impl Default for BatchesConfig {
@@ -419,6 +445,12 @@ impl Default for BatchesConfig {
             max_requests: 50_000,
             window: 64,
             interval_seconds: 1.0,
+            max_attempts: 3,
+            review_sample_percent: 1.0,
+            webhook_attempts: 8,
+            webhook_backoff_seconds: 10.0,
+            webhook_timeout_seconds: 10.0,
+            webhook_allow_private: false,
         }
     }
 }
@@ -828,6 +860,33 @@ impl Config {
             return Err(ConfigError::Unusable(
                 "batches.interval_seconds must be from 0.05 to 60".into(),
             ));
+        }
+        let b = &self.batches;
+        for (ok, what) in [
+            (
+                (1..=10).contains(&b.max_attempts),
+                "batches.max_attempts must be from 1 to 10",
+            ),
+            (
+                (0.0..=100.0).contains(&b.review_sample_percent),
+                "batches.review_sample_percent must be from 0 to 100",
+            ),
+            (
+                (1..=50).contains(&b.webhook_attempts),
+                "batches.webhook_attempts must be from 1 to 50",
+            ),
+            (
+                (0.01..=3600.0).contains(&b.webhook_backoff_seconds),
+                "batches.webhook_backoff_seconds must be from 0.01 to 3600",
+            ),
+            (
+                (0.1..=60.0).contains(&b.webhook_timeout_seconds),
+                "batches.webhook_timeout_seconds must be from 0.1 to 60",
+            ),
+        ] {
+            if !ok {
+                return Err(ConfigError::Unusable(what.into()));
+            }
         }
         if !(0.0..=100.0).contains(&self.review.sample_percent) {
             return Err(ConfigError::Unusable(

@@ -356,10 +356,21 @@ fn batch_driver(state: &AppState) -> easel_jobs::batches::BatchDriver {
         state.jobs.clone(),
         Box::new(crate::batches::hooks::ServerHooks {
             state: state.clone(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs_f64(
+                    state.config.batches.webhook_timeout_seconds,
+                ))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default(),
         }),
         easel_jobs::batches::DriverSettings {
             window: state.config.batches.window,
             interval: Duration::from_secs_f64(state.config.batches.interval_seconds),
+            max_attempts: state.config.batches.max_attempts,
+            webhook_attempts: state.config.batches.webhook_attempts,
+            webhook_backoff: Duration::from_secs_f64(state.config.batches.webhook_backoff_seconds),
+            webhook_timeout: Duration::from_secs_f64(state.config.batches.webhook_timeout_seconds),
         },
     )
 }

@@ -52,19 +52,31 @@ impl AppState {
         image: &easel_store::Image,
         headers: &HeaderMap,
     ) -> Result<String, crate::error::ApiError> {
+        self.image_link(image.id, &image.project, &image.object_key, headers)
+            .await
+    }
+
+    /// [`AppState::image_url`] from an image's id, project and object key.
+    pub async fn image_link(
+        &self,
+        id: ImageId,
+        project: &ProjectId,
+        object_key: &str,
+        headers: &HeaderMap,
+    ) -> Result<String, crate::error::ApiError> {
         if self.config.storage.presign {
             let ttl = std::time::Duration::from_secs(self.config.urls.ttl_seconds);
             if let Some(url) = self
                 .jobs
                 .blobs()
-                .presigned_get(&image.object_key, ttl)
+                .presigned_get(object_key, ttl)
                 .await
                 .map_err(|e| crate::error::ApiError::store("presigning an image link", e))?
             {
                 return Ok(url);
             }
         }
-        Ok(self.signed_url(image.id, &image.project, headers))
+        Ok(self.signed_url(id, project, headers))
     }
 
     /// A signed, expiring absolute link to an image's bytes. The base is

@@ -92,8 +92,8 @@ pub use db::{
 pub use error::{Result, StoreError};
 pub use records::audit::{AuditEvent, AuditQuery, NewAuditEvent};
 pub use records::batch::{
-    BatchItem, BatchRecord, BatchSpend, BatchStatus, FileRecord, ItemOutcome, ItemStatus, NewBatch,
-    NewBatchItem, NewFile,
+    BatchItem, BatchRecord, BatchSpend, BatchStatus, FileRecord, ItemOutcome, ItemStatus,
+    ManifestImage, ManifestRow, NewBatch, NewBatchItem, NewFile, QaImage, SettledItem, Webhook,
 };
 pub use records::catalog::CatalogEntry;
 pub use records::fair_share::{FairShare, FairShares};

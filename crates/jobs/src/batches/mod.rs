@@ -10,10 +10,17 @@
 //!   the idempotency key `batch:{id}:{line}`, so a process that dies
 //!   between submitting a job and recording it submits the same job again
 //!   instead of a second one;
-//! - **settles** items whose jobs ended, and keeps the batch's counts;
+//! - **settles** items whose jobs ended, and keeps the batch's counts; a
+//!   line whose job failed for a passing reason is made again, up to
+//!   `max_attempts` jobs ([`retry`]);
+//! - **checks** the images of succeeded lines ([`qa`]): a score below the
+//!   batch's threshold or a flag marks the line `needs_review`, and those
+//!   images and a sample of the others go to the human review queue;
 //! - **finishes** a batch when no item is open: completed, cancelled (a
 //!   cancel closes pending items and cancels running jobs) or expired
-//!   (past its completion window), with its output and error files.
+//!   (past its completion window), with its output and error files;
+//! - **delivers** the completion webhook of finished batches, retried
+//!   with backoff ([`webhook`]).
 //!
 //! What the driver cannot know (whether the content policy admits a
 //! prompt, what an output file looks like) it asks the server through
@@ -21,12 +28,18 @@
 //! conditional, so a restart resumes where it stopped and several
 //! processes may drive the same batches.
 
+pub mod qa;
+pub mod retry;
+pub mod webhook;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
 use easel_core::{GenerationParams, OutputOptions, Tier};
 use easel_store::{BatchRecord, BatchStatus, ItemOutcome, ItemStatus, NewFile};
+
+pub use qa::QaSettings;
 use serde::{Deserialize, Serialize};
 
 use crate::error::JobError;
@@ -98,6 +111,10 @@ pub trait BatchHooks: Send + Sync + 'static {
         &'a self,
         batch: &'a BatchRecord,
     ) -> HookFuture<'a, Result<OutputFiles, String>>;
+
+    /// Sends a finished batch's completion webhook once, or says why it
+    /// was not delivered (the driver tries again later).
+    fn notify<'a>(&'a self, batch: &'a BatchRecord) -> HookFuture<'a, Result<(), String>>;
 }
 
 /// How the driver runs.
@@ -107,6 +124,14 @@ pub struct DriverSettings {
     pub window: u32,
     /// How often it looks at the open batches.
     pub interval: Duration,
+    /// Jobs made for one line at most (1: no retry).
+    pub max_attempts: u32,
+    /// Tries of a completion webhook at most.
+    pub webhook_attempts: u32,
+    /// The wait after a webhook's first failed try; it doubles after each.
+    pub webhook_backoff: Duration,
+    /// How long one try may take (no other process tries meanwhile).
+    pub webhook_timeout: Duration,
 }
 
 impl Default for DriverSettings {
@@ -114,12 +139,19 @@ impl Default for DriverSettings {
         DriverSettings {
             window: 64,
             interval: Duration::from_secs(1),
+            max_attempts: 3,
+            webhook_attempts: 8,
+            webhook_backoff: Duration::from_secs(10),
+            webhook_timeout: Duration::from_secs(10),
         }
     }
 }
 
 /// Items read per page while feeding.
 const FEED_PAGE: u32 = 256;
+
+/// Webhooks sent per pass at most.
+const WEBHOOKS_PER_PASS: u32 = 32;
 
 /// The error code and message of items closed by a cancel or an expiry.
 const CANCELLED: (&str, &str) = (
@@ -142,9 +174,14 @@ fn refusal_code(e: &JobError) -> &'static str {
     }
 }
 
-/// The idempotency key of an item's job.
-pub fn item_key(batch_id: &str, line: u32) -> String {
-    format!("batch:{batch_id}:{line}")
+/// The idempotency key of an item's job: `batch:{id}:{line}` for its
+/// first attempt, with `:{attempt}` after it for a retry.
+pub fn item_key(batch_id: &str, line: u32, attempt: u32) -> String {
+    if attempt <= 1 {
+        format!("batch:{batch_id}:{line}")
+    } else {
+        format!("batch:{batch_id}:{line}:{attempt}")
+    }
 }
 
 /// Drives open batches; see the module overview.
@@ -187,7 +224,64 @@ impl BatchDriver {
                 tracing::warn!(batch = %batch.id, error = %e, "driving a batch failed");
             }
         }
+        self.deliver_webhooks().await
+    }
+
+    /// Sends the due completion webhooks, concurrently.
+    async fn deliver_webhooks(&self) -> Result<(), JobError> {
+        let db = self.jobs.db();
+        let due = db
+            .due_webhooks(WEBHOOKS_PER_PASS)
+            .await
+            .map_err(JobError::Store)?;
+        let sends = due.iter().map(|id| self.deliver_webhook(id));
+        for result in futures::future::join_all(sends).await {
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "delivering a batch webhook failed");
+            }
+        }
         Ok(())
+    }
+
+    async fn deliver_webhook(&self, id: &str) -> Result<(), JobError> {
+        let db = self.jobs.db();
+        let Some(batch) = db.batch(id).await.map_err(JobError::Store)? else {
+            return Ok(());
+        };
+        let Some(hook) = &batch.webhook else {
+            return Ok(());
+        };
+        let lease = self.settings.webhook_timeout + Duration::from_secs(5);
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        if !db
+            .claim_webhook(id, hook.attempts, lease_ms)
+            .await
+            .map_err(JobError::Store)?
+        {
+            return Ok(());
+        }
+        match self.hooks.notify(&batch).await {
+            Ok(()) => {
+                tracing::info!(batch = %id, attempt = hook.attempts + 1, "batch webhook delivered");
+                db.webhook_delivered(id).await.map_err(JobError::Store)
+            }
+            Err(e) => {
+                let failed = hook.attempts + 1;
+                let wait = webhook::next_try(
+                    failed,
+                    self.settings.webhook_attempts,
+                    self.settings.webhook_backoff,
+                );
+                let retry_at = wait.map(|w| {
+                    db.now() + chrono::Duration::from_std(w).unwrap_or(chrono::Duration::MAX)
+                });
+                tracing::warn!(batch = %id, attempt = failed, error = %e, retry = retry_at.is_some(),
+                    "batch webhook not delivered");
+                db.webhook_failed(id, &e, retry_at)
+                    .await
+                    .map_err(JobError::Store)
+            }
+        }
     }
 
     async fn drive(&self, batch: &BatchRecord) -> Result<(), JobError> {
@@ -195,6 +289,7 @@ impl BatchDriver {
         let expired = db.now() >= batch.expires_at;
         // Settle first, so the window counts the jobs still in flight.
         self.settle(batch).await?;
+        self.check_quality(batch).await?;
         match batch.status {
             BatchStatus::InProgress | BatchStatus::AwaitingApproval | BatchStatus::PausedBudget
                 if expired =>
@@ -217,6 +312,7 @@ impl BatchDriver {
         if batch.status == BatchStatus::Cancelling {
             // What the cancel stopped just now.
             self.settle(batch).await?;
+            self.check_quality(batch).await?;
         }
         let open = db
             .count_batch_items(&batch.id, ItemStatus::Pending)
@@ -320,7 +416,7 @@ impl BatchDriver {
                     tier: Tier::Batch,
                     project: batch.project.clone(),
                     user_id: batch.user_id.clone(),
-                    idempotency_key: Some(item_key(&batch.id, item.line)),
+                    idempotency_key: Some(item_key(&batch.id, item.line, item.attempts + 1)),
                     init_image: None,
                     timeout: None,
                     policy,
@@ -431,30 +527,72 @@ impl BatchDriver {
         }
     }
 
-    /// Records the outcome of items whose jobs ended.
+    /// Records the outcome of items whose jobs ended; puts those that
+    /// failed for a passing reason back to pending for another attempt.
     async fn settle(&self, batch: &BatchRecord) -> Result<(), JobError> {
         let db = self.jobs.db();
-        let mut settled = db
+        let settled = db
             .settled_batch_items(&batch.id)
             .await
             .map_err(JobError::Store)?;
-        // Jobs the batch's cancel stopped say so, as the lines it closed
-        // before they ran do.
-        if batch.status == BatchStatus::Cancelling {
-            for o in settled
-                .iter_mut()
-                .filter(|o| o.status == ItemStatus::Cancelled)
+        let mut finished = Vec::with_capacity(settled.len());
+        for item in settled {
+            let mut outcome = item.outcome;
+            if batch.status != BatchStatus::Cancelling
+                && retry::should_retry(&outcome, item.attempts, self.settings.max_attempts)
             {
-                o.error_code = Some(CANCELLED.0.to_string());
-                o.error_message = Some(CANCELLED_RUNNING.to_string());
+                let retries =
+                    retry::record(item.retries.as_ref(), item.attempts, item.job_id, &outcome);
+                if db
+                    .retry_batch_item(&batch.id, outcome.line, &retries)
+                    .await
+                    .map_err(JobError::Store)?
+                {
+                    tracing::info!(batch = %batch.id, line = outcome.line, attempt = item.attempts,
+                        code = outcome.error_code.as_deref().unwrap_or(""), "retrying a batch line");
+                }
+                continue;
             }
+            // Jobs the batch's cancel stopped say so, as the lines it
+            // closed before they ran do.
+            if batch.status == BatchStatus::Cancelling && outcome.status == ItemStatus::Cancelled {
+                outcome.error_code = Some(CANCELLED.0.to_string());
+                outcome.error_message = Some(CANCELLED_RUNNING.to_string());
+            }
+            finished.push(outcome);
         }
-        if !settled.is_empty() {
-            db.finish_batch_items(&batch.id, &settled)
+        if !finished.is_empty() {
+            db.finish_batch_items(&batch.id, &finished)
                 .await
                 .map_err(JobError::Store)?;
         }
         Ok(())
+    }
+
+    /// Runs QA on the succeeded lines not yet checked: the review queue
+    /// first, then the lines' marks, so a crash between the two only
+    /// queues the same images again (which changes nothing).
+    async fn check_quality(&self, batch: &BatchRecord) -> Result<(), JobError> {
+        let db = self.jobs.db();
+        let settings = QaSettings::of(batch);
+        loop {
+            let images = db
+                .unchecked_batch_images(&batch.id, FEED_PAGE)
+                .await
+                .map_err(JobError::Store)?;
+            if images.is_empty() {
+                return Ok(());
+            }
+            let checked = qa::check(batch, &settings, &images);
+            if !checked.review.is_empty() {
+                db.enqueue_review(&checked.review)
+                    .await
+                    .map_err(JobError::Store)?;
+            }
+            db.set_batch_qa(&batch.id, &checked.lines)
+                .await
+                .map_err(JobError::Store)?;
+        }
     }
 
     /// Ends a batch with no open item, with its files.

@@ -1,7 +1,8 @@
 //! What the batch driver asks the server: whether the content policy
 //! admits an item's prompt as it is submitted (as the endpoint would have
 //! checked it; a policy that cannot answer leaves the item for the next
-//! pass), and the output and error files of a finished batch.
+//! pass), the output and error files of a finished batch, and the
+//! delivery of its completion webhook.
 
 use easel_jobs::batches::{BatchHooks, HookFuture, ItemRequest, OutputFiles, Refusal};
 use easel_store::{BatchRecord, NewFile};
@@ -13,6 +14,9 @@ use crate::state::AppState;
 pub struct ServerHooks {
     /// The application.
     pub state: AppState,
+    /// The client webhooks are sent with (its timeout is
+    /// `batches.webhook_timeout_seconds`; no redirects).
+    pub client: reqwest::Client,
 }
 
 impl BatchHooks for ServerHooks {
@@ -62,5 +66,9 @@ impl BatchHooks for ServerHooks {
             let [out, err] = files;
             Ok((out, err))
         })
+    }
+
+    fn notify<'a>(&'a self, batch: &'a BatchRecord) -> HookFuture<'a, Result<(), String>> {
+        Box::pin(super::webhook::send(&self.state, &self.client, batch))
     }
 }

@@ -107,6 +107,59 @@ pub struct CreateBatchRequest {
     /// kept with the batch.
     #[serde(default)]
     pub metadata: Option<BTreeMap<String, String>>,
+    /// Easel: the automatic QA of the batch's images.
+    #[serde(default)]
+    pub qa: Option<QaRequest>,
+    /// Easel: an http(s) URL to POST to when the batch finishes, signed
+    /// with HMAC (Standard Webhooks; the secret comes back once, as
+    /// `webhook_secret`, in this call's answer).
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+}
+
+/// A batch's QA settings.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QaRequest {
+    /// Lines with an image scoring below this (the scorer's prompt–image
+    /// cosine, -1 to 1) are marked
+    /// `needs_review` and their images go to the review queue. Default:
+    /// none.
+    #[serde(default)]
+    pub min_quality_score: Option<f64>,
+    /// The share (percent, 0 to 100) of the other images sent to human
+    /// review as a sample. Default: `batches.review_sample_percent`.
+    #[serde(default)]
+    pub review_sample_percent: Option<f64>,
+}
+
+/// A batch's QA settings and what QA found so far.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct QaObject {
+    /// The threshold, if any.
+    pub min_quality_score: Option<f64>,
+    /// The sampled share sent to review.
+    pub review_sample_percent: f64,
+    /// Lines marked `needs_review` so far.
+    pub needs_review: u64,
+}
+
+/// A batch's completion webhook and its delivery.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WebhookObject {
+    /// Where it is sent.
+    pub url: String,
+    /// `null` until the batch finishes; then `pending`, `delivered`, or
+    /// `failed` (out of attempts).
+    pub status: Option<String>,
+    /// Tries so far.
+    pub attempts: u32,
+    /// When the next try is due (Unix seconds).
+    pub next_attempt_at: Option<i64>,
+    /// When it was delivered (Unix seconds).
+    pub delivered_at: Option<i64>,
+    /// Why the last try failed.
+    pub last_error: Option<String>,
 }
 
 fn default_endpoint() -> String {
@@ -220,6 +273,14 @@ pub struct BatchObject {
     pub spend: Option<SpendObject>,
     /// Easel: the same for the dry run's sample.
     pub dry_run: Option<SpendObject>,
+    /// Easel: QA settings and findings.
+    pub qa: Option<QaObject>,
+    /// Easel: the completion webhook.
+    pub webhook: Option<WebhookObject>,
+    /// Easel: the webhook's HMAC secret, only in the answer that created
+    /// the batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
 }
 
 /// What a batch's lines (or its dry run's sample) have made, cost and
@@ -303,6 +364,16 @@ impl BatchObject {
             estimate: b.estimate.clone(),
             spend: None,
             dry_run: None,
+            qa: None,
+            webhook: b.webhook.as_ref().map(|w| WebhookObject {
+                url: w.url.clone(),
+                status: w.status.clone(),
+                attempts: w.attempts,
+                next_attempt_at: t(w.next_at),
+                delivered_at: t(w.delivered_at),
+                last_error: w.last_error.clone(),
+            }),
+            webhook_secret: None,
         }
     }
 }

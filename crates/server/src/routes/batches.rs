@@ -9,14 +9,16 @@ use easel_store::{BatchRecord, NewBatch};
 
 use crate::auth::Principal;
 use crate::batches::input::{self, ENDPOINT};
-use crate::batches::{estimate, template};
+use crate::batches::{estimate, template, webhook};
 use crate::dto::batches::{
-    BatchList, BatchObject, CreateBatchRequest, ListQuery, SpendObject, UpdateBatchRequest,
+    BatchList, BatchObject, CreateBatchRequest, ListQuery, QaObject, SpendObject,
+    UpdateBatchRequest,
 };
 use crate::error::{ApiError, ErrorKind};
 use crate::extract::{ApiJson, ApiQuery, PathId};
 use crate::routes::files::{page_limit, store_upload, visible_file};
 use crate::state::AppState;
+use easel_jobs::batches::QaSettings;
 
 /// Metadata limits, as OpenAI's.
 const MAX_METADATA_PAIRS: usize = 16;
@@ -34,7 +36,7 @@ fn batch_not_found(id: &str) -> ApiError {
     )
 }
 
-async fn visible_batch(
+pub(crate) async fn visible_batch(
     state: &AppState,
     principal: &Principal,
     id: &str,
@@ -133,6 +135,11 @@ pub async fn create_batch(
             format!("cost_cap is {cap}; it must be a positive number"),
         ));
     }
+    let qa = qa_settings(&state, body.qa.as_ref())?;
+    if let Some(url) = &body.webhook_url {
+        webhook::check_url(url, state.config.batches.webhook_allow_private)?;
+    }
+    let webhook_secret = body.webhook_url.as_ref().map(|_| webhook::new_secret());
     let max = state.config.batches.max_requests;
     let db = state.jobs.db();
     let (file, text) = match (body.input_file_id, body.template) {
@@ -212,6 +219,9 @@ pub async fn create_batch(
         dry_run_percent: body.dry_run_percent,
         cost_cap: body.cost_cap,
         estimate: serde_json::to_value(&estimate).ok(),
+        qa: serde_json::to_value(qa).ok(),
+        webhook_url: body.webhook_url,
+        webhook_secret: webhook_secret.clone(),
         items,
     };
     let batch = db
@@ -219,7 +229,40 @@ pub async fn create_batch(
         .await
         .map_err(|e| ApiError::store("recording the batch", e))?;
     tracing::info!(batch = %batch.id, requests = batch.total, "batch created");
-    Ok(Json(batch_object(&state, &batch).await?))
+    let mut object = batch_object(&state, &batch).await?;
+    object.webhook_secret = webhook_secret;
+    Ok(Json(object))
+}
+
+/// The batch's QA settings from the request and the configured default.
+fn qa_settings(
+    state: &AppState,
+    qa: Option<&crate::dto::batches::QaRequest>,
+) -> Result<QaSettings, ApiError> {
+    let min = qa.and_then(|q| q.min_quality_score);
+    if let Some(m) = min
+        && !(-1.0..=1.0).contains(&m)
+    {
+        return Err(ApiError::invalid(
+            "invalid_qa",
+            "qa.min_quality_score",
+            format!("qa.min_quality_score is {m}; it must be from -1 to 1 (the scorer's cosine)"),
+        ));
+    }
+    let percent = qa
+        .and_then(|q| q.review_sample_percent)
+        .unwrap_or(state.config.batches.review_sample_percent);
+    if !(0.0..=100.0).contains(&percent) {
+        return Err(ApiError::invalid(
+            "invalid_qa",
+            "qa.review_sample_percent",
+            format!("qa.review_sample_percent is {percent}; it must be from 0 to 100"),
+        ));
+    }
+    Ok(QaSettings {
+        min_quality_score: min,
+        review_sample_percent: percent,
+    })
 }
 
 /// Marks a random `percent` of the items (at least one) as the dry run's
@@ -252,6 +295,15 @@ pub(crate) async fn batch_object(
         .await
         .map_err(|e| ApiError::store("reading a batch's spend", e))?;
     object.spend = Some(SpendObject::from_spend(&spend));
+    let qa = QaSettings::of(batch);
+    object.qa = Some(QaObject {
+        min_quality_score: qa.min_quality_score,
+        review_sample_percent: qa.review_sample_percent,
+        needs_review: db
+            .batch_needs_review(&batch.id)
+            .await
+            .map_err(|e| ApiError::store("reading a batch's QA", e))?,
+    });
     if batch.dry_run_percent.is_some() {
         let sample = db
             .batch_spend(&batch.id, true)

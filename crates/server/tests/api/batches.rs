@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::helpers::{MODEL, TestApp, assert_error, small_request, spawn_app_with};
 
 /// One request line calling the generations endpoint.
-fn line(custom_id: &str, body: Value) -> String {
+pub(crate) fn line(custom_id: &str, body: Value) -> String {
     json!({
         "custom_id": custom_id,
         "method": "POST",
@@ -21,7 +21,7 @@ fn line(custom_id: &str, body: Value) -> String {
 }
 
 /// `n` valid lines, `item-0` … with seeds 100 + i.
-fn lines(n: usize) -> String {
+pub(crate) fn lines(n: usize) -> String {
     (0..n)
         .map(|i| {
             let mut body = small_request(&format!("a lamp, variant {i}"));
@@ -31,7 +31,7 @@ fn lines(n: usize) -> String {
         .collect()
 }
 
-async fn upload(app: &TestApp, text: &str, purpose: &str) -> reqwest::Response {
+pub(crate) async fn upload(app: &TestApp, text: &str, purpose: &str) -> reqwest::Response {
     let form = reqwest::multipart::Form::new()
         .part(
             "file",
@@ -46,7 +46,7 @@ async fn upload(app: &TestApp, text: &str, purpose: &str) -> reqwest::Response {
         .unwrap()
 }
 
-async fn upload_ok(app: &TestApp, text: &str) -> String {
+pub(crate) async fn upload_ok(app: &TestApp, text: &str) -> String {
     let r = upload(app, text, "batch").await;
     assert_eq!(r.status(), 200);
     let file: Value = r.json().await.unwrap();
@@ -55,7 +55,7 @@ async fn upload_ok(app: &TestApp, text: &str) -> String {
     file["id"].as_str().unwrap().to_string()
 }
 
-async fn create(app: &TestApp, file: &str) -> reqwest::Response {
+pub(crate) async fn create(app: &TestApp, file: &str) -> reqwest::Response {
     app.client
         .post(app.url("/v1/batches"))
         .json(&json!({
@@ -68,14 +68,14 @@ async fn create(app: &TestApp, file: &str) -> reqwest::Response {
         .unwrap()
 }
 
-async fn get(app: &TestApp, path: &str) -> Value {
+pub(crate) async fn get(app: &TestApp, path: &str) -> Value {
     let r = app.client.get(app.url(path)).send().await.unwrap();
     assert_eq!(r.status(), 200, "{path}");
     r.json().await.unwrap()
 }
 
 /// Polls the batch until `done` holds for it.
-async fn wait_for(app: &TestApp, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn wait_for(app: &TestApp, id: &str, done: impl Fn(&Value) -> bool) -> Value {
     for _ in 0..1200 {
         let batch = get(app, &format!("/v1/batches/{id}")).await;
         if done(&batch) {
@@ -86,7 +86,7 @@ async fn wait_for(app: &TestApp, id: &str, done: impl Fn(&Value) -> bool) -> Val
     panic!("batch {id} did not get there");
 }
 
-async fn content(app: &TestApp, file: &str) -> Vec<Value> {
+pub(crate) async fn content(app: &TestApp, file: &str) -> Vec<Value> {
     let r = app
         .client
         .get(app.url(&format!("/v1/files/{file}/content")))
@@ -105,7 +105,7 @@ async fn content(app: &TestApp, file: &str) -> Vec<Value> {
         .collect()
 }
 
-fn fast(c: &mut easel_config::Config) {
+pub(crate) fn fast(c: &mut easel_config::Config) {
     c.batches.interval_seconds = 0.05;
 }
 
@@ -174,7 +174,7 @@ fn decode(b64: &Value) -> Vec<u8> {
 }
 
 /// The worker and the batch driver off: each step by hand.
-fn by_hand(window: u32) -> impl FnOnce(&mut easel_config::Config) {
+pub(crate) fn by_hand(window: u32) -> impl FnOnce(&mut easel_config::Config) {
     move |c| {
         c.worker.enabled = false;
         c.batches.drive = false;
@@ -214,7 +214,7 @@ async fn the_driver_keeps_a_window_of_jobs_and_never_submits_an_item_twice() {
             tier: easel_core::Tier::Batch,
             project: job.project.clone(),
             user_id: job.user_id.clone(),
-            idempotency_key: Some(easel_jobs::batches::item_key(&id, 0)),
+            idempotency_key: Some(easel_jobs::batches::item_key(&id, 0, 1)),
             init_image: None,
             timeout: None,
             policy: None,
@@ -464,7 +464,7 @@ async fn warm_up(app: &TestApp, prompt: &str) -> f64 {
     cost
 }
 
-async fn create_with(app: &TestApp, body: Value) -> reqwest::Response {
+pub(crate) async fn create_with(app: &TestApp, body: Value) -> reqwest::Response {
     app.client
         .post(app.url("/v1/batches"))
         .json(&body)
@@ -474,7 +474,7 @@ async fn create_with(app: &TestApp, body: Value) -> reqwest::Response {
 }
 
 /// Ticks the driver and works the queue until the batch is `status`.
-async fn drive_until(app: &TestApp, id: &str, status: &str) -> Value {
+pub(crate) async fn drive_until(app: &TestApp, id: &str, status: &str) -> Value {
     for _ in 0..60 {
         app.tick_batches().await;
         let batch = get(app, &format!("/v1/batches/{id}")).await;

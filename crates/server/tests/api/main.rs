@@ -7,6 +7,7 @@ mod audit;
 mod backend;
 mod backpressure;
 mod bad_input;
+mod batch_results;
 mod batches;
 mod device;
 mod drift;

@@ -13,7 +13,7 @@ use super::{Db, on_pool};
 use crate::error::{Result, StoreError};
 use crate::records::batch::{
     BatchItem, BatchRecord, BatchSpend, BatchStatus, FileRecord, ItemOutcome, ItemStatus, NewBatch,
-    NewFile,
+    NewFile, SettledItem,
 };
 use crate::rows::{self, Columns};
 
@@ -26,8 +26,10 @@ const INSERT_FILE: &str = "INSERT INTO files \
 
 const INSERT_BATCH: &str = "INSERT INTO batches \
      (id, project_id, user_id, endpoint, input_file_id, completion_window, metadata, status, \
-      total, created_at, in_progress_at, expires_at, dry_run_percent, cost_cap, estimate) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, 'in_progress', $8, $9, $9, $10, $11, $12, $13)";
+      total, created_at, in_progress_at, expires_at, dry_run_percent, cost_cap, estimate, qa, \
+      webhook_url, webhook_secret) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, 'in_progress', $8, $9, $9, $10, $11, $12, $13, $14, \
+             $15, $16)";
 
 /// Items per multi-row insert (four parameters each).
 const ITEM_CHUNK: usize = 400;
@@ -95,7 +97,8 @@ const RECENT_IMAGES: &str = "SELECT COUNT(*) AS n, AVG(device_seconds) AS second
      FROM (SELECT device_seconds, cost FROM images WHERE model = $1 \
            ORDER BY created_at DESC LIMIT $2) recent";
 const COUNT_ITEMS: &str = "SELECT COUNT(*) FROM batch_items WHERE batch_id = $1 AND status = $2";
-const MARK_SUBMITTED: &str = "UPDATE batch_items SET status = 'submitted', job_id = $3 \
+const MARK_SUBMITTED: &str = "UPDATE batch_items \
+     SET status = 'submitted', job_id = $3, attempts = attempts + 1 \
      WHERE batch_id = $1 AND line = $2 AND status = 'pending'";
 const FINISH_ITEM: &str = "UPDATE batch_items \
      SET status = $3, error_code = $4, error_message = $5, finished_at = $6 \
@@ -105,7 +108,8 @@ const CLOSE_PENDING: &str = "UPDATE batch_items \
      WHERE batch_id = $1 AND status = 'pending'";
 /// Submitted items whose job has ended, with how it ended.
 const SETTLED: &str = "SELECT i.line AS line, j.status AS job_status, \
-         j.error_code AS error_code, j.error_message AS error_message \
+         j.error_code AS error_code, j.error_message AS error_message, \
+         i.job_id AS job_id, i.attempts AS attempts, i.retries AS retries \
      FROM batch_items i JOIN jobs j ON j.id = i.job_id \
      WHERE i.batch_id = $1 AND i.status = 'submitted' \
        AND j.status IN ('succeeded', 'failed', 'cancelled', 'rejected') \
@@ -135,11 +139,13 @@ const FINALIZING: &str = "UPDATE batches SET status = 'finalizing', finalizing_a
 const FINISH: &str = "UPDATE batches SET status = $2, output_file_id = $3, error_file_id = $4, \
          completed_at = CASE WHEN $2 = 'completed' THEN $5 ELSE completed_at END, \
          cancelled_at = CASE WHEN $2 = 'cancelled' THEN $5 ELSE cancelled_at END, \
-         expired_at = CASE WHEN $2 = 'expired' THEN $5 ELSE expired_at END \
+         expired_at = CASE WHEN $2 = 'expired' THEN $5 ELSE expired_at END, \
+         webhook_status = CASE WHEN webhook_url IS NULL THEN NULL ELSE 'pending' END, \
+         webhook_next_at = CASE WHEN webhook_url IS NULL THEN NULL ELSE $5 END \
      WHERE id = $1 AND status IN ('in_progress', 'finalizing', 'cancelling', \
                                   'awaiting_approval', 'paused_budget') RETURNING *";
 
-fn opt_time(
+pub(super) fn opt_time(
     row: &impl Columns,
     column: &'static str,
 ) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
@@ -209,6 +215,12 @@ fn batch_row(row: &impl Columns) -> Result<BatchRecord> {
             .map(|t| serde_json::from_str(&t))
             .transpose()
             .map_err(|e| StoreError::corrupt("batches.estimate", e))?,
+        qa: row
+            .opt_text("qa")?
+            .map(|t| serde_json::from_str(&t))
+            .transpose()
+            .map_err(|e| StoreError::corrupt("batches.qa", e))?,
+        webhook: super::batch_qa::webhook(row)?,
     })
 }
 
@@ -236,6 +248,9 @@ fn item_row(row: &impl Columns) -> Result<BatchItem> {
             .map(|t| rows::time(t, "batch_items.finished_at"))
             .transpose()?,
         sample: row.int("sample")? != 0,
+        attempts: super::batch_qa::attempts(row)?,
+        retries: super::batch_qa::retries(row)?,
+        needs_review: row.int("needs_review")? != 0,
     })
 }
 
@@ -321,6 +336,11 @@ impl Db {
             .as_ref()
             .map(|e| rows::to_json(e, "batches.estimate"))
             .transpose()?;
+        let qa = batch
+            .qa
+            .as_ref()
+            .map(|q| rows::to_json(q, "batches.qa"))
+            .transpose()?;
         let requests = batch
             .items
             .iter()
@@ -342,6 +362,9 @@ impl Db {
                 .bind(batch.dry_run_percent)
                 .bind(batch.cost_cap)
                 .bind(&estimate)
+                .bind(&qa)
+                .bind(&batch.webhook_url)
+                .bind(&batch.webhook_secret)
                 .execute(&mut *tx)
                 .await?;
             for (c, chunk) in batch.items.chunks(ITEM_CHUNK).enumerate() {
@@ -530,8 +553,8 @@ impl Db {
         Ok(done > 0)
     }
 
-    /// The outcomes of submitted items whose jobs have ended.
-    pub async fn settled_batch_items(&self, batch_id: &str) -> Result<Vec<ItemOutcome>> {
+    /// The submitted items whose jobs have ended, with how they ended.
+    pub async fn settled_batch_items(&self, batch_id: &str) -> Result<Vec<SettledItem>> {
         on_pool!(self, read, p => {
             let rows = sqlx::query(SETTLED).bind(batch_id).fetch_all(p).await?;
             rows.iter()
@@ -542,12 +565,21 @@ impl Db {
                         "cancelled" => ItemStatus::Cancelled,
                         _ => ItemStatus::Failed,
                     };
-                    Ok(ItemOutcome {
-                        line: u32::try_from(line)
-                            .map_err(|_| StoreError::corrupt("batch_items.line", line))?,
-                        status,
-                        error_code: row.opt_text("error_code")?,
-                        error_message: row.opt_text("error_message")?,
+                    Ok(SettledItem {
+                        outcome: ItemOutcome {
+                            line: u32::try_from(line)
+                                .map_err(|_| StoreError::corrupt("batch_items.line", line))?,
+                            status,
+                            error_code: row.opt_text("error_code")?,
+                            error_message: row.opt_text("error_message")?,
+                        },
+                        job_id: row
+                            .opt_text("job_id")?
+                            .map(|t| t.parse::<JobId>())
+                            .transpose()
+                            .map_err(|e| StoreError::corrupt("batch_items.job_id", e))?,
+                        attempts: super::batch_qa::attempts(row)?,
+                        retries: super::batch_qa::retries(row)?,
                     })
                 })
                 .collect()

@@ -7,6 +7,7 @@
 //! transition becomes) is decided here, once.
 
 mod audit;
+mod batch_qa;
 mod batches;
 mod catalog;
 mod drift;

@@ -181,6 +181,12 @@ pub struct NewBatch {
     pub cost_cap: Option<f64>,
     /// The estimate made at creation (opaque JSON).
     pub estimate: Option<serde_json::Value>,
+    /// The QA settings (opaque JSON).
+    pub qa: Option<serde_json::Value>,
+    /// Where to POST when the batch finishes.
+    pub webhook_url: Option<String>,
+    /// The webhook's HMAC secret.
+    pub webhook_secret: Option<String>,
     /// The request lines.
     pub items: Vec<NewBatchItem>,
 }
@@ -238,6 +244,30 @@ pub struct BatchRecord {
     pub cost_cap: Option<f64>,
     /// The estimate made at creation.
     pub estimate: Option<serde_json::Value>,
+    /// The QA settings (opaque JSON).
+    pub qa: Option<serde_json::Value>,
+    /// The completion webhook, when asked for.
+    pub webhook: Option<Webhook>,
+}
+
+/// A batch's completion webhook and its delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Webhook {
+    /// Where to POST.
+    pub url: String,
+    /// The HMAC secret (`whsec_…`).
+    pub secret: String,
+    /// `None` until the batch finishes; then `pending`, `delivered` or
+    /// `failed` (out of attempts).
+    pub status: Option<String>,
+    /// Deliveries tried.
+    pub attempts: u32,
+    /// When the next try is due (pending only).
+    pub next_at: Option<DateTime<Utc>>,
+    /// When a delivery succeeded.
+    pub delivered_at: Option<DateTime<Utc>>,
+    /// Why the last try failed.
+    pub last_error: Option<String>,
 }
 
 impl BatchRecord {
@@ -292,6 +322,99 @@ pub struct BatchItem {
     pub finished_at: Option<DateTime<Utc>>,
     /// Whether the line is in the dry run's sample.
     pub sample: bool,
+    /// Jobs made for it so far (a retry makes another).
+    pub attempts: u32,
+    /// The failed attempts that were retried, with their reasons (JSON:
+    /// `[{"attempt", "job_id", "code", "message"}]`).
+    pub retries: Option<serde_json::Value>,
+    /// Whether a person should look at its images (QA).
+    pub needs_review: bool,
+}
+
+/// A submitted item whose job has ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SettledItem {
+    /// How it ended.
+    pub outcome: ItemOutcome,
+    /// The job that ended.
+    pub job_id: Option<JobId>,
+    /// Jobs made for it so far, this one included.
+    pub attempts: u32,
+    /// Earlier retried attempts (as [`BatchItem::retries`]).
+    pub retries: Option<serde_json::Value>,
+}
+
+/// One image of a succeeded item whose QA has not run yet (`image_id`
+/// `None` for an item that made no image).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QaImage {
+    /// The item's line.
+    pub line: u32,
+    /// The item's job.
+    pub job_id: Option<JobId>,
+    /// The image.
+    pub image_id: Option<String>,
+    /// Its quality score.
+    pub quality_score: Option<f64>,
+    /// Its flags (`nsfw_flagged`, `near_copy`, …).
+    pub flags: Vec<String>,
+    /// The model (alias) that made it.
+    pub model: Option<String>,
+    /// The version that made it.
+    pub model_version: Option<String>,
+}
+
+/// One line of a batch's manifest: an item with one of its images (an
+/// item that made none has one line with no image).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManifestRow {
+    /// The item's line.
+    pub line: u32,
+    /// The caller's id for it.
+    pub custom_id: String,
+    /// Where it is.
+    pub status: ItemStatus,
+    /// The validated request.
+    pub request: serde_json::Value,
+    /// Why it failed.
+    pub error_code: Option<String>,
+    /// Why it failed, for people.
+    pub error_message: Option<String>,
+    /// Whether QA asks a person to look.
+    pub needs_review: bool,
+    /// Jobs made for it.
+    pub attempts: u32,
+    /// The failed attempts that were retried, with their reasons.
+    pub retries: Option<serde_json::Value>,
+    /// Its job.
+    pub job_id: Option<JobId>,
+    /// The image, where one was made.
+    pub image: Option<ManifestImage>,
+}
+
+/// The image of a [`ManifestRow`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManifestImage {
+    /// The image.
+    pub id: String,
+    /// Its owner.
+    pub project: ProjectId,
+    /// Where its bytes are.
+    pub object_key: String,
+    /// Its place in the job.
+    pub index: u32,
+    /// The prompt it was made from.
+    pub prompt: String,
+    /// Its seed.
+    pub seed: u64,
+    /// `png`, `jpeg` or `webp`.
+    pub format: String,
+    /// Its quality score.
+    pub quality_score: Option<f64>,
+    /// Its flags.
+    pub flags: Vec<String>,
+    /// What it cost.
+    pub cost: f64,
 }
 
 /// An item's outcome, taken from its job.
