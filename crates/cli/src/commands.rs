@@ -1,7 +1,8 @@
 //! Subcommands: `serve`, `generate`, `models list` (in `crate::models`),
 //! `keys` and `projects` (in `crate::keys`), `bench engine` (in `crate::bench`), `eval` (in
 //! `crate::eval`), `loadtest` (in `crate::loadtest`), `top` (in
-//! `crate::top`), `verify` (in `crate::verify`).
+//! `crate::top`), `verify` (in `crate::verify`), `batch` (in
+//! `crate::batch`).
 //!
 //! One vocabulary across commands: `--model FOLDER|NAME` (a model folder,
 //! or a configured model's name; `loadtest`: the server's model name),
@@ -83,6 +84,9 @@ enum Command {
     /// Read an image's provenance: PNG metadata, the invisible watermark
     /// and C2PA Content Credentials (validated against --ca).
     Verify(crate::verify::VerifyArgs),
+    /// Submit, follow, approve, cap, cancel and download batches of
+    /// requests (Batch API).
+    Batch(crate::batch::BatchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -291,6 +295,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(args) => {
             init_logging("warn");
             crate::verify::run(cli.config, args)
+        }
+        Command::Batch(args) => {
+            init_logging("warn");
+            crate::batch::run(args)
         }
     }
 }

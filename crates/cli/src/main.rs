@@ -1,6 +1,7 @@
 //! The `easel` binary: parses flags, loads the config, calls library code.
 
 mod admin_api;
+mod batch;
 mod bench;
 mod bench_queue;
 mod bench_serve;

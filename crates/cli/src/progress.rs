@@ -1,5 +1,5 @@
 //! Progress bars on stderr for the long commands (`generate`, `eval`,
-//! `loadtest`, `bench`).
+//! `loadtest`, `bench`, `batch status --watch`).
 //!
 //! Every bar draws to stderr through indicatif, which draws nothing when
 //! stderr is not a terminal: piped output, test harnesses and CI logs get
@@ -36,5 +36,14 @@ pub(crate) fn spinner(message: impl Into<String>) -> ProgressBar {
     );
     bar.set_message(message.into());
     bar.enable_steady_tick(TICK);
+    bar
+}
+
+/// A single status line the caller composes and redraws in place with
+/// `set_message`; hidden (see [`ProgressBar::is_hidden`]) when stderr is
+/// not a terminal, so the caller can print plain lines instead.
+pub(crate) fn line() -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(ProgressStyle::with_template("{msg}").expect("a valid template"));
     bar
 }

@@ -7,11 +7,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use crate::admin_api::{call, client, urlencode};
+use crate::admin_api::{block_on, call, client, urlencode};
 
 /// Where the deployment is.
 #[derive(Debug, Args)]
@@ -225,17 +224,7 @@ pub fn register(args: RegisterArgs) -> anyhow::Result<()> {
 }
 
 fn base_url(api: &ApiArgs) -> anyhow::Result<String> {
-    let base = api.url.trim_end_matches('/').to_string();
-    reqwest::Url::parse(&base).with_context(|| format!("--url {:?} is not a URL", api.url))?;
-    Ok(base)
-}
-
-fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?
-        .block_on(f)
+    crate::admin_api::base_url(&api.url)
 }
 
 /// A rollout in a few lines: state, versions, share, and each guard.
