@@ -5,8 +5,8 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::routes::{
-    admin, audit, batch_results, batches, content, files, health, images, jobs, keys, models,
-    projects, review, rollouts, usage, watermark, workers,
+    admin, audit, batch_control, batch_results, batches, content, files, health, images, jobs,
+    keys, models, projects, review, rollouts, usage, watermark, workers,
 };
 
 /// The API description, built from the handlers' annotations.
@@ -53,6 +53,8 @@ use crate::routes::{
         batches::cancel_batch,
         batches::approve_batch,
         batches::update_batch,
+        batch_control::pause_batch,
+        batch_control::resume_batch,
         batch_results::get_manifest,
         batch_results::get_export,
         models::list_models,

@@ -12,7 +12,8 @@
 //! - [`download`]: `download ID -o DIR`, the export zip streamed to DIR
 //!   and extracted.
 //!
-//! `approve`, `cancel` and `cap` are one call each, here.
+//! `approve`, `pause`, `resume`, `cancel` and `cap` are one call each,
+//! here.
 
 mod download;
 mod meter;
@@ -59,6 +60,17 @@ enum BatchCommand {
     Download(download::DownloadArgs),
     /// Run the rest of a dry run (`awaiting_approval`).
     Approve {
+        /// The batch's id (`batch_…`).
+        id: String,
+    },
+    /// Pause a batch: no more of its lines are submitted until it is
+    /// resumed (those queued or running finish).
+    Pause {
+        /// The batch's id (`batch_…`).
+        id: String,
+    },
+    /// Resume a paused batch.
+    Resume {
         /// The batch's id (`batch_…`).
         id: String,
     },
@@ -141,6 +153,16 @@ pub fn run(args: BatchArgs) -> anyhow::Result<()> {
         BatchCommand::Download(d) => download::run(&api, d),
         BatchCommand::Approve { id } => block_on(async {
             let url = api.batch_url(&id, "/approve");
+            let batch = api.call(reqwest::Method::POST, None, &url).await?;
+            api.print_batch(&batch)
+        }),
+        BatchCommand::Pause { id } => block_on(async {
+            let url = api.batch_url(&id, "/pause");
+            let batch = api.call(reqwest::Method::POST, None, &url).await?;
+            api.print_batch(&batch)
+        }),
+        BatchCommand::Resume { id } => block_on(async {
+            let url = api.batch_url(&id, "/resume");
             let batch = api.call(reqwest::Method::POST, None, &url).await?;
             api.print_batch(&batch)
         }),

@@ -1,7 +1,7 @@
 //! `easel batch status ID [--watch]`: a batch's summary, or a live
 //! progress line until the batch ends (`completed`, `failed`, `expired`,
 //! `cancelled`) or stops for the caller (`awaiting_approval`,
-//! `paused_budget`), then what to do next.
+//! `paused_budget`, `paused`), then what to do next.
 //!
 //! The line is redrawn in place when stderr is a terminal (through
 //! `crate::progress`); otherwise a plain line is printed each time the
@@ -49,7 +49,7 @@ enum Stop {
 
 fn stop_of(status: &str) -> Stop {
     match status {
-        "completed" | "awaiting_approval" | "paused_budget" => Stop::Fine,
+        "completed" | "awaiting_approval" | "paused_budget" | "paused" => Stop::Fine,
         "failed" | "expired" | "cancelled" => Stop::Bad,
         _ => Stop::Running,
     }
@@ -218,6 +218,10 @@ fn next_steps(batch: &Value) -> String {
             "Paused at the cost cap. Raise it to go on: `easel batch cap {id} AMOUNT` \
              (PATCH /v1/batches/{id} {{\"cost_cap\": AMOUNT}}), or `easel batch cancel {id}`.\n"
         ),
+        "paused" => format!(
+            "Paused. Go on with `easel batch resume {id}` (POST /v1/batches/{id}/resume), or \
+             `easel batch cancel {id}`.\n"
+        ),
         _ => String::new(),
     }
 }
@@ -253,6 +257,7 @@ mod tests {
         assert_eq!(stop_of("completed"), Stop::Fine);
         assert_eq!(stop_of("awaiting_approval"), Stop::Fine);
         assert_eq!(stop_of("paused_budget"), Stop::Fine);
+        assert_eq!(stop_of("paused"), Stop::Fine);
         assert_eq!(stop_of("expired"), Stop::Bad);
         assert_eq!(stop_of("cancelled"), Stop::Bad);
         assert_eq!(stop_of("failed"), Stop::Bad);

@@ -291,7 +291,10 @@ impl BatchDriver {
         self.settle(batch).await?;
         self.check_quality(batch).await?;
         match batch.status {
-            BatchStatus::InProgress | BatchStatus::AwaitingApproval | BatchStatus::PausedBudget
+            BatchStatus::InProgress
+            | BatchStatus::AwaitingApproval
+            | BatchStatus::PausedBudget
+            | BatchStatus::Paused
                 if expired =>
             {
                 let (code, message) = EXPIRED;

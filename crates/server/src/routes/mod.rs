@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod batch_control;
 pub mod batch_results;
 pub mod batches;
 pub mod content;
@@ -109,6 +110,8 @@ pub fn table() -> Vec<RouteSpec> {
         route!(PATCH patch "/v1/batches/{id}", g, Some(Owned), batches::update_batch),
         route!(POST post "/v1/batches/{id}/cancel", g, Some(Owned), batches::cancel_batch),
         route!(POST post "/v1/batches/{id}/approve", g, Some(Owned), batches::approve_batch),
+        route!(POST post "/v1/batches/{id}/pause", g, Some(Owned), batch_control::pause_batch),
+        route!(POST post "/v1/batches/{id}/resume", g, Some(Owned), batch_control::resume_batch),
         route!(GET get "/v1/batches/{id}/manifest", r, Some(Owned), batch_results::get_manifest),
         route!(GET get "/v1/batches/{id}/export", r, Some(Owned), batch_results::get_export),
         route!(GET get "/v1/usage", r, Some(Listed), usage::get_usage),

@@ -516,3 +516,59 @@ async fn realtime_requests_go_before_the_queued_lines_of_a_large_batch() {
     );
     wait_for(&app, &id, |b| b["status"] == "completed").await;
 }
+
+async fn post(app: &TestApp, path: &str) -> reqwest::Response {
+    app.client.post(app.url(path)).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn batches_share_the_workers_and_a_paused_batch_submits_nothing_until_resumed() {
+    let app = spawn_app_with(by_hand(2)).await;
+    let file = upload_ok(&app, &lines(5)).await;
+    let a: Value = create(&app, &file).await.json().await.unwrap();
+    let b: Value = create(&app, &file).await.json().await.unwrap();
+    let (a, b) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
+    let db = app.jobs.db();
+    let submitted = |id: &str| {
+        let id = id.to_string();
+        async move {
+            db.count_batch_items(&id, easel_store::ItemStatus::Submitted)
+                .await
+                .unwrap()
+        }
+    };
+    // Each batch has its own window: both run side by side.
+    app.tick_batches().await;
+    assert_eq!((submitted(a).await, submitted(b).await), (2, 2));
+
+    let r = post(&app, &format!("/v1/batches/{a}/pause")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "paused");
+    assert_error(
+        post(&app, &format!("/v1/batches/{a}/pause")).await,
+        409,
+        "batch_not_pausable",
+    )
+    .await;
+    assert_error(
+        post(&app, &format!("/v1/batches/{b}/resume")).await,
+        409,
+        "batch_not_paused",
+    )
+    .await;
+    // What was queued runs; the paused batch submits nothing more.
+    assert_eq!(app.run_pending_jobs().await, 4);
+    app.tick_batches().await;
+    app.tick_batches().await;
+    assert_eq!((submitted(a).await, submitted(b).await), (0, 2));
+    let paused = get(&app, &format!("/v1/batches/{a}")).await;
+    assert_eq!(paused["status"], "paused");
+    assert_eq!(paused["request_counts"]["completed"], 2);
+    assert_eq!(app.count_jobs().await, 6);
+
+    let r = post(&app, &format!("/v1/batches/{a}/resume")).await;
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "in_progress");
+    drive_until(&app, a, "completed").await;
+    drive_until(&app, b, "completed").await;
+    assert_eq!(app.count_jobs().await, 10, "each line once");
+}

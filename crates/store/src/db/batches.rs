@@ -70,7 +70,7 @@ const BATCHES: &str = "SELECT * FROM batches \
      ORDER BY id DESC LIMIT $3";
 const OPEN_BATCHES: &str = "SELECT * FROM batches \
      WHERE status IN ('in_progress', 'finalizing', 'cancelling', 'awaiting_approval', \
-                      'paused_budget') \
+                      'paused_budget', 'paused') \
      ORDER BY created_at, id";
 
 const ITEMS: &str = "SELECT * FROM batch_items \
@@ -122,7 +122,7 @@ const SET_COUNTS: &str = "UPDATE batches SET completed = $2, failed = $3 WHERE i
 
 const CANCEL: &str = "UPDATE batches SET status = 'cancelling', cancelling_at = $2 \
      WHERE id = $1 AND status IN ('validating', 'in_progress', 'awaiting_approval', \
-                                  'paused_budget') RETURNING *";
+                                  'paused_budget', 'paused') RETURNING *";
 const AWAIT_APPROVAL: &str = "UPDATE batches SET status = 'awaiting_approval' \
      WHERE id = $1 AND status = 'in_progress' AND approved_at IS NULL RETURNING *";
 const APPROVE: &str = "UPDATE batches SET status = 'in_progress', approved_at = $2 \
@@ -132,8 +132,13 @@ const PAUSE: &str = "UPDATE batches SET status = 'paused_budget' \
      WHERE id = $1 AND status = 'in_progress' RETURNING *";
 const SET_CAP: &str = "UPDATE batches SET cost_cap = $2, \
          status = CASE WHEN status = 'paused_budget' THEN 'in_progress' ELSE status END \
+     WHERE id = $1 AND status IN ('in_progress', 'awaiting_approval', 'paused_budget', 'paused') \
+     RETURNING *";
+const PAUSE_BY_OWNER: &str = "UPDATE batches SET status = 'paused' \
      WHERE id = $1 AND status IN ('in_progress', 'awaiting_approval', 'paused_budget') \
      RETURNING *";
+const RESUME: &str = "UPDATE batches SET status = 'in_progress' \
+     WHERE id = $1 AND status = 'paused' RETURNING *";
 const FINALIZING: &str = "UPDATE batches SET status = 'finalizing', finalizing_at = $2 \
      WHERE id = $1 AND status = 'in_progress' RETURNING *";
 const FINISH: &str = "UPDATE batches SET status = $2, output_file_id = $3, error_file_id = $4, \
@@ -143,7 +148,7 @@ const FINISH: &str = "UPDATE batches SET status = $2, output_file_id = $3, error
          webhook_status = CASE WHEN webhook_url IS NULL THEN NULL ELSE 'pending' END, \
          webhook_next_at = CASE WHEN webhook_url IS NULL THEN NULL ELSE $5 END \
      WHERE id = $1 AND status IN ('in_progress', 'finalizing', 'cancelling', \
-                                  'awaiting_approval', 'paused_budget') RETURNING *";
+                                  'awaiting_approval', 'paused_budget', 'paused') RETURNING *";
 
 pub(super) fn opt_time(
     row: &impl Columns,
@@ -674,6 +679,19 @@ impl Db {
     /// progress.
     pub async fn pause_batch(&self, id: &str) -> Result<Option<BatchRecord>> {
         self.untimed_transition(PAUSE, id).await
+    }
+
+    /// Pauses a batch at its owner's request; `None` when it was not in
+    /// progress, waiting for approval or paused at its cap.
+    pub async fn pause_batch_by_owner(&self, id: &str) -> Result<Option<BatchRecord>> {
+        self.untimed_transition(PAUSE_BY_OWNER, id).await
+    }
+
+    /// Resumes a batch its owner paused; `None` when it was not paused.
+    /// The driver pauses it again at its cap, or stops it for approval,
+    /// where those still hold.
+    pub async fn resume_batch(&self, id: &str) -> Result<Option<BatchRecord>> {
+        self.untimed_transition(RESUME, id).await
     }
 
     /// Sets a batch's cost cap (`None`: no cap); a batch paused at its cap

@@ -60,6 +60,9 @@ stored_enum!(
         AwaitingApproval = "awaiting_approval",
         /// Easel: the cost cap is reached; raising it resumes the batch.
         PausedBudget = "paused_budget",
+        /// Easel: paused by its owner (`POST /v1/batches/{id}/pause`); no
+        /// line is submitted until it is resumed.
+        Paused = "paused",
     }
 );
 
