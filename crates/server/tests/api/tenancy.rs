@@ -647,8 +647,12 @@ async fn no_route_shows_one_project_what_another_owns() {
                 // The owner does see it (the check above is not vacuous).
                 let own = send(app, method.clone(), &theirs, Some(&t.beta), body).await;
                 // Beta's batch has finished and has no dry run: changing
-                // its cap or approving it is a conflict, not a 404.
-                let settled = method == Method::PATCH || path.ends_with("/approve");
+                // its cap, approving, pausing or resuming it is a
+                // conflict, not a 404.
+                let settled = method == Method::PATCH
+                    || ["/approve", "/pause", "/resume"]
+                        .iter()
+                        .any(|s| path.ends_with(s));
                 assert!(
                     own.status().is_success() || (settled && own.status() == 409),
                     "{method} {path} for its owner: {}",
