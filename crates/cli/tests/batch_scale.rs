@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, tiny_model, wait_ready};
+use common::{count_files, free_port, tiny_model, wait_ready};
 use serde_json::{Value, json};
 
 const LINES: u64 = 10_000;
@@ -56,20 +56,6 @@ async fn count_jobs(db: &easel_store::Db) -> u64 {
             None => return n,
         }
     }
-}
-
-fn count_files(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok())
-                .map(|e| {
-                    let p = e.path();
-                    if p.is_dir() { count_files(&p) } else { 1 }
-                })
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 async fn batch(client: &reqwest::Client, base: &str, id: &str) -> Value {

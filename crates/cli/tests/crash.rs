@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bundled_model, free_port, wait_ready};
+use common::{bundled_model, count_files, free_port, wait_ready};
 use easel_core::JobId;
 use serde_json::{Value, json};
 
@@ -46,20 +46,6 @@ async fn job(client: &reqwest::Client, base: &str, id: &str) -> Value {
         .json()
         .await
         .unwrap()
-}
-
-fn count_files(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok())
-                .map(|e| {
-                    let p = e.path();
-                    if p.is_dir() { count_files(&p) } else { 1 }
-                })
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 #[tokio::test]

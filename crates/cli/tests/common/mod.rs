@@ -77,3 +77,18 @@ pub async fn wait_ready(client: &reqwest::Client, base: &str, child: &mut Child)
     }
     panic!("easel serve not ready after 120 s");
 }
+
+/// Files under `dir`, counted recursively (0 when it does not exist).
+pub fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| {
+                    let p = e.path();
+                    if p.is_dir() { count_files(&p) } else { 1 }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
