@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{count_files, free_port, tiny_model, wait_ready};
+use common::{count_files, free_port, get_json, tiny_model, wait_ready};
 use serde_json::{Value, json};
 
 const LINES: u64 = 10_000;
@@ -59,14 +59,7 @@ async fn count_jobs(db: &easel_store::Db) -> u64 {
 }
 
 async fn batch(client: &reqwest::Client, base: &str, id: &str) -> Value {
-    client
-        .get(format!("{base}/v1/batches/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    get_json(client, &format!("{base}/v1/batches/{id}")).await
 }
 
 fn values(prefix: &str) -> Vec<String> {

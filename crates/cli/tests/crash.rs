@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bundled_model, count_files, free_port, wait_ready};
+use common::{bundled_model, count_files, free_port, get_json, wait_ready};
 use easel_core::JobId;
 use serde_json::{Value, json};
 
@@ -38,14 +38,7 @@ fn serve(data: &Path, port: u16) -> Child {
 }
 
 async fn job(client: &reqwest::Client, base: &str, id: &str) -> Value {
-    client
-        .get(format!("{base}/v1/jobs/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    get_json(client, &format!("{base}/v1/jobs/{id}")).await
 }
 
 #[tokio::test]

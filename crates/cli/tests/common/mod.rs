@@ -92,3 +92,8 @@ pub fn count_files(dir: &Path) -> usize {
         })
         .unwrap_or(0)
 }
+
+/// The JSON answer of `GET url`.
+pub async fn get_json(client: &reqwest::Client, url: &str) -> serde_json::Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
