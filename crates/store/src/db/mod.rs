@@ -10,6 +10,7 @@ mod audit;
 mod batch_qa;
 mod batches;
 mod catalog;
+mod client_options;
 mod drift;
 mod fair_share;
 mod images;

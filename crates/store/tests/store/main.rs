@@ -6,6 +6,7 @@
 mod admission;
 mod audit;
 mod blobs;
+mod client_options;
 mod connect;
 mod fair_share;
 mod fleet;
