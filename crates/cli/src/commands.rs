@@ -502,6 +502,7 @@ fn generate(config_file: Option<PathBuf>, args: GenerateArgs) -> anyhow::Result<
         response_format: ResponseFormat::B64Json,
         output_format: format,
         output_compression: args.compression,
+        preview_every_steps: None,
     };
     // Drawn only when stderr is a terminal (see `crate::progress`).
     let bar = crate::progress::bar(

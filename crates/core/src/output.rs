@@ -133,6 +133,12 @@ pub struct OutputOptions {
     /// PNG and WebP, which are lossless.
     #[serde(default)]
     pub output_compression: Option<u8>,
+    /// Publish a cheap preview of the job's images with its progress
+    /// events every this many denoising steps (OpenAI's `partial_images`,
+    /// the AUTOMATIC1111 API's `current_image`), on top of the worker's
+    /// own `preview_every_steps`; `None` (the default): only the worker's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_every_steps: Option<u32>,
 }
 
 #[cfg(test)]

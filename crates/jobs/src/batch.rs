@@ -313,10 +313,20 @@ impl Worker {
         // Entered on the engine thread: the engine's and post-processing's
         // spans are children of the jobs' spans, not of this task's.
         let spans = spans.to_vec();
+        // The worker's cadence and each job's own (`preview_every_steps`
+        // of its output options): a step any of them asks for gets one.
+        let mut preview_every: Vec<u32> = jobs
+            .iter()
+            .filter_map(|(job, _)| job.options.preview_every_steps)
+            .chain([lane.settings.preview_every_steps])
+            .filter(|&every| every > 0)
+            .collect();
+        preview_every.sort_unstable();
+        preview_every.dedup();
         let mut sink = BatchSink {
             worker: self.clone(),
             ranges,
-            preview_every: lane.settings.preview_every_steps,
+            preview_every,
         };
         let engine_token = token.clone();
         let post = self.inner.post.clone();
@@ -786,7 +796,8 @@ fn model_error_code(e: &ModelLookupError) -> &'static str {
 struct BatchSink {
     worker: Worker,
     ranges: Vec<(JobId, Range<usize>)>,
-    preview_every: u32,
+    /// Preview cadences in steps, each positive.
+    preview_every: Vec<u32>,
 }
 
 impl ProgressSink for BatchSink {
@@ -811,7 +822,9 @@ impl ProgressSink for BatchSink {
     }
 
     fn wants_preview(&self, step: u32) -> bool {
-        self.preview_every > 0 && step.is_multiple_of(self.preview_every)
+        self.preview_every
+            .iter()
+            .any(|&every| step.is_multiple_of(every))
     }
 }
 
