@@ -96,6 +96,41 @@ def main() -> int:
     except openai.NotFoundError as e:
         check(e.code == "model_not_found", f"code: {e.code}")
 
+    # 4b. what Easel cannot honour is refused, never silently ignored.
+    try:
+        client.images.generate(model=model, prompt="x", size="16x16", background="transparent")
+        raise AssertionError("a transparent background must be refused")
+    except openai.BadRequestError as e:
+        check(e.code == "unsupported_parameter" and e.param == "background", f"{e.code} {e.param}")
+
+    # 4c. streaming with partial images: OpenAI's event types, in order.
+    stream = client.images.generate(
+        model=model,
+        prompt="a green leaf",
+        size="16x16",
+        stream=True,
+        partial_images=2,
+        extra_body={"steps": 30, "seed": 5},
+    )
+    events = list(stream)
+    kinds = [e.type for e in events]
+    check(kinds == ["image_generation.partial_image"] * 2 + ["image_generation.completed"], kinds)
+    check([e.partial_image_index for e in events[:2]] == [0, 1], "partial indexes")
+    for e in events:
+        check(base64.b64decode(e.b64_json).startswith(PNG_MAGIC), f"{e.type} is a PNG")
+    check(events[-1].size == "16x16" and events[-1].output_format == "png", events[-1])
+
+    # 4d. variations of an image Easel made: its recorded prompt guides them.
+    r = client.images.create_variation(
+        model=model,
+        image=("input.png", first, "image/png"),
+        n=2,
+        size="16x16",
+        response_format="b64_json",
+    )
+    check(len(r.data) == 2, f"two variations: {r}")
+    check(base64.b64decode(r.data[0].b64_json).startswith(PNG_MAGIC), "variation is a PNG")
+
     # 5. the model list.
     models = [m.id for m in client.models.list()]
     check(model in models, f"{model} listed: {models}")

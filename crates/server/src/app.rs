@@ -245,6 +245,7 @@ impl Application {
             rollouts,
             drift,
             worker: worker.clone(),
+            sd_tasks: crate::sdapi::Tasks::default(),
         };
         // Batches are driven where requests are admitted: the driver asks
         // this process's prompt policy about each item.

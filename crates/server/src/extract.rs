@@ -11,6 +11,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
+use base64::Engine as _;
 use serde::de::DeserializeOwned;
 
 use crate::auth::{Principal, Scope};
@@ -104,13 +105,26 @@ impl FromRequestParts<AppState> for RequestTimeout {
     }
 }
 
-/// The bearer token of a request, if any.
-pub fn bearer_token(parts: &axum::http::HeaderMap) -> Option<&str> {
+/// The API key a request carries: a bearer token, or the password of
+/// HTTP Basic credentials.
+pub fn bearer_token(parts: &axum::http::HeaderMap) -> Option<String> {
     let value = parts.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(token.trim().to_string());
+    }
+    // HTTP Basic, as AUTOMATIC1111 clients send it (`--api-auth`,
+    // `webuiapi`'s `set_auth(user, password)`): the password is the key,
+    // the user name is not checked.
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(token.trim())
+            .ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        let (_, password) = text.split_once(':')?;
+        return Some(password.to_string());
+    }
+    None
 }
 
 /// Middleware for the keyed routes: authenticates ([`crate::tenancy::authenticate`]),

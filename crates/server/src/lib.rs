@@ -22,6 +22,10 @@
 //! - [`responsible`]: the prompt policy at the edge.
 //! - [`batches`]: the Batch API's input parsed into validated items, its
 //!   output files rendered from them, and the hooks of the batch driver.
+//! - `realtime`: submitting a realtime job and waiting for it (the
+//!   synchronous image routes of both APIs).
+//! - [`sdapi`]: the AUTOMATIC1111-compatible API (`/sdapi/v1`): its request
+//!   bodies, sampler names, per-caller options and running tasks.
 //! - [`state`]: what handlers share.
 //! - [`openapi`]: the OpenAPI document.
 
@@ -34,9 +38,11 @@ pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod openapi;
+mod realtime;
 pub mod responsible;
 pub mod review;
 pub mod routes;
+pub mod sdapi;
 pub mod signing;
 pub mod state;
 pub mod tenancy;

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::routes::{
     admin, audit, batch_control, batch_results, batches, content, files, health, images, jobs,
-    keys, models, projects, review, rollouts, usage, watermark, workers,
+    keys, models, projects, review, rollouts, sdapi, sdapi_info, usage, watermark, workers,
 };
 
 /// The API description, built from the handlers' annotations.
@@ -32,6 +32,19 @@ use crate::routes::{
     paths(
         images::create_generation,
         images::create_edit,
+        images::create_variation,
+        sdapi::txt2img,
+        sdapi::img2img,
+        sdapi::interrupt,
+        sdapi::skip,
+        sdapi_info::progress,
+        sdapi_info::get_options,
+        sdapi_info::set_options,
+        sdapi_info::sd_models,
+        sdapi_info::samplers,
+        sdapi_info::schedulers,
+        sdapi_info::scripts,
+        sdapi_info::png_info,
         jobs::create_job,
         jobs::get_job,
         jobs::list_jobs,
@@ -133,6 +146,7 @@ use crate::routes::{
         rollouts::RolloutObject,
         rollouts::RolloutList,
         models::ModelVersions,
+        sdapi_info::PngInfoRequest,
         crate::error::ErrorBody,
         crate::error::ErrorDetail,
     )),
@@ -147,6 +161,7 @@ use crate::routes::{
         (name = "admin", description = "Administration (scope `admin`): the warm model pool, the worker registry, the audit log, projects and keys"),
         (name = "review", description = "Human review of sampled and flagged images (scope `review`)"),
         (name = "rollouts", description = "Model versions and guarded canary rollouts (scope `admin`)"),
+        (name = "a1111", description = "The AUTOMATIC1111 web UI's API (`/sdapi/v1`) for its existing clients: same keys (bearer, or HTTP Basic with the key as password), limits, policy and pipeline as the rest (docs/a1111.md)"),
         (name = "health", description = "Probes"),
     )
 )]

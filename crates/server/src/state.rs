@@ -36,6 +36,8 @@ pub struct AppState {
     /// This process's worker when it runs one (roles `all` and `worker`),
     /// for `/readyz`: draining, open circuit breakers.
     pub worker: Option<easel_jobs::Worker>,
+    /// The running task of each caller of the AUTOMATIC1111-compatible API.
+    pub sd_tasks: crate::sdapi::Tasks,
 }
 
 impl AppState {

@@ -135,6 +135,11 @@ fn parse_line(
     let mut body = body;
     body.strength = None;
     let valid = body.validate(&state.models).map_err(describe)?;
+    if valid.stream.is_some() {
+        return Err(
+            "`stream` is not supported in a batch: its results go to the output file".into(),
+        );
+    }
     crate::tenancy::rate::check_caps(principal, &valid.params).map_err(describe)?;
     if !seen.insert(line.custom_id.clone()) {
         return Err(format!(

@@ -39,16 +39,22 @@ pub struct CreateImageRequest {
     /// An end-user id, recorded with the job.
     #[serde(default)]
     pub user: Option<String>,
-    /// Accepted for compatibility and ignored.
+    /// A preset for `steps` (docs/openai.md): `low` half the model's
+    /// default steps, `medium`, `standard` or `auto` the default, `high` or
+    /// `hd` twice the default (at most 150). With `steps` too, only `auto`
+    /// is accepted (400 `conflicting_parameters`).
     #[serde(default)]
     pub quality: Option<String>,
-    /// Accepted for compatibility and ignored.
+    /// DALL·E 3's `vivid`/`natural`: not supported (400
+    /// `unsupported_parameter`).
     #[serde(default)]
     pub style: Option<String>,
-    /// Accepted for compatibility and ignored.
+    /// `auto` or `opaque` (what Easel makes); `transparent` is 400
+    /// `unsupported_parameter`.
     #[serde(default)]
     pub background: Option<String>,
-    /// Accepted for compatibility and ignored.
+    /// `auto`: the server's moderation policy, which the operator sets;
+    /// `low` is 400 `unsupported_parameter`.
     #[serde(default)]
     pub moderation: Option<String>,
     /// Extension: seed of the first image, an integer from 0 to 4294967295,
@@ -79,6 +85,21 @@ pub struct CreateImageRequest {
     /// Extension (edits and jobs): image-to-image strength, 0–1.
     #[serde(default)]
     pub strength: Option<f64>,
+    /// Answer with server-sent events in OpenAI's streaming format
+    /// (`image_generation.partial_image` events, then one
+    /// `image_generation.completed` per image); the synchronous image
+    /// routes only.
+    #[serde(default)]
+    pub stream: Option<bool>,
+    /// Partial images of a stream, 0–3 (evenly spaced previews from the
+    /// denoising loop); only with `stream`.
+    #[serde(default)]
+    pub partial_images: Option<i64>,
+    /// Any other field: refused with 400 `unsupported_parameter` naming it,
+    /// never silently ignored.
+    #[serde(flatten, default, skip_serializing)]
+    #[schema(ignore)]
+    pub unknown: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// A request parsed into the types the job system takes.
@@ -90,7 +111,12 @@ pub struct ValidRequest {
     pub output: OutputOptions,
     /// End-user id.
     pub user: Option<String>,
+    /// `stream: true`: the partial images wanted (0–3); `None`: no stream.
+    pub stream: Option<u32>,
 }
+
+/// Most partial images a stream may ask for (OpenAI's limit).
+pub const MAX_PARTIAL_IMAGES: i64 = 3;
 
 impl CreateImageRequest {
     /// Validates against the named model's limits and defaults.
@@ -111,16 +137,51 @@ impl CreateImageRequest {
             self.output_format.as_deref(),
             self.output_compression,
         )?;
+        if let Some(field) = self.unknown.keys().next() {
+            return Err(ApiError::invalid(
+                "unsupported_parameter",
+                "body",
+                format!(
+                    "`{}` is not a field of this route (docs/openai.md lists them)",
+                    short(field)
+                ),
+            ));
+        }
+        let stream = match (self.stream, self.partial_images) {
+            (Some(true), None) => Some(0),
+            (Some(true), Some(n @ 0..=MAX_PARTIAL_IMAGES)) => Some(n as u32),
+            (Some(true), Some(n)) => {
+                return Err(ApiError::invalid(
+                    "invalid_partial_images",
+                    "partial_images",
+                    format!("partial_images must be between 0 and {MAX_PARTIAL_IMAGES}, got {n}"),
+                ));
+            }
+            (_, None | Some(0)) => None,
+            (_, Some(_)) => {
+                return Err(ApiError::invalid(
+                    "invalid_partial_images",
+                    "partial_images",
+                    "partial_images needs stream: true",
+                ));
+            }
+        };
+        check_openai_options(
+            self.style.as_deref(),
+            self.background.as_deref(),
+            self.moderation.as_deref(),
+        )?;
         // The description kept from the model's last load: a cold (evicted)
         // model is validated against its real limits and starts warming up.
         let info = models.info(self.model.as_deref().filter(|m| !m.is_empty()))?;
+        let steps = quality_steps(self.quality.as_deref(), self.steps, info.default_steps)?;
         let raw = RawParams {
             model: info.name.clone(),
             prompt: self.prompt,
             negative_prompt: self.negative_prompt,
             size: self.size,
             n: self.n,
-            steps: self.steps,
+            steps,
             guidance_scale: self.guidance_scale,
             seed: seed.fixed(),
             sampler: self.sampler,
@@ -136,12 +197,109 @@ impl CreateImageRequest {
         )?;
         check_for_model(&params, &info)?;
         let user = self.user.map(|u| u.chars().take(256).collect());
+        let mut output = output;
+        if let Some(partial) = stream.filter(|&p| p > 0) {
+            // Evenly spaced previews, the last partial image before the end.
+            output.preview_every_steps = Some((params.steps / (partial + 1)).max(1));
+        }
         Ok(ValidRequest {
             params,
             output,
             user,
+            stream,
         })
     }
+}
+
+/// Refuses the OpenAI options Easel cannot honour instead of ignoring them.
+fn check_openai_options(
+    style: Option<&str>,
+    background: Option<&str>,
+    moderation: Option<&str>,
+) -> Result<(), ApiError> {
+    if let Some(style) = style.filter(|s| !s.is_empty()) {
+        return Err(ApiError::invalid(
+            "unsupported_parameter",
+            "style",
+            format!(
+                "style `{}` is not supported: Easel's models have no DALL·E 3 styles; \
+                 describe the look in the prompt",
+                short(style)
+            ),
+        ));
+    }
+    match background {
+        None | Some("" | "auto" | "opaque") => {}
+        Some("transparent") => {
+            return Err(ApiError::invalid(
+                "unsupported_parameter",
+                "background",
+                "background `transparent` is not supported: Easel's models make opaque \
+                 images; use `auto` or `opaque`",
+            ));
+        }
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "invalid_background",
+                "background",
+                format!(
+                    "background must be auto, opaque or transparent, got `{}`",
+                    short(other)
+                ),
+            ));
+        }
+    }
+    match moderation {
+        None | Some("" | "auto") => Ok(()),
+        Some("low") => Err(ApiError::invalid(
+            "unsupported_parameter",
+            "moderation",
+            "moderation `low` is not supported: the server's moderation policy is set by \
+             its operator (docs/moderation.md); use `auto`",
+        )),
+        Some(other) => Err(ApiError::invalid(
+            "invalid_moderation",
+            "moderation",
+            format!("moderation must be auto or low, got `{}`", short(other)),
+        )),
+    }
+}
+
+/// The steps a `quality` preset stands for (see [`CreateImageRequest::quality`]).
+fn quality_steps(
+    quality: Option<&str>,
+    steps: Option<i64>,
+    default_steps: u32,
+) -> Result<Option<i64>, ApiError> {
+    let default = i64::from(default_steps.max(1));
+    let preset = match quality {
+        None | Some("" | "auto") => return Ok(steps),
+        Some("low") => (default / 2).max(1),
+        Some("medium" | "standard") => default,
+        Some("high" | "hd") => (default * 2).min(i64::from(easel_core::limits::MAX_STEPS)),
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "invalid_quality",
+                "quality",
+                format!(
+                    "quality must be auto, low, medium, high, standard or hd, got `{}`",
+                    short(other)
+                ),
+            ));
+        }
+    };
+    if steps.is_some() {
+        return Err(ApiError::invalid(
+            "conflicting_parameters",
+            "quality",
+            "give either quality (a preset for steps) or steps, not both",
+        ));
+    }
+    Ok(Some(preset))
+}
+
+fn short(text: &str) -> String {
+    text.chars().take(40).collect()
 }
 
 /// The seed of a JSON body: absent or `null` is random; a number goes to
@@ -188,6 +346,7 @@ pub fn parse_output(
         response_format,
         output_format,
         output_compression,
+        preview_every_steps: None,
     })
 }
 

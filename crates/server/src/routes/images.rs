@@ -11,14 +11,15 @@ use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use easel_core::{JobId, JobStatus, ResponseFormat, RgbImage, SeedRequest, Tier};
-use easel_jobs::{Jobs, NewJob};
+use easel_core::{ResponseFormat, RgbImage, SeedRequest};
 use easel_store::Job as JobRecord;
 
 use crate::auth::Principal;
 use crate::dto::images::{CreateImageRequest, ImageData, ImagesResponse, ValidRequest};
 use crate::error::{ApiError, ErrorKind};
 use crate::extract::{ApiJson, RequestTimeout};
+use crate::realtime::{self, Finished};
+use crate::routes::images_stream::{self, StreamKind};
 use crate::state::AppState;
 use crate::tenancy::rate::RateSlot;
 
@@ -56,7 +57,29 @@ pub async fn create_generation(
     // Text-to-image: strength belongs to edits.
     body.strength = None;
     let valid = body.validate(&state.models)?;
-    run_sync(&state, &principal, &slot, &headers, timeout, valid, None).await
+    let call = SyncCall {
+        principal: &principal,
+        slot: &slot,
+        headers: &headers,
+        timeout,
+    };
+    if valid.stream.is_some() {
+        return images_stream::stream(&state, call, valid, None, StreamKind::Generation).await;
+    }
+    run_sync(&state, call, valid, None).await
+}
+
+/// Who asks, and how long they wait.
+#[derive(Clone, Copy)]
+pub(crate) struct SyncCall<'a> {
+    /// The caller.
+    pub principal: &'a Principal,
+    /// Its rate slot.
+    pub slot: &'a RateSlot,
+    /// The request's headers (request id, trace).
+    pub headers: &'a HeaderMap,
+    /// The parsed `X-Easel-Timeout`.
+    pub timeout: Option<Duration>,
 }
 
 /// The multipart form of `/v1/images/edits`, as text before validation.
@@ -146,7 +169,135 @@ pub async fn create_edit(
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
-    let mut multipart = multipart?;
+    let form = read_form(multipart?).await?;
+    let image = form.image.ok_or_else(|| {
+        ApiError::invalid(
+            "missing_image",
+            "image",
+            "the form must include an `image` file",
+        )
+    })?;
+    let mut request = form.request;
+    request.strength.get_or_insert(DEFAULT_EDIT_STRENGTH);
+    let valid = request.validate_with_seed(form.seed, &state.models)?;
+    let init = decode_upload(&state, &image, valid.params.size)?;
+    let call = SyncCall {
+        principal: &principal,
+        slot: &slot,
+        headers: &headers,
+        timeout,
+    };
+    if valid.stream.is_some() {
+        return images_stream::stream(&state, call, valid, Some(init), StreamKind::Edit).await;
+    }
+    run_sync(&state, call, valid, Some(init)).await
+}
+
+/// Strength of a variation when the request gives none: the composition
+/// stays, the details change.
+pub const DEFAULT_VARIATION_STRENGTH: f64 = 0.6;
+
+/// The multipart body of a variation, for the OpenAPI document.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct CreateVariationForm {
+    /// The image to vary (PNG, JPEG or WebP).
+    #[schema(format = Binary, value_type = String)]
+    image: Vec<u8>,
+    /// Model name.
+    model: Option<String>,
+    /// Number of images, 1–10.
+    n: Option<i64>,
+    /// `"WIDTHxHEIGHT"`; default: the model's.
+    size: Option<String>,
+    /// `b64_json` or `url`.
+    response_format: Option<String>,
+    /// Extension: what the image shows; default: the prompt recorded in
+    /// the image's own `parameters` (any image Easel or the AUTOMATIC1111
+    /// web UI made).
+    prompt: Option<String>,
+    /// Extension: how far from the image, 0–1; default 0.6.
+    strength: Option<f64>,
+    /// Extension: seed of the first image, -1 or 0 to 4294967295.
+    seed: Option<i64>,
+}
+
+/// Variations of an image: image-to-image at `strength` 0.6 guided by the
+/// prompt the image records (or the `prompt` field).
+#[utoipa::path(
+    post,
+    path = "/v1/images/variations",
+    tag = "images",
+    request_body(content = CreateVariationForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "The images", body = ImagesResponse),
+        (status = 400, description = "Invalid input or image; `missing_prompt` when the image records no prompt and the form gives none", body = crate::error::ErrorBody),
+        (status = 429, description = "The realtime queue is full (`queue_full`)", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn create_variation(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(slot): Extension<RateSlot>,
+    RequestTimeout(timeout): RequestTimeout,
+    headers: HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Response, ApiError> {
+    let form = read_form(multipart?).await?;
+    let image = form.image.ok_or_else(|| {
+        ApiError::invalid(
+            "missing_image",
+            "image",
+            "the form must include an `image` file",
+        )
+    })?;
+    let mut request = form.request;
+    if request.prompt.trim().is_empty() {
+        request.prompt = recorded_prompt(&image).ok_or_else(|| {
+            ApiError::invalid(
+                "missing_prompt",
+                "prompt",
+                "the image records no prompt (no `parameters` text chunk); send `prompt` \
+                 describing it",
+            )
+        })?;
+    }
+    request.strength.get_or_insert(DEFAULT_VARIATION_STRENGTH);
+    let valid = request.validate_with_seed(form.seed, &state.models)?;
+    if valid.stream.is_some() {
+        return Err(ApiError::invalid(
+            "unsupported_parameter",
+            "stream",
+            "variations do not stream (as in OpenAI's API)",
+        ));
+    }
+    let init = decode_upload(&state, &image, valid.params.size)?;
+    let call = SyncCall {
+        principal: &principal,
+        slot: &slot,
+        headers: &headers,
+        timeout,
+    };
+    run_sync(&state, call, valid, Some(init)).await
+}
+
+/// The prompt in a PNG's `parameters` text (the lines before the
+/// `Negative prompt:` and `Steps:` lines).
+fn recorded_prompt(bytes: &[u8]) -> Option<String> {
+    let chunks = easel_media::read_png_text(bytes).ok()?;
+    let (_, text) = chunks
+        .into_iter()
+        .find(|(k, _)| k == easel_media::PARAMETERS_KEY)?;
+    let prompt = crate::routes::sdapi_info::parse_infotext(&text)["Prompt"]
+        .as_str()?
+        .trim()
+        .to_string();
+    (!prompt.is_empty()).then_some(prompt)
+}
+
+/// Reads an image form (edits, variations) into its text fields and the
+/// one image, refusing a second image and a mask.
+async fn read_form(mut multipart: Multipart) -> Result<EditForm, ApiError> {
     let mut form = EditForm::default();
     while let Some(field) = multipart.next_field().await? {
         let name = field.name().unwrap_or_default().to_string();
@@ -199,36 +350,32 @@ pub async fn create_edit(
             "sampler" => r.sampler = Some(text),
             "schedule" => r.schedule = Some(text),
             "strength" => r.strength = Some(parse_float("strength", "invalid_strength", &text)?),
-            // OpenAI fields without meaning here (quality, background, ...).
-            _ => {}
+            "quality" => r.quality = Some(text),
+            "background" => r.background = Some(text),
+            "moderation" => r.moderation = Some(text),
+            "style" => r.style = Some(text),
+            "stream" => r.stream = Some(text.trim() == "true"),
+            "partial_images" => {
+                r.partial_images = Some(parse_int(
+                    "partial_images",
+                    "invalid_partial_images",
+                    &text,
+                )?)
+            }
+            // Anything else (`input_fidelity`, a typo) is refused at
+            // validation, naming it.
+            _ => {
+                r.unknown
+                    .insert(name.clone(), serde_json::Value::String(short(&text)));
+            }
         }
     }
-    let image = form.image.ok_or_else(|| {
-        ApiError::invalid(
-            "missing_image",
-            "image",
-            "the form must include an `image` file",
-        )
-    })?;
-    let mut request = form.request;
-    request.strength.get_or_insert(DEFAULT_EDIT_STRENGTH);
-    let valid = request.validate_with_seed(form.seed, &state.models)?;
-    let init = decode_upload(&state, &image, valid.params.size)?;
-    run_sync(
-        &state,
-        &principal,
-        &slot,
-        &headers,
-        timeout,
-        valid,
-        Some(init),
-    )
-    .await
+    Ok(form)
 }
 
 /// Decodes an untrusted upload (header-checked against the pixel limit
 /// before any pixel is decoded) and resizes it to the output size.
-fn decode_upload(
+pub(crate) fn decode_upload(
     state: &AppState,
     bytes: &[u8],
     size: easel_core::Size,
@@ -246,135 +393,38 @@ fn decode_upload(
     easel_media::resize(&decoded, size.width, size.height).map_err(crate::error::from_media_error)
 }
 
-/// Cancels a synchronous request's job if the handler is dropped before
-/// the job finished: the client went away, so nobody wants the images.
-struct CancelOnDrop {
-    jobs: Jobs,
-    id: JobId,
-    armed: bool,
-}
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let (jobs, id) = (self.jobs.clone(), self.id);
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            tracing::info!(job = %id, "client left; cancelling its job");
-            runtime.spawn(async move {
-                if let Err(e) = jobs.cancel(id).await {
-                    tracing::warn!(job = %id, error = %e, "could not cancel an abandoned job");
-                }
-            });
-        }
-    }
-}
-
 /// Submits a realtime job, waits for it (at most `timeout`, the request's
 /// parsed `X-Easel-Timeout`), and answers in OpenAI's shape.
 async fn run_sync(
     state: &AppState,
-    principal: &Principal,
-    slot: &RateSlot,
-    headers: &HeaderMap,
-    timeout: Option<Duration>,
+    call: SyncCall<'_>,
     valid: ValidRequest,
     init_image: Option<RgbImage>,
 ) -> Result<Response, ApiError> {
-    let policy = crate::responsible::check_prompt(
+    let job = match realtime::submit(
         state,
-        principal,
-        valid.user.as_deref(),
-        &valid.params.prompt,
+        call.principal,
+        call.slot,
+        call.headers,
+        call.timeout,
+        valid,
+        init_image,
     )
-    .await?;
-    if let Err(refused) =
-        crate::tenancy::rate::admit_images(state, principal, &valid.params, slot).await
+    .await?
     {
-        return Ok(refused);
-    }
-    let trace = crate::correlation::JobTrace::of(headers);
-    let (job, _) = state
-        .jobs
-        .submit(NewJob {
-            params: valid.params,
-            output: valid.output,
-            tier: Tier::Realtime,
-            project: principal.project(),
-            user_id: crate::auth::user_id(principal, valid.user),
-            idempotency_key: None,
-            init_image,
-            timeout,
-            policy,
-            request_id: trace.request_id,
-            trace_parent: trace.trace_parent,
-        })
-        .await?;
-    let mut guard = CancelOnDrop {
-        jobs: state.jobs.clone(),
-        id: job.id,
-        armed: true,
+        Ok(job) => job,
+        Err(refused) => return Ok(refused),
     };
-    let sync_limit = Duration::from_secs(state.config.worker.sync_timeout_seconds);
-    let limit = timeout.map_or(sync_limit, |t| t.min(sync_limit));
-    let done = match tokio::time::timeout(limit, state.jobs.wait(job.id)).await {
-        Ok(Err(easel_jobs::JobError::ShuttingDown)) => {
-            // The job is back in the queue and runs after the restart.
-            guard.armed = false;
-            return Err(ApiError::new(
-                ErrorKind::Unavailable,
-                "shutting_down",
-                format!(
-                    "the server is shutting down; job `{}` stays queued and runs after the restart \
-                     (GET /v1/jobs/{})",
-                    job.id, job.id
-                ),
-            ));
+    match realtime::wait(state, &job, call.timeout).await? {
+        Finished::Succeeded(done) => {
+            images_response(state, call.headers, &done, InlineImages::Bytes)
+                .await
+                .map(|(r, _)| Json(r).into_response())
         }
-        Ok(done) => done?,
-        Err(_) if timeout.is_some_and(|t| t <= sync_limit) => {
-            // Still queued: it fails `deadline_exceeded` now and never runs.
-            // Still running: the guard cancels it at its next step.
-            if let Err(e) = state.jobs.expire_deadlines().await {
-                tracing::warn!(job = %job.id, error = %e, "could not expire overdue jobs");
-            }
-            return Err(ApiError::new(
-                ErrorKind::Timeout,
-                "deadline_exceeded",
-                format!(
-                    "job `{}` did not finish within its deadline of {} s (X-Easel-Timeout) \
-                     and was stopped",
-                    job.id,
-                    limit.as_secs()
-                ),
-            ));
-        }
-        Err(_) => {
-            return Err(ApiError::new(
-                ErrorKind::Timeout,
-                "timeout",
-                format!(
-                    "the job did not finish within {} s (worker.sync_timeout_seconds) and was cancelled; \
-                     use POST /v1/jobs for long work",
-                    limit.as_secs()
-                ),
-            ));
-        }
-    };
-    guard.armed = false;
-    match done.status {
-        JobStatus::Succeeded => images_response(state, headers, &done, InlineImages::Bytes)
-            .await
-            .map(|(r, _)| Json(r).into_response()),
-        JobStatus::Cancelled => Err(ApiError::new(
+        Finished::Cancelled(done) => Err(ApiError::new(
             ErrorKind::Conflict,
             "job_cancelled",
             format!("job `{}` was cancelled before it finished", done.id),
-        )),
-        _ => Err(ApiError::from_job_failure(
-            done.error_code.as_deref().unwrap_or("generation_failed"),
-            done.error_message.as_deref().unwrap_or("generation failed"),
         )),
     }
 }

@@ -120,6 +120,13 @@ pub async fn create_job(
     let mut request = body.request;
     request.strength = None;
     let valid = request.validate(&state.models)?;
+    if valid.stream.is_some() {
+        return Err(ApiError::invalid(
+            "unsupported_parameter",
+            "stream",
+            "a job does not stream its response: follow it with GET /v1/jobs/{id}/events",
+        ));
+    }
     let policy = crate::responsible::check_prompt(
         &state,
         &principal,

@@ -10,6 +10,7 @@ pub mod content;
 pub mod files;
 pub mod health;
 pub mod images;
+pub(crate) mod images_stream;
 pub mod jobs;
 pub mod keys;
 pub mod metrics;
@@ -17,6 +18,8 @@ pub mod models;
 pub mod projects;
 pub mod review;
 pub mod rollouts;
+pub mod sdapi;
+pub mod sdapi_info;
 pub mod tenancy;
 pub mod usage;
 pub mod watermark;
@@ -55,6 +58,9 @@ pub enum Isolation {
     /// Human review: the `review` scope (or `admin`); a reviewer sees its
     /// project's items, an admin every project's.
     Review,
+    /// The caller's own state (the A1111 API's options and running task),
+    /// kept per project and key: another caller's is never reached.
+    Caller,
 }
 
 /// One route of the API: what it needs and how it isolates projects.
@@ -91,6 +97,7 @@ pub fn table() -> Vec<RouteSpec> {
     vec![
         route!(POST post "/v1/images/generations", g, Some(Creates), images::create_generation),
         route!(POST post "/v1/images/edits", g, Some(Creates), images::create_edit),
+        route!(POST post "/v1/images/variations", g, Some(Creates), images::create_variation),
         route!(POST post "/v1/jobs", g, Some(Creates), jobs::create_job),
         route!(GET get "/v1/jobs", r, Some(Listed), jobs::list_jobs),
         route!(GET get "/v1/jobs/{id}", r, Some(Owned), jobs::get_job),
@@ -118,6 +125,18 @@ pub fn table() -> Vec<RouteSpec> {
         route!(GET get "/v1/review/next", v, Some(Review), review::next_item),
         route!(POST post "/v1/review/{image_id}", v, Some(Review), review::record_verdict),
         route!(GET get "/v1/review/stats", v, Some(Review), review::review_stats),
+        route!(POST post "/sdapi/v1/txt2img", g, Some(Creates), sdapi::txt2img),
+        route!(POST post "/sdapi/v1/img2img", g, Some(Creates), sdapi::img2img),
+        route!(POST post "/sdapi/v1/interrupt", g, Some(Caller), sdapi::interrupt),
+        route!(POST post "/sdapi/v1/skip", g, Some(Caller), sdapi::skip),
+        route!(GET get "/sdapi/v1/progress", r, Some(Caller), sdapi_info::progress),
+        route!(GET get "/sdapi/v1/options", r, Some(Caller), sdapi_info::get_options),
+        route!(POST post "/sdapi/v1/options", g, Some(Caller), sdapi_info::set_options),
+        route!(GET get "/sdapi/v1/sd-models", r, Some(Shared), sdapi_info::sd_models),
+        route!(GET get "/sdapi/v1/samplers", r, Some(Shared), sdapi_info::samplers),
+        route!(GET get "/sdapi/v1/schedulers", r, Some(Shared), sdapi_info::schedulers),
+        route!(GET get "/sdapi/v1/scripts", r, Some(Shared), sdapi_info::scripts),
+        route!(POST post "/sdapi/v1/png-info", r, Some(Shared), sdapi_info::png_info),
         route!(GET get "/v1/models", r, Some(Shared), models::list_models),
         route!(GET get "/v1/models/{name}", r, Some(Shared), models::get_model),
         route!(POST post "/v1/admin/models/{name}/load", a, Some(Admin), admin::load_model),

@@ -51,7 +51,7 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Princ
         };
     };
     let defaults = &state.config.tenancy.default_limits;
-    if let Some(key) = state.keys.authenticate(token) {
+    if let Some(key) = state.keys.authenticate(&token) {
         let project = db
             .project(&key.project)
             .await
@@ -66,7 +66,7 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Princ
             billable: project.billable,
         })));
     }
-    let hash = KeyHash::blake3_of(token).to_string();
+    let hash = KeyHash::blake3_of(&token).to_string();
     let found = db
         .api_key_by_hash(&hash)
         .await

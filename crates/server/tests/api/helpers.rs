@@ -348,6 +348,16 @@ impl TestApp {
         self.client.get(url).send().await.unwrap()
     }
 
+    /// `POST` of a JSON body to a path.
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// `method` on `path` with `key` as the bearer token.
     pub async fn send_with_key(
         &self,

@@ -3,6 +3,7 @@
 //! folder by default; PostgreSQL and S3 when the environment names them
 //! (`backend`).
 
+mod a1111;
 mod audit;
 mod backend;
 mod backpressure;

@@ -785,10 +785,24 @@ async fn no_route_shows_one_project_what_another_owns() {
             (
                 Some(Isolation::Creates),
                 "POST",
-                "/v1/jobs" | "/v1/images/generations" | "/v1/images/edits",
+                "/v1/jobs"
+                | "/v1/images/generations"
+                | "/v1/images/edits"
+                | "/v1/images/variations"
+                | "/sdapi/v1/txt2img"
+                | "/sdapi/v1/img2img",
             ) => {
                 let before = job_ids(app, &t.beta).await;
-                let r = if path == "/v1/images/edits" {
+                let r = if path.starts_with("/sdapi/") {
+                    use base64::Engine as _;
+                    let mut body =
+                        json!({"prompt": "alpha's own", "width": 16, "height": 16, "steps": 2});
+                    if path.ends_with("img2img") {
+                        body["init_images"] = json!([base64::engine::general_purpose::STANDARD
+                            .encode(crate::helpers::png_image(16, 16))]);
+                    }
+                    send(app, method.clone(), path, Some(&t.alpha), Some(body)).await
+                } else if path == "/v1/images/edits" || path == "/v1/images/variations" {
                     let form = reqwest::multipart::Form::new()
                         .part(
                             "image",
@@ -861,6 +875,43 @@ async fn no_route_shows_one_project_what_another_owns() {
                 );
                 let own = detect(t.beta.clone()).await;
                 assert_eq!(own["image"]["id"], image_id.as_str(), "{own}");
+            }
+            (Some(Isolation::Shared), "POST", "/sdapi/v1/png-info") => {
+                use base64::Engine as _;
+                let png =
+                    json!({"image": base64::engine::general_purpose::STANDARD.encode(&bytes)});
+                let info = ok_json(
+                    send(app, method.clone(), path, Some(&t.alpha), Some(png)).await,
+                    200,
+                )
+                .await;
+                assert!(info["info"].as_str().unwrap().contains("Steps:"), "{info}");
+            }
+            (Some(Isolation::Caller), "POST", "/sdapi/v1/options") => {
+                let body = json!({"show_progress_every_n_steps": 5});
+                ok_json(
+                    send(app, method.clone(), path, Some(&t.alpha), Some(body)).await,
+                    200,
+                )
+                .await;
+                let theirs =
+                    ok_json(send(app, Method::GET, path, Some(&t.beta), None).await, 200).await;
+                assert_eq!(
+                    theirs["show_progress_every_n_steps"], 1,
+                    "alpha's option reached beta"
+                );
+                let mine = ok_json(
+                    send(app, Method::GET, path, Some(&t.alpha), None).await,
+                    200,
+                )
+                .await;
+                assert_eq!(mine["show_progress_every_n_steps"], 5);
+            }
+            (Some(Isolation::Caller), _, _) => {
+                // The caller's own task and options: nothing of beta's is
+                // reachable, and with nothing running these change nothing.
+                let r = send(app, method.clone(), path, Some(&t.alpha), None).await;
+                assert!(r.status().is_success(), "{method} {path}: {}", r.status());
             }
             (Some(Isolation::Shared), "GET", _) => {
                 let path = path.replace("{name}", crate::helpers::MODEL);

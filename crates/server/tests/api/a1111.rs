@@ -1,0 +1,229 @@
+//! The AUTOMATIC1111-compatible API (`/sdapi/v1`): the real `webuiapi`
+//! client unmodified (tools/webuiapi_check.py), keys over HTTP Basic as
+//! A1111 clients send them, per-caller options, and bad input.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+fn has_webuiapi(python: &str) -> bool {
+    Command::new(python)
+        .args(["-c", "import webuiapi"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[tokio::test]
+async fn the_webuiapi_client_works_unmodified() {
+    let required = std::env::var("EASEL_REQUIRE_PYTHON").is_ok_and(|v| v == "1");
+    let python = std::env::var("EASEL_PYTHON").unwrap_or_else(|_| "python3".into());
+    if !has_webuiapi(&python) {
+        assert!(
+            !required,
+            "EASEL_REQUIRE_PYTHON=1 but {python} cannot `import webuiapi`"
+        );
+        eprintln!("skipping the webuiapi check: {python} has no webuiapi");
+        return;
+    }
+    let app = spawn_app().await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/webuiapi_check.py");
+    let base = app.base.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(script)
+            .arg(base)
+            .arg(MODEL)
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "webuiapi check failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+}
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    let raw = format!("{user}:{password}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
+}
+
+#[tokio::test]
+async fn keys_work_over_http_basic_and_options_are_per_caller() {
+    let (key, entry) =
+        easel_server::auth::create_key("painter", &[easel_server::auth::Scope::Generate]);
+    let (other, other_entry) =
+        easel_server::auth::create_key("sketcher", &[easel_server::auth::Scope::Generate]);
+    #[derive(serde::Deserialize)]
+    struct Wrapper {
+        auth: easel_config::AuthConfig,
+    }
+    let mut auth = toml::from_str::<Wrapper>(&entry).unwrap().auth;
+    auth.api_keys.extend(
+        toml::from_str::<Wrapper>(&other_entry)
+            .unwrap()
+            .auth
+            .api_keys,
+    );
+    let app = spawn_app_with(move |c| c.auth = auth).await;
+    let get = |auth: String| {
+        let app = &app;
+        async move {
+            app.client
+                .get(app.url("/sdapi/v1/options"))
+                .header("authorization", auth)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_error(
+        get(basic("anyone", "easel_sk_wrong")).await,
+        401,
+        "invalid_api_key",
+    )
+    .await;
+    let mine: Value = get(basic("painter", &key)).await.json().await.unwrap();
+    assert!(
+        mine["sd_model_checkpoint"]
+            .as_str()
+            .unwrap()
+            .starts_with(MODEL),
+        "{mine}"
+    );
+
+    // Setting options: validated, and only for this caller.
+    let post = |auth: String, body: Value| {
+        let app = &app;
+        async move {
+            app.client
+                .post(app.url("/sdapi/v1/options"))
+                .header("authorization", auth)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = post(basic("p", &key), json!({"show_progress_every_n_steps": 3})).await;
+    assert_eq!(r.status(), 200);
+    let r = post(
+        basic("p", &key),
+        json!({"sd_model_checkpoint": "no-such-model [0123456789]"}),
+    )
+    .await;
+    assert_error(r, 404, "model_not_found").await;
+    let r = post(basic("p", &key), json!({"sd_vae": "auto"})).await;
+    let body = assert_error(r, 400, "unsupported_option").await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("sd_vae"),
+        "{body}"
+    );
+    let mine: Value = get(basic("p", &key)).await.json().await.unwrap();
+    assert_eq!(mine["show_progress_every_n_steps"], 3);
+    let theirs: Value = get(format!("Bearer {other}")).await.json().await.unwrap();
+    assert_eq!(theirs["show_progress_every_n_steps"], 1, "{theirs}");
+
+    // Another caller's interrupt does not reach this caller's task: with
+    // nothing running, both answer 200 and change nothing.
+    let r = app
+        .client
+        .post(app.url("/sdapi/v1/interrupt"))
+        .bearer_auth(&other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn bad_a1111_bodies_get_a_400_naming_the_field_and_store_nothing() {
+    let app = spawn_app().await;
+    let jobs_before = app.count_rows("jobs").await;
+    for (body, code, needle) in [
+        (
+            json!({"prompt": "x", "sampler_name": "UniPC"}),
+            "unsupported_sampler",
+            "sampler_name",
+        ),
+        (
+            json!({"prompt": "x", "scheduler": "beta"}),
+            "unsupported_scheduler",
+            "scheduler",
+        ),
+        (
+            json!({"prompt": "x", "tiling": true}),
+            "unsupported_parameter",
+            "tiling",
+        ),
+        (
+            json!({"prompt": "x", "frobnicate": 1}),
+            "unsupported_parameter",
+            "frobnicate",
+        ),
+        (
+            json!({"prompt": "x", "steps": "many"}),
+            "invalid_parameter",
+            "steps",
+        ),
+        (json!({"prompt": "x", "width": 16}), "invalid_size", "width"),
+        (
+            json!({"prompt": "x", "n_iter": 0}),
+            "invalid_n_iter",
+            "n_iter",
+        ),
+        (json!({"prompt": "x", "seed": -2}), "invalid_seed", "seed"),
+        (
+            json!({"prompt": "", "width": 16, "height": 16}),
+            "invalid_prompt",
+            "prompt",
+        ),
+        (json!(["not", "an", "object"]), "invalid_body", "object"),
+    ] {
+        let r = app.post_json("/sdapi/v1/txt2img", &body).await;
+        let got = assert_error(r, 400, code).await;
+        let message = got["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{body}: {message}");
+    }
+    for (body, code) in [
+        (json!({"prompt": "x"}), "missing_image"),
+        (
+            json!({"prompt": "x", "init_images": ["%%%"]}),
+            "invalid_image",
+        ),
+        (
+            json!({"prompt": "x", "init_images": ["aGVsbG8="]}),
+            "invalid_image",
+        ),
+        (
+            json!({"prompt": "x", "init_images": ["a", "b"]}),
+            "too_many_images",
+        ),
+    ] {
+        let r = app.post_json("/sdapi/v1/img2img", &body).await;
+        assert_error(r, 400, code).await;
+    }
+    let r = app
+        .post_json("/sdapi/v1/png-info", &json!({"image": "aGVsbG8="}))
+        .await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        app.count_rows("jobs").await,
+        jobs_before,
+        "a refused request stored a job"
+    );
+}
