@@ -27,8 +27,8 @@
 //! Heun) add `noise·σ` to x₀, which is our scaling as is, and the
 //! variance-preserving ones (DDIM, DPM++ 2M, LCM) compute
 //! `√ᾱ·x₀ + √(1 − ᾱ)·noise`, which is `(x₀ + σ·noise)/√(σ² + 1)` with
-//! σ = √((1 − ᾱ)/ᾱ), i.e. x₀ + σ·noise once in our scaling (x = x_vp·√(σ²
-//! + 1)). So in every case `noised(x₀, σ) = x₀ + σ·noise` at the σ the
+//! σ = √((1 − ᾱ)/ᾱ), i.e. x₀ + σ·noise once in our scaling
+//! (x = x_vp·√(σ² + 1)). So in every case `noised(x₀, σ) = x₀ + σ·noise` at the σ the
 //! sampler's x has just reached, handed to the hook by
 //! [`crate::sampling::sample_with`] (Heun's Euler point included, which
 //! diffusers' Heun returns as a step of its own). The last blend, with the
