@@ -45,8 +45,10 @@
 //! Inpainting (a request with a [`crate::Mask`], or any request on a model
 //! whose UNet takes a mask and a masked image as extra channels) lives in
 //! `inpaint`: latent blending after each step for ordinary UNets, extra
-//! UNet input channels for inpainting UNets. A batch without masks on an
-//! ordinary UNet runs exactly the code it ran before masks existed.
+//! UNet input channels for inpainting UNets. `start` builds a run's
+//! starting point (text-to-image, image-to-image, inpainting) and what
+//! inpainting adds to the loop. A batch without masks on an ordinary UNet
+//! computes exactly what it computed before masks existed.
 
 use std::time::Instant;
 
