@@ -9,7 +9,7 @@
 //!
 //! # Layout
 //! - [`ids`]: typed identifiers for jobs and images.
-//! - [`image`]: an in-memory RGB picture.
+//! - [`image`]: an in-memory RGB picture and an inpainting mask.
 //! - [`sampler`]: sampler, sigma schedule and timestep spacing names.
 //! - [`params`]: validated generation parameters and their limits.
 //! - [`job`]: the lifecycle states of a job.
@@ -28,7 +28,7 @@ pub mod tenancy;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use ids::{ImageId, JobId, ParseIdError};
-pub use image::RgbImage;
+pub use image::{Mask, MaskError, RgbImage};
 pub use job::JobStatus;
 pub use output::{OutputFormat, OutputOptions, ResponseFormat};
 pub use params::{GenerationParams, ParamError, RawParams, SeedRequest, Size, Tier, limits};

@@ -278,7 +278,9 @@ pub fn run(dir: &Path, load: &LoadOptions, opts: &BenchOptions) -> Result<BenchR
         stages.push(figures);
     }
     if model.vae.is_some() {
-        let [c, h, w] = latent_shape;
+        // The latents the UNet makes (an inpainting UNet takes more).
+        let [_, h, w] = latent_shape;
+        let c = model.unet.config.out_channels;
         let z = Tensor::randn(0f32, 1f32, (1, c, h, w), &device)?;
         stages.push(timer.stage(Stage::Decode, || model.decode(&z))?);
     }
@@ -293,6 +295,7 @@ pub fn run(dir: &Path, load: &LoadOptions, opts: &BenchOptions) -> Result<BenchR
             sampler: None,
             schedule: ScheduleKind::Default,
             init_image: None,
+            mask: None,
         };
         let cancel = CancelToken::new();
         stages.push(timer.stage(Stage::FullImage, || {

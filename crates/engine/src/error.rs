@@ -100,6 +100,21 @@ pub enum EngineError {
         /// Init image height.
         found_h: u32,
     },
+    /// An inpainting mask was given without an init image.
+    #[error("a mask needs an init image to repaint")]
+    MaskWithoutInitImage,
+    /// The inpainting mask does not match the requested size.
+    #[error("mask is {found_w}x{found_h}, expected {width}x{height}")]
+    MaskSize {
+        /// Requested width.
+        width: u32,
+        /// Requested height.
+        height: u32,
+        /// Mask width.
+        found_w: u32,
+        /// Mask height.
+        found_h: u32,
+    },
     /// A batch mixed requests that cannot share one call.
     #[error(
         "requests in one batch must share size, steps, sampler, schedule, guidance and strength: {0}"
@@ -158,6 +173,8 @@ impl EngineError {
             EngineError::NonFiniteGuidance(_) => "invalid_guidance_scale",
             EngineError::InvalidStrength(_) => "invalid_strength",
             EngineError::InitImageSize { .. } => "invalid_image",
+            EngineError::MaskWithoutInitImage => "mask_without_init_image",
+            EngineError::MaskSize { .. } => "invalid_mask",
             EngineError::IncompatibleBatch(_) => "incompatible_batch",
             EngineError::EmptyBatch => "empty_batch",
             EngineError::UnsupportedSampler { .. } => "invalid_sampler",
@@ -178,6 +195,8 @@ impl EngineError {
                 | EngineError::NonFiniteGuidance(_)
                 | EngineError::InvalidStrength(_)
                 | EngineError::InitImageSize { .. }
+                | EngineError::MaskWithoutInitImage
+                | EngineError::MaskSize { .. }
                 | EngineError::UnsupportedSampler { .. }
         )
     }

@@ -4,7 +4,10 @@
 //!
 //! Architectures: Stable Diffusion 1.x, 2.x (ε or v-prediction), SDXL (two
 //! CLIP encoders, pooled embeddings, size conditioning) and pixel-space
-//! UNets without a VAE (the bundled model).
+//! UNets without a VAE (the bundled model). Inpainting (an init image and a
+//! [`Mask`] of what to repaint) works on all of them by latent blending, and
+//! on inpainting UNets (9 input channels, [`ModelInfo::inpainting`]) by
+//! their extra mask and masked-image inputs.
 //!
 //! Computation uses candle on the CPU (or CUDA with the `cuda` feature), in
 //! f32 whatever the stored dtype. Where candle-transformers has a correct
@@ -34,7 +37,7 @@
 //! - `unet`: the denoising network, from diffusers' UNet config (SDXL included).
 //! - `vae`: the latent autoencoder with its scaling.
 //! - `pipeline`: text-to-image and image-to-image with guidance, progress
-//!   and cancellation.
+//!   and cancellation; inpainting in `pipeline::inpaint`.
 //! - `preview`: tensor ↔ RGB conversions and cheap step previews.
 //! - [`sampling`]: samplers over sigma schedules, behind one interface.
 //! - [`ops`]: kernels of our own for the CPU (fused attention,
@@ -68,6 +71,6 @@ pub use loader::hash::HashCache;
 pub use loader::inspect::{FolderSummary, WeightsCheck, inspect};
 pub use model::{Architecture, LoadOptions, Model, ModelInfo};
 pub use request::{
-    CancelToken, GeneratedImage, ImageRequest, Progress, ProgressSink, RgbImage, StageTimings,
+    CancelToken, GeneratedImage, ImageRequest, Mask, Progress, ProgressSink, RgbImage, StageTimings,
 };
 pub use text::sentence::SentenceEncoder;

@@ -168,6 +168,14 @@ pub struct ModelInfo {
     pub default_sampler: SamplerKind,
     /// Bytes of weights held in memory once loaded.
     pub weight_bytes: u64,
+    /// Whether the UNet is an inpainting UNet (SD 1.x/2.x/SDXL inpainting:
+    /// 9 input channels, the latents plus a mask and a masked image's
+    /// latents). Such a model repaints the masked part of an init image
+    /// whatever the mask; without a mask (or an init image) it repaints
+    /// everything. Ordinary models inpaint by latent blending. Default
+    /// (absent when deserialised): false.
+    #[serde(default)]
+    pub inpainting: bool,
 }
 
 /// Optional per-model overrides (`easel.json`).
@@ -310,6 +318,7 @@ impl Model {
             default_guidance: overrides.default_guidance.unwrap_or(7.5),
             default_sampler: scheduler.default_sampler(),
             weight_bytes,
+            inpainting: vae.is_some() && unet.config.inpainting(),
         };
         tracing::info!(
             name = %info.name, architecture = ?info.architecture, hash = %info.content_hash,

@@ -40,7 +40,15 @@
 //! Randomness: image `i` draws everything from row `i` of the noise source
 //! (its own seeded generator in [`crate::Model::generate`]). The first draw
 //! is the initial noise; image-to-image on a latent model then draws the
-//! VAE posterior sample.
+//! VAE posterior sample, and an inpainting UNet the masked image's.
+//!
+//! Inpainting (a request with a [`crate::Mask`], or any request on a model
+//! whose UNet takes a mask and a masked image as extra channels) lives in
+//! `inpaint`: latent blending after each step for ordinary UNets, extra
+//! UNet input channels for inpainting UNets. `start` builds a run's
+//! starting point (text-to-image, image-to-image, inpainting) and what
+//! inpainting adds to the loop. A batch without masks on an ordinary UNet
+//! computes exactly what it computed before masks existed.
 
 use std::time::Instant;
 
@@ -52,10 +60,16 @@ use crate::model::Architecture;
 use crate::model::Model;
 use crate::preview::{self, PreviewKind};
 use crate::request::{
-    CancelToken, GeneratedImage, ImageRequest, Progress, ProgressSink, RgbImage, StageTimings,
+    CancelToken, GeneratedImage, ImageRequest, Progress, ProgressSink, StageTimings,
 };
 use crate::sampling::{self, ModelDenoiser, NoiseSchedule, NoiseSource};
 use crate::unet::Added;
+
+mod inpaint;
+mod start;
+
+use inpaint::Inpaint;
+use start::Start;
 
 /// What every request of a batch shares, checked.
 struct BatchKey {
@@ -103,6 +117,19 @@ fn check(model: &Model, requests: &[ImageRequest]) -> Result<BatchKey> {
         return Err(EngineError::InvalidStrength(s));
     }
     for (i, r) in requests.iter().enumerate() {
+        if let Some(mask) = &r.mask {
+            if r.init_image.is_none() {
+                return Err(EngineError::MaskWithoutInitImage);
+            }
+            if (mask.width(), mask.height()) != (width, height) {
+                return Err(EngineError::MaskSize {
+                    width,
+                    height,
+                    found_w: mask.width(),
+                    found_h: mask.height(),
+                });
+            }
+        }
         let same = r.size == first.size
             && r.steps == first.steps
             && r.guidance_scale.to_bits() == first.guidance_scale.to_bits()
@@ -358,43 +385,7 @@ pub(crate) fn denoise(
         }
         None => sampling::plan(&model.scheduler, key.sampler, key.schedule, key.steps)?,
     };
-    let scale = model.vae.as_ref().map_or(1, |v| v.config.scale_factor());
-    let channels = model.unet.config.in_channels;
-    let shape = [
-        channels,
-        key.height as usize / scale,
-        key.width as usize / scale,
-    ];
-    let init_noise = noise.sample(&shape)?;
-    let x_init = match key.strength {
-        None => (init_noise * plan.init_noise_sigma)?,
-        Some(_) => {
-            let images: Vec<&RgbImage> = requests
-                .iter()
-                .map(|r| &r.init_image.as_ref().expect("checked: all img2img").0)
-                .collect();
-            let pixels = preview::from_rgb(&images, &model.device)?;
-            let x0 = match &model.vae {
-                None => pixels,
-                Some(vae) => {
-                    let per_call =
-                        vae.encode_images_per_call(key.height as usize, key.width as usize);
-                    let mut means = Vec::with_capacity(b);
-                    let mut stds = Vec::with_capacity(b);
-                    for start in (0..b).step_by(per_call) {
-                        let chunk = pixels.narrow(0, start, per_call.min(b - start))?;
-                        let (m, s) = vae.encode(&chunk)?;
-                        means.push(m);
-                        stds.push(s);
-                    }
-                    let (mean, std) = (Tensor::cat(&means, 0)?, Tensor::cat(&stds, 0)?);
-                    let eps = noise.sample(&mean.dims()[1..])?;
-                    (mean + (std * eps)?)?
-                }
-            };
-            (x0 + (init_noise * plan.sigmas[0])?)?
-        }
-    };
+    let Start { x_init, inpaint } = start::start(model, requests, &key, &plan, noise)?;
 
     // 3. Sampling: one UNet call per network evaluation for the whole
     // batch, `2·B` rows when guided.
@@ -408,7 +399,19 @@ pub(crate) fn denoise(
             text_embeds,
             time_ids,
         });
+        let condition = match &inpaint {
+            Some(Inpaint::Condition(extra)) => Some(extra),
+            _ => None,
+        };
         let net = |x: &Tensor, t: f64| -> Result<Tensor> {
+            let with_extra;
+            let x = match condition {
+                Some(extra) => {
+                    with_extra = Tensor::cat(&[x, extra], 1)?;
+                    &with_extra
+                }
+                None => x,
+            };
             if guided {
                 let rows = Tensor::cat(&[x, x], 0)?;
                 let out = unet.forward(&rows, t, &cond.context, added.as_ref())?;
@@ -439,14 +442,29 @@ pub(crate) fn denoise(
             }
             Ok(())
         };
-        sampling::sample(
-            key.sampler,
-            &mut denoiser,
-            x_init,
-            &plan,
-            noise,
-            &mut on_step,
-        )?
+        match &inpaint {
+            Some(Inpaint::Blend(blend)) => sampling::sample_with(
+                key.sampler,
+                &mut denoiser,
+                x_init,
+                &plan,
+                noise,
+                &mut |x, sigma| blend.after_step(x, sigma),
+                &mut on_step,
+            )?,
+            _ => sampling::sample(
+                key.sampler,
+                &mut denoiser,
+                x_init,
+                &plan,
+                noise,
+                &mut on_step,
+            )?,
+        }
+    };
+    let latents = match &inpaint {
+        Some(Inpaint::Blend(blend)) => blend.finish(&latents)?,
+        _ => latents,
     };
     let denoise_s = t1.elapsed().as_secs_f64();
     drop(stage);

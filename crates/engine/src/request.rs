@@ -2,7 +2,8 @@
 //!
 //! A call to [`crate::Model::generate`] takes a slice of [`ImageRequest`]s
 //! that share one *batch key* (size, steps, sampler, schedule, guidance,
-//! strength) and returns one [`GeneratedImage`] per request, in order. Each
+//! strength) and returns one [`GeneratedImage`] per request, in order
+//! (an inpainting mask is the request's own, not part of the key). Each
 //! request carries its own seed: the engine gives every image its own random
 //! generator, so its noise never depends on what else shared the batch, and
 //! its pixels match the same request run alone within the batching
@@ -11,7 +12,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub use easel_core::RgbImage;
+pub use easel_core::{Mask, RgbImage};
 use easel_core::{SamplerKind, ScheduleKind, Size};
 
 /// One image to generate.
@@ -35,6 +36,11 @@ pub struct ImageRequest {
     pub schedule: ScheduleKind,
     /// Image-to-image: the initial image (resized to `size` by the caller) and strength in [0, 1].
     pub init_image: Option<(RgbImage, f32)>,
+    /// Inpainting: which pixels of `init_image` to repaint (1.0/255), and
+    /// which to keep (0), at `size`. Needs `init_image`. Per request: a
+    /// batch may mix masks and unmasked requests. Default `None`: the whole
+    /// image is repainted (plain image-to-image).
+    pub mask: Option<Mask>,
 }
 
 /// Wall-clock time spent in each engine stage, in seconds.

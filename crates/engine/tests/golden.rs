@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use common::*;
 use easel_engine::candle_core::{DType, Device, IndexOp, Tensor};
 use easel_engine::sampling::ReplayNoise;
-use easel_engine::{CancelToken, DeviceChoice, LoadOptions, Model, Progress, RgbImage};
+use easel_engine::{CancelToken, DeviceChoice, LoadOptions, Model, Progress};
 
 const TEXT_TOL: f32 = 1e-4;
 const UNET_TOL: f32 = 1e-3;
@@ -115,21 +115,6 @@ fn check_vae(name: &str) {
     let out = model.decode(&g["vae_z"]).unwrap();
     let diff = cpu_diff(&out, &g["vae_out"]);
     assert!(diff < VAE_TOL, "{name}: VAE decode differs by {diff}");
-}
-
-/// The image-to-image init image (matches `gradient` in make_models.py).
-fn gradient(side: u32) -> RgbImage {
-    let mut pixels = Vec::new();
-    for y in 0..side {
-        for x in 0..side {
-            pixels.extend([(x * 16).min(255) as u8, (y * 16).min(255) as u8, 200]);
-        }
-    }
-    RgbImage {
-        width: side,
-        height: side,
-        pixels,
-    }
 }
 
 fn check_img2img(name: &str) {

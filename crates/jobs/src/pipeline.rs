@@ -52,6 +52,7 @@ pub fn image_requests(
                 (Some(image), Some(strength)) => Some((image.clone(), strength)),
                 _ => None,
             },
+            mask: None,
         })
         .collect()
 }

@@ -74,6 +74,7 @@ pub(crate) fn fake_info() -> ModelInfo {
         default_guidance: 5.0,
         default_sampler: SamplerKind::Euler,
         weight_bytes: 0,
+        inpainting: false,
     }
 }
 

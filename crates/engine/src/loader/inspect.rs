@@ -60,17 +60,12 @@ pub(crate) fn read_configs(folder: &ModelFolder) -> Result<Configs> {
     }
     let scheduler = SchedulerConfig::from_file(&scheduler_path)?;
     let architecture = match (&vae_cfg, family) {
-        (Some(_), _) if sdxl => Architecture::Sdxl,
+        (Some(vae), _) if sdxl => {
+            check_latent_channels(folder, &unet_cfg, vae)?;
+            Architecture::Sdxl
+        }
         (Some(vae), TextFamily::Clip { exact_gelu, .. }) => {
-            if unet_cfg.in_channels != vae.latent_channels {
-                return Err(EngineError::InvalidConfig {
-                    path: folder.file("unet", "config.json"),
-                    detail: format!(
-                        "UNet takes {} channels but the VAE makes {}-channel latents",
-                        unet_cfg.in_channels, vae.latent_channels
-                    ),
-                });
-            }
+            check_latent_channels(folder, &unet_cfg, vae)?;
             if exact_gelu {
                 Architecture::Sd2
             } else {
@@ -99,6 +94,25 @@ pub(crate) fn read_configs(folder: &ModelFolder) -> Result<Configs> {
         scheduler,
         sdxl,
         architecture,
+    })
+}
+
+/// A latent UNet makes the VAE's latents and takes them, or (an
+/// inpainting UNet) takes them with a mask and a masked image's latents.
+fn check_latent_channels(folder: &ModelFolder, unet: &UNetConfig, vae: &VaeConfig) -> Result<()> {
+    let latent = vae.latent_channels;
+    if unet.out_channels == latent && (unet.in_channels == latent || unet.inpainting()) {
+        return Ok(());
+    }
+    Err(EngineError::InvalidConfig {
+        path: folder.file("unet", "config.json"),
+        detail: format!(
+            "UNet takes {} channels and makes {}, but the VAE makes {latent}-channel latents \
+             (a UNet takes {latent}, or {} for inpainting, and makes {latent})",
+            unet.in_channels,
+            unet.out_channels,
+            2 * latent + 1
+        ),
     })
 }
 

@@ -14,13 +14,14 @@ use candle_core::Tensor;
 
 use crate::error::Result;
 
-use super::{Denoiser, OnStep, Plan};
+use super::{AfterStep, Denoiser, OnStep, Plan};
 
 /// One network call per step.
 pub(crate) fn sample(
     denoiser: &mut dyn Denoiser,
     mut x: Tensor,
     plan: &Plan,
+    after_step: AfterStep<'_>,
     on_step: OnStep<'_>,
 ) -> Result<Tensor> {
     for i in 0..plan.steps() {
@@ -35,6 +36,9 @@ pub(crate) fn sample(
         x = (x0 + (eps * land)?)?;
         if land != next {
             x = (x * ((1.0 + next * next).sqrt() / (1.0 + land * land).sqrt()))?;
+        }
+        if i + 1 < plan.steps() {
+            x = after_step(x, next)?;
         }
         on_step(i, &denoised)?;
     }

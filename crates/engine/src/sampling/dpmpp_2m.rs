@@ -14,13 +14,14 @@ use candle_core::Tensor;
 
 use crate::error::Result;
 
-use super::{Denoiser, OnStep, Plan};
+use super::{AfterStep, Denoiser, OnStep, Plan};
 
 /// One network call per step; the previous x̂₀ is the only state.
 pub(crate) fn sample(
     denoiser: &mut dyn Denoiser,
     mut x: Tensor,
     plan: &Plan,
+    after_step: AfterStep<'_>,
     on_step: OnStep<'_>,
 ) -> Result<Tensor> {
     let steps = plan.steps();
@@ -43,6 +44,9 @@ pub(crate) fn sample(
             _ => denoised.clone(),
         };
         x = ((x * ratio)? + (d * weight)?)?;
+        if !last {
+            x = after_step(x, next)?;
+        }
         on_step(i, &denoised)?;
         previous = Some(denoised);
     }

@@ -9,7 +9,7 @@ use candle_core::Tensor;
 
 use crate::error::Result;
 
-use super::{Denoiser, NoiseSource, OnStep, Plan};
+use super::{AfterStep, Denoiser, NoiseSource, OnStep, Plan};
 
 /// One network call and one noise draw per step (none on a step to σ = 0,
 /// where σ_up is zero).
@@ -18,9 +18,11 @@ pub(crate) fn sample(
     mut x: Tensor,
     plan: &Plan,
     noise: &mut dyn NoiseSource,
+    after_step: AfterStep<'_>,
     on_step: OnStep<'_>,
 ) -> Result<Tensor> {
     let per_image = x.dims()[1..].to_vec();
+    let steps = plan.steps();
     for (i, w) in plan.sigmas.windows(2).enumerate() {
         let (sigma, next) = (w[0], w[1]);
         let denoised = denoiser.denoise(&x, sigma)?;
@@ -30,6 +32,9 @@ pub(crate) fn sample(
         x = (x + (d * (sigma_down - sigma))?)?;
         if sigma_up > 0.0 {
             x = (x + (noise.sample(&per_image)? * sigma_up)?)?;
+        }
+        if i + 1 < steps {
+            x = after_step(x, next)?;
         }
         on_step(i, &denoised)?;
     }

@@ -10,13 +10,14 @@ use candle_core::Tensor;
 
 use crate::error::Result;
 
-use super::{Denoiser, OnStep, Plan};
+use super::{AfterStep, Denoiser, OnStep, Plan};
 
 /// Two network calls per step, one on the last.
 pub(crate) fn sample(
     denoiser: &mut dyn Denoiser,
     mut x: Tensor,
     plan: &Plan,
+    after_step: AfterStep<'_>,
     on_step: OnStep<'_>,
 ) -> Result<Tensor> {
     let clip = |t: Tensor| -> Result<Tensor> {
@@ -25,6 +26,7 @@ pub(crate) fn sample(
             None => t,
         })
     };
+    let steps = plan.steps();
     for (i, w) in plan.sigmas.windows(2).enumerate() {
         let (sigma, next) = (w[0], w[1]);
         let denoised = clip(denoiser.denoise(&x, sigma)?)?;
@@ -33,11 +35,16 @@ pub(crate) fn sample(
         if next == 0.0 {
             x = (x + (d * dt)?)?;
         } else {
-            let x2 = (&x + (&d * dt)?)?;
+            // diffusers' Heun returns this Euler point as a step of its own,
+            // so the caller's hook sees it too.
+            let x2 = after_step((&x + (&d * dt)?)?, next)?;
             let denoised2 = clip(denoiser.denoise(&x2, next)?)?;
             let d2 = ((&x2 - &denoised2)? / next)?;
             let slope = ((d + d2)? / 2.0)?;
             x = (x + (slope * dt)?)?;
+        }
+        if i + 1 < steps {
+            x = after_step(x, next)?;
         }
         on_step(i, &denoised)?;
     }

@@ -13,7 +13,7 @@ use candle_core::Tensor;
 
 use crate::error::Result;
 
-use super::{Denoiser, NoiseSource, OnStep, Plan};
+use super::{AfterStep, Denoiser, NoiseSource, OnStep, Plan};
 
 /// σ_data of the boundary condition.
 const SIGMA_DATA: f64 = 0.5;
@@ -24,6 +24,7 @@ pub(crate) fn sample(
     mut x: Tensor,
     plan: &Plan,
     noise: &mut dyn NoiseSource,
+    after_step: AfterStep<'_>,
     on_step: OnStep<'_>,
 ) -> Result<Tensor> {
     let per_image = x.dims()[1..].to_vec();
@@ -40,7 +41,7 @@ pub(crate) fn sample(
         let x_vp = (&x / (sigma * sigma + 1.0).sqrt())?;
         let estimate = ((x0 * c_out)? + (x_vp * c_skip)?)?;
         x = if i + 1 < steps {
-            (&estimate + (noise.sample(&per_image)? * next)?)?
+            after_step((&estimate + (noise.sample(&per_image)? * next)?)?, next)?
         } else {
             estimate.clone()
         };

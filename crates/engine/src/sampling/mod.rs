@@ -64,6 +64,14 @@ pub use plan::{KARRAS_RHO, Plan, plan, plan_img2img};
 /// pipeline returns `EngineError::Cancelled`) stops the run between steps.
 pub type OnStep<'a> = &'a mut dyn FnMut(usize, &Tensor) -> Result<()>;
 
+/// A hook on the sampler's state: called with x (k-diffusion scaling) and
+/// the noise level σ it is now at, after every step's update but the last
+/// (and, for Heun, also on the Euler point of each second-order step, which
+/// diffusers' `HeunDiscreteScheduler` returns as a step of its own); the run
+/// continues from what it returns. Inpainting blends the kept region back
+/// in here (see `pipeline::inpaint`); [`sample`] passes x through.
+pub type AfterStep<'a> = &'a mut dyn FnMut(Tensor, f64) -> Result<Tensor>;
+
 /// Runs `kind` over `plan` from `x` and returns the final latent, as
 /// diffusers' scheduler loop would hand it to the decoder.
 ///
@@ -81,6 +89,19 @@ pub fn sample(
     noise: &mut dyn NoiseSource,
     on_step: OnStep<'_>,
 ) -> Result<Tensor> {
+    sample_with(kind, denoiser, x, plan, noise, &mut |x, _| Ok(x), on_step)
+}
+
+/// [`sample`] with a hook on x after each step (see [`AfterStep`]).
+pub fn sample_with(
+    kind: SamplerKind,
+    denoiser: &mut dyn Denoiser,
+    x: Tensor,
+    plan: &Plan,
+    noise: &mut dyn NoiseSource,
+    after_step: AfterStep<'_>,
+    on_step: OnStep<'_>,
+) -> Result<Tensor> {
     if kind != plan.sampler {
         return Err(EngineError::UnsupportedSampler {
             sampler: kind.to_string(),
@@ -88,12 +109,14 @@ pub fn sample(
         });
     }
     let x = match kind {
-        SamplerKind::Euler => euler::sample(denoiser, x, plan, on_step)?,
-        SamplerKind::EulerAncestral => euler_ancestral::sample(denoiser, x, plan, noise, on_step)?,
-        SamplerKind::Heun => heun::sample(denoiser, x, plan, on_step)?,
-        SamplerKind::DpmPp2m => dpmpp_2m::sample(denoiser, x, plan, on_step)?,
-        SamplerKind::Ddim => ddim::sample(denoiser, x, plan, on_step)?,
-        SamplerKind::Lcm => lcm::sample(denoiser, x, plan, noise, on_step)?,
+        SamplerKind::Euler => euler::sample(denoiser, x, plan, after_step, on_step)?,
+        SamplerKind::EulerAncestral => {
+            euler_ancestral::sample(denoiser, x, plan, noise, after_step, on_step)?
+        }
+        SamplerKind::Heun => heun::sample(denoiser, x, plan, after_step, on_step)?,
+        SamplerKind::DpmPp2m => dpmpp_2m::sample(denoiser, x, plan, after_step, on_step)?,
+        SamplerKind::Ddim => ddim::sample(denoiser, x, plan, after_step, on_step)?,
+        SamplerKind::Lcm => lcm::sample(denoiser, x, plan, noise, after_step, on_step)?,
     };
     let last = plan.sigmas[plan.sigmas.len() - 1];
     if plan.rules.vp_output && last > 0.0 {

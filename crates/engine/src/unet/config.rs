@@ -39,7 +39,8 @@ impl PerBlock {
 pub(crate) struct UNetConfig {
     #[serde(default)]
     _class_name: Option<String>,
-    /// Input channels (4 for latent models, 3 for pixel models).
+    /// Input channels (4 for latent models, 3 for pixel models, 9 for
+    /// inpainting models).
     pub in_channels: usize,
     /// Output channels.
     pub out_channels: usize,
@@ -221,6 +222,13 @@ impl UNetConfig {
             )),
             _ => None,
         }
+    }
+
+    /// Whether this is an inpainting UNet: its input is the latents, a
+    /// one-channel mask and the masked image's latents (`in_channels =
+    /// 2·out_channels + 1`, 9 for Stable Diffusion's inpainting models).
+    pub(crate) fn inpainting(&self) -> bool {
+        self.in_channels == 2 * self.out_channels + 1
     }
 
     /// Width of the text embeddings the UNet attends to.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use easel_core::{SamplerKind, ScheduleKind, Size};
 use easel_engine::candle_core::{DType, Device, Tensor};
-use easel_engine::{HashCache, ImageRequest, LoadOptions, Model};
+use easel_engine::{HashCache, ImageRequest, LoadOptions, Model, RgbImage};
 
 /// A fixture model folder.
 pub fn fixture(name: &str) -> PathBuf {
@@ -74,6 +74,22 @@ pub fn request(prompt: &str, seed: u64, side: u32, steps: u32) -> ImageRequest {
         sampler: Some(SamplerKind::Euler),
         schedule: ScheduleKind::Default,
         init_image: None,
+        mask: None,
+    }
+}
+
+/// The image-to-image init image (matches `gradient` in make_models.py).
+pub fn gradient(side: u32) -> RgbImage {
+    let mut pixels = Vec::new();
+    for y in 0..side {
+        for x in 0..side {
+            pixels.extend([(x * 16).min(255) as u8, (y * 16).min(255) as u8, 200]);
+        }
+    }
+    RgbImage {
+        width: side,
+        height: side,
+        pixels,
     }
 }
 

@@ -42,6 +42,7 @@ fn info(name: &str, bytes: u64) -> ModelInfo {
         default_guidance: 5.0,
         default_sampler: SamplerKind::Euler,
         weight_bytes: bytes,
+        inpainting: false,
     }
 }
 
