@@ -369,6 +369,7 @@ fn raw_row(model: &Model, batch: u32, images: usize, steps: Option<u32>) -> anyh
             sampler: None,
             schedule: easel_core::ScheduleKind::Default,
             init_image: None,
+            clip_skip: None,
         })
         .collect();
     let cancel = CancelToken::new();

@@ -258,6 +258,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                 sampler: None,
                 schedule: ScheduleKind::Default,
                 init_image: None,
+                clip_skip: None,
             })
             .collect();
         let t = Instant::now();

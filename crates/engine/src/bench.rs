@@ -293,6 +293,7 @@ pub fn run(dir: &Path, load: &LoadOptions, opts: &BenchOptions) -> Result<BenchR
             sampler: None,
             schedule: ScheduleKind::Default,
             init_image: None,
+            clip_skip: None,
         };
         let cancel = CancelToken::new();
         stages.push(timer.stage(Stage::FullImage, || {

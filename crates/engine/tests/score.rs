@@ -257,6 +257,7 @@ fn a_bundled_model_image_ranks_its_prompt_in_the_scorer_top_5() {
         sampler: None,
         schedule: easel_core::ScheduleKind::Default,
         init_image: None,
+        clip_skip: None,
     };
     let cancel = easel_engine::CancelToken::new();
     let a = model

@@ -63,6 +63,7 @@ fn requests(model: &Model, sampler: Option<SamplerKind>) -> Vec<ImageRequest> {
             sampler,
             schedule: ScheduleKind::Default,
             init_image: None,
+            clip_skip: None,
         })
         .collect()
 }

@@ -74,6 +74,7 @@ pub fn request(prompt: &str, seed: u64, side: u32, steps: u32) -> ImageRequest {
         sampler: Some(SamplerKind::Euler),
         schedule: ScheduleKind::Default,
         init_image: None,
+        clip_skip: None,
     }
 }
 
