@@ -142,7 +142,7 @@ pub fn validate_prompt(prompt: &str) -> Result<Vec<PromptPart>, PromptError> {
     for part in &parts {
         if let PromptPart::Text(span) = part
             && !span.text.is_empty()
-            && !(span.weight.abs() <= MAX_PROMPT_WEIGHT)
+            && (span.weight.is_nan() || span.weight.abs() > MAX_PROMPT_WEIGHT)
         {
             return Err(PromptError::WeightOutOfRange {
                 weight: span.weight as f64,
