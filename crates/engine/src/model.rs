@@ -338,8 +338,8 @@ impl Model {
     }
 
     /// Generates one image per request. All requests must share size, steps,
-    /// sampler, schedule, guidance and strength (the batch key); each has its
-    /// own seed and generator.
+    /// sampler, schedule, guidance, strength and clip skip (the batch key);
+    /// each has its own seed and generator.
     pub fn generate(
         &self,
         requests: &[ImageRequest],

@@ -2,9 +2,10 @@
 //!
 //! A call to [`crate::Model::generate`] takes a slice of [`ImageRequest`]s
 //! that share one *batch key* (size, steps, sampler, schedule, guidance,
-//! strength, clip skip) and returns one [`GeneratedImage`] per request, in order. Each
-//! request carries its own seed: the engine gives every image its own random
-//! generator, so its noise never depends on what else shared the batch, and
+//! strength, clip skip) and returns one [`GeneratedImage`] per request, in
+//! order. Each request carries its own seed: the engine gives every image its
+//! own random generator, so its noise never depends on what else shared the
+//! batch, and
 //! its pixels match the same request run alone within the batching
 //! tolerance of the pipeline (one forward pass per batch; see `pipeline`).
 
@@ -66,7 +67,8 @@ pub struct GeneratedImage {
     pub seed: u64,
     /// The sampler actually used (the model default resolved).
     pub sampler: SamplerKind,
-    /// Non-fatal notes, e.g. "prompt truncated to 77 tokens".
+    /// Non-fatal notes, e.g. "prompt truncated to 8 chunks of 75 tokens" or an
+    /// ignored clip skip.
     pub warnings: Vec<String>,
     /// Timings of the call this image was part of.
     pub timings: StageTimings,
