@@ -5,9 +5,9 @@
 //! strength, clip skip) and returns one [`GeneratedImage`] per request, in
 //! order. Each request carries its own seed: the engine gives every image its
 //! own random generator, so its noise never depends on what else shared the
-//! batch, and
-//! its pixels match the same request run alone within the batching
-//! tolerance of the pipeline (one forward pass per batch; see `pipeline`).
+//! batch, and its pixels match the same request run alone within the
+//! batching tolerance of the pipeline (one forward pass per batch; see
+//! `pipeline`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
