@@ -370,6 +370,7 @@ fn raw_row(model: &Model, batch: u32, images: usize, steps: Option<u32>) -> anyh
             schedule: easel_core::ScheduleKind::Default,
             init_image: None,
             mask: None,
+            clip_skip: None,
         })
         .collect();
     let cancel = CancelToken::new();

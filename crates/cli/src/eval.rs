@@ -259,6 +259,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                 schedule: ScheduleKind::Default,
                 init_image: None,
                 mask: None,
+                clip_skip: None,
             })
             .collect();
         let t = Instant::now();

@@ -12,6 +12,8 @@
 //! - [`image`]: an in-memory RGB picture and an inpainting mask.
 //! - [`sampler`]: sampler, sigma schedule and timestep spacing names.
 //! - [`params`]: validated generation parameters and their limits.
+//! - [`prompt`]: AUTOMATIC1111's prompt syntax: attention weights, `BREAK`,
+//!   `<lora:…>` tags, and the edge check of their limits.
 //! - [`job`]: the lifecycle states of a job.
 //! - [`output`]: output format and delivery options carried by a job.
 //! - [`clock`]: the wall clock as an argument (system or manual for tests).
@@ -23,6 +25,7 @@ pub mod image;
 pub mod job;
 pub mod output;
 pub mod params;
+pub mod prompt;
 pub mod sampler;
 pub mod tenancy;
 
@@ -32,5 +35,9 @@ pub use image::{Mask, MaskError, RgbImage};
 pub use job::JobStatus;
 pub use output::{OutputFormat, OutputOptions, ResponseFormat};
 pub use params::{GenerationParams, ParamError, RawParams, SeedRequest, Size, Tier, limits};
+pub use prompt::{
+    LoraTag, MAX_CLIP_SKIP, MAX_PROMPT_WEIGHT, PromptError, PromptPart, PromptSpan,
+    extract_lora_tags, parse_prompt, validate_prompt,
+};
 pub use sampler::{SamplerKind, ScheduleKind, TimestepSpacing, UnknownName};
 pub use tenancy::{Limits, ProjectId};

@@ -296,6 +296,7 @@ pub fn run(dir: &Path, load: &LoadOptions, opts: &BenchOptions) -> Result<BenchR
             schedule: ScheduleKind::Default,
             init_image: None,
             mask: None,
+            clip_skip: None,
         };
         let cancel = CancelToken::new();
         stages.push(timer.stage(Stage::FullImage, || {

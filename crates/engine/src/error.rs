@@ -115,9 +115,23 @@ pub enum EngineError {
         /// Mask height.
         found_h: u32,
     },
+    /// A prompt whose syntax cannot be used (a malformed or out-of-range
+    /// weight); its code is the prompt error's (`invalid_prompt_weight`).
+    #[error("invalid prompt: {0}")]
+    InvalidPrompt(#[from] easel_core::PromptError),
+    /// `clip_skip` outside `1..=max`.
+    #[error("clip_skip must be between 1 and {max}{detail}, got {value}")]
+    InvalidClipSkip {
+        /// The value asked for.
+        value: u32,
+        /// The largest accepted: 12, or the SD 1.x encoder's layer count.
+        max: u32,
+        /// Why the limit is lower than 12, if it is.
+        detail: String,
+    },
     /// A batch mixed requests that cannot share one call.
     #[error(
-        "requests in one batch must share size, steps, sampler, schedule, guidance and strength: {0}"
+        "requests in one batch must share size, steps, sampler, schedule, guidance, strength and clip_skip: {0}"
     )]
     IncompatibleBatch(String),
     /// An empty batch.
@@ -175,6 +189,8 @@ impl EngineError {
             EngineError::InitImageSize { .. } => "invalid_image",
             EngineError::MaskWithoutInitImage => "mask_without_init_image",
             EngineError::MaskSize { .. } => "invalid_mask",
+            EngineError::InvalidPrompt(e) => e.code(),
+            EngineError::InvalidClipSkip { .. } => "invalid_clip_skip",
             EngineError::IncompatibleBatch(_) => "incompatible_batch",
             EngineError::EmptyBatch => "empty_batch",
             EngineError::UnsupportedSampler { .. } => "invalid_sampler",
@@ -198,6 +214,8 @@ impl EngineError {
                 | EngineError::MaskWithoutInitImage
                 | EngineError::MaskSize { .. }
                 | EngineError::UnsupportedSampler { .. }
+                | EngineError::InvalidPrompt(_)
+                | EngineError::InvalidClipSkip { .. }
         )
     }
 }

@@ -9,6 +9,14 @@
 //! on inpainting UNets (9 input channels, [`ModelInfo::inpainting`]) by
 //! their extra mask and masked-image inputs.
 //!
+//! Prompts are read in AUTOMATIC1111's syntax ([`easel_core::prompt`]):
+//! `(word:1.2)`-style attention weights applied to the text encoder's
+//! hidden states with A1111's mean restore, `BREAK`, prompts longer than
+//! 75 tokens encoded in 75-token chunks side by side (at most 8), and
+//! A1111's clip skip ([`ImageRequest::clip_skip`], SD 1.x). A prompt
+//! without syntax that fits one chunk is encoded exactly as diffusers
+//! encodes it.
+//!
 //! Computation uses candle on the CPU (or CUDA with the `cuda` feature), in
 //! f32 whatever the stored dtype. Where candle-transformers has a correct
 //! component it is used as is (BERT, the time embeddings); the CLIP text
@@ -32,12 +40,15 @@
 //!   at open and read tensor by tensor into f32, the content hash.
 //! - `layers`: the resnet block and the down/upsamplers the UNet and the
 //!   VAE share, on the engine's convolution.
-//! - `text`: tokenizers and text encoders (CLIP, BERT), and sentence
-//!   embeddings ([`SentenceEncoder`]).
+//! - `text`: tokenizers and text encoders (CLIP, BERT), A1111's weighted
+//!   and chunked prompt encoding, and sentence embeddings
+//!   ([`SentenceEncoder`]).
 //! - `unet`: the denoising network, from diffusers' UNet config (SDXL included).
 //! - `vae`: the latent autoencoder with its scaling.
 //! - `pipeline`: text-to-image and image-to-image with guidance, progress
-//!   and cancellation; inpainting in `pipeline::inpaint`.
+//!   and cancellation; its `conditioning` turns a batch's prompts into the
+//!   UNet's context (clip skip resolved per model); inpainting in
+//!   `pipeline::inpaint`.
 //! - `preview`: tensor ↔ RGB conversions and cheap step previews.
 //! - [`sampling`]: samplers over sigma schedules, behind one interface.
 //! - [`ops`]: kernels of our own for the CPU (fused attention,

@@ -347,8 +347,8 @@ impl Model {
     }
 
     /// Generates one image per request. All requests must share size, steps,
-    /// sampler, schedule, guidance and strength (the batch key); each has its
-    /// own seed and generator.
+    /// sampler, schedule, guidance, strength and clip skip (the batch key);
+    /// each has its own seed and generator.
     pub fn generate(
         &self,
         requests: &[ImageRequest],
@@ -374,11 +374,30 @@ impl Model {
         crate::pipeline::run(self, requests, noise, progress, cancel)
     }
 
-    /// The text encoder's output for `prompts`: `[B, L, D]`, as the UNet
-    /// receives it (for SDXL, both encoders' penultimate states side by
-    /// side). For tests and tools.
+    /// The plain text encoder output for `prompts`: `[B, L, D]`, each
+    /// prompt taken literally and truncated to one sequence, as diffusers
+    /// encodes it (for SDXL, both encoders' penultimate states side by
+    /// side). The pipeline reads prompt syntax instead
+    /// ([`Model::condition_prompts`]). For tests and tools.
     pub fn encode_prompts(&self, prompts: &[&str]) -> Result<Tensor> {
         Ok(crate::pipeline::condition(self, prompts, &[])?.0)
+    }
+
+    /// The conditioning the pipeline computes for `prompts` in
+    /// AUTOMATIC1111's syntax (weights, `BREAK`, 75-token chunks) with
+    /// `clip_skip` (as [`crate::ImageRequest::clip_skip`]): the UNet's
+    /// context `[B, 77·k, D]`, every prompt padded to the batch's largest
+    /// chunk count `k`, and SDXL's pooled embeddings `[B, P]`. For tests and
+    /// tools.
+    pub fn condition_prompts(
+        &self,
+        prompts: &[&str],
+        clip_skip: Option<u32>,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        use crate::pipeline::conditioning;
+        let (skip, _) = conditioning::resolve_clip_skip(self, clip_skip)?;
+        let (context, pooled, _) = conditioning::weighted_condition(self, prompts, &[], skip)?;
+        Ok((context, pooled))
     }
 
     /// SDXL's pooled prompt embeddings `[B, P]` (`None` for other models).

@@ -80,6 +80,9 @@ struct BatchKey {
     sampler: SamplerKind,
     schedule: ScheduleKind,
     strength: Option<f32>,
+    /// The clip skip the text encoder uses (1 = last layer), and the
+    /// warning when the model ignores the one asked for.
+    clip_skip: (usize, Option<String>),
 }
 
 fn check(model: &Model, requests: &[ImageRequest]) -> Result<BatchKey> {
@@ -135,7 +138,8 @@ fn check(model: &Model, requests: &[ImageRequest]) -> Result<BatchKey> {
             && r.guidance_scale.to_bits() == first.guidance_scale.to_bits()
             && r.sampler == first.sampler
             && r.schedule == first.schedule
-            && r.init_image.as_ref().map(|(_, s)| s.to_bits()) == strength.map(f32::to_bits);
+            && r.init_image.as_ref().map(|(_, s)| s.to_bits()) == strength.map(f32::to_bits)
+            && r.clip_skip == first.clip_skip;
         if !same {
             return Err(EngineError::IncompatibleBatch(format!(
                 "request {i} differs from request 0"
@@ -166,6 +170,7 @@ fn check(model: &Model, requests: &[ImageRequest]) -> Result<BatchKey> {
         sampler: first.sampler.unwrap_or(model.info().default_sampler),
         schedule,
         strength,
+        clip_skip: conditioning::resolve_clip_skip(model, first.clip_skip)?,
     })
 }
 
@@ -179,9 +184,13 @@ struct Cond {
     added: Option<(Tensor, Tensor)>,
 }
 
-/// Text conditioning of `prompts`: the UNet's context `[B, L, D]`, SDXL's
-/// pooled embeddings `[B, P]`, and a truncation warning per prompt. Rows
-/// flagged in `zero` are all zeros (SDXL's empty negative prompt).
+/// Plain text conditioning of `prompts`, without prompt syntax, each
+/// truncated to one sequence (diffusers' encoding; the pipeline uses
+/// [`conditioning::weighted_condition`], which equals this bit for bit on a
+/// prompt without syntax that fits one chunk): the UNet's context
+/// `[B, L, D]`, SDXL's pooled embeddings `[B, P]`, and a truncation warning
+/// per prompt. Rows flagged in `zero` are all zeros (SDXL's empty negative
+/// prompt).
 ///
 /// SDXL conditions on both encoders' penultimate hidden states side by side
 /// and on the second encoder's projected pooled output, as diffusers'
@@ -220,8 +229,8 @@ pub(crate) fn condition(
 }
 
 /// The text conditioning of a whole batch in one encoder call per text
-/// encoder (see [`Cond`] for the row order), with each image's truncation
-/// warnings.
+/// encoder (see [`Cond`] for the row order), prompts in A1111's syntax
+/// ([`conditioning`]), with each image's truncation and clip-skip warnings.
 fn encode_batch(
     model: &Model,
     requests: &[ImageRequest],
@@ -243,10 +252,11 @@ fn encode_batch(
         prompts.push(r.prompt.as_str());
         zero.push(false);
     }
-    let (context, pooled, warns) = condition(model, &prompts, &zero)?;
+    let (context, pooled, warns) =
+        conditioning::weighted_condition(model, &prompts, &zero, key.clip_skip.0)?;
     // Row `j` is image `j mod B`'s negative prompt when guided and `j < B`,
     // else its prompt: an image's negative-prompt warning comes first.
-    let mut warnings: Vec<Vec<String>> = vec![Vec::new(); b];
+    let mut warnings: Vec<Vec<String>> = vec![key.clip_skip.1.iter().cloned().collect(); b];
     for (j, w) in warns.into_iter().enumerate() {
         if let Some(w) = w {
             let which = if guided && j < b {
@@ -476,6 +486,8 @@ pub(crate) fn denoise(
         denoise_s,
     })
 }
+
+pub(crate) mod conditioning;
 
 #[cfg(test)]
 mod batch_tests;

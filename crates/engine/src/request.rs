@@ -2,12 +2,13 @@
 //!
 //! A call to [`crate::Model::generate`] takes a slice of [`ImageRequest`]s
 //! that share one *batch key* (size, steps, sampler, schedule, guidance,
-//! strength) and returns one [`GeneratedImage`] per request, in order
-//! (an inpainting mask is the request's own, not part of the key). Each
-//! request carries its own seed: the engine gives every image its own random
-//! generator, so its noise never depends on what else shared the batch, and
-//! its pixels match the same request run alone within the batching
-//! tolerance of the pipeline (one forward pass per batch; see `pipeline`).
+//! strength, clip skip) and returns one [`GeneratedImage`] per request, in
+//! order (an inpainting mask is the request's own, not part of the key).
+//! Each request carries its own seed: the engine gives every image its own
+//! random generator, so its noise never depends on what else shared the
+//! batch, and its pixels match the same request run alone within the
+//! batching tolerance of the pipeline (one forward pass per batch; see
+//! `pipeline`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,9 +19,11 @@ use easel_core::{SamplerKind, ScheduleKind, Size};
 /// One image to generate.
 #[derive(Debug, Clone)]
 pub struct ImageRequest {
-    /// The prompt.
+    /// The prompt, in AUTOMATIC1111's syntax (`(word:1.2)`, `[word]`,
+    /// `BREAK`; see [`easel_core::prompt`]) with any `<lora:…>` tags
+    /// already removed ([`easel_core::extract_lora_tags`]).
     pub prompt: String,
-    /// The negative prompt ("" for none).
+    /// The negative prompt ("" for none), in the same syntax.
     pub negative_prompt: String,
     /// Output size.
     pub size: Size,
@@ -34,6 +37,13 @@ pub struct ImageRequest {
     pub sampler: Option<SamplerKind>,
     /// Sigma schedule.
     pub schedule: ScheduleKind,
+    /// AUTOMATIC1111's "Clip skip": `Some(2)` conditions on the text
+    /// encoder's penultimate layer (then its final layer norm), and so on;
+    /// `None` (the default) and `Some(1)` use the last layer. Accepted in
+    /// `1..=12` and up to the encoder's layer count; it applies to SD 1.x
+    /// only and is ignored, with a warning, elsewhere (as A1111 does). Part
+    /// of the batch key.
+    pub clip_skip: Option<u32>,
     /// Image-to-image: the initial image (resized to `size` by the caller) and strength in [0, 1].
     pub init_image: Option<(RgbImage, f32)>,
     /// Inpainting: which pixels of `init_image` to repaint (1.0/255), and
@@ -63,7 +73,8 @@ pub struct GeneratedImage {
     pub seed: u64,
     /// The sampler actually used (the model default resolved).
     pub sampler: SamplerKind,
-    /// Non-fatal notes, e.g. "prompt truncated to 77 tokens".
+    /// Non-fatal notes, e.g. "prompt truncated to 8 chunks of 75 tokens" or an
+    /// ignored clip skip.
     pub warnings: Vec<String>,
     /// Timings of the call this image was part of.
     pub timings: StageTimings,

@@ -258,6 +258,7 @@ fn a_bundled_model_image_ranks_its_prompt_in_the_scorer_top_5() {
         schedule: easel_core::ScheduleKind::Default,
         init_image: None,
         mask: None,
+        clip_skip: None,
     };
     let cancel = easel_engine::CancelToken::new();
     let a = model

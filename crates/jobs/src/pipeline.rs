@@ -48,6 +48,7 @@ pub fn image_requests(
             seed: params.image_seed(i),
             sampler: params.sampler,
             schedule: params.schedule,
+            clip_skip: None,
             init_image: match (init_image, params.strength) {
                 (Some(image), Some(strength)) => Some((image.clone(), strength)),
                 _ => None,

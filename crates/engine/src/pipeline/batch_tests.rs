@@ -64,6 +64,7 @@ fn requests(model: &Model, sampler: Option<SamplerKind>) -> Vec<ImageRequest> {
             schedule: ScheduleKind::Default,
             init_image: None,
             mask: None,
+            clip_skip: None,
         })
         .collect()
 }

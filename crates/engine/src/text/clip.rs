@@ -160,9 +160,10 @@ impl Layer {
 
 /// Outputs of one CLIP text forward pass.
 pub(crate) struct ClipOutput {
-    /// Final hidden states after the final layer norm, `[B, L, H]`.
+    /// Final hidden states after the final layer norm, `[B, L, H]` (with a
+    /// clip skip, those of the last layer run).
     pub last: Tensor,
-    /// Hidden states entering the last layer, `[B, L, H]` (SDXL conditions on these).
+    /// Hidden states entering the last layer run, `[B, L, H]` (SDXL conditions on these).
     pub penultimate: Tensor,
     /// `text_projection` of the final state at the end-of-text token, `[B, P]`
     /// (with-projection models only).
@@ -232,15 +233,32 @@ impl ClipTextModel {
         Activation::parse(&cfg.hidden_act).map(|_| ())
     }
 
+    /// Number of transformer layers.
+    pub(crate) fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
     /// Encodes `ids` (`[B, L]`, u32) with CLIP's causal mask. `eos` is the
     /// end-of-text id; the pooled output is taken at its first occurrence
     /// (transformers' rule for configs with a real `eos_token_id`).
-    pub(crate) fn forward(&self, ids: &Tensor, eos: u32) -> candle_core::Result<ClipOutput> {
+    ///
+    /// `clip_skip` (A1111's "Clip skip", at least 1) stops after the first
+    /// `layers − (clip_skip − 1)` layers: 1 runs them all, 2 takes the
+    /// penultimate layer's output, and so on; the final layer norm is
+    /// applied to whichever output is taken, as A1111 does
+    /// (`hidden_states[-clip_skip]` then `final_layer_norm`).
+    pub(crate) fn forward(
+        &self,
+        ids: &Tensor,
+        eos: u32,
+        clip_skip: usize,
+    ) -> candle_core::Result<ClipOutput> {
         let (_, l) = ids.dims2()?;
+        let run = self.layers.len() + 1 - clip_skip.clamp(1, self.layers.len());
         let pos = self.position_embedding.i(..l)?;
         let mut xs = self.token_embedding.forward(ids)?.broadcast_add(&pos)?;
         let mut penultimate = xs.clone();
-        for layer in &self.layers {
+        for layer in &self.layers[..run] {
             penultimate = xs.clone();
             xs = layer.forward(&xs)?;
         }

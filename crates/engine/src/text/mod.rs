@@ -2,14 +2,21 @@
 //! attends to.
 //!
 //! - [`tokenizer`]: fixed-length tokenisation with truncation warnings.
-//! - [`clip`]: CLIP's text transformer (Stable Diffusion).
+//! - [`chunks`]: AUTOMATIC1111's 75-token chunks of a weighted prompt.
+//! - [`weighted`]: weighted (A1111 "emphasis"), chunked encoding of parsed
+//!   prompts, the pipeline's path; [`TextEncoder::encode`] is the plain one
+//!   (one truncated sequence, diffusers' encoding), which it equals bit for
+//!   bit on a prompt without syntax that fits one chunk.
+//! - [`clip`]: CLIP's text transformer (Stable Diffusion), with clip skip.
 //! - [`bert`]: BERT-family sentence encoders (the bundled model).
 //! - [`sentence`]: mean-pooled, unit-length sentence embeddings (the prompt policy).
 
 pub(crate) mod bert;
+pub(crate) mod chunks;
 pub(crate) mod clip;
 pub(crate) mod sentence;
 pub(crate) mod tokenizer;
+pub(crate) mod weighted;
 
 use std::sync::Arc;
 
@@ -174,6 +181,15 @@ impl TextEncoder {
         self.width
     }
 
+    /// CLIP: its number of transformer layers (the largest clip skip);
+    /// BERT: `None`.
+    pub(crate) fn clip_layers(&self) -> Option<usize> {
+        match &self.network {
+            Network::Clip(m) => Some(m.num_layers()),
+            Network::Bert(_) => None,
+        }
+    }
+
     /// The fixed token length.
     #[allow(dead_code)]
     pub(crate) fn max_len(&self) -> usize {
@@ -194,7 +210,7 @@ impl TextEncoder {
         let (hidden, penultimate, pooled) = match &self.network {
             Network::Clip(m) => {
                 let eos = self.tokenizer.token_id("<|endoftext|>").unwrap_or(u32::MAX);
-                let out = m.forward(&ids, eos)?;
+                let out = m.forward(&ids, eos, 1)?;
                 (out.last, out.penultimate, out.pooled)
             }
             Network::Bert(m) => {

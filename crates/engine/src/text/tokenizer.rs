@@ -17,6 +17,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 use tokenizers::Tokenizer;
 
+use super::chunks::Specials;
 use crate::error::{EngineError, Result};
 use crate::loader::read_json;
 
@@ -33,6 +34,19 @@ pub(crate) struct TokenBatch {
     pub mask: Vec<Vec<u32>>,
     /// Per prompt, a warning when it was truncated.
     pub warnings: Vec<Option<String>>,
+}
+
+/// One prompt's fixed-length tokens with per-token weights.
+#[derive(Debug, Clone)]
+pub(crate) struct WeightedTokens {
+    /// Exactly `max_len` ids.
+    pub ids: Vec<u32>,
+    /// 1 for real tokens, 0 for padding.
+    pub mask: Vec<u32>,
+    /// Each token's weight (1 on specials and padding).
+    pub weights: Vec<f32>,
+    /// The truncation warning, if any.
+    pub warning: Option<String>,
 }
 
 /// A tokenizer that pads and truncates to one fixed length.
@@ -104,39 +118,98 @@ impl PromptTokenizer {
 
     /// Tokenises, truncates (with a warning) and pads every prompt.
     pub(crate) fn encode(&self, prompts: &[&str]) -> Result<TokenBatch> {
-        let tk = |e: tokenizers::Error| EngineError::Tokenizer(e.to_string());
-        let n_special = self.inner.get_post_processor().map_or(0, |p| {
-            use tokenizers::PostProcessor;
-            p.added_tokens(false)
-        });
-        let room = self.max_len.saturating_sub(n_special);
         let mut out = TokenBatch {
             ids: Vec::with_capacity(prompts.len()),
             mask: Vec::with_capacity(prompts.len()),
             warnings: Vec::new(),
         };
         for prompt in prompts {
-            let mut enc = self.inner.encode(*prompt, false).map_err(tk)?;
-            let mut warning = None;
-            if enc.len() > room {
-                warning = Some(format!(
-                    "prompt truncated to the model's {} tokens ({} tokens were dropped)",
-                    self.max_len,
-                    enc.len() - room
-                ));
-                enc.truncate(room, 0, tokenizers::TruncationDirection::Right);
-            }
-            out.warnings.push(warning);
-            let enc = self.inner.post_process(enc, None, true).map_err(tk)?;
-            let mut ids = enc.get_ids().to_vec();
-            ids.truncate(self.max_len);
-            let mut mask = vec![1u32; ids.len()];
-            ids.resize(self.max_len, self.pad_id);
-            mask.resize(self.max_len, 0);
-            out.ids.push(ids);
-            out.mask.push(mask);
+            let one = self.encode_weighted(&[(*prompt, 1.0)])?;
+            out.ids.push(one.ids);
+            out.mask.push(one.mask);
+            out.warnings.push(one.warning);
         }
         Ok(out)
+    }
+
+    /// Token ids of `text` without special tokens (one span of a weighted
+    /// prompt).
+    pub(crate) fn span_ids(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| EngineError::Tokenizer(e.to_string()))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Tokenises spans each on its own, joins them, truncates (with a
+    /// warning), adds the special tokens and pads to `max_len`, each token
+    /// carrying its span's weight (1 on specials and padding). One span is
+    /// exactly [`Self::encode`]'s tokenisation of it.
+    pub(crate) fn encode_weighted(&self, spans: &[(&str, f32)]) -> Result<WeightedTokens> {
+        let tk = |e: tokenizers::Error| EngineError::Tokenizer(e.to_string());
+        let n_special = self.inner.get_post_processor().map_or(0, |p| {
+            use tokenizers::PostProcessor;
+            p.added_tokens(false)
+        });
+        let room = self.max_len.saturating_sub(n_special);
+        let mut encodings = Vec::with_capacity(spans.len());
+        let mut weights = Vec::new();
+        for (text, weight) in spans {
+            let enc = self.inner.encode(*text, false).map_err(tk)?;
+            weights.extend(std::iter::repeat_n(*weight, enc.len()));
+            encodings.push(enc);
+        }
+        let mut enc = if encodings.len() == 1 {
+            encodings.pop().expect("one encoding")
+        } else {
+            tokenizers::Encoding::merge(encodings, false)
+        };
+        let mut warning = None;
+        if enc.len() > room {
+            warning = Some(format!(
+                "prompt truncated to the model's {} tokens ({} tokens were dropped)",
+                self.max_len,
+                enc.len() - room
+            ));
+            enc.truncate(room, 0, tokenizers::TruncationDirection::Right);
+            weights.truncate(room);
+        }
+        let enc = self.inner.post_process(enc, None, true).map_err(tk)?;
+        let mut ids = enc.get_ids().to_vec();
+        let mut prompt_weights = weights.into_iter();
+        let mut weights: Vec<f32> = enc
+            .get_special_tokens_mask()
+            .iter()
+            .map(|&special| match special {
+                0 => prompt_weights.next().unwrap_or(1.0),
+                _ => 1.0,
+            })
+            .collect();
+        ids.truncate(self.max_len);
+        weights.truncate(self.max_len);
+        let mut mask = vec![1u32; ids.len()];
+        ids.resize(self.max_len, self.pad_id);
+        mask.resize(self.max_len, 0);
+        weights.resize(self.max_len, 1.0);
+        Ok(WeightedTokens {
+            ids,
+            mask,
+            weights,
+            warning,
+        })
+    }
+
+    /// The ids a CLIP prompt is chunked with ([`super::chunks`]); `None`
+    /// when the vocabulary lacks CLIP's start or end token.
+    pub(crate) fn clip_specials(&self) -> Option<Specials> {
+        Some(Specials {
+            bos: self.token_id("<|startoftext|>")?,
+            eos: self.token_id("<|endoftext|>")?,
+            pad: self.pad_id,
+            comma: self.token_id(",</w>"),
+            chunk_len: self.max_len.checked_sub(2)?,
+        })
     }
 }
 

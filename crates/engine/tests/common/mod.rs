@@ -75,6 +75,7 @@ pub fn request(prompt: &str, seed: u64, side: u32, steps: u32) -> ImageRequest {
         schedule: ScheduleKind::Default,
         init_image: None,
         mask: None,
+        clip_skip: None,
     }
 }
 
