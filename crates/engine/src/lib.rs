@@ -26,7 +26,10 @@
 //! - [`request`]: what a generation call takes and returns (requests, images,
 //!   progress, cancellation).
 //! - [`loader`]: reading a diffusers folder: configs, safetensors validated
-//!   at open and read tensor by tensor into f32, the content hash.
+//!   at open and read tensor by tensor into f32, the content hash, and
+//!   LoRA adapters ([`LoraAdapter`], kohya or PEFT keys) merged into the
+//!   weights as they are read, a combination ([`LoraSet`]) given in
+//!   [`LoadOptions::loras`].
 //! - `layers`: the resnet block and the down/upsamplers the UNet and the
 //!   VAE share, on the engine's convolution.
 //! - `text`: tokenizers and text encoders (CLIP, BERT), and sentence
@@ -66,6 +69,7 @@ pub use device::{CUDA_BUILT, DeviceChoice, ParseDeviceError};
 pub use error::{EngineError, Result};
 pub use loader::hash::HashCache;
 pub use loader::inspect::{FolderSummary, WeightsCheck, inspect};
+pub use loader::lora::{LoraAdapter, LoraComponent, LoraLayout, LoraSet};
 pub use model::{Architecture, LoadOptions, Model, ModelInfo};
 pub use request::{
     CancelToken, GeneratedImage, ImageRequest, Progress, ProgressSink, RgbImage, StageTimings,

@@ -1,0 +1,170 @@
+//! Planning a [`LoraSet`] against a model's weights, and merging it in.
+//!
+//! [`LoraPlan::new`] runs before any weight is read: for each component a
+//! LoRA touches it lists the component's weight names and shapes (from the
+//! safetensors headers), finds the weight every module patches
+//! ([`super::keys::NameTable`]) and checks the update's shape, so a LoRA
+//! that does not fit fails the load at once, with the key named. What it
+//! produces is one [`Overlay`] per component: weight name → the updates to
+//! add. The weight store adds them as each weight is read ([`apply`]).
+//!
+//! An adapter at weight 0 is planned (so it is checked) but contributes no
+//! update, so its model is bit for bit the base model.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use candle_core::Tensor;
+
+use super::keys::NameTable;
+use super::{LoraAdapter, LoraComponent, LoraSet};
+use crate::error::{EngineError, Result};
+use crate::loader::{ModelFolder, WeightStore};
+
+/// One update to add to a weight.
+#[derive(Debug, Clone)]
+pub(crate) struct Patch {
+    adapter: Arc<LoraAdapter>,
+    /// Index into the adapter's modules.
+    module: usize,
+    /// `weight · alpha / rank`.
+    multiplier: f64,
+}
+
+/// The updates for one component's weights, by weight name. The default
+/// is empty: weights are read unchanged.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Overlay {
+    patches: HashMap<String, Vec<Patch>>,
+}
+
+impl Overlay {
+    /// The updates for weight `name`, if any.
+    pub(crate) fn patches(&self, name: &str) -> Option<&[Patch]> {
+        self.patches.get(name).map(Vec::as_slice)
+    }
+}
+
+/// The overlays of every component a LoRA set patches.
+#[derive(Debug, Default)]
+pub(crate) struct LoraPlan {
+    overlays: HashMap<LoraComponent, Overlay>,
+}
+
+impl LoraPlan {
+    /// Plans `set` against the model in `folder`, whose components are
+    /// `present`. Reads headers only. Fails with
+    /// [`EngineError::LoraInvalidWeight`], [`EngineError::LoraUnmatchedKey`]
+    /// (a module for a component the model lacks, or naming no weight of
+    /// it) or [`EngineError::LoraShapeMismatch`].
+    pub(crate) fn new(
+        set: &LoraSet,
+        folder: &ModelFolder,
+        present: &[LoraComponent],
+    ) -> Result<Self> {
+        let mut plan = Self::default();
+        for (adapter, weight) in set.entries() {
+            if !weight.is_finite() {
+                return Err(EngineError::LoraInvalidWeight {
+                    path: adapter.path().to_path_buf(),
+                    weight: *weight,
+                });
+            }
+            if let Some(m) = adapter
+                .modules()
+                .iter()
+                .find(|m| !present.contains(&m.component))
+            {
+                return Err(EngineError::LoraUnmatchedKey {
+                    path: adapter.path().to_path_buf(),
+                    key: m.down.clone(),
+                    detail: format!("this model has no `{}`", m.component.folder()),
+                });
+            }
+        }
+        for &component in present {
+            if set
+                .entries()
+                .iter()
+                .any(|(a, _)| a.components().contains(&component))
+            {
+                let store = WeightStore::open(&folder.weight_files(component.folder())?)?;
+                plan.overlays
+                    .insert(component, plan_component(set, component, &store)?);
+            }
+        }
+        Ok(plan)
+    }
+
+    /// The overlay for `component` (empty when no LoRA patches it).
+    pub(crate) fn overlay(&self, component: LoraComponent) -> Overlay {
+        self.overlays.get(&component).cloned().unwrap_or_default()
+    }
+}
+
+/// The overlay of one component, whose weights `store` holds.
+fn plan_component(set: &LoraSet, component: LoraComponent, store: &WeightStore) -> Result<Overlay> {
+    let table = NameTable::new(store.tensor_names(), component.is_text());
+    let mut overlay = Overlay::default();
+    for (adapter, weight) in set.entries() {
+        for (index, m) in adapter.modules().iter().enumerate() {
+            if m.component != component {
+                continue;
+            }
+            let path = adapter.path().to_path_buf();
+            let Some(tensor) = table.lookup(&m.module, adapter.layout()) else {
+                return Err(EngineError::LoraUnmatchedKey {
+                    path,
+                    key: m.down.clone(),
+                    detail: format!("no weight of `{}` has this name", component.folder()),
+                });
+            };
+            let expected = store.shape(tensor).unwrap_or_default().to_vec();
+            let as4 = match expected.as_slice() {
+                [o, i] => Some([*o, *i, 1, 1]),
+                [o, i, kh, kw] => Some([*o, *i, *kh, *kw]),
+                _ => None,
+            };
+            if as4 != Some(m.update_shape) {
+                return Err(EngineError::LoraShapeMismatch {
+                    path,
+                    key: m.down.clone(),
+                    tensor: tensor.to_string(),
+                    expected,
+                    found: m.update_shape.to_vec(),
+                });
+            }
+            if *weight != 0.0 {
+                overlay
+                    .patches
+                    .entry(tensor.to_string())
+                    .or_default()
+                    .push(Patch {
+                        adapter: adapter.clone(),
+                        module: index,
+                        multiplier: f64::from(*weight) * m.scale,
+                    });
+            }
+        }
+    }
+    Ok(overlay)
+}
+
+/// `weight + Σ multiplier · up @ down`, in f32 on the CPU, in the order
+/// the updates were given. A convolution's weight is flattened to
+/// `[out, in·kh·kw]` and its `down` to `[rank, in·kh·kw]` (its `up` is
+/// 1×1), which is the convolution composed of the two.
+pub(crate) fn apply(weight: Tensor, patches: &[Patch]) -> Result<Tensor> {
+    let dims = weight.dims().to_vec();
+    let mut merged = weight.flatten_from(1)?;
+    for p in patches {
+        let m = &p.adapter.modules()[p.module];
+        let up = p
+            .adapter
+            .tensor(&m.up)?
+            .reshape((m.update_shape[0], m.rank))?;
+        let down = p.adapter.tensor(&m.down)?.reshape((m.rank, ()))?;
+        merged = (merged + (up.matmul(&down)? * p.multiplier)?)?;
+    }
+    Ok(merged.reshape(dims)?)
+}
