@@ -197,7 +197,8 @@ fn a_key_in_neither_layout_is_refused_with_its_name() {
 #[test]
 fn a_lora_for_another_architecture_is_refused_before_anything_is_applied() {
     let dir = tempfile::tempdir().unwrap();
-    // SDXL's LDM block names, and its second text encoder.
+    // SDXL's LDM block names (translated for SDXL UNets only), and its
+    // second text encoder.
     for (file, key) in [
         (
             "sgm",
@@ -272,4 +273,115 @@ fn an_unpaired_down_and_mismatched_ranks_are_invalid() {
 fn a_weight_that_is_not_finite_is_refused() {
     let set = LoraSet::new().with(adapter("kohya"), f32::NAN);
     assert_eq!(load_with(set).err().unwrap().code(), "lora_invalid_weight");
+}
+
+// ---------------------------------------------------------------- SDXL
+
+/// A kohya LoRA of rank 2 on `modules` (`(kohya module, diffusers weight)`),
+/// named by the first of each pair, with values from `seed`.
+fn sdxl_lora(dir: &Path, file: &str, modules: &[(String, String)], seed: u64) -> PathBuf {
+    let weights = easel_engine::candle_core::safetensors::load(
+        fixture("tiny-sdxl").join("unet/diffusion_pytorch_model.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let mut rng = Lcg(seed);
+    let mut map = HashMap::new();
+    for (key, weight) in modules {
+        let dims = weights[weight].dims().to_vec();
+        let (down, up): (Vec<usize>, Vec<usize>) = match dims.as_slice() {
+            [o, i] => (vec![2, *i], vec![*o, 2]),
+            [o, i, kh, kw] => (vec![2, *i, *kh, *kw], vec![*o, 2, 1, 1]),
+            _ => panic!("{weight} is {dims:?}"),
+        };
+        for (part, shape) in [("lora_down", down), ("lora_up", up)] {
+            let n = shape.iter().product();
+            let values: Vec<f32> = rng.vec(n).into_iter().map(|v| 0.2 * v).collect();
+            let t = Tensor::from_vec(values, shape, &Device::Cpu).unwrap();
+            map.insert(format!("lora_unet_{key}.{part}.weight"), t);
+        }
+    }
+    let path = dir.join(file);
+    easel_engine::candle_core::safetensors::save(&map, &path).unwrap();
+    path
+}
+
+#[test]
+fn kohya_sdxl_names_in_the_ldm_layout_patch_the_same_weights_as_diffusers_names() {
+    // tiny-sdxl: 2 blocks of 1 layer, attention in down block 1 and up block 0.
+    let modules = [
+        ("conv_in", "input_blocks_0_0"),
+        (
+            "down_blocks.0.resnets.0.conv1",
+            "input_blocks_1_0_in_layers_2",
+        ),
+        ("down_blocks.0.downsamplers.0.conv", "input_blocks_2_0_op"),
+        (
+            "down_blocks.1.attentions.0.transformer_blocks.1.attn2.to_k",
+            "input_blocks_3_1_transformer_blocks_1_attn2_to_k",
+        ),
+        (
+            "down_blocks.1.resnets.0.conv_shortcut",
+            "input_blocks_3_0_skip_connection",
+        ),
+        (
+            "mid_block.resnets.1.time_emb_proj",
+            "middle_block_2_emb_layers_1",
+        ),
+        ("mid_block.attentions.0.proj_in", "middle_block_1_proj_in"),
+        (
+            "up_blocks.0.attentions.1.proj_out",
+            "output_blocks_1_1_proj_out",
+        ),
+        ("up_blocks.0.upsamplers.0.conv", "output_blocks_1_2_conv"),
+        (
+            "up_blocks.1.resnets.1.conv2",
+            "output_blocks_3_0_out_layers_3",
+        ),
+        ("add_embedding.linear_1", "label_emb_0_0"),
+        ("time_embedding.linear_2", "time_embed_2"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let flat: Vec<(String, String)> = modules
+        .iter()
+        .map(|(d, _)| (d.replace('.', "_"), format!("{d}.weight")))
+        .collect();
+    let ldm: Vec<(String, String)> = modules
+        .iter()
+        .map(|(d, s)| (s.to_string(), format!("{d}.weight")))
+        .collect();
+    let diffusers_named = sdxl_lora(dir.path(), "diffusers.safetensors", &flat, 5);
+    let ldm_named = sdxl_lora(dir.path(), "ldm.safetensors", &ldm, 5);
+
+    let g = golden("tiny-sdxl");
+    let run = |lora: Option<&Path>| -> Vec<u32> {
+        let mut set = LoraSet::new();
+        if let Some(path) = lora {
+            set.push(Arc::new(LoraAdapter::open(path).unwrap()), 0.7);
+        }
+        let opts = LoadOptions {
+            loras: set,
+            ..opts()
+        };
+        let model = Model::load(&fixture("tiny-sdxl"), &opts).unwrap();
+        let ctx = g["text_emb"].i(0..2).unwrap();
+        let pooled = g["pooled"].i(0..2).unwrap();
+        let out = model
+            .unet_forward_sdxl(&g["unet_x"], 500.0, &ctx, &pooled, &g["time_ids"])
+            .unwrap();
+        out.flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .into_iter()
+            .map(f32::to_bits)
+            .collect()
+    };
+    let (base, a, b) = (
+        run(None),
+        run(Some(&diffusers_named)),
+        run(Some(&ldm_named)),
+    );
+    assert_ne!(base, a, "the LoRA changes the UNet");
+    assert_eq!(a, b, "LDM names patch the same weights as diffusers names");
 }

@@ -6,7 +6,9 @@
 //! - **kohya / A1111**: `lora_unet_<module>.lora_down.weight`,
 //!   `.lora_up.weight` and `.alpha`, where `<module>` is the diffusers
 //!   module path with every `.` turned into `_`
-//!   (`lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q`);
+//!   (`lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q`),
+//!   or for SDXL the LDM module path (`lora_unet_input_blocks_4_1_…`,
+//!   translated by `super::sgm`);
 //!   text encoders are `lora_te_` (SD 1/2, and SDXL's first), `lora_te1_`
 //!   and `lora_te2_` (SDXL).
 //! - **diffusers / PEFT**: `unet.<module>.lora_A.weight` / `.lora_B.weight`

@@ -3,7 +3,8 @@
 //! [`LoraPlan::new`] runs before any weight is read: for each component a
 //! LoRA touches it lists the component's weight names and shapes (from the
 //! safetensors headers), finds the weight every module patches
-//! ([`super::keys::NameTable`]) and checks the update's shape, so a LoRA
+//! ([`super::keys::NameTable`]; kohya's SDXL names through
+//! [`super::sgm`]) and checks the update's shape, so a LoRA
 //! that does not fit fails the load at once, with the key named. What it
 //! produces is one [`Overlay`] per component: weight name → the updates to
 //! add. The weight store adds them as each weight is read ([`apply`]).
@@ -17,7 +18,8 @@ use std::sync::Arc;
 use candle_core::Tensor;
 
 use super::keys::NameTable;
-use super::{LoraAdapter, LoraComponent, LoraSet};
+use super::sgm::UnetLayout;
+use super::{LoraAdapter, LoraComponent, LoraLayout, LoraSet};
 use crate::error::{EngineError, Result};
 use crate::loader::{ModelFolder, WeightStore};
 
@@ -105,6 +107,10 @@ impl LoraPlan {
 /// The overlay of one component, whose weights `store` holds.
 fn plan_component(set: &LoraSet, component: LoraComponent, store: &WeightStore) -> Result<Overlay> {
     let table = NameTable::new(store.tensor_names(), component.is_text());
+    // kohya's SDXL LoRAs name the UNet's layers in the LDM layout.
+    let sgm = (component == LoraComponent::Unet)
+        .then(|| UnetLayout::new(&store.tensor_names().collect::<Vec<_>>()))
+        .flatten();
     let mut overlay = Overlay::default();
     for (adapter, weight) in set.entries() {
         for (index, m) in adapter.modules().iter().enumerate() {
@@ -112,7 +118,13 @@ fn plan_component(set: &LoraSet, component: LoraComponent, store: &WeightStore) 
                 continue;
             }
             let path = adapter.path().to_path_buf();
-            let Some(tensor) = table.lookup(&m.module, adapter.layout()) else {
+            let tensor = table.lookup(&m.module, adapter.layout()).or_else(|| {
+                let translated = sgm.as_ref()?.to_diffusers(&m.module)?;
+                (adapter.layout() == LoraLayout::Kohya)
+                    .then(|| table.lookup(&translated, LoraLayout::Kohya))
+                    .flatten()
+            });
+            let Some(tensor) = tensor else {
                 return Err(EngineError::LoraUnmatchedKey {
                     path,
                     key: m.down.clone(),

@@ -25,10 +25,12 @@
 //! weights as the base model ([`crate::ModelInfo::weight_bytes`]).
 //!
 //! - `keys`: the two key layouts and matching a module to a weight name.
+//! - `sgm`: kohya's SDXL UNet names (LDM layout) as diffusers names.
 //! - `merge`: the per-component plan (an `Overlay`) and the merge.
 
 pub(crate) mod keys;
 pub(crate) mod merge;
+pub(crate) mod sgm;
 
 use std::collections::BTreeMap;
 use std::fmt;
