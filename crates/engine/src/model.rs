@@ -173,7 +173,9 @@ pub struct ModelInfo {
     pub default_guidance: f32,
     /// Sampler from the folder's scheduler config.
     pub default_sampler: SamplerKind,
-    /// Bytes of weights held in memory once loaded.
+    /// Bytes of weights held in memory once loaded. LoRAs are merged into
+    /// the weights in place, so a model with LoRAs holds as many bytes as
+    /// its base model.
     pub weight_bytes: u64,
 }
 

@@ -40,9 +40,9 @@
 //! A store may carry an `Overlay` (see [`super::lora`]): the low-rank
 //! updates of the LoRAs the model is loaded with, keyed by the tensor they
 //! patch. A patched tensor is read as above and its updates are added to
-//! it in place before it is handed out, so the merged model holds the
-//! weights once, like the base model, and the peak grows only by one
-//! update at a time. A store without an overlay reads exactly as before.
+//! its buffer in place before it becomes a tensor, so the merged model
+//! holds the weights once, like the base model, and the peak grows only by
+//! one update (the size of that tensor) at a time. A store without an overlay reads exactly as before.
 //!
 //! The content hash is not computed here: [`super::hash`] reads the files
 //! once and caches the result, as before.
@@ -251,7 +251,7 @@ impl WeightStore {
                 dtype: format!("{:?}", entry.dtype).to_lowercase(),
             });
         }
-        let data = read_f32(&self.files[entry.file], entry).map_err(|e| {
+        let mut data = read_f32(&self.files[entry.file], entry).map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
                 EngineError::CorruptWeights {
                     path: path.clone(),
@@ -264,12 +264,11 @@ impl WeightStore {
                 io_error(path, e)
             }
         })?;
-        let tensor = Tensor::from_vec(data, entry.shape.as_slice(), &Device::Cpu)
-            .map_err(|e| EngineError::Compute(e.to_string()))?;
-        match self.overlay.patches(name) {
-            Some(patches) => super::lora::merge::apply(tensor, patches),
-            None => Ok(tensor),
+        if let Some(patches) = self.overlay.patches(name) {
+            super::lora::merge::apply(&mut data, patches)?;
         }
+        Tensor::from_vec(data, entry.shape.as_slice(), &Device::Cpu)
+            .map_err(|e| EngineError::Compute(e.to_string()))
     }
 
     /// [`Self::read`] for candle: typed failures remembered, the tensor moved

@@ -15,8 +15,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use candle_core::Tensor;
-
 use super::keys::NameTable;
 use super::sgm::UnetLayout;
 use super::{LoraAdapter, LoraComponent, LoraLayout, LoraSet};
@@ -29,7 +27,7 @@ pub(crate) struct Patch {
     adapter: Arc<LoraAdapter>,
     /// Index into the adapter's modules.
     module: usize,
-    /// `weight · alpha / rank`.
+    /// `weight · alpha / rank` (applied in f32).
     multiplier: f64,
 }
 
@@ -162,13 +160,12 @@ fn plan_component(set: &LoraSet, component: LoraComponent, store: &WeightStore) 
     Ok(overlay)
 }
 
-/// `weight + Σ multiplier · up @ down`, in f32 on the CPU, in the order
-/// the updates were given. A convolution's weight is flattened to
-/// `[out, in·kh·kw]` and its `down` to `[rank, in·kh·kw]` (its `up` is
-/// 1×1), which is the convolution composed of the two.
-pub(crate) fn apply(weight: Tensor, patches: &[Patch]) -> Result<Tensor> {
-    let dims = weight.dims().to_vec();
-    let mut merged = weight.flatten_from(1)?;
+/// Adds `Σ multiplier · up @ down` to a weight's f32 values, in place, in
+/// the order the updates were given, each as PEFT merges one: the product
+/// in f32, scaled, then added. A convolution's weight is `[out,
+/// in·kh·kw]` in memory and its `down` flattens to `[rank, in·kh·kw]` (its
+/// `up` is 1×1), which is the convolution composed of the two.
+pub(crate) fn apply(weight: &mut [f32], patches: &[Patch]) -> Result<()> {
     for p in patches {
         let m = &p.adapter.modules()[p.module];
         let up = p
@@ -176,7 +173,20 @@ pub(crate) fn apply(weight: Tensor, patches: &[Patch]) -> Result<Tensor> {
             .tensor(&m.up)?
             .reshape((m.update_shape[0], m.rank))?;
         let down = p.adapter.tensor(&m.down)?.reshape((m.rank, ()))?;
-        merged = (merged + (up.matmul(&down)? * p.multiplier)?)?;
+        let update = up.matmul(&down)?.flatten_all()?.to_vec1::<f32>()?;
+        if update.len() != weight.len() {
+            // The plan checked the shapes; this is a bug if it happens.
+            return Err(EngineError::Compute(format!(
+                "LoRA update `{}` has {} values for a weight of {}",
+                m.down,
+                update.len(),
+                weight.len()
+            )));
+        }
+        let s = p.multiplier as f32;
+        for (w, u) in weight.iter_mut().zip(&update) {
+            *w += u * s;
+        }
     }
-    Ok(merged.reshape(dims)?)
+    Ok(())
 }
