@@ -447,3 +447,37 @@ fn sha256_file(path: &Path) -> Result<String> {
         .collect();
     Ok(format!("sha256:{hex}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peft_alphas_come_from_the_pattern_naming_the_module_else_the_component() {
+        let meta = serde_json::json!({
+            "unet.lora_alpha": 8.0,
+            "unet.alpha_pattern": {"mid_block.attentions.0.proj_in": 2.0},
+            "text_encoder.lora_alpha": 4,
+        });
+        let unet = LoraComponent::Unet;
+        assert_eq!(
+            peft_alpha(&meta, unet, "mid_block.attentions.0.proj_in"),
+            Some(2.0)
+        );
+        // A pattern matches whole trailing path segments only.
+        assert_eq!(
+            peft_alpha(&meta, unet, "mid_block.attentions.0.xproj_in"),
+            Some(8.0)
+        );
+        assert_eq!(
+            peft_alpha(
+                &meta,
+                LoraComponent::TextEncoder,
+                "encoder.layers.0.mlp.fc1"
+            ),
+            Some(4.0)
+        );
+        assert_eq!(peft_alpha(&meta, LoraComponent::TextEncoder2, "x"), None);
+        assert_eq!(peft_alpha(&serde_json::Value::Null, unet, "x"), None);
+    }
+}
