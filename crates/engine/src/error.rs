@@ -169,6 +169,69 @@ pub enum EngineError {
     /// A numeric failure inside the tensor library (a bug or out of memory).
     #[error("tensor computation failed: {0}")]
     Compute(String),
+    /// A LoRA file does not exist.
+    #[error("LoRA file {path} not found")]
+    LoraNotFound {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// A LoRA file is not a readable LoRA: not safetensors, truncated, or
+    /// with a tensor that cannot be used (an unpaired `up`/`down`, ranks
+    /// that disagree, a non-scalar alpha, an unsupported dtype).
+    #[error("invalid LoRA {path}: {detail}")]
+    LoraInvalid {
+        /// The LoRA file.
+        path: PathBuf,
+        /// What is wrong, naming the key.
+        detail: String,
+    },
+    /// A LoRA tensor name is in neither supported layout (kohya, PEFT), or
+    /// belongs to an unsupported adapter type (LoHa, LoKr, DoRA, ...).
+    #[error("LoRA {path}: key `{key}` is not a LoRA key the engine understands ({detail})")]
+    LoraUnknownKey {
+        /// The LoRA file.
+        path: PathBuf,
+        /// The tensor name.
+        key: String,
+        /// What was expected.
+        detail: String,
+    },
+    /// A LoRA key names a layer this model does not have (a LoRA for
+    /// another architecture); nothing is applied.
+    #[error("LoRA {path}: key `{key}` matches no layer of this model ({detail})")]
+    LoraUnmatchedKey {
+        /// The LoRA file.
+        path: PathBuf,
+        /// The tensor name.
+        key: String,
+        /// Which component was searched.
+        detail: String,
+    },
+    /// A LoRA's product `up @ down` does not have the shape of the weight it
+    /// patches.
+    #[error(
+        "LoRA {path}: key `{key}` makes a {found:?} update for weight `{tensor}` of shape {expected:?}"
+    )]
+    LoraShapeMismatch {
+        /// The LoRA file.
+        path: PathBuf,
+        /// The LoRA key (its `down` tensor).
+        key: String,
+        /// The model weight it patches.
+        tensor: String,
+        /// The weight's shape.
+        expected: Vec<usize>,
+        /// The update's shape.
+        found: Vec<usize>,
+    },
+    /// A LoRA's weight in a combination is NaN or infinite.
+    #[error("LoRA {path}: weight must be finite, got {weight}")]
+    LoraInvalidWeight {
+        /// The LoRA file.
+        path: PathBuf,
+        /// The weight given.
+        weight: f32,
+    },
 }
 
 impl EngineError {
@@ -199,6 +262,12 @@ impl EngineError {
             EngineError::Tokenizer(_) => "tokenizer_error",
             EngineError::Io { .. } => "model_io_error",
             EngineError::Compute(_) => "engine_error",
+            EngineError::LoraNotFound { .. } => "lora_not_found",
+            EngineError::LoraInvalid { .. } => "lora_invalid",
+            EngineError::LoraUnknownKey { .. } => "lora_unknown_key",
+            EngineError::LoraUnmatchedKey { .. } => "lora_unmatched_key",
+            EngineError::LoraShapeMismatch { .. } => "lora_shape_mismatch",
+            EngineError::LoraInvalidWeight { .. } => "lora_invalid_weight",
         }
     }
 

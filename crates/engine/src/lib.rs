@@ -37,7 +37,10 @@
 //! - [`request`]: what a generation call takes and returns (requests, images,
 //!   progress, cancellation).
 //! - [`loader`]: reading a diffusers folder: configs, safetensors validated
-//!   at open and read tensor by tensor into f32, the content hash.
+//!   at open and read tensor by tensor into f32, the content hash, and
+//!   LoRA adapters ([`LoraAdapter`], kohya or PEFT keys) merged into the
+//!   weights as they are read, a combination ([`LoraSet`]) given in
+//!   [`LoadOptions::loras`].
 //! - `layers`: the resnet block and the down/upsamplers the UNet and the
 //!   VAE share, on the engine's convolution.
 //! - `text`: tokenizers and text encoders (CLIP, BERT), A1111's weighted
@@ -80,6 +83,7 @@ pub use device::{CUDA_BUILT, DeviceChoice, ParseDeviceError};
 pub use error::{EngineError, Result};
 pub use loader::hash::HashCache;
 pub use loader::inspect::{FolderSummary, WeightsCheck, inspect};
+pub use loader::lora::{LoraAdapter, LoraComponent, LoraLayout, LoraSet};
 pub use model::{Architecture, LoadOptions, Model, ModelInfo};
 pub use request::{
     CancelToken, GeneratedImage, ImageRequest, Mask, Progress, ProgressSink, RgbImage, StageTimings,

@@ -5,9 +5,12 @@
 //!
 //! Loading reads the folder's configs first and rejects what the engine
 //! cannot run (unknown architecture, unsupported UNet features) before
-//! mapping any weights; it then builds the text encoder, the UNet and (for
-//! latent models) the VAE, and names the model by the content hash of its
-//! weight files (see [`crate::loader::hash`]).
+//! mapping any weights; it then plans the LoRAs of [`LoadOptions::loras`]
+//! against the weight names (rejecting a LoRA that does not fit, see
+//! [`crate::loader::lora`]), builds the text encoder, the UNet and (for
+//! latent models) the VAE with the LoRAs merged into their weights, and
+//! names the model by the content hash of its weight files (see
+//! [`crate::loader::hash`]; the LoRAs are in [`Model::loras`]).
 //!
 //! An optional `easel.json` at the folder root overrides the defaults the
 //! engine otherwise derives from the configs:
@@ -24,6 +27,7 @@ pub use crate::device::DeviceChoice;
 use crate::error::{EngineError, Result};
 use crate::loader::hash::{HashCache, content_hash};
 use crate::loader::inspect::{Configs, read_configs, weight_files};
+use crate::loader::lora::{LoraComponent, LoraPlan, LoraSet};
 use crate::loader::{ModelFolder, read_json, select_device};
 use crate::ops::bf16::{Bf16Kernel, Compute, building_with};
 use crate::request::{CancelToken, GeneratedImage, ImageRequest, ProgressSink};
@@ -46,6 +50,9 @@ pub struct LoadOptions {
     /// `.easel-content-hash.json` in the model folder (skipped silently
     /// when the folder is read-only).
     pub hash_cache: HashCache,
+    /// LoRA adapters merged into the weights as they are read, each at its
+    /// weight. Default: none (the base model).
+    pub loras: LoraSet,
 }
 
 /// The accepted text forms of [`Precision`], for error messages.
@@ -166,7 +173,9 @@ pub struct ModelInfo {
     pub default_guidance: f32,
     /// Sampler from the folder's scheduler config.
     pub default_sampler: SamplerKind,
-    /// Bytes of weights held in memory once loaded.
+    /// Bytes of weights held in memory once loaded. LoRAs are merged into
+    /// the weights in place, so a model with LoRAs holds as many bytes as
+    /// its base model.
     pub weight_bytes: u64,
     /// Whether the UNet is an inpainting UNet (SD 1.x/2.x/SDXL inpainting:
     /// 9 input channels, the latents plus a mask and a masked image's
@@ -201,6 +210,8 @@ pub struct Model {
     pub(crate) unet: UNet,
     pub(crate) vae: Option<Vae>,
     pub(crate) scheduler: SchedulerConfig,
+    /// The LoRAs merged into the weights.
+    loras: LoraSet,
 }
 
 // A model is shared by engine threads: keep it `Send + Sync`.
@@ -230,13 +241,27 @@ impl Model {
             Overrides::default()
         };
 
-        let text = TextEncoder::load(&folder, "text_encoder", "tokenizer", &device)?;
+        let mut components = vec![LoraComponent::Unet, LoraComponent::TextEncoder];
+        if sdxl {
+            components.push(LoraComponent::TextEncoder2);
+        }
+        // Every LoRA key is matched and shape-checked before any weight is read.
+        let loras = LoraPlan::new(&opts.loras, &folder, &components)?;
+
+        let text = TextEncoder::load(
+            &folder,
+            "text_encoder",
+            "tokenizer",
+            &device,
+            loras.overlay(LoraComponent::TextEncoder),
+        )?;
         let text2 = if sdxl {
             Some(TextEncoder::load(
                 &folder,
                 "text_encoder_2",
                 "tokenizer_2",
                 &device,
+                loras.overlay(LoraComponent::TextEncoder2),
             )?)
         } else {
             None
@@ -280,7 +305,12 @@ impl Model {
         // The UNet's and the VAE's layers pick their precision up from the
         // build (see `building_with`).
         let (unet, vae) = building_with(compute, || -> Result<_> {
-            let unet = UNet::load(&folder, unet_cfg, &device)?;
+            let unet = UNet::load(
+                &folder,
+                unet_cfg,
+                &device,
+                loras.overlay(LoraComponent::Unet),
+            )?;
             let vae = match vae_cfg {
                 Some(cfg) => Some(Vae::load(&folder, cfg, &device)?),
                 None => None,
@@ -322,7 +352,8 @@ impl Model {
         };
         tracing::info!(
             name = %info.name, architecture = ?info.architecture, hash = %info.content_hash,
-            weight_bytes, compute = ?compute, "model loaded"
+            weight_bytes, compute = ?compute, loras = %opts.loras.fingerprint(),
+            "model loaded"
         );
         let force_zeros_for_empty_prompt = folder
             .index
@@ -338,7 +369,15 @@ impl Model {
             unet,
             vae,
             scheduler,
+            loras: opts.loras.clone(),
         })
+    }
+
+    /// The LoRAs merged into this model's weights, with their weights
+    /// (empty for the base model). [`ModelInfo::content_hash`] names the
+    /// base weights only; [`LoraSet::fingerprint`] names the combination.
+    pub fn loras(&self) -> &LoraSet {
+        &self.loras
     }
 
     /// What the model is.

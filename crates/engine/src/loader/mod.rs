@@ -4,12 +4,15 @@
 //! - [`safetensors`]: validated weights read tensor by tensor into f32
 //!   ([`WeightStore`]), behind a candle `VarBuilder`.
 //! - [`hash`]: the content hash that names a model version, with its cache.
+//! - [`lora`]: LoRA adapters (kohya and PEFT layouts), planned against a
+//!   model's weight names and merged into them as they are read.
 //! - [`inspect`]: a folder's configs, architecture and weight headers,
 //!   without loading it (`easel models list`).
 
 pub(crate) mod folder;
 pub mod hash;
 pub mod inspect;
+pub mod lora;
 pub(crate) mod safetensors;
 
 pub(crate) use folder::{ModelFolder, read_json};

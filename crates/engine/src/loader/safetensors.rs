@@ -35,6 +35,15 @@
 //! with the cores): a warm file copies at memory speed and a cold one at
 //! the disk's.
 //!
+//! # LoRA overlay
+//!
+//! A store may carry an `Overlay` (see [`super::lora`]): the low-rank
+//! updates of the LoRAs the model is loaded with, keyed by the tensor they
+//! patch. A patched tensor is read as above and its updates are added to
+//! its buffer in place before it becomes a tensor, so the merged model
+//! holds the weights once, like the base model, and the peak grows only by
+//! one update (the size of that tensor) at a time. A store without an overlay reads exactly as before.
+//!
 //! The content hash is not computed here: [`super::hash`] reads the files
 //! once and caches the result, as before.
 
@@ -53,6 +62,7 @@ use rayon::prelude::*;
 use safetensors::tensor::Metadata;
 use safetensors::{Dtype, SafeTensorError};
 
+use super::lora::Overlay;
 use crate::error::{EngineError, Result};
 
 // Safetensors stores little-endian numbers and tensors are read straight
@@ -94,6 +104,10 @@ pub struct WeightStore {
     paths: Vec<PathBuf>,
     files: Vec<File>,
     index: HashMap<String, Entry>,
+    /// The files' free-form `__metadata__` entries, merged.
+    metadata: HashMap<String, String>,
+    /// LoRA updates added to tensors as they are read (empty: none).
+    overlay: Overlay,
     failure: Mutex<Option<EngineError>>,
     loaded: AtomicU64,
 }
@@ -104,16 +118,27 @@ impl WeightStore {
     /// or truncated or malformed one ([`EngineError::CorruptWeights`]).
     /// Reads no tensor data.
     pub fn open(paths: &[PathBuf]) -> Result<Arc<Self>> {
+        Self::open_with_overlay(paths, Overlay::default())
+    }
+
+    /// [`Self::open`] with LoRA updates to add to the tensors they patch
+    /// as they are read (planned against this component's tensor names by
+    /// `LoraPlan::new`).
+    pub(crate) fn open_with_overlay(paths: &[PathBuf], overlay: Overlay) -> Result<Arc<Self>> {
         let mut files = Vec::with_capacity(paths.len());
         let mut index = HashMap::new();
+        let mut metadata = HashMap::new();
         for (file_idx, path) in paths.iter().enumerate() {
             let mut file = File::open(path).map_err(|e| io_error(path, e))?;
-            let (data_start, metadata) =
+            let (data_start, header) =
                 read_header(&mut file).map_err(|e| EngineError::CorruptWeights {
                     path: path.clone(),
                     detail: e,
                 })?;
-            for (name, info) in metadata.tensors() {
+            if let Some(meta) = header.metadata() {
+                metadata.extend(meta.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            for (name, info) in header.tensors() {
                 index.insert(
                     name,
                     Entry {
@@ -130,6 +155,8 @@ impl WeightStore {
             paths: paths.to_vec(),
             files,
             index,
+            metadata,
+            overlay,
             failure: Mutex::new(None),
             loaded: AtomicU64::new(0),
         }))
@@ -138,6 +165,16 @@ impl WeightStore {
     /// The names of every tensor in the files, in no particular order.
     pub fn tensor_names(&self) -> impl Iterator<Item = &str> {
         self.index.keys().map(String::as_str)
+    }
+
+    /// The stored shape of tensor `name`, if the files hold it.
+    pub(crate) fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.index.get(name).map(|e| e.shape.as_slice())
+    }
+
+    /// The files' `__metadata__` entry `key`, if any.
+    pub(crate) fn metadata(&self, key: &str) -> Option<&str> {
+        self.metadata.get(key).map(String::as_str)
     }
 
     /// Reads one tensor as f32 on the CPU, whatever its stored dtype.
@@ -214,7 +251,7 @@ impl WeightStore {
                 dtype: format!("{:?}", entry.dtype).to_lowercase(),
             });
         }
-        let data = read_f32(&self.files[entry.file], entry).map_err(|e| {
+        let mut data = read_f32(&self.files[entry.file], entry).map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
                 EngineError::CorruptWeights {
                     path: path.clone(),
@@ -227,6 +264,9 @@ impl WeightStore {
                 io_error(path, e)
             }
         })?;
+        if let Some(patches) = self.overlay.patches(name) {
+            super::lora::merge::apply(&mut data, patches)?;
+        }
         Tensor::from_vec(data, entry.shape.as_slice(), &Device::Cpu)
             .map_err(|e| EngineError::Compute(e.to_string()))
     }

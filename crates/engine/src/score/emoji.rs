@@ -133,7 +133,13 @@ impl EmojiScorer {
             root: dir.to_path_buf(),
             index: serde_json::Value::Null,
         };
-        let text = TextEncoder::load(&folder, &config.text_encoder, &config.tokenizer, &device)?;
+        let text = TextEncoder::load(
+            &folder,
+            &config.text_encoder,
+            &config.tokenizer,
+            &device,
+            Default::default(),
+        )?;
         if text.hidden_width() != config.embed_dim {
             return Err(invalid(format!(
                 "embed_dim is {} but the text encoder makes {}-wide embeddings",

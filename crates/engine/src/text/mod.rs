@@ -24,6 +24,7 @@ use candle_core::{Device, Tensor};
 use serde_json::Value;
 
 use crate::error::{EngineError, Result};
+use crate::loader::lora::Overlay;
 use crate::loader::{ModelFolder, WeightStore, read_json};
 use bert::BertEncoder;
 use clip::{ClipTextConfig, ClipTextModel};
@@ -108,18 +109,20 @@ impl TextEncoder {
         }
     }
 
-    /// Loads `component` (e.g. `text_encoder`) with its tokenizer folder.
+    /// Loads `component` (e.g. `text_encoder`) with its tokenizer folder,
+    /// adding `overlay`'s LoRA updates to its weights.
     pub(crate) fn load(
         folder: &ModelFolder,
         component: &str,
         tokenizer_dir: &str,
         device: &Device,
+        overlay: Overlay,
     ) -> Result<Self> {
         let family = Self::family(folder, component)?;
         let path = folder.file(component, "config.json");
         let raw: Value = read_json(&path)?;
         let files = folder.weight_files(component)?;
-        let store: Arc<WeightStore> = WeightStore::open(&files)?;
+        let store: Arc<WeightStore> = WeightStore::open_with_overlay(&files, overlay)?;
         let vb = store.var_builder(device);
         let mut pooled = None;
         let (network, positions, width) = match family {

@@ -23,6 +23,7 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::stable_diffusion::embeddings::{TimestepEmbedding, Timesteps};
 
 use crate::error::Result;
+use crate::loader::lora::Overlay;
 use crate::loader::{ModelFolder, WeightStore};
 use crate::ops::conv::{Conv2d, ConvParams};
 use crate::ops::group_norm::GroupNorm;
@@ -201,9 +202,15 @@ pub(crate) struct UNet {
 }
 
 impl UNet {
-    /// Loads `unet/` with an already checked config.
-    pub(crate) fn load(folder: &ModelFolder, config: UNetConfig, device: &Device) -> Result<Self> {
-        let store = WeightStore::open(&folder.weight_files("unet")?)?;
+    /// Loads `unet/` with an already checked config, adding `overlay`'s
+    /// LoRA updates to its weights.
+    pub(crate) fn load(
+        folder: &ModelFolder,
+        config: UNetConfig,
+        device: &Device,
+        overlay: Overlay,
+    ) -> Result<Self> {
+        let store = WeightStore::open_with_overlay(&folder.weight_files("unet")?, overlay)?;
         let net = Network::new(store.var_builder(device), &config).map_err(|e| store.explain(e))?;
         Ok(Self {
             net,
