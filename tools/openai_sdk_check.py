@@ -83,6 +83,50 @@ def main() -> int:
     )
     check(base64.b64decode(r.data[0].b64_json).startswith(PNG_MAGIC), "edit returns a PNG")
 
+    # 3b. a masked edit: only the mask's transparent (left) half is redrawn.
+    from PIL import Image
+    import io
+
+    def png(img):
+        out = io.BytesIO()
+        img.save(out, format="PNG")
+        return out.getvalue()
+
+    # At the size generated (delivered images are upscaled for the
+    # watermark), so the server does not resample it.
+    source = Image.open(io.BytesIO(first)).convert("RGB").resize((16, 16), Image.NEAREST)
+    mask = Image.new("RGBA", source.size, (0, 0, 0, 255))
+    mask.paste((0, 0, 0, 0), (0, 0, source.size[0] // 2, source.size[1]))
+    r = client.images.edit(
+        model=model,
+        image=("input.png", png(source), "image/png"),
+        mask=("mask.png", png(mask), "image/png"),
+        prompt="a bright yellow sun",
+        size="16x16",
+        response_format="b64_json",
+        extra_body={"strength": 1.0, "seed": 3},
+    )
+    edited = Image.open(io.BytesIO(base64.b64decode(r.data[0].b64_json))).convert("RGB")
+    small = lambda img: img.resize((16, 16), Image.NEAREST)
+    a, b = small(source), small(edited)
+
+    def mean_diff(x0, x1):
+        d = [abs(p - q) for x in range(x0, x1) for y in range(16)
+             for p, q in zip(a.getpixel((x, y)), b.getpixel((x, y)))]
+        return sum(d) / len(d)
+
+    kept, redrawn = mean_diff(8, 16), mean_diff(0, 8)
+    print(f"masked edit: kept half differs by {kept:.2f}, redrawn half by {redrawn:.2f}")
+    check(kept < 3.0, f"the kept half changed by {kept:.2f} on average")
+    check(redrawn > 3 * max(kept, 1.0), f"the masked half barely changed ({redrawn:.2f})")
+    try:
+        client.images.edit(model=model, image=("input.png", png(source), "image/png"),
+                           mask=("mask.png", png(mask.resize((8, 8))), "image/png"),
+                           prompt="x", size="16x16")
+        raise AssertionError("a mask of another size must be refused")
+    except openai.BadRequestError as e:
+        check(e.code == "invalid_mask" and e.param == "mask", f"{e.code} {e.param}")
+
     # 4. errors arrive as the SDK's typed exceptions with Easel's codes.
     try:
         client.images.generate(model=model, prompt="   ", size="16x16")

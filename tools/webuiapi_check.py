@@ -103,6 +103,36 @@ def main() -> int:
     check(i2i.info["denoising_strength"] == 0.5, i2i.info)
     check(i2i.parameters["init_images"] is None, "the upload is echoed back")
 
+    # Inpainting: only the mask's white (left) half is redrawn.
+    # At the size generated (delivered images are upscaled for the
+    # watermark), so the server does not resample it.
+    source = r.images[0].convert("RGB").resize((16, 16), Image.NEAREST)
+    w, h = source.size
+    mask = Image.new("L", (w, h), 0)
+    mask.paste(255, (0, 0, w // 2, h))
+    inp = api.img2img(images=[source], mask_image=mask, prompt="a bright yellow sun",
+                      denoising_strength=1.0, seed=9, width=16, height=16, steps=4,
+                      cfg_scale=3.0, inpainting_fill=1, inpaint_full_res=False, mask_blur=0)
+    out = inp.images[0].convert("RGB")
+    a, b = source.resize((16, 16), Image.NEAREST), out.resize((16, 16), Image.NEAREST)
+
+    def mean_diff(x0, x1):
+        d = [abs(p - q) for x in range(x0, x1) for y in range(16)
+             for p, q in zip(a.getpixel((x, y)), b.getpixel((x, y)))]
+        return sum(d) / len(d)
+
+    kept, redrawn = mean_diff(8, 16), mean_diff(0, 8)
+    print(f"inpainting: kept half differs by {kept:.2f}, redrawn half by {redrawn:.2f}")
+    check(kept < 3.0, f"the kept half changed by {kept:.2f}")
+    check(redrawn > 3 * max(kept, 1.0), f"the masked half barely changed ({redrawn:.2f})")
+    check(inp.parameters["mask"] is None, "the mask is echoed back")
+    # The web UI's default "only masked" mode is refused, naming the field.
+    try:
+        api.img2img(images=[source], mask_image=mask, prompt="x", width=16, height=16)
+        raise AssertionError("inpaint_full_res=True was accepted")
+    except RuntimeError as e:
+        check(e.args[0] == 400 and "inpaint_full_res" in e.args[1], e.args)
+
     # An unsupported feature is a 400 naming it, not a silent no-op.
     try:
         api.txt2img(prompt="x", width=16, height=16, enable_hr=True)

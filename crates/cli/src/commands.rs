@@ -490,6 +490,7 @@ fn generate(config_file: Option<PathBuf>, args: GenerateArgs) -> anyhow::Result<
             sampler: args.sampler,
             schedule: args.schedule,
             strength: None,
+            clip_skip: None,
         },
         info.default_size,
         info.default_steps,

@@ -239,6 +239,15 @@ pub struct GenerationParams {
     pub schedule: ScheduleKind,
     /// Image-to-image strength in [0, 1]; `None` for text-to-image.
     pub strength: Option<f32>,
+    /// AUTOMATIC1111's clip skip: 1 (or `None`) conditions on the text
+    /// encoder's last layer, 2 on the one before, …, up to
+    /// [`crate::MAX_CLIP_SKIP`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_skip: Option<u32>,
+    /// Image-to-image with an inpainting mask (stored beside the initial
+    /// image): only the masked part is redrawn.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub masked: bool,
 }
 
 /// Unvalidated parameters, as they arrive from a request body or the CLI.
@@ -269,6 +278,8 @@ pub struct RawParams {
     pub schedule: Option<String>,
     /// Image-to-image strength.
     pub strength: Option<f64>,
+    /// Clip skip, 1 to [`crate::MAX_CLIP_SKIP`]; `None`: the last layer.
+    pub clip_skip: Option<i64>,
 }
 
 impl GenerationParams {
@@ -300,7 +311,13 @@ impl GenerationParams {
                 ),
             ));
         }
+        // AUTOMATIC1111's prompt syntax: a malformed or out-of-range weight
+        // is refused here, at the edge, naming the field.
+        crate::prompt::validate_prompt(&prompt)
+            .map_err(|e| ParamError::new("prompt", e.code(), e.to_string()))?;
         let negative_prompt = raw.negative_prompt.unwrap_or_default().trim().to_string();
+        crate::prompt::validate_prompt(&negative_prompt)
+            .map_err(|e| ParamError::new("negative_prompt", e.code(), e.to_string()))?;
         if negative_prompt.chars().count() > limits::MAX_PROMPT_CHARS {
             return Err(ParamError::new(
                 "negative_prompt",
@@ -369,6 +386,20 @@ impl GenerationParams {
                 ));
             }
         };
+        let clip_skip = match raw.clip_skip {
+            None => None,
+            Some(c) if (1..=i64::from(crate::MAX_CLIP_SKIP)).contains(&c) => Some(c as u32),
+            Some(c) => {
+                return Err(ParamError::new(
+                    "clip_skip",
+                    "invalid_clip_skip",
+                    format!(
+                        "clip_skip must be between 1 and {}, got {c}",
+                        crate::MAX_CLIP_SKIP
+                    ),
+                ));
+            }
+        };
         // The one place a random seed is drawn.
         let seed = u64::from(raw.seed.unwrap_or_else(fresh_seed));
         Ok(Self {
@@ -384,6 +415,8 @@ impl GenerationParams {
             sampler,
             schedule,
             strength,
+            clip_skip,
+            masked: false,
         })
     }
 

@@ -33,10 +33,10 @@ use tracing::Instrument as _;
 
 use crate::error::JobError;
 use crate::events::JobEvent;
-use crate::handle::{init_image_key, terminal_or_current_event};
+use crate::handle::{init_image_key, mask_key, terminal_or_current_event};
 use crate::housekeeping;
 use crate::models::{ModelLookupError, ModelState};
-use crate::pipeline::{self, BatchPart, RenderedImage};
+use crate::pipeline::{self, BatchPart, InitInput, RenderedImage};
 use crate::recording::{EngineCall, TimedModel};
 use crate::running::{CancelReason, Running};
 use crate::worker::{Lane, Worker};
@@ -272,19 +272,29 @@ impl Worker {
         Ok(())
     }
 
-    async fn init_image(&self, job: &Job) -> Result<Option<RgbImage>, Failure> {
+    async fn init_image(&self, job: &Job) -> Result<Option<InitInput>, Failure> {
         if job.params.strength.is_none() {
             return Ok(None);
         }
-        let bytes = self
-            .inner
-            .blobs
-            .get(&init_image_key(job.id))
-            .await
-            .map_err(|e| Failure::new("init_image_missing", e.to_string()))?;
-        easel_media::decode_untrusted(&bytes, &easel_media::DecodeLimits::default())
-            .map(Some)
-            .map_err(|e| Failure::new("invalid_image", e.to_string()))
+        let read = |key: String| async move {
+            let bytes = self
+                .inner
+                .blobs
+                .get(&key)
+                .await
+                .map_err(|e| Failure::new("init_image_missing", e.to_string()))?;
+            easel_media::decode_untrusted(&bytes, &easel_media::DecodeLimits::default())
+                .map_err(|e| Failure::new("invalid_image", e.to_string()))
+        };
+        let image = read(init_image_key(job.id)).await?;
+        let mask = match job.params.masked {
+            false => None,
+            true => Some(
+                crate::handle::mask_of(&read(mask_key(job.id)).await?)
+                    .map_err(|e| Failure::new("invalid_mask", e.to_string()))?,
+            ),
+        };
+        Ok(Some(InitInput { image, mask }))
     }
 
     /// The engine call on the engine thread, with lease renewal, remote
@@ -293,7 +303,7 @@ impl Worker {
         &self,
         lane: &Lane,
         model: Arc<dyn crate::models::Generator>,
-        jobs: &[(Job, Option<RgbImage>)],
+        jobs: &[(Job, Option<InitInput>)],
         spans: &[tracing::Span],
         token: CancelToken,
         cancels: broadcast::Receiver<JobId>,
@@ -410,7 +420,7 @@ impl Worker {
     }
 
     /// The earliest deadline among the batch's jobs that are still live.
-    fn next_deadline(&self, jobs: &[(Job, Option<RgbImage>)]) -> Option<DateTime<Utc>> {
+    fn next_deadline(&self, jobs: &[(Job, Option<InitInput>)]) -> Option<DateTime<Utc>> {
         let running = self.inner.running.lock().expect("running lock poisoned");
         jobs.iter()
             .filter(|(job, _)| running.get(&job.id).is_some_and(|r| r.reason.is_none()))
@@ -418,7 +428,7 @@ impl Worker {
             .min()
     }
 
-    async fn stop_overdue(&self, jobs: &[(Job, Option<RgbImage>)]) {
+    async fn stop_overdue(&self, jobs: &[(Job, Option<InitInput>)]) {
         let now = self.inner.db.now();
         for (job, _) in jobs {
             if job.deadline_at.is_some_and(|d| d <= now) {
@@ -430,7 +440,7 @@ impl Worker {
     /// A cancel request from this process's job handle: stops the job if
     /// it is one of this batch's. `None`: requests were missed (this batch
     /// fell behind the bus), so the store is asked about every job instead.
-    async fn on_cancel_request(&self, jobs: &[(Job, Option<RgbImage>)], request: Option<JobId>) {
+    async fn on_cancel_request(&self, jobs: &[(Job, Option<InitInput>)], request: Option<JobId>) {
         match request {
             Some(id) => {
                 if jobs.iter().any(|(job, _)| job.id == id) {
@@ -449,7 +459,7 @@ impl Worker {
 
     /// Renews every live job's lease; stops a job whose lease was lost or
     /// whose owner asked (through the store) to cancel it.
-    async fn keep_leases(&self, jobs: &[(Job, Option<RgbImage>)], lease: Duration) {
+    async fn keep_leases(&self, jobs: &[(Job, Option<InitInput>)], lease: Duration) {
         let db = &self.inner.db;
         for (job, _) in jobs {
             let id = job.id;
@@ -728,6 +738,9 @@ impl Worker {
         }
         if job.params.strength.is_some() {
             let _ = self.inner.blobs.delete(&init_image_key(job.id)).await;
+        }
+        if job.params.masked {
+            let _ = self.inner.blobs.delete(&mask_key(job.id)).await;
         }
         Ok(ids)
     }

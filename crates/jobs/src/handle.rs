@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use easel_core::{GenerationParams, JobId, JobStatus, OutputOptions, ProjectId, RgbImage, Tier};
+use easel_core::{
+    GenerationParams, JobId, JobStatus, Mask, OutputOptions, ProjectId, RgbImage, Tier,
+};
 use easel_store::{
     Blobs, BoundedInsert, CancelOutcome, Db, Image, InsertOutcome, Job, JobFilter, JobPage,
     StoreError,
@@ -43,6 +45,9 @@ pub struct NewJob {
     pub idempotency_key: Option<String>,
     /// Image-to-image: the initial image, already at `params.size`.
     pub init_image: Option<RgbImage>,
+    /// Inpainting: the mask of `init_image` (white: redraw), at the same
+    /// size; `params.masked` must be set with it.
+    pub mask: Option<Mask>,
     /// How long after submission the job stops being worth running (the
     /// client's `X-Easel-Timeout`); stored as the job's `deadline_at`.
     /// `None`: no deadline.
@@ -88,6 +93,52 @@ pub enum Watch {
 /// The object-store key of a job's initial image (edits).
 pub fn init_image_key(id: JobId) -> String {
     format!("inputs/{id}.png")
+}
+
+/// The object-store key of a job's inpainting mask (a grey PNG, white:
+/// redraw), beside its initial image.
+pub fn mask_key(id: JobId) -> String {
+    format!("inputs/{id}-mask.png")
+}
+
+/// A mask as the grey image it is stored as.
+fn mask_image(mask: &Mask) -> RgbImage {
+    let pixels = mask
+        .values()
+        .iter()
+        .flat_map(|v| {
+            let g = (v * 255.0).round().clamp(0.0, 255.0) as u8;
+            [g, g, g]
+        })
+        .collect();
+    RgbImage {
+        width: mask.width(),
+        height: mask.height(),
+        pixels,
+    }
+}
+
+/// The mask a stored grey image holds (its red channel).
+pub(crate) fn mask_of(image: &RgbImage) -> Result<Mask, easel_core::MaskError> {
+    let values: Vec<u8> = image.pixels.chunks_exact(3).map(|p| p[0]).collect();
+    Mask::from_u8(image.width, image.height, &values)
+}
+
+fn png_of(image: &RgbImage) -> Result<Bytes, JobError> {
+    easel_media::encode(
+        image,
+        easel_core::OutputFormat::Png,
+        None,
+        &easel_media::Metadata::none(),
+    )
+    .map(Bytes::from)
+    .map_err(|e| {
+        JobError::Param(easel_core::ParamError::new(
+            "image",
+            e.code(),
+            e.to_string(),
+        ))
+    })
 }
 
 impl Jobs {
@@ -218,28 +269,24 @@ impl Jobs {
         let (fallback_version, shadow) = routing.map_or((None, None), |r| (r.fallback, r.shadow));
         let mut init_png = None;
         if let Some(image) = &job.init_image {
-            // The initial image goes to the object store first: a job row
-            // must never point at an image that is not there.
-            let png = easel_media::encode(
-                image,
-                easel_core::OutputFormat::Png,
-                None,
-                &easel_media::Metadata::none(),
-            )
-            .map_err(|e| {
-                JobError::Param(easel_core::ParamError::new(
-                    "image",
-                    e.code(),
-                    e.to_string(),
-                ))
-            })?;
-            let png = Bytes::from(png);
+            // The initial image (and its mask) go to the object store
+            // first: a job row must never point at an image that is not there.
+            let png = png_of(image)?;
             self.inner
                 .blobs
                 .put(&init_image_key(id), png.clone())
                 .await
                 .map_err(JobError::Blob)?;
-            init_png = Some(png);
+            let mut mask_png = None;
+            if let Some(mask) = &job.mask {
+                let png = png_of(&mask_image(mask))?;
+                if let Err(e) = self.inner.blobs.put(&mask_key(id), png.clone()).await {
+                    let _ = self.inner.blobs.delete(&init_image_key(id)).await;
+                    return Err(JobError::Blob(e));
+                }
+                mask_png = Some(png);
+            }
+            init_png = Some((png, mask_png));
         }
         let new = easel_store::NewJob {
             id,
@@ -263,6 +310,7 @@ impl Jobs {
         let outcome = self.insert_bounded(new, limit).await;
         if has_init && !matches!(outcome, Ok(InsertOutcome::Created(_))) {
             let _ = self.inner.blobs.delete(&init_image_key(id)).await;
+            let _ = self.inner.blobs.delete(&mask_key(id)).await;
         }
         match outcome? {
             InsertOutcome::Created(record) => {
@@ -280,12 +328,31 @@ impl Jobs {
         }
     }
 
+    /// Stores a shadow job's initial image and mask.
+    async fn put_inputs(
+        &self,
+        id: JobId,
+        png: Bytes,
+        mask: Option<Bytes>,
+    ) -> Result<(), easel_store::StoreError> {
+        self.inner.blobs.put(&init_image_key(id), png).await?;
+        if let Some(mask) = mask {
+            self.inner.blobs.put(&mask_key(id), mask).await?;
+        }
+        Ok(())
+    }
+
     /// Queues the shadow of the user's job `of` on `version` (a shadow
     /// rollout's candidate): the same request and seed, in the batch tier,
     /// owned by the project `easel-shadow` with no user, no deadline and
     /// no fallback. It never delays or fails the user's job: when the
     /// batch tier is full, or the store refuses, it is skipped (counted).
-    async fn submit_shadow(&self, of: &Job, version: String, init_png: Option<Bytes>) {
+    async fn submit_shadow(
+        &self,
+        of: &Job,
+        version: String,
+        init_png: Option<(Bytes, Option<Bytes>)>,
+    ) {
         let id = JobId::new();
         let mut params = of.params.clone();
         params.version = Some(version);
@@ -296,8 +363,8 @@ impl Jobs {
             }
         };
         let has_init = init_png.is_some();
-        if let Some(png) = init_png
-            && let Err(e) = self.inner.blobs.put(&init_image_key(id), png).await
+        if let Some((png, mask)) = init_png
+            && let Err(e) = self.put_inputs(id, png, mask).await
         {
             tracing::warn!(job = %of.id, error = %e, "shadow job skipped: its initial image was not stored");
             counted("skipped");
@@ -339,6 +406,7 @@ impl Jobs {
         tracing::info!(job = %of.id, reason = %why, "shadow job skipped");
         if has_init {
             let _ = self.inner.blobs.delete(&init_image_key(id)).await;
+            let _ = self.inner.blobs.delete(&mask_key(id)).await;
         }
         counted("skipped");
     }

@@ -4,7 +4,9 @@
 //! generate` runs it directly. Synchronous and CPU-bound: never call it on
 //! an async runtime's worker threads.
 
-use easel_core::{GenerationParams, ImageId, OutputOptions, ParamError, RgbImage, SamplerKind};
+use easel_core::{
+    GenerationParams, ImageId, Mask, OutputOptions, ParamError, RgbImage, SamplerKind,
+};
 use easel_engine::{CancelToken, EngineError, ImageRequest, ModelInfo, ProgressSink, StageTimings};
 use easel_policy::image::ImageDecision;
 
@@ -33,11 +35,24 @@ pub fn check_for_model(params: &GenerationParams, info: &ModelInfo) -> Result<()
     Ok(())
 }
 
+/// An image-to-image job's input: the initial image (at the output size)
+/// and, for inpainting, its mask (white: redraw).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InitInput {
+    /// The initial image.
+    pub image: RgbImage,
+    /// The inpainting mask, when the job has one.
+    pub mask: Option<Mask>,
+}
+
+impl From<RgbImage> for InitInput {
+    fn from(image: RgbImage) -> Self {
+        Self { image, mask: None }
+    }
+}
+
 /// The engine requests of a job: one per image, image `i` with seed `seed + i`.
-pub fn image_requests(
-    params: &GenerationParams,
-    init_image: Option<&RgbImage>,
-) -> Vec<ImageRequest> {
+pub fn image_requests(params: &GenerationParams, init: Option<&InitInput>) -> Vec<ImageRequest> {
     (0..params.n)
         .map(|i| ImageRequest {
             prompt: params.prompt.clone(),
@@ -48,12 +63,12 @@ pub fn image_requests(
             seed: params.image_seed(i),
             sampler: params.sampler,
             schedule: params.schedule,
-            clip_skip: None,
-            init_image: match (init_image, params.strength) {
-                (Some(image), Some(strength)) => Some((image.clone(), strength)),
+            clip_skip: params.clip_skip,
+            init_image: match (init, params.strength) {
+                (Some(init), Some(strength)) => Some((init.image.clone(), strength)),
                 _ => None,
             },
-            mask: None,
+            mask: init.and_then(|i| i.mask.clone()),
         })
         .collect()
 }
@@ -107,8 +122,9 @@ pub struct BatchPart<'a> {
     pub params: &'a GenerationParams,
     /// How to encode it.
     pub output: &'a OutputOptions,
-    /// Image-to-image: the initial image, already at `params.size`.
-    pub init_image: Option<&'a RgbImage>,
+    /// Image-to-image: the initial image, already at `params.size`, and
+    /// its inpainting mask.
+    pub init_image: Option<&'a InitInput>,
     /// The job's `job.run` span: its post-processing is traced under it,
     /// and the first part's span is the parent of the shared engine call.
     /// `None`: under whatever span is current.
@@ -122,7 +138,7 @@ pub fn render(
     post: &PostProcess,
     params: &GenerationParams,
     output: &OutputOptions,
-    init_image: Option<&RgbImage>,
+    init_image: Option<&InitInput>,
     progress: &mut dyn ProgressSink,
     cancel: &CancelToken,
 ) -> Result<Vec<RenderedImage>, RenderError> {

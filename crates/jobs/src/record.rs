@@ -65,6 +65,12 @@ pub struct GenerationRecord {
     /// image is marked; `None` (and left out of the JSON) otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watermark_id: Option<String>,
+    /// AUTOMATIC1111's clip skip, when one above 1 was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_skip: Option<u32>,
+    /// Whether only a masked part of an initial image was redrawn.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inpainted: bool,
 }
 
 impl GenerationRecord {
@@ -96,6 +102,8 @@ impl GenerationRecord {
             model_hash: model.content_hash.clone(),
             architecture: model.architecture,
             watermark_id: None,
+            clip_skip: params.clip_skip.filter(|&c| c > 1),
+            inpainted: params.masked,
         }
     }
 

@@ -56,6 +56,8 @@ pub struct BatchKey {
     pub schedule: ScheduleKind,
     /// Image-to-image strength, by its bits; `None` for text-to-image.
     pub strength_bits: Option<u32>,
+    /// Clip skip (`None` and `Some(1)` are the same layer).
+    pub clip_skip: u32,
 }
 
 impl BatchKey {
@@ -69,6 +71,7 @@ impl BatchKey {
             sampler: params.sampler,
             schedule: params.schedule,
             strength_bits: params.strength.map(f32::to_bits),
+            clip_skip: params.clip_skip.unwrap_or(1),
         }
     }
 }
@@ -322,6 +325,7 @@ mod tests {
             sampler: None,
             schedule: ScheduleKind::Default,
             strength_bits: None,
+            clip_skip: 1,
         }
     }
 

@@ -108,6 +108,7 @@ pub(crate) fn fake_job(size: &str, n: i64) -> NewJob {
         user_id: None,
         idempotency_key: None,
         init_image: None,
+        mask: None,
         timeout: None,
         policy: None,
         request_id: None,

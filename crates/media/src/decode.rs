@@ -45,6 +45,31 @@ impl Default for DecodeLimits {
 /// [`MediaError::InvalidImage`] (not an image, damaged, truncated),
 /// [`MediaError::ImageTooLarge`] (dimensions over `limits`).
 pub fn decode_untrusted(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, MediaError> {
+    decode_checked(bytes, limits).map(to_rgb_on_white)
+}
+
+/// [`decode_untrusted`], also returning the alpha channel (one byte per
+/// pixel, row-major) when the file has one: an inpainting mask, whose
+/// transparent pixels mark what to redraw (OpenAI's edits).
+pub fn decode_untrusted_with_alpha(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+) -> Result<(RgbImage, Option<Vec<u8>>), MediaError> {
+    let decoded = decode_checked(bytes, limits)?;
+    let alpha = decoded.color().has_alpha().then(|| {
+        decoded
+            .to_rgba8()
+            .as_raw()
+            .chunks_exact(4)
+            .map(|px| px[3])
+            .collect()
+    });
+    Ok((to_rgb_on_white(decoded), alpha))
+}
+
+/// Sniffs, checks the header against `limits`, and decodes under a memory
+/// fence.
+fn decode_checked(bytes: &[u8], limits: &DecodeLimits) -> Result<DynamicImage, MediaError> {
     if bytes.len() > limits.max_bytes {
         return Err(MediaError::FileTooLarge {
             size: bytes.len(),
@@ -68,10 +93,9 @@ pub fn decode_untrusted(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage,
     decoder_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8).saturating_add(64 << 20));
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     reader.limits(decoder_limits);
-    let decoded = reader
+    reader
         .decode()
-        .map_err(|e| map_error(e, Some((width, height)), limits))?;
-    Ok(to_rgb_on_white(decoded))
+        .map_err(|e| map_error(e, Some((width, height)), limits))
 }
 
 fn check_dimensions(width: u32, height: u32, limits: &DecodeLimits) -> Result<(), MediaError> {

@@ -50,6 +50,7 @@
 //!         model_hash: "0123456789abcdef".into(),
 //!         model: "easel-tiny".into(),
 //!         denoising_strength: None,
+//!         clip_skip: None,
 //!     })
 //!     .record(serde_json::json!({ "image_id": "img_…", "seed": 42 }))
 //!     .build();
@@ -73,7 +74,7 @@ mod watermark;
 
 // `self::`: the extern crate `c2pa` shares the module's name.
 pub use self::c2pa::{C2paSigner, C2paSummary, ClaimInfo, SOFT_BINDING_ALG, read_c2pa};
-pub use decode::{DecodeLimits, decode_untrusted};
+pub use decode::{DecodeLimits, decode_untrusted, decode_untrusted_with_alpha};
 pub use easel_core::OutputFormat;
 pub use encode::{DEFAULT_JPEG_QUALITY, encode};
 pub use error::MediaError;

@@ -49,6 +49,8 @@ pub struct GenerationInfo {
     /// Image-to-image strength, written as `Denoising strength`; `None`
     /// (the default for text-to-image) leaves it out.
     pub denoising_strength: Option<f32>,
+    /// AUTOMATIC1111's clip skip; written when above 1.
+    pub clip_skip: Option<u32>,
 }
 
 impl GenerationInfo {
@@ -88,6 +90,9 @@ impl GenerationInfo {
         ));
         if let Some(strength) = self.denoising_strength {
             text.push_str(&format!(", Denoising strength: {strength}"));
+        }
+        if let Some(skip) = self.clip_skip.filter(|&c| c > 1) {
+            text.push_str(&format!(", Clip skip: {skip}"));
         }
         text
     }
@@ -218,6 +223,7 @@ mod tests {
             model_hash: "b3:0123456789abcdef".into(),
             model: "easel-tiny".into(),
             denoising_strength: None,
+            clip_skip: None,
         }
     }
 
@@ -238,13 +244,14 @@ mod tests {
             sampler: SamplerKind::EulerAncestral,
             cfg_scale: 7.0,
             denoising_strength: Some(0.75),
+            clip_skip: Some(2),
             ..info()
         }
         .to_a1111(true);
         assert_eq!(
             text,
             "a red apple\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 42, Size: 512x768, \
-             Model hash: 0123456789, Model: easel-tiny, Denoising strength: 0.75"
+             Model hash: 0123456789, Model: easel-tiny, Denoising strength: 0.75, Clip skip: 2"
         );
     }
 

@@ -15,6 +15,8 @@
 //! - [`dto`]: request and response bodies and their validation.
 //! - [`error`]: [`ApiError`], the one error type, mapped to HTTP in one place.
 //! - [`extract`]: extractors with OpenAI-shaped rejections; the API-key check.
+//! - [`masks`]: inpainting masks from uploads, in OpenAI's and the web
+//!   UI's conventions.
 //! - [`auth`]: who a request acts as; config keys, compared in constant time.
 //! - [`tenancy`]: authentication against config and database keys, rate
 //!   limits, concurrency limits and caps, and minting keys.
@@ -37,6 +39,7 @@ pub mod drift;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod masks;
 pub mod openapi;
 mod realtime;
 pub mod responsible;

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use axum::http::HeaderMap;
 use axum::response::Response;
-use easel_core::{JobId, JobStatus, RgbImage, Tier};
-use easel_jobs::{Jobs, NewJob};
+use easel_core::{JobId, JobStatus, Tier};
+use easel_jobs::{InitInput, Jobs, NewJob};
 use easel_store::Job as JobRecord;
 
 use crate::auth::Principal;
@@ -37,8 +37,14 @@ pub(crate) async fn submit(
     headers: &HeaderMap,
     timeout: Option<Duration>,
     valid: ValidRequest,
-    init_image: Option<RgbImage>,
+    init: Option<InitInput>,
 ) -> Result<Result<JobRecord, Response>, ApiError> {
+    let mut valid = valid;
+    let (init_image, mask) = match init {
+        Some(InitInput { image, mask }) => (Some(image), mask),
+        None => (None, None),
+    };
+    valid.params.masked = mask.is_some();
     let policy = crate::responsible::check_prompt(
         state,
         principal,
@@ -62,6 +68,7 @@ pub(crate) async fn submit(
             user_id: crate::auth::user_id(principal, valid.user),
             idempotency_key: None,
             init_image,
+            mask,
             timeout,
             policy,
             request_id: trace.request_id,

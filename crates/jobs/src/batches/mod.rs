@@ -421,6 +421,7 @@ impl BatchDriver {
                     user_id: batch.user_id.clone(),
                     idempotency_key: Some(item_key(&batch.id, item.line, item.attempts + 1)),
                     init_image: None,
+                    mask: None,
                     timeout: None,
                     policy,
                     request_id: Some(format!("{}:{}", batch.id, item.custom_id)),

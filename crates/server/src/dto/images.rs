@@ -85,6 +85,10 @@ pub struct CreateImageRequest {
     /// Extension (edits and jobs): image-to-image strength, 0–1.
     #[serde(default)]
     pub strength: Option<f64>,
+    /// Extension: AUTOMATIC1111's clip skip, 1–12 (1, the default, is the
+    /// text encoder's last layer); it changes SD 1.x models only.
+    #[serde(default)]
+    pub clip_skip: Option<i64>,
     /// Answer with server-sent events in OpenAI's streaming format
     /// (`image_generation.partial_image` events, then one
     /// `image_generation.completed` per image); the synchronous image
@@ -187,6 +191,7 @@ impl CreateImageRequest {
             sampler: self.sampler,
             schedule: self.schedule,
             strength: self.strength,
+            clip_skip: self.clip_skip,
         };
         let params = GenerationParams::validate(
             raw,

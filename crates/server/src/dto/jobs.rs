@@ -81,6 +81,12 @@ pub struct JobParams {
     pub output_format: String,
     /// Compression 0–100, or null.
     pub output_compression: Option<u8>,
+    /// AUTOMATIC1111's clip skip, when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_skip: Option<u32>,
+    /// Inpainting: only a masked part of the initial image is redrawn.
+    #[serde(default)]
+    pub masked: bool,
 }
 
 /// A failed job's error.
@@ -179,6 +185,8 @@ impl Job {
                 response_format: job.options.response_format.as_str().into(),
                 output_format: job.options.output_format.as_str().into(),
                 output_compression: job.options.output_compression,
+                clip_skip: p.clip_skip,
+                masked: p.masked,
             },
             user: job.user_id.clone(),
             project: job.project.to_string(),

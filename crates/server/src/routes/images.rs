@@ -12,6 +12,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use easel_core::{ResponseFormat, RgbImage, SeedRequest};
+use easel_jobs::InitInput;
 use easel_store::Job as JobRecord;
 
 use crate::auth::Principal;
@@ -86,6 +87,8 @@ pub(crate) struct SyncCall<'a> {
 #[derive(Default)]
 struct EditForm {
     image: Option<bytes::Bytes>,
+    /// OpenAI's mask: a PNG whose transparent pixels are redrawn.
+    mask: Option<bytes::Bytes>,
     request: CreateImageRequest,
     /// The `seed` field, parsed; default random.
     seed: SeedRequest,
@@ -180,7 +183,19 @@ pub async fn create_edit(
     let mut request = form.request;
     request.strength.get_or_insert(DEFAULT_EDIT_STRENGTH);
     let valid = request.validate_with_seed(form.seed, &state.models)?;
-    let init = decode_upload(&state, &image, valid.params.size)?;
+    let size = valid.params.size;
+    let upload = crate::masks::decode(&state, &image)?;
+    let mask = match &form.mask {
+        Some(bytes) => {
+            let mask = crate::masks::decode(&state, bytes)?;
+            Some(crate::masks::openai(mask, &upload.image, size)?)
+        }
+        None => None,
+    };
+    let init = InitInput {
+        image: crate::masks::fit(upload.image, size)?,
+        mask,
+    };
     let call = SyncCall {
         principal: &principal,
         slot: &slot,
@@ -262,6 +277,13 @@ pub async fn create_variation(
             )
         })?;
     }
+    if form.mask.is_some() {
+        return Err(ApiError::invalid(
+            "unsupported_parameter",
+            "mask",
+            "variations take no mask (as in OpenAI's API); use /v1/images/edits",
+        ));
+    }
     request.strength.get_or_insert(DEFAULT_VARIATION_STRENGTH);
     let valid = request.validate_with_seed(form.seed, &state.models)?;
     if valid.stream.is_some() {
@@ -278,7 +300,7 @@ pub async fn create_variation(
         headers: &headers,
         timeout,
     };
-    run_sync(&state, call, valid, Some(init)).await
+    run_sync(&state, call, valid, Some(init.into())).await
 }
 
 /// The prompt in a PNG's `parameters` text (the lines before the
@@ -313,11 +335,15 @@ async fn read_form(mut multipart: Multipart) -> Result<EditForm, ApiError> {
             continue;
         }
         if name == "mask" {
-            return Err(ApiError::invalid(
-                "unsupported_parameter",
-                "mask",
-                "masks are not supported; the whole image is edited",
-            ));
+            if form.mask.is_some() {
+                return Err(ApiError::invalid(
+                    "too_many_masks",
+                    "mask",
+                    "exactly one mask is supported per edit",
+                ));
+            }
+            form.mask = Some(field.bytes().await?);
+            continue;
         }
         let text = field.text().await?;
         let r = &mut form.request;
@@ -350,6 +376,7 @@ async fn read_form(mut multipart: Multipart) -> Result<EditForm, ApiError> {
             "sampler" => r.sampler = Some(text),
             "schedule" => r.schedule = Some(text),
             "strength" => r.strength = Some(parse_float("strength", "invalid_strength", &text)?),
+            "clip_skip" => r.clip_skip = Some(parse_int("clip_skip", "invalid_clip_skip", &text)?),
             "quality" => r.quality = Some(text),
             "background" => r.background = Some(text),
             "moderation" => r.moderation = Some(text),
@@ -380,17 +407,7 @@ pub(crate) fn decode_upload(
     bytes: &[u8],
     size: easel_core::Size,
 ) -> Result<RgbImage, ApiError> {
-    let limits = easel_media::DecodeLimits {
-        max_pixels: state.config.limits.max_upload_pixels,
-        max_bytes: state.config.server.body_limit_bytes,
-        ..Default::default()
-    };
-    let decoded =
-        easel_media::decode_untrusted(bytes, &limits).map_err(crate::error::from_media_error)?;
-    if (decoded.width, decoded.height) == (size.width, size.height) {
-        return Ok(decoded);
-    }
-    easel_media::resize(&decoded, size.width, size.height).map_err(crate::error::from_media_error)
+    crate::masks::fit(crate::masks::decode(state, bytes)?.image, size)
 }
 
 /// Submits a realtime job, waits for it (at most `timeout`, the request's
@@ -399,7 +416,7 @@ async fn run_sync(
     state: &AppState,
     call: SyncCall<'_>,
     valid: ValidRequest,
-    init_image: Option<RgbImage>,
+    init_image: Option<InitInput>,
 ) -> Result<Response, ApiError> {
     let job = match realtime::submit(
         state,

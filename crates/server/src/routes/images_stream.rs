@@ -14,7 +14,7 @@ use std::time::Duration;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use easel_core::{OutputFormat, RgbImage};
+use easel_core::OutputFormat;
 use easel_jobs::{JobEvent, Watch};
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
@@ -48,7 +48,7 @@ pub(crate) async fn stream(
     state: &AppState,
     call: super::images::SyncCall<'_>,
     valid: ValidRequest,
-    init_image: Option<RgbImage>,
+    init_image: Option<easel_jobs::InitInput>,
     kind: StreamKind,
 ) -> Result<Response, ApiError> {
     let partial_images = valid.stream.unwrap_or(0);

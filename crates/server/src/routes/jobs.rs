@@ -150,6 +150,7 @@ pub async fn create_job(
             user_id: crate::auth::user_id(&principal, valid.user),
             idempotency_key,
             init_image: None,
+            mask: None,
             timeout,
             policy,
             request_id: trace.request_id,

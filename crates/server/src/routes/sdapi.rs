@@ -15,6 +15,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use easel_core::{JobId, SeedRequest};
+use easel_jobs::InitInput;
 use easel_store::{Image, Job};
 use serde_json::{Value, json};
 
@@ -167,6 +168,9 @@ async fn run(call: Call<'_>, r: SdRequest, mut body: Value) -> Result<Response, 
         negative_prompt: Some(r.negative_prompt.clone()),
         sampler: r.sampler.map(|s| s.as_str().to_string()),
         schedule: r.schedule.map(|s| s.as_str().to_string()),
+        clip_skip: r
+            .clip_skip
+            .or((options.clip_skip > 1).then_some(i64::from(options.clip_skip))),
         strength: r.init_image.as_ref().map(|_| {
             r.denoising_strength
                 .unwrap_or(crate::routes::images::DEFAULT_EDIT_STRENGTH)
@@ -181,7 +185,7 @@ async fn run(call: Call<'_>, r: SdRequest, mut body: Value) -> Result<Response, 
         first.output.preview_every_steps = Some(options.preview_every);
     }
     let init = match &r.init_image {
-        Some(b64) => Some(decode_b64_image(state, b64, first.params.size)?),
+        Some(b64) => Some(init_input(state, &r, b64, first.params.size)?),
         None => None,
     };
     let task_id = r
@@ -327,21 +331,44 @@ pub(crate) fn strip_data_url(text: &str) -> &str {
     }
 }
 
-/// Decodes an uploaded base64 image (the web UI's `init_images`), checked
-/// like any upload, resized to the output size.
-pub(crate) fn decode_b64_image(
-    state: &AppState,
-    b64: &str,
-    size: easel_core::Size,
-) -> Result<easel_core::RgbImage, ApiError> {
-    let bytes = base64::engine::general_purpose::STANDARD
+/// A base64 upload's bytes (`field` names it in the error).
+fn b64_bytes(field: &'static str, b64: &str) -> Result<Vec<u8>, ApiError> {
+    base64::engine::general_purpose::STANDARD
         .decode(strip_data_url(b64).trim())
         .map_err(|e| {
             ApiError::invalid(
                 "invalid_image",
-                "init_images",
-                format!("init_images[0] is not valid base64: {e}"),
+                field,
+                format!("{field} is not valid base64: {e}"),
             )
-        })?;
-    crate::routes::images::decode_upload(state, &bytes, size)
+        })
+}
+
+/// The initial image (the web UI's `init_images[0]`) and its mask,
+/// checked like any upload and brought to the output size; with
+/// `inpainting_fill: 0` the masked part is first painted with its
+/// surroundings.
+fn init_input(
+    state: &AppState,
+    r: &SdRequest,
+    b64: &str,
+    size: easel_core::Size,
+) -> Result<InitInput, ApiError> {
+    let upload = crate::masks::decode(state, &b64_bytes("init_images", b64)?)?;
+    let Some(mask_b64) = &r.mask else {
+        return Ok(InitInput {
+            image: crate::masks::fit(upload.image, size)?,
+            mask: None,
+        });
+    };
+    let mask_upload = crate::masks::decode(state, &b64_bytes("mask", mask_b64)?)?;
+    let mask = crate::masks::a1111(mask_upload, &upload.image, size, r.mask_options)?;
+    let mut image = crate::masks::fit(upload.image, size)?;
+    if r.fill {
+        image = crate::masks::fill(&image, &mask);
+    }
+    Ok(InitInput {
+        image,
+        mask: Some(mask),
+    })
 }

@@ -42,6 +42,7 @@ pub fn infotext(image: &Image) -> String {
         model_hash: image.model_hash.clone(),
         model: image.model.clone(),
         denoising_strength: image.params.strength,
+        clip_skip: image.params.clip_skip,
     }
     .to_a1111(true)
 }
@@ -89,7 +90,7 @@ pub fn info(made: &Made<'_>) -> String {
         "infotexts": made.images.iter().map(infotext).collect::<Vec<_>>(),
         "styles": [],
         "job_timestamp": made.jobs.first().map_or_else(Utc::now, |j| j.created_at).format("%Y%m%d%H%M%S").to_string(),
-        "clip_skip": 1,
+        "clip_skip": p.clip_skip.unwrap_or(1),
         "is_using_inpainting_conditioning": false,
         "version": concat!("easel-", env!("CARGO_PKG_VERSION")),
         "easel": {

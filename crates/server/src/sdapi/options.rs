@@ -5,7 +5,8 @@
 //! Honoured: `sd_model_checkpoint` (the model a request naming none gets;
 //! a title from `GET /sdapi/v1/sd-models` or a bare model name) and
 //! `show_progress_every_n_steps` (how often a running job renders the
-//! preview `GET /sdapi/v1/progress` returns; 0 turns previews off). Any
+//! preview `GET /sdapi/v1/progress` returns; 0 turns previews off) and
+//! `CLIP_stop_at_last_layers` (the clip skip of requests that set none). Any
 //! other option is 400 `unsupported_option` naming it.
 
 use serde_json::{Map, Value, json};
@@ -24,6 +25,8 @@ pub struct CallerOptions {
     pub model: Option<String>,
     /// Preview cadence in steps; 0: none.
     pub preview_every: u32,
+    /// Clip skip (`CLIP_stop_at_last_layers`), 1 to 12.
+    pub clip_skip: u32,
 }
 
 impl CallerOptions {
@@ -44,6 +47,12 @@ impl CallerOptions {
                 .get("show_progress_every_n_steps")
                 .and_then(Value::as_u64)
                 .map_or(DEFAULT_PREVIEW_EVERY, |n| n.min(u64::from(u32::MAX)) as u32),
+            clip_skip: stored
+                .get("CLIP_stop_at_last_layers")
+                .and_then(Value::as_u64)
+                .map_or(1, |n| {
+                    n.clamp(1, u64::from(easel_core::MAX_CLIP_SKIP)) as u32
+                }),
         })
     }
 
@@ -63,7 +72,7 @@ impl CallerOptions {
             "sd_checkpoint_hash": hash.as_deref().map(|h| h.rsplit(':').next().unwrap_or_default().to_string()),
             "show_progress_every_n_steps": self.preview_every,
             "samples_format": "png",
-            "CLIP_stop_at_last_layers": 1,
+            "CLIP_stop_at_last_layers": self.clip_skip,
             "eta_ancestral": 1.0,
             "eta_ddim": 0.0,
         })
@@ -115,13 +124,24 @@ pub async fn set(state: &AppState, caller: &str, body: &Value) -> Result<(), Api
                 };
                 stored.insert(key.clone(), json!(n));
             }
+            "CLIP_stop_at_last_layers" => {
+                let max = i64::from(easel_core::MAX_CLIP_SKIP);
+                let Some(n) = value.as_i64().filter(|n| (1..=max).contains(n)) else {
+                    return Err(ApiError::invalid(
+                        "invalid_option",
+                        "CLIP_stop_at_last_layers",
+                        format!("CLIP_stop_at_last_layers must be an integer from 1 to {max}"),
+                    ));
+                };
+                stored.insert(key.clone(), json!(n));
+            }
             other => {
                 return Err(ApiError::invalid(
                     "unsupported_option",
                     "body",
                     format!(
                         "option `{}` is not one Easel honours (sd_model_checkpoint, \
-                         show_progress_every_n_steps)",
+                         show_progress_every_n_steps, CLIP_stop_at_last_layers)",
                         other.chars().take(60).collect::<String>()
                     ),
                 ));

@@ -64,6 +64,8 @@ pub struct SdRequest {
     pub height: Option<i64>,
     /// The model (`override_settings.sd_model_checkpoint`), when given.
     pub model: Option<String>,
+    /// Clip skip (`override_settings.CLIP_stop_at_last_layers`), when given.
+    pub clip_skip: Option<i64>,
     /// Whether the response carries the images.
     pub send_images: bool,
     /// Image-to-image: the initial image, base64 (a `data:` URL or bare).
@@ -74,7 +76,17 @@ pub struct SdRequest {
     pub include_init_images: bool,
     /// A task id for `GET /sdapi/v1/progress` (`force_task_id`).
     pub task_id: Option<String>,
+    /// Image-to-image: the inpainting mask, base64 (white: redraw).
+    pub mask: Option<String>,
+    /// How the mask is read (`mask_blur*`, `inpainting_mask_invert`).
+    pub mask_options: crate::masks::A1111Mask,
+    /// `inpainting_fill: 0`: paint the masked part with its surroundings
+    /// first; `1`: start from the original pixels.
+    pub fill: bool,
 }
+
+/// Largest `mask_blur` accepted, in pixels.
+pub const MAX_MASK_BLUR: f64 = 64.0;
 
 /// Walks `body` (a JSON object) for `route`.
 pub fn parse(route: Route, body: &Value) -> Result<SdRequest, ApiError> {
@@ -98,12 +110,19 @@ pub fn parse(route: Route, body: &Value) -> Result<SdRequest, ApiError> {
         width: None,
         height: None,
         model: None,
+        clip_skip: None,
         send_images: true,
         init_image: None,
         denoising_strength: None,
         include_init_images: false,
         task_id: None,
+        mask: None,
+        mask_options: Default::default(),
+        fill: true,
     };
+    let masked = route == Route::Img2Img && map.get("mask").is_some_and(|v| !v.is_null());
+    let mut blur = None;
+    let mut blur_xy = (None, None);
     let hires = map
         .get("enable_hr")
         .is_some_and(|v| v.as_bool() == Some(true));
@@ -142,7 +161,7 @@ pub fn parse(route: Route, body: &Value) -> Result<SdRequest, ApiError> {
             "width" => r.width = int(key, v)?,
             "height" => r.height = int(key, v)?,
             "send_images" => r.send_images = flag(key, v)?.unwrap_or(true),
-            "override_settings" => r.model = overrides(v)?,
+            "override_settings" => overrides(v, &mut r)?,
             "force_task_id" => r.task_id = opt_text(key, v)?,
             // Inert at these values, as in the web UI.
             "override_settings_restore_afterwards"
@@ -194,15 +213,8 @@ pub fn parse(route: Route, body: &Value) -> Result<SdRequest, ApiError> {
                 num(key, v)?;
             }
             "initial_noise_multiplier" if route == Route::Img2Img => zero_or(key, v, &[1.0])?,
-            "mask" if route == Route::Img2Img => {
-                if !v.is_null() {
-                    return Err(unsupported(
-                        "mask",
-                        "inpainting masks are not supported yet; the whole image is redrawn",
-                    ));
-                }
-            }
-            // Used only with a mask.
+            "mask" if route == Route::Img2Img => r.mask = opt_text(key, v)?,
+            // The mask's fields; without a mask they mean nothing, as in the web UI.
             "mask_blur"
             | "mask_blur_x"
             | "mask_blur_y"
@@ -211,7 +223,45 @@ pub fn parse(route: Route, body: &Value) -> Result<SdRequest, ApiError> {
             | "inpaint_full_res_padding"
             | "inpainting_mask_invert"
             | "latent_mask"
-                if route == Route::Img2Img => {}
+                if route == Route::Img2Img && !masked => {}
+            "mask_blur" if route == Route::Img2Img => blur = mask_blur(key, v)?,
+            "mask_blur_x" if route == Route::Img2Img => blur_xy.0 = mask_blur(key, v)?,
+            "mask_blur_y" if route == Route::Img2Img => blur_xy.1 = mask_blur(key, v)?,
+            "inpainting_fill" if route == Route::Img2Img => match int(key, v)? {
+                None | Some(1) => r.fill = false,
+                Some(0) => r.fill = true,
+                Some(other) => {
+                    return Err(unsupported(
+                        key,
+                        &format!(
+                            "{other} (latent noise or nothing) is not supported; use 0 (fill) or 1 (original)"
+                        ),
+                    ));
+                }
+            },
+            "inpaint_full_res" if route == Route::Img2Img => {
+                if flag(key, v)? == Some(true) {
+                    return Err(unsupported(
+                        key,
+                        "\"only masked\" inpainting is not supported; use false (the whole picture)",
+                    ));
+                }
+            }
+            "inpaint_full_res_padding" if route == Route::Img2Img => {
+                int(key, v)?;
+            }
+            "inpainting_mask_invert" if route == Route::Img2Img => {
+                r.mask_options.invert = match int(key, v)? {
+                    None | Some(0) => false,
+                    Some(1) => true,
+                    Some(_) => return Err(wrong_type(key, "0 or 1")),
+                }
+            }
+            "latent_mask" if route == Route::Img2Img => {
+                if !v.is_null() {
+                    return Err(unsupported(key, "a separate latent mask is not supported"));
+                }
+            }
             other => {
                 return Err(ApiError::invalid(
                     "unsupported_parameter",
@@ -230,6 +280,11 @@ pub fn parse(route: Route, body: &Value) -> Result<SdRequest, ApiError> {
         let (kind, schedule) = names::parse_sampler("sampler_index", &name)?;
         r.sampler = Some(kind);
         r.schedule = r.schedule.or(schedule);
+    }
+    if masked {
+        // The web UI's default blur is 4; `mask_blur_x`/`_y` override it per axis.
+        let both = blur.unwrap_or(4.0);
+        r.mask_options.blur = (blur_xy.0.unwrap_or(both), blur_xy.1.unwrap_or(both));
     }
     if !(1..=MAX_ITERATIONS).contains(&r.n_iter) {
         return Err(ApiError::invalid(
@@ -367,6 +422,19 @@ fn eta(v: &Value) -> Result<(), ApiError> {
     zero_or("eta", v, &[0.0, 1.0])
 }
 
+/// A blur in pixels, 0 to [`MAX_MASK_BLUR`].
+fn mask_blur(field: &str, v: &Value) -> Result<Option<f32>, ApiError> {
+    match num(field, v)? {
+        None => Ok(None),
+        Some(b) if (0.0..=MAX_MASK_BLUR).contains(&b) => Ok(Some(b as f32)),
+        Some(b) => Err(ApiError::invalid(
+            "invalid_parameter",
+            "body",
+            format!("`{field}` must be between 0 and {MAX_MASK_BLUR} pixels, got {b}"),
+        )),
+    }
+}
+
 /// The seed: -1 (random) or 0 to 4294967295, as elsewhere.
 fn seed(v: &Value) -> Result<SeedRequest, ApiError> {
     match v {
@@ -375,18 +443,21 @@ fn seed(v: &Value) -> Result<SeedRequest, ApiError> {
     }
 }
 
-/// `override_settings`: only the model can be overridden per request.
-fn overrides(v: &Value) -> Result<Option<String>, ApiError> {
+/// `override_settings`: the model and the clip skip can be overridden per
+/// request.
+fn overrides(v: &Value, r: &mut SdRequest) -> Result<(), ApiError> {
     let map: &Map<String, Value> = match v {
-        Value::Null => return Ok(None),
+        Value::Null => return Ok(()),
         Value::Object(m) => m,
         _ => return Err(wrong_type("override_settings", "an object")),
     };
-    let mut model = None;
     for (key, value) in map {
         match key.as_str() {
             "sd_model_checkpoint" => {
-                model = opt_text("override_settings.sd_model_checkpoint", value)?
+                r.model = opt_text("override_settings.sd_model_checkpoint", value)?
+            }
+            "CLIP_stop_at_last_layers" => {
+                r.clip_skip = int("override_settings.CLIP_stop_at_last_layers", value)?
             }
             other => {
                 return Err(unsupported(
@@ -394,12 +465,12 @@ fn overrides(v: &Value) -> Result<Option<String>, ApiError> {
                         "override_settings.{}",
                         other.chars().take(60).collect::<String>()
                     ),
-                    "only sd_model_checkpoint can be overridden",
+                    "only sd_model_checkpoint and CLIP_stop_at_last_layers can be overridden",
                 ));
             }
         }
     }
-    Ok(model)
+    Ok(())
 }
 
 /// `init_images`: exactly one image.
@@ -466,7 +537,7 @@ mod tests {
             ("eta", json!(0.3)),
             ("subseed_strength", json!(0.2)),
             ("alwayson_scripts", json!({"ControlNet": {"args": []}})),
-            ("override_settings", json!({"CLIP_stop_at_last_layers": 2})),
+            ("override_settings", json!({"sd_vae": "auto"})),
             ("no_such_field", json!(1)),
         ] {
             let body = json!({ "prompt": "cat", field: value });

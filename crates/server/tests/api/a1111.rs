@@ -193,6 +193,16 @@ async fn bad_a1111_bodies_get_a_400_naming_the_field_and_store_nothing() {
             "prompt",
         ),
         (json!(["not", "an", "object"]), "invalid_body", "object"),
+        (
+            json!({"prompt": "a (red:99) apple", "width": 16, "height": 16}),
+            "invalid_prompt_weight",
+            "99",
+        ),
+        (
+            json!({"prompt": "x", "override_settings": {"CLIP_stop_at_last_layers": 13}}),
+            "invalid_clip_skip",
+            "clip_skip",
+        ),
     ] {
         let r = app.post_json("/sdapi/v1/txt2img", &body).await;
         let got = assert_error(r, 400, code).await;
@@ -217,6 +227,38 @@ async fn bad_a1111_bodies_get_a_400_naming_the_field_and_store_nothing() {
         let r = app.post_json("/sdapi/v1/img2img", &body).await;
         assert_error(r, 400, code).await;
     }
+    // Masks: another size, "only masked", latent fills, a blur over the limit.
+    use base64::Engine as _;
+    let b64 = |png: Vec<u8>| base64::engine::general_purpose::STANDARD.encode(png);
+    let image = b64(png_image(16, 16));
+    for (extra, code, needle) in [
+        (json!({"mask": b64(png_image(8, 8))}), "invalid_mask", "8x8"),
+        (
+            json!({"mask": image, "inpaint_full_res": true}),
+            "unsupported_parameter",
+            "inpaint_full_res",
+        ),
+        (
+            json!({"mask": image, "inpainting_fill": 2}),
+            "unsupported_parameter",
+            "inpainting_fill",
+        ),
+        (
+            json!({"mask": image, "mask_blur": 100}),
+            "invalid_parameter",
+            "mask_blur",
+        ),
+        (json!({"mask": "%%%"}), "invalid_image", "mask"),
+    ] {
+        let mut body = json!({"prompt": "x", "init_images": [image], "width": 16, "height": 16,
+                              "inpaint_full_res": false});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let got = assert_error(app.post_json("/sdapi/v1/img2img", &body).await, 400, code).await;
+        let message = got["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{extra}: {message}");
+    }
     let r = app
         .post_json("/sdapi/v1/png-info", &json!({"image": "aGVsbG8="}))
         .await;
@@ -225,5 +267,27 @@ async fn bad_a1111_bodies_get_a_400_naming_the_field_and_store_nothing() {
         app.count_rows("jobs").await,
         jobs_before,
         "a refused request stored a job"
+    );
+}
+
+#[tokio::test]
+async fn a_weighted_prompt_is_accepted_and_recorded_as_written() {
+    let app = spawn_app().await;
+    let body = json!({"prompt": "a (red:1.4) [apple] BREAK on a table", "width": 16,
+                      "height": 16, "steps": 2, "seed": 5});
+    let r: Value = app
+        .post_json("/sdapi/v1/txt2img", &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let info: Value = serde_json::from_str(r["info"].as_str().unwrap()).unwrap();
+    assert_eq!(info["prompt"], "a (red:1.4) [apple] BREAK on a table");
+    assert!(
+        info["infotexts"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("a (red:1.4) [apple] BREAK"),
+        "{info}"
     );
 }

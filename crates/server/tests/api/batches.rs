@@ -216,6 +216,7 @@ async fn the_driver_keeps_a_window_of_jobs_and_never_submits_an_item_twice() {
             user_id: job.user_id.clone(),
             idempotency_key: Some(easel_jobs::batches::item_key(&id, 0, 1)),
             init_image: None,
+            mask: None,
             timeout: None,
             policy: None,
             request_id: None,
