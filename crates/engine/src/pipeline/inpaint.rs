@@ -211,6 +211,7 @@ mod tests {
             schedule: ScheduleKind::Default,
             init_image: None,
             mask,
+            clip_skip: None,
         }
     }
 
