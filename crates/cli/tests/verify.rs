@@ -60,6 +60,7 @@ fn signed_png(signer: &C2paSigner) -> Vec<u8> {
             model_hash: "blake3:0123456789abcdef".into(),
             model: "easel-emoji".into(),
             denoising_strength: None,
+            loras: Vec::new(),
         })
         .record(json!({"image_id": "img_test", "model": "easel-emoji"}))
         .build();

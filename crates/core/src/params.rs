@@ -239,6 +239,12 @@ pub struct GenerationParams {
     pub schedule: ScheduleKind,
     /// Image-to-image strength in [0, 1]; `None` for text-to-image.
     pub strength: Option<f32>,
+    /// LoRA adapters merged into the model, sorted by name, each named at
+    /// most once; empty (and left out of the JSON, so records from before
+    /// LoRAs load) for the base model. Set by the edge after
+    /// [`GenerationParams::validate`] (see [`crate::lora`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loras: Vec<crate::LoraRef>,
 }
 
 /// Unvalidated parameters, as they arrive from a request body or the CLI.
@@ -384,6 +390,7 @@ impl GenerationParams {
             sampler,
             schedule,
             strength,
+            loras: Vec::new(),
         })
     }
 

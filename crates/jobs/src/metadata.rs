@@ -23,6 +23,7 @@ pub fn generation_info(record: &GenerationRecord) -> GenerationInfo {
         model_hash: record.model_hash.clone(),
         model: record.model.clone(),
         denoising_strength: record.strength,
+        loras: record.loras.clone(),
     }
 }
 

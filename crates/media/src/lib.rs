@@ -50,6 +50,7 @@
 //!         model_hash: "0123456789abcdef".into(),
 //!         model: "easel-tiny".into(),
 //!         denoising_strength: None,
+//!         loras: Vec::new(),
 //!     })
 //!     .record(serde_json::json!({ "image_id": "img_…", "seed": 42 }))
 //!     .build();

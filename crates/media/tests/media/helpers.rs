@@ -34,6 +34,7 @@ pub fn info(prompt: &str) -> GenerationInfo {
         model_hash: "0123456789abcdef".into(),
         model: "easel-tiny".into(),
         denoising_strength: None,
+        loras: Vec::new(),
     }
 }
 

@@ -42,6 +42,7 @@ pub fn infotext(image: &Image) -> String {
         model_hash: image.model_hash.clone(),
         model: image.model.clone(),
         denoising_strength: image.params.strength,
+        loras: image.params.loras.clone(),
     }
     .to_a1111(true)
 }
