@@ -25,7 +25,9 @@ pub struct LoraRef {
     /// The file stem in the server's LoRA folder (`pixel-art` for
     /// `pixel-art.safetensors`).
     pub name: String,
-    /// The multiplier of its update (1 applies it as trained).
+    /// The multiplier of its update (1 applies it as trained). Written in
+    /// JSON as its shortest decimal form (`0.8`, not `0.800000011920929`).
+    #[serde(serialize_with = "shortest")]
     pub weight: f32,
     /// `sha256:<hex>` of the file when the job was accepted: the job runs
     /// only on that content, and its images record it. `None` only in
@@ -45,6 +47,12 @@ impl LoraRef {
             .unwrap_or("");
         hex.get(..10).unwrap_or(hex)
     }
+}
+
+/// An f32 as the f64 its shortest decimal form reads as, so that JSON shows
+/// the number a client wrote.
+fn shortest<S: serde::Serializer>(w: &f32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(w.to_string().parse().unwrap_or(f64::from(*w)))
 }
 
 /// Checks a LoRA weight: a finite number within ±[`MAX_LORA_WEIGHT`];
@@ -76,6 +84,18 @@ mod tests {
             let e = check_lora_weight("a", bad).unwrap_err();
             assert_eq!((e.field, e.code), ("loras", "invalid_lora_weight"));
         }
+    }
+
+    #[test]
+    fn a_weight_is_written_as_the_client_wrote_it() {
+        let r = LoraRef {
+            name: "a".into(),
+            weight: 0.8,
+            hash: None,
+        };
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(json, r#"{"name":"a","weight":0.8}"#);
+        assert_eq!(serde_json::from_str::<LoraRef>(&json).unwrap(), r);
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub struct PoolLora {
     /// Its name.
     pub name: String,
     /// Its weight.
-    pub weight: f32,
+    pub weight: f64,
     /// `sha256:<hex>` of the file it was loaded from.
     pub hash: Option<String>,
 }
@@ -88,7 +88,8 @@ pub async fn list_loras(State(state): State<AppState>) -> Json<LoraList> {
                     .into_iter()
                     .map(|l| PoolLora {
                         name: l.name,
-                        weight: l.weight,
+                        // As the client wrote it (0.8, not 0.800000011920929).
+                        weight: l.weight.to_string().parse().unwrap_or_default(),
                         hash: l.hash,
                     })
                     .collect(),
