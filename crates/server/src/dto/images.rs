@@ -186,7 +186,7 @@ impl CreateImageRequest {
         // model is validated against its real limits and starts warming up.
         let info = models.info(self.model.as_deref().filter(|m| !m.is_empty()))?;
         let steps = quality_steps(self.quality.as_deref(), self.steps, info.default_steps)?;
-        let (prompt, negative_prompt, wanted) = crate::dto::loras::take(
+        let taken = crate::dto::loras::take(
             &self.prompt,
             self.negative_prompt.as_deref(),
             self.loras.as_deref(),
@@ -194,8 +194,8 @@ impl CreateImageRequest {
         )?;
         let raw = RawParams {
             model: info.name.clone(),
-            prompt,
-            negative_prompt,
+            prompt: taken.prompt,
+            negative_prompt: taken.negative_prompt,
             size: self.size,
             n: self.n,
             steps,
@@ -214,7 +214,7 @@ impl CreateImageRequest {
         )?;
         check_for_model(&params, &info)?;
         let mut params = params;
-        params.loras = crate::dto::loras::resolve(models, &wanted)?;
+        params.loras = crate::dto::loras::resolve(models, &taken.wanted)?;
         let user = self.user.map(|u| u.chars().take(256).collect());
         let mut output = output;
         if let Some(partial) = stream.filter(|&p| p > 0) {

@@ -39,15 +39,27 @@ pub enum PromptTags {
     Strip,
 }
 
+/// The prompts without their tags, and the LoRAs asked for.
+#[derive(Debug, Clone)]
+pub struct Taken {
+    /// The prompt, tags removed.
+    pub prompt: String,
+    /// The negative prompt, tags removed.
+    pub negative_prompt: Option<String>,
+    /// `(name, weight)`: the tags' (unless they are only stripped), then
+    /// the `loras` field's.
+    pub wanted: Vec<(String, f64)>,
+}
+
 /// Takes the tags out of the prompts: the prompts without them, and the
-/// LoRAs asked for, `(name, weight)`, the tags' (unless `tags` is
-/// [`PromptTags::Strip`]) then `loras`'.
+/// LoRAs asked for, the tags' (unless `tags` is [`PromptTags::Strip`])
+/// then `loras`'.
 pub fn take(
     prompt: &str,
     negative_prompt: Option<&str>,
     loras: Option<&[LoraRequest]>,
     tags: PromptTags,
-) -> Result<(String, Option<String>, Vec<(String, f64)>), ApiError> {
+) -> Result<Taken, ApiError> {
     let strip = |field: &'static str, text: &str| {
         extract_lora_tags(text).map_err(|e| ApiError::invalid(e.code(), field, e.to_string()))
     };
@@ -70,7 +82,11 @@ pub fn take(
     for l in loras.unwrap_or_default() {
         wanted.push((l.name.clone(), l.weight.unwrap_or(1.0)));
     }
-    Ok((prompt, negative_prompt, wanted))
+    Ok(Taken {
+        prompt,
+        negative_prompt,
+        wanted,
+    })
 }
 
 /// Resolves the wanted LoRAs against the server's folder.
