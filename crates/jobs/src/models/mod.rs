@@ -693,15 +693,15 @@ fn resolve(pool: &mut Pool, name: &str) -> Result<usize, ModelLookupError> {
             let b = &pool.entries[base];
             (b.spec.path.clone(), b.bytes)
         };
-        pool.entries.push(Entry::new(
+        let entry = Entry::new(
             ModelSpec {
                 name: name.to_string(),
                 path,
             },
             false,
             bytes,
-        ));
-        return Ok(pool.entries.len() - 1);
+        );
+        return Ok(add_lora_entry(pool, entry));
     }
     let not_found = |pool: &Pool, what: String| ModelLookupError::NotFound {
         name: what,
@@ -749,6 +749,42 @@ fn resolve(pool: &mut Pool, name: &str) -> Result<usize, ModelLookupError> {
         bytes,
     ));
     Ok(pool.entries.len() - 1)
+}
+
+/// Most entries of LoRA combinations the pool keeps. Every combination
+/// (each weight of each set of LoRAs) is an entry: past this many, a new
+/// one takes the place of the least recently used one that holds nothing
+/// (unloaded or failed), so the list stays bounded however many weights
+/// clients try.
+const MAX_LORA_ENTRIES: usize = 32;
+
+/// Adds a LoRA combination's entry, reusing the least recently used idle
+/// one when there are [`MAX_LORA_ENTRIES`]. Reusing a slot in place keeps
+/// every other entry's index (queued loads refer to slots by index; an
+/// idle slot has no queued load).
+fn add_lora_entry(pool: &mut Pool, entry: Entry) -> usize {
+    let loras = pool
+        .entries
+        .iter()
+        .filter(|e| is_lora_slot(&e.spec.name))
+        .count();
+    if loras >= MAX_LORA_ENTRIES {
+        let idle = pool
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| {
+                is_lora_slot(&e.spec.name) && matches!(e.slot, Slot::Unloaded | Slot::Failed { .. })
+            })
+            .min_by_key(|(_, e)| e.last_used)
+            .map(|(i, _)| i);
+        if let Some(i) = idle {
+            pool.entries[i] = entry;
+            return i;
+        }
+    }
+    pool.entries.push(entry);
+    pool.entries.len() - 1
 }
 
 /// The reported state of a slot.

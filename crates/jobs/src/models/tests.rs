@@ -368,3 +368,21 @@ fn a_combination_that_fails_to_load_keeps_the_loras_code_and_its_model_serves() 
         Err(ModelLookupError::NotFound { .. })
     ));
 }
+
+#[test]
+fn idle_lora_combinations_make_room_for_new_ones_past_the_cap() {
+    let models = pool(&[("a", 1)], u64::MAX, Preload::default());
+    let names: Vec<String> = (0..MAX_LORA_ENTRIES + 5)
+        .map(|i| lora_slot_name("a", &[lora("foreign", i as f32 / 100.0)]))
+        .collect();
+    for name in &names {
+        assert!(models.get(Some(name)).is_err());
+        wait_settled(&models);
+    }
+    // Each failed to load (a foreign LoRA): idle, so the oldest went.
+    assert_eq!(models.lora_slots().len(), MAX_LORA_ENTRIES);
+    let kept: Vec<String> = models.lora_slots().into_iter().map(|s| s.name).collect();
+    assert!(kept.contains(names.last().unwrap()));
+    assert!(!kept.contains(&names[0]));
+    assert!(models.state("a").is_some());
+}
