@@ -61,6 +61,7 @@ fn signed_png(signer: &C2paSigner) -> Vec<u8> {
             model: "easel-emoji".into(),
             denoising_strength: None,
             clip_skip: None,
+            loras: Vec::new(),
         })
         .record(json!({"image_id": "img_test", "model": "easel-emoji"}))
         .build();

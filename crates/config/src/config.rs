@@ -226,6 +226,14 @@ pub struct PoolConfig {
     /// loads in f32 with a warning. Default: `f32`. Env:
     /// `EASEL_POOL__PRECISION`.
     pub precision: String,
+    /// The folder of LoRA adapters: every `*.safetensors` file in it is a
+    /// LoRA, named in requests by its file stem (`<lora:NAME:WEIGHT>`, or
+    /// `loras` in the OpenAI routes). A file is opened and hashed on first
+    /// use and again when it changes. A relative path is read from the
+    /// working directory. Default: unset, which is `<data_dir>/loras`; a
+    /// folder that does not exist serves no LoRAs. Env:
+    /// `EASEL_POOL__LORA_DIR`.
+    pub lora_dir: Option<PathBuf>,
 }
 
 impl Default for PoolConfig {
@@ -236,6 +244,7 @@ impl Default for PoolConfig {
             load_wait_seconds: 60,
             device: easel_engine::DeviceChoice::Cpu.to_string(),
             precision: easel_engine::model::Precision::F32.to_string(),
+            lora_dir: None,
         }
     }
 }
@@ -284,6 +293,7 @@ impl PoolConfig {
                 precision: self.precision()?,
                 ..Default::default()
             },
+            lora_dir: self.lora_dir.clone(),
         })
     }
 }
@@ -972,6 +982,14 @@ impl Config {
     /// Folder of the stored images.
     pub fn images_dir(&self) -> PathBuf {
         self.data_dir.join("images")
+    }
+
+    /// The LoRA folder: `pool.lora_dir`, else `<data_dir>/loras`.
+    pub fn lora_dir(&self) -> PathBuf {
+        self.pool
+            .lora_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("loras"))
     }
 }
 

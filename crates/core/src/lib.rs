@@ -12,6 +12,7 @@
 //! - [`image`]: an in-memory RGB picture and an inpainting mask.
 //! - [`sampler`]: sampler, sigma schedule and timestep spacing names.
 //! - [`params`]: validated generation parameters and their limits.
+//! - [`lora`]: the LoRA adapters a job asks for, and their limits.
 //! - [`prompt`]: AUTOMATIC1111's prompt syntax: attention weights, `BREAK`,
 //!   `<lora:…>` tags, and the edge check of their limits.
 //! - [`job`]: the lifecycle states of a job.
@@ -23,6 +24,7 @@ pub mod clock;
 pub mod ids;
 pub mod image;
 pub mod job;
+pub mod lora;
 pub mod output;
 pub mod params;
 pub mod prompt;
@@ -33,6 +35,7 @@ pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use ids::{ImageId, JobId, ParseIdError};
 pub use image::{Mask, MaskError, RgbImage};
 pub use job::JobStatus;
+pub use lora::{LoraRef, MAX_LORA_WEIGHT, MAX_LORAS, check_lora_weight};
 pub use output::{OutputFormat, OutputOptions, ResponseFormat};
 pub use params::{GenerationParams, ParamError, RawParams, SeedRequest, Size, Tier, limits};
 pub use prompt::{

@@ -248,6 +248,12 @@ pub struct GenerationParams {
     /// image): only the masked part is redrawn.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub masked: bool,
+    /// LoRA adapters merged into the model, sorted by name, each named at
+    /// most once; empty (and left out of the JSON, so records from before
+    /// LoRAs load) for the base model. Set by the edge after
+    /// [`GenerationParams::validate`] (see [`crate::lora`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loras: Vec<crate::LoraRef>,
 }
 
 /// Unvalidated parameters, as they arrive from a request body or the CLI.
@@ -417,6 +423,7 @@ impl GenerationParams {
             strength,
             clip_skip,
             masked: false,
+            loras: Vec::new(),
         })
     }
 

@@ -189,6 +189,14 @@ impl Worker {
                 // load it. Alone, no other try would fare better.
                 let shared = self.inner.db.is_shared();
                 let (code, message, worker_side) = match self.inner.models.state(&model_name) {
+                    // A LoRA that does not fit the model (or changed on
+                    // disk) is the request's fault: its own code, no retry.
+                    Some(ModelState::Failed { code, message })
+                        if lora_failure_code(&model_name, &code).is_some() =>
+                    {
+                        let code = lora_failure_code(&model_name, &code).unwrap_or("model_failed");
+                        (code, message, false)
+                    }
                     Some(ModelState::Failed { code, message }) => (
                         "model_failed",
                         format!("model `{model_name}` failed to load ({code}): {message}"),
@@ -795,6 +803,27 @@ fn job_span(job: &Job, batch: u64) -> tracing::Span {
     easel_telemetry::trace::continue_trace(&span, job.trace_parent.as_deref(), None);
     easel_telemetry::trace::record_trace_id(&span);
     span
+}
+
+/// The codes a LoRA combination's load fails with that a job reports as
+/// its own (a 400-class error at the API).
+const LORA_LOAD_CODES: &[&str] = &[
+    "lora_not_found",
+    "lora_invalid",
+    "lora_unknown_key",
+    "lora_unmatched_key",
+    "lora_shape_mismatch",
+    "lora_invalid_weight",
+    "lora_changed",
+];
+
+/// `code` as a job's failure code when pool entry `model` is a LoRA
+/// combination that failed to load because of a LoRA.
+fn lora_failure_code(model: &str, code: &str) -> Option<&'static str> {
+    if !crate::models::is_lora_slot(model) {
+        return None;
+    }
+    LORA_LOAD_CODES.iter().find(|c| **c == code).copied()
 }
 
 fn model_error_code(e: &ModelLookupError) -> &'static str {

@@ -91,7 +91,9 @@ pub use bus::Bus;
 pub use error::JobError;
 pub use events::{EventHub, JobEvent, Subscription};
 pub use handle::{Jobs, NewJob, Watch, init_image_key, mask_key, terminal_or_current_event};
-pub use models::{Generator, ModelLookupError, ModelSpec, ModelState, ModelStatus, Models};
+pub use models::{
+    Generator, LoraLibrary, ModelLookupError, ModelSpec, ModelState, ModelStatus, Models,
+};
 pub use pipeline::{
     InitInput, RenderError, RenderedImage, check_for_model, image_requests, render,
 };

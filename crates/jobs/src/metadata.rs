@@ -24,6 +24,7 @@ pub fn generation_info(record: &GenerationRecord) -> GenerationInfo {
         model: record.model.clone(),
         denoising_strength: record.strength,
         clip_skip: record.clip_skip,
+        loras: record.loras.clone(),
     }
 }
 

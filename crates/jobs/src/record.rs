@@ -61,6 +61,11 @@ pub struct GenerationRecord {
     pub model_hash: String,
     /// The rendering model's architecture.
     pub architecture: Architecture,
+    /// The LoRAs merged into the model, with their weights and content
+    /// hashes (`sha256:…`), sorted by name; empty (and left out of the
+    /// JSON) for the base model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loras: Vec<easel_core::LoraRef>,
     /// The watermark's id ([`easel_media::WatermarkPayload::id`]) once the
     /// image is marked; `None` (and left out of the JSON) otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -101,6 +106,7 @@ impl GenerationRecord {
             model: model.name.clone(),
             model_hash: model.content_hash.clone(),
             architecture: model.architecture,
+            loras: params.loras.clone(),
             watermark_id: None,
             clip_skip: params.clip_skip.filter(|&c| c > 1),
             inpainted: params.masked,

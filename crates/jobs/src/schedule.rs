@@ -42,7 +42,9 @@ use easel_store::{FairShares, QueuedJob};
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BatchKey {
     /// The pool name of the model it runs on: `model@version` for a job
-    /// routed to a version ([`crate::models::slot_name`]).
+    /// routed to a version, followed by its LoRA combination, if any
+    /// ([`crate::models::slot_name`]): jobs with different LoRAs run on
+    /// different merged weights, so they never share a batch.
     pub model: String,
     /// Output size.
     pub size: Size,
@@ -315,6 +317,23 @@ fn tier_rank(tier: Tier) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jobs_with_different_loras_never_share_a_batch() {
+        let base = crate::testing::fake_params("16x16", 1);
+        let with = |weight: f32| {
+            let mut p = base.clone();
+            p.loras = vec![easel_core::LoraRef {
+                name: "grain".into(),
+                weight,
+                hash: Some("sha256:00".into()),
+            }];
+            p
+        };
+        assert_ne!(BatchKey::of(&base), BatchKey::of(&with(0.8)));
+        assert_ne!(BatchKey::of(&with(0.5)), BatchKey::of(&with(0.8)));
+        assert_eq!(BatchKey::of(&with(0.8)), BatchKey::of(&with(0.8)));
+    }
 
     fn key(model: &str, steps: u32) -> BatchKey {
         BatchKey {

@@ -51,6 +51,7 @@
 //!         model: "easel-tiny".into(),
 //!         denoising_strength: None,
 //!         clip_skip: None,
+//!         loras: Vec::new(),
 //!     })
 //!     .record(serde_json::json!({ "image_id": "img_…", "seed": 42 }))
 //!     .build();

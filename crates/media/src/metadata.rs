@@ -9,7 +9,11 @@
 //!   Steps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7.5, Seed: 42, Size: 512x512, Model hash: 0123456789, Model: easel-tiny
 //!   ```
 //!   (The `Schedule type` field is what A1111 1.9 and later write; it is
-//!   left out for the model's default schedule.)
+//!   left out for the model's default schedule.) An image made with LoRAs
+//!   has their `<lora:NAME:WEIGHT>` tags at the end of the prompt line and
+//!   a `Lora hashes: "NAME: HASH10, …"` field, as A1111 writes them, so
+//!   pasting the text back into A1111 (or Easel's `/sdapi/v1`) applies
+//!   them again.
 //! - `easel`: Easel's own JSON record of the image, as the caller builds it.
 
 use easel_core::{SamplerKind, ScheduleKind};
@@ -51,6 +55,9 @@ pub struct GenerationInfo {
     pub denoising_strength: Option<f32>,
     /// AUTOMATIC1111's clip skip; written when above 1.
     pub clip_skip: Option<u32>,
+    /// The LoRAs merged into the model, each as a prompt tag and in
+    /// `Lora hashes`; empty for none.
+    pub loras: Vec<easel_core::LoraRef>,
 }
 
 impl GenerationInfo {
@@ -61,6 +68,9 @@ impl GenerationInfo {
         let mut text = String::new();
         if include_prompt {
             text.push_str(&self.prompt);
+            for lora in &self.loras {
+                text.push_str(&format!(" <lora:{}:{}>", lora.name, lora.weight));
+            }
             text.push('\n');
             if !self.negative_prompt.is_empty() {
                 text.push_str("Negative prompt: ");
@@ -93,6 +103,14 @@ impl GenerationInfo {
         }
         if let Some(skip) = self.clip_skip.filter(|&c| c > 1) {
             text.push_str(&format!(", Clip skip: {skip}"));
+        }
+        if !self.loras.is_empty() {
+            let hashes: Vec<String> = self
+                .loras
+                .iter()
+                .map(|l| format!("{}: {}", l.name, l.short_hash()))
+                .collect();
+            text.push_str(&format!(", Lora hashes: \"{}\"", hashes.join(", ")));
         }
         text
     }
@@ -224,7 +242,32 @@ mod tests {
             model: "easel-tiny".into(),
             denoising_strength: None,
             clip_skip: None,
+            loras: Vec::new(),
         }
+    }
+
+    #[test]
+    fn loras_are_prompt_tags_and_short_hashes_as_a1111_writes_them() {
+        let lora = |name: &str, weight: f32, hash: &str| easel_core::LoraRef {
+            name: name.into(),
+            weight,
+            hash: Some(hash.into()),
+        };
+        let text = GenerationInfo {
+            loras: vec![
+                lora("film grain", 0.8, "sha256:abcdef0123456789"),
+                lora("pixel", 1.0, "sha256:0011223344556677"),
+            ],
+            ..info()
+        }
+        .to_a1111(true);
+        assert_eq!(
+            text,
+            "a red apple <lora:film grain:0.8> <lora:pixel:1>\nNegative prompt: blurry\n\
+             Steps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7.5, Seed: 42, \
+             Size: 512x768, Model hash: 0123456789, Model: easel-tiny, \
+             Lora hashes: \"film grain: abcdef0123, pixel: 0011223344\""
+        );
     }
 
     #[test]

@@ -80,7 +80,8 @@ impl Application {
         }
         // Before the data folder is touched: a device this build cannot
         // use stops startup here, not at the first model load.
-        let pool = config.pool.options()?;
+        let mut pool = config.pool.options()?;
+        pool.lora_dir = Some(config.lora_dir());
         let specs = model_specs(&config)?;
         let default = config
             .default_model_name()
@@ -146,7 +147,7 @@ impl Application {
             models.preload();
             (models, None)
         } else {
-            let models = Models::remote(specs, &default);
+            let models = Models::remote(specs, &default).with_lora_dir(pool.lora_dir.clone());
             let known = easel_jobs::models::catalog::refresh(&models, &db)
                 .await
                 .context("reading the model catalog")?;

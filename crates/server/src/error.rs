@@ -168,6 +168,15 @@ impl ApiError {
             "invalid_image",
             "invalid_sampler",
             "image_rejected",
+            // A LoRA that does not fit the model, or changed since the
+            // job was accepted.
+            "lora_not_found",
+            "lora_invalid",
+            "lora_unknown_key",
+            "lora_unmatched_key",
+            "lora_shape_mismatch",
+            "lora_invalid_weight",
+            "lora_changed",
         ];
         const UNAVAILABLE: &[&str] = &["model_not_found", "model_not_ready"];
         if code == "deadline_exceeded" {

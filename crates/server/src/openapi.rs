@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::routes::{
     admin, audit, batch_control, batch_results, batches, content, files, health, images, jobs,
-    keys, models, projects, review, rollouts, sdapi, sdapi_info, usage, watermark, workers,
+    keys, loras, models, projects, review, rollouts, sdapi, sdapi_info, usage, watermark, workers,
 };
 
 /// The API description, built from the handlers' annotations.
@@ -41,6 +41,7 @@ use crate::routes::{
         sdapi_info::get_options,
         sdapi_info::set_options,
         sdapi_info::sd_models,
+        loras::sd_loras,
         sdapi_info::samplers,
         sdapi_info::schedulers,
         sdapi_info::scripts,
@@ -72,6 +73,7 @@ use crate::routes::{
         batch_results::get_export,
         models::list_models,
         models::get_model,
+        loras::list_loras,
         usage::get_usage,
         admin::load_model,
         admin::unload_model,
@@ -101,6 +103,11 @@ use crate::routes::{
     ),
     components(schemas(
         crate::dto::images::CreateImageRequest,
+        crate::dto::loras::LoraRequest,
+        crate::routes::loras::LoraList,
+        crate::routes::loras::LoraObject,
+        crate::routes::loras::PoolEntry,
+        crate::routes::loras::PoolLora,
         crate::dto::images::ImagesResponse,
         crate::dto::images::ImageData,
         crate::dto::jobs::CreateJobRequest,

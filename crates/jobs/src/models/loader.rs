@@ -145,7 +145,8 @@ fn load_one(shared: &Shared, request: Request) {
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| (shared.load)(&spec)));
     // A registered version must be what it was registered as: a folder
     // changed on disk since would make images that record a stale hash.
-    let outcome = match (outcome, spec.name.split_once('@')) {
+    let base = super::split_lora_slot(&spec.name).0;
+    let outcome = match (outcome, base.split_once('@')) {
         (Ok(Ok(model)), Some((_, version))) if model.info().content_hash != version => Ok(Err((
             "version_mismatch".to_string(),
             format!(
@@ -201,7 +202,12 @@ fn load_one(shared: &Shared, request: Request) {
         }
     };
     shared.record(&name, actor, event);
-    if let (true, Some(info)) = (ready, pool.entries[index].info.clone()) {
+    // A LoRA combination is no version of its model: nothing to publish.
+    if let (true, Some(info), false) = (
+        ready,
+        pool.entries[index].info.clone(),
+        super::is_lora_slot(&name),
+    ) {
         shared.publish(&spec, pool.entries[index].configured, &info);
     }
     if let Some(metrics) = shared.metrics.get() {

@@ -20,6 +20,15 @@
 //! loaded. A model's description ([`ModelInfo`]) is kept after eviction, so
 //! requests for a cold model are still validated against its real limits.
 //!
+//! A job with LoRAs runs on its own entry, named by its base model's pool
+//! name and its LoRA combination ([`lora_slot_name`]): made on first use,
+//! loaded with the engine's [`easel_engine::LoraSet`] (the LoRAs opened
+//! from the server's [`LoraLibrary`] and checked against the hashes the job
+//! was accepted with), counted in the budget with its measured weight bytes
+//! and evicted least-recently-used like any model. A combination that fails
+//! to load (a LoRA for another architecture) fails with the engine's code
+//! (`lora_unmatched_key`, ...) and is not retried by itself.
+//!
 //! A process that serves the API only (the `api` role) holds a *remote*
 //! pool ([`Models::remote`]): nothing loads there; the descriptions come
 //! from the model catalog the workers publish to ([`catalog`]).
@@ -29,6 +38,8 @@
 //! - `budget`: the pure eviction decision (which models go), unit-tested.
 //! - `estimate`: a model's f32 memory from its safetensors headers.
 //! - `loader`: the background loader thread and one load's steps.
+//! - `loras`: the LoRA folder ([`LoraLibrary`]) and the pool names of LoRA
+//!   combinations.
 //! - `audit`: `model.loaded`, `model.load_failed` and `model.unloaded`
 //!   events for the store's audit log, and loaded models' descriptions for
 //!   its model catalog ([`Models::attach_audit_log`]).
@@ -39,6 +50,7 @@ mod budget;
 pub mod catalog;
 mod estimate;
 mod loader;
+mod loras;
 mod types;
 
 use std::collections::HashMap;
@@ -51,6 +63,7 @@ use easel_engine::{LoadOptions, Model, ModelInfo};
 use audit::{AuditSink, ModelEvent, UnloadReason};
 pub use budget::{Plan, Resident, plan};
 pub use estimate::estimate_bytes;
+pub use loras::{LoraError, LoraFile, LoraLibrary, is_lora_slot, lora_slot_name, split_lora_slot};
 pub use types::{
     Generator, ModelLookupError, ModelSpec, ModelState, ModelStatus, PoolOptions, Preload,
     UnloadError,
@@ -122,6 +135,8 @@ pub(crate) struct Shared {
     /// Models are served by other processes ([`Models::remote`]): nothing
     /// loads here.
     remote: bool,
+    /// The LoRA folder (`[pool] lora_dir`).
+    loras: Arc<LoraLibrary>,
 }
 
 impl Shared {
@@ -164,6 +179,7 @@ impl Models {
     /// Reads each model's safetensors headers for its memory estimate.
     pub fn with_pool(specs: Vec<ModelSpec>, default: &str, options: PoolOptions) -> Self {
         let load_options = options.load_options.clone();
+        let loras = Arc::new(LoraLibrary::new(options.lora_dir.clone()));
         let specs = specs
             .into_iter()
             .map(|s| {
@@ -171,7 +187,27 @@ impl Models {
                 (s, bytes)
             })
             .collect();
-        Self::with_loader(specs, default, options, engine_loader(load_options))
+        let load = engine_loader(load_options, loras.clone());
+        let mut me = Self::with_loader(specs, default, options, load);
+        Arc::get_mut(&mut me.shared)
+            .expect("a new pool has one handle")
+            .loras = loras;
+        me
+    }
+
+    /// This pool serving the LoRAs of `dir` (a remote pool, which checks
+    /// requests against the folder its workers share). Call it on a new
+    /// pool, before it is cloned.
+    pub fn with_lora_dir(mut self, dir: Option<PathBuf>) -> Self {
+        Arc::get_mut(&mut self.shared)
+            .expect("with_lora_dir on a new pool")
+            .loras = Arc::new(LoraLibrary::new(dir));
+        self
+    }
+
+    /// The server's LoRA folder.
+    pub fn loras(&self) -> &LoraLibrary {
+        &self.shared.loras
     }
 
     /// Configured models that other processes serve (the `api` role):
@@ -185,7 +221,7 @@ impl Models {
             specs,
             default,
             PoolOptions::default(),
-            engine_loader(LoadOptions::default()),
+            engine_loader(LoadOptions::default(), Arc::default()),
         );
         Arc::get_mut(&mut me.shared)
             .expect("a new pool has one handle")
@@ -237,6 +273,7 @@ impl Models {
                 audit: OnceLock::new(),
                 metrics: OnceLock::new(),
                 remote: false,
+                loras: Arc::default(),
             }),
             loader: Arc::new(loader::Loader::default()),
         }
@@ -261,7 +298,7 @@ impl Models {
             specs,
             &default,
             options,
-            engine_loader(LoadOptions::default()),
+            engine_loader(LoadOptions::default(), Arc::default()),
         );
         {
             let mut pool = me.shared.lock();
@@ -342,6 +379,7 @@ impl Models {
         let prefix = format!("{name}@");
         self.list_all()
             .into_iter()
+            .filter(|s| !is_lora_slot(&s.name))
             .filter_map(|s| {
                 let version = s.name.strip_prefix(&prefix)?.to_string();
                 Some((version, s))
@@ -565,7 +603,16 @@ impl Models {
     pub fn list(&self) -> Vec<ModelStatus> {
         self.list_all()
             .into_iter()
-            .filter(|s| !s.name.contains('@'))
+            .filter(|s| !s.name.contains('@') && !is_lora_slot(&s.name))
+            .collect()
+    }
+
+    /// The entries of LoRA combinations ([`lora_slot_name`]), in the order
+    /// they were first used: each a model of the pool in its own right.
+    pub fn lora_slots(&self) -> Vec<ModelStatus> {
+        self.list_all()
+            .into_iter()
+            .filter(|s| is_lora_slot(&s.name))
             .collect()
     }
 
@@ -618,12 +665,14 @@ pub fn versioned(name: &str, version: &str) -> String {
 }
 
 /// The pool name a job's parameters run on: `model@version` when they
-/// name a version, else the model.
+/// name a version, else the model; followed by the LoRA combination when
+/// they have one ([`lora_slot_name`]).
 pub fn slot_name(params: &easel_core::GenerationParams) -> String {
-    match &params.version {
+    let base = match &params.version {
         Some(v) => versioned(&params.model, v),
         None => params.model.clone(),
-    }
+    };
+    lora_slot_name(&base, &params.loras)
 }
 
 /// The slot of pool name `name`. `alias@version` is the configured
@@ -634,6 +683,25 @@ pub fn slot_name(params: &easel_core::GenerationParams) -> String {
 fn resolve(pool: &mut Pool, name: &str) -> Result<usize, ModelLookupError> {
     if let Some(i) = pool.entries.iter().position(|e| e.spec.name == name) {
         return Ok(i);
+    }
+    if is_lora_slot(name) {
+        // A LoRA combination of a known model: its own entry on the base
+        // model's folder, estimated at the base model's size.
+        let (base_name, _) = split_lora_slot(name);
+        let base = resolve(pool, base_name)?;
+        let (path, bytes) = {
+            let b = &pool.entries[base];
+            (b.spec.path.clone(), b.bytes)
+        };
+        let entry = Entry::new(
+            ModelSpec {
+                name: name.to_string(),
+                path,
+            },
+            false,
+            bytes,
+        );
+        return Ok(add_lora_entry(pool, entry));
     }
     let not_found = |pool: &Pool, what: String| ModelLookupError::NotFound {
         name: what,
@@ -683,6 +751,42 @@ fn resolve(pool: &mut Pool, name: &str) -> Result<usize, ModelLookupError> {
     Ok(pool.entries.len() - 1)
 }
 
+/// Most entries of LoRA combinations the pool keeps. Every combination
+/// (each weight of each set of LoRAs) is an entry: past this many, a new
+/// one takes the place of the least recently used one that holds nothing
+/// (unloaded or failed), so the list stays bounded however many weights
+/// clients try.
+const MAX_LORA_ENTRIES: usize = 32;
+
+/// Adds a LoRA combination's entry, reusing the least recently used idle
+/// one when there are [`MAX_LORA_ENTRIES`]. Reusing a slot in place keeps
+/// every other entry's index (queued loads refer to slots by index; an
+/// idle slot has no queued load).
+fn add_lora_entry(pool: &mut Pool, entry: Entry) -> usize {
+    let loras = pool
+        .entries
+        .iter()
+        .filter(|e| is_lora_slot(&e.spec.name))
+        .count();
+    if loras >= MAX_LORA_ENTRIES {
+        let idle = pool
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| {
+                is_lora_slot(&e.spec.name) && matches!(e.slot, Slot::Unloaded | Slot::Failed { .. })
+            })
+            .min_by_key(|(_, e)| e.last_used)
+            .map(|(i, _)| i);
+        if let Some(i) = idle {
+            pool.entries[i] = entry;
+            return i;
+        }
+    }
+    pool.entries.push(entry);
+    pool.entries.len() - 1
+}
+
 /// The reported state of a slot.
 fn state_of(slot: &Slot) -> ModelState {
     match slot {
@@ -697,14 +801,17 @@ fn state_of(slot: &Slot) -> ModelState {
 }
 
 /// Loads with the engine; a failure keeps the engine's code and the first
-/// line of its message (some tensor errors append a backtrace).
-fn engine_loader(options: LoadOptions) -> Box<LoadFn> {
+/// line of its message (some tensor errors append a backtrace). A LoRA
+/// combination's entry loads with its LoRAs, opened from `loras`.
+fn engine_loader(options: LoadOptions, loras: Arc<LoraLibrary>) -> Box<LoadFn> {
     Box::new(move |spec: &ModelSpec| {
+        let (base, refs) = split_lora_slot(&spec.name);
         // A registered version (`alias@version`) describes itself by its
         // alias, the name its images record.
-        let alias = spec.name.split('@').next().unwrap_or(&spec.name);
+        let alias = base.split('@').next().unwrap_or(base);
         let options = LoadOptions {
             name: Some(alias.to_string()),
+            loras: lora_set(&loras, &refs)?,
             ..options.clone()
         };
         match Model::load(&spec.path, &options) {
@@ -718,6 +825,33 @@ fn engine_loader(options: LoadOptions) -> Box<LoadFn> {
             }
         }
     })
+}
+
+/// The engine's set for a combination: each LoRA opened by name and
+/// checked to be the content its jobs were accepted with.
+fn lora_set(
+    library: &LoraLibrary,
+    refs: &[easel_core::LoraRef],
+) -> Result<easel_engine::LoraSet, (String, String)> {
+    let mut set = easel_engine::LoraSet::new();
+    for r in refs {
+        let adapter = library
+            .open(&r.name)
+            .map_err(|e| (e.code().to_string(), e.to_string()))?;
+        if let Some(want) = r.hash.as_deref().filter(|h| *h != adapter.hash()) {
+            return Err((
+                "lora_changed".into(),
+                format!(
+                    "LoRA `{}` is now {}, not {want} as when its jobs were accepted; \
+                     submit them again",
+                    r.name,
+                    adapter.hash()
+                ),
+            ));
+        }
+        set.push(adapter, r.weight);
+    }
+    Ok(set)
 }
 
 impl std::fmt::Debug for Models {

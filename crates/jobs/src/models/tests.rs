@@ -75,8 +75,13 @@ fn pool(models: &[(&str, u64)], budget: u64, preload: Preload) -> Models {
         if spec.name == "panic" {
             panic!("engine bug");
         }
-        let bytes = sizes.iter().find(|(n, _)| *n == spec.name).unwrap().1;
-        Ok(Arc::new(Fake(info(&spec.name, bytes))))
+        // A LoRA combination weighs what its model does.
+        let base = split_lora_slot(&spec.name).0;
+        if base != spec.name && spec.name.contains("foreign") {
+            return Err(("lora_unmatched_key".into(), "no layer `x`".into()));
+        }
+        let bytes = sizes.iter().find(|(n, _)| *n == base).unwrap().1;
+        Ok(Arc::new(Fake(info(base, bytes))))
     };
     let default = models[0].0;
     Models::with_loader(specs, default, options, Box::new(load))
@@ -300,4 +305,84 @@ async fn loads_failures_evictions_and_unloads_are_audited_with_who_asked() {
     );
     assert_eq!(events[3].detail["code"], "corrupt_weights");
     assert_eq!(events[4].detail["reason"], "requested");
+}
+
+fn lora(name: &str, weight: f32) -> easel_core::LoraRef {
+    easel_core::LoraRef {
+        name: name.into(),
+        weight,
+        hash: Some(format!("sha256:{name}")),
+    }
+}
+
+#[test]
+fn a_lora_combination_is_its_own_entry_counted_and_evicted_like_a_model() {
+    let models = pool(&[("a", 40), ("b", 40)], 100, Preload::default());
+    models.preload();
+    wait_settled(&models);
+    assert!(models.is_ready("a") && models.is_ready("b"));
+    let combo = lora_slot_name("a", &[lora("grain", 0.8)]);
+    assert!(models.get(Some(&combo)).is_err(), "it loads on first use");
+    wait_settled(&models);
+    // 40 + 40 + 40 > 100: the least recently used model made room.
+    assert!(models.is_ready(&combo));
+    assert_eq!(state(&models, "a"), ModelState::Unloaded);
+    assert!(models.is_ready("b"));
+    let slots = models.lora_slots();
+    assert_eq!(slots.len(), 1);
+    assert_eq!(
+        (slots[0].name.as_str(), slots[0].memory_bytes),
+        (combo.as_str(), 40)
+    );
+    assert_eq!(
+        models.list().len(),
+        2,
+        "a combination is no configured model"
+    );
+    // Another weight is another combination.
+    let other = lora_slot_name("a", &[lora("grain", 0.5)]);
+    assert_ne!(other, combo);
+    assert!(models.get(Some(&other)).is_err());
+    wait_settled(&models);
+    assert!(models.is_ready(&other));
+    assert_eq!(models.lora_slots().len(), 2);
+}
+
+#[test]
+fn a_combination_that_fails_to_load_keeps_the_loras_code_and_its_model_serves() {
+    let models = pool(&[("a", 10)], 100, Preload::default());
+    let combo = lora_slot_name("a", &[lora("foreign", 1.0)]);
+    assert!(models.get(Some(&combo)).is_err());
+    wait_settled(&models);
+    match state(&models, &combo) {
+        ModelState::Failed { code, .. } => assert_eq!(code, "lora_unmatched_key"),
+        other => panic!("expected failed, got {other:?}"),
+    }
+    assert!(models.get(Some("a")).is_err());
+    wait_settled(&models);
+    assert!(models.is_ready("a"));
+    // A combination of an unknown model is unknown.
+    let unknown = lora_slot_name("zzz", &[lora("grain", 1.0)]);
+    assert!(matches!(
+        models.get(Some(&unknown)),
+        Err(ModelLookupError::NotFound { .. })
+    ));
+}
+
+#[test]
+fn idle_lora_combinations_make_room_for_new_ones_past_the_cap() {
+    let models = pool(&[("a", 1)], u64::MAX, Preload::default());
+    let names: Vec<String> = (0..MAX_LORA_ENTRIES + 5)
+        .map(|i| lora_slot_name("a", &[lora("foreign", i as f32 / 100.0)]))
+        .collect();
+    for name in &names {
+        assert!(models.get(Some(name)).is_err());
+        wait_settled(&models);
+    }
+    // Each failed to load (a foreign LoRA): idle, so the oldest went.
+    assert_eq!(models.lora_slots().len(), MAX_LORA_ENTRIES);
+    let kept: Vec<String> = models.lora_slots().into_iter().map(|s| s.name).collect();
+    assert!(kept.contains(names.last().unwrap()));
+    assert!(!kept.contains(&names[0]));
+    assert!(models.state("a").is_some());
 }

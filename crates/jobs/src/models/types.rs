@@ -76,6 +76,9 @@ pub struct PoolOptions {
     pub preload: Preload,
     /// Device and hash cache for [`Model::load`].
     pub load_options: LoadOptions,
+    /// The LoRA folder (`*.safetensors` files named by their stem);
+    /// `None`: no LoRAs.
+    pub lora_dir: Option<PathBuf>,
 }
 
 impl Default for PoolOptions {
@@ -85,6 +88,7 @@ impl Default for PoolOptions {
             load_wait: Duration::from_secs(60),
             preload: Preload::default(),
             load_options: LoadOptions::default(),
+            lora_dir: None,
         }
     }
 }

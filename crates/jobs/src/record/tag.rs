@@ -19,6 +19,9 @@
 //! | `strength`       | `0x00` when `None`; `0x01` then f32 when `Some`   |
 //! | `width`          | u32                                               |
 //! | `height`         | u32                                               |
+//! | `loras`          | only when the image has LoRAs: per LoRA, in name  |
+//! |                  | order, its hash (string; its name when it has no  |
+//! |                  | hash) then its weight (f32)                       |
 //!
 //! A *string* is its UTF-8 byte length as a big-endian u32, then the bytes;
 //! a *u32*/*u64* is big-endian; an *f32* is its IEEE-754 bits as a
@@ -30,7 +33,9 @@
 //! server tag, the same marked pixels). The image id, the watermark id,
 //! the Easel version, the model's name and its architecture are left out:
 //! they name or describe the image but do not change it. Any change to
-//! this layout must change the domain string.
+//! this layout must change the domain string. (The `loras` trailer came
+//! later without one: it is absent from every image made without LoRAs,
+//! so their bytes, and every tag made before it, are unchanged.)
 
 use super::GenerationRecord;
 
@@ -61,6 +66,10 @@ impl GenerationRecord {
         }
         out.extend_from_slice(&self.width.to_be_bytes());
         out.extend_from_slice(&self.height.to_be_bytes());
+        for lora in &self.loras {
+            put_str(&mut out, lora.hash.as_deref().unwrap_or(&lora.name));
+            out.extend_from_slice(&lora.weight.to_bits().to_be_bytes());
+        }
         out
     }
 

@@ -43,7 +43,7 @@ type Change = (&'static str, fn(&mut GenerationRecord));
 #[test]
 fn every_field_that_determines_the_pixels_changes_the_tag() {
     let base = record();
-    let changes: [Change; 11] = [
+    let changes: [Change; 13] = [
         ("model_hash", |r| r.model_hash.push('0')),
         ("prompt", |r| r.prompt.push('!')),
         ("negative_prompt", |r| r.negative_prompt = "blurry".into()),
@@ -60,6 +60,20 @@ fn every_field_that_determines_the_pixels_changes_the_tag() {
         ("strength", |r| r.strength = Some(0.5)),
         ("width", |r| r.width *= 2),
         ("height", |r| r.height *= 2),
+        ("loras", |r| {
+            r.loras.push(easel_core::LoraRef {
+                name: "l".into(),
+                weight: 1.0,
+                hash: Some("sha256:00".into()),
+            })
+        }),
+        ("loras' weight", |r| {
+            r.loras.push(easel_core::LoraRef {
+                name: "l".into(),
+                weight: 0.5,
+                hash: Some("sha256:00".into()),
+            })
+        }),
     ];
     for (field, change) in changes {
         let mut changed = base.clone();

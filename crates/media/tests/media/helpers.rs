@@ -35,6 +35,7 @@ pub fn info(prompt: &str) -> GenerationInfo {
         model: "easel-tiny".into(),
         denoising_strength: None,
         clip_skip: None,
+        loras: Vec::new(),
     }
 }
 

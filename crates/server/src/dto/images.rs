@@ -99,6 +99,17 @@ pub struct CreateImageRequest {
     /// denoising loop); only with `stream`.
     #[serde(default)]
     pub partial_images: Option<i64>,
+    /// Extension: LoRA adapters to apply, `[{"name", "weight"}]` (weight
+    /// -4 to 4, default 1; at most 8), added to the prompts'
+    /// `<lora:NAME:WEIGHT>` tags, which are always taken out of the prompt
+    /// text (docs/openai.md).
+    #[serde(default)]
+    pub loras: Option<Vec<crate::dto::loras::LoraRequest>>,
+    /// Whether the prompts' `<lora:…>` tags are applied (set by
+    /// `/sdapi/v1` from `disable_extra_networks`); not a body field.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub prompt_tags: crate::dto::loras::PromptTags,
     /// Any other field: refused with 400 `unsupported_parameter` naming it,
     /// never silently ignored.
     #[serde(flatten, default, skip_serializing)]
@@ -179,10 +190,16 @@ impl CreateImageRequest {
         // model is validated against its real limits and starts warming up.
         let info = models.info(self.model.as_deref().filter(|m| !m.is_empty()))?;
         let steps = quality_steps(self.quality.as_deref(), self.steps, info.default_steps)?;
+        let taken = crate::dto::loras::take(
+            &self.prompt,
+            self.negative_prompt.as_deref(),
+            self.loras.as_deref(),
+            self.prompt_tags,
+        )?;
         let raw = RawParams {
             model: info.name.clone(),
-            prompt: self.prompt,
-            negative_prompt: self.negative_prompt,
+            prompt: taken.prompt,
+            negative_prompt: taken.negative_prompt,
             size: self.size,
             n: self.n,
             steps,
@@ -201,6 +218,8 @@ impl CreateImageRequest {
             rand::random,
         )?;
         check_for_model(&params, &info)?;
+        let mut params = params;
+        params.loras = crate::dto::loras::resolve(models, &taken.wanted)?;
         let user = self.user.map(|u| u.chars().take(256).collect());
         let mut output = output;
         if let Some(partial) = stream.filter(|&p| p > 0) {

@@ -13,6 +13,7 @@ pub mod images;
 pub(crate) mod images_stream;
 pub mod jobs;
 pub mod keys;
+pub mod loras;
 pub mod metrics;
 pub mod models;
 pub mod projects;
@@ -133,12 +134,14 @@ pub fn table() -> Vec<RouteSpec> {
         route!(GET get "/sdapi/v1/options", r, Some(Caller), sdapi_info::get_options),
         route!(POST post "/sdapi/v1/options", g, Some(Caller), sdapi_info::set_options),
         route!(GET get "/sdapi/v1/sd-models", r, Some(Shared), sdapi_info::sd_models),
+        route!(GET get "/sdapi/v1/loras", r, Some(Shared), loras::sd_loras),
         route!(GET get "/sdapi/v1/samplers", r, Some(Shared), sdapi_info::samplers),
         route!(GET get "/sdapi/v1/schedulers", r, Some(Shared), sdapi_info::schedulers),
         route!(GET get "/sdapi/v1/scripts", r, Some(Shared), sdapi_info::scripts),
         route!(POST post "/sdapi/v1/png-info", r, Some(Shared), sdapi_info::png_info),
         route!(GET get "/v1/models", r, Some(Shared), models::list_models),
         route!(GET get "/v1/models/{name}", r, Some(Shared), models::get_model),
+        route!(GET get "/v1/loras", r, Some(Shared), loras::list_loras),
         route!(POST post "/v1/admin/models/{name}/load", a, Some(Admin), admin::load_model),
         route!(POST post "/v1/admin/models/{name}/unload", a, Some(Admin), admin::unload_model),
         route!(POST post "/v1/admin/models/{name}/versions", a, Some(Admin), rollouts::register_version),

@@ -175,6 +175,11 @@ async fn run(call: Call<'_>, r: SdRequest, mut body: Value) -> Result<Response, 
             r.denoising_strength
                 .unwrap_or(crate::routes::images::DEFAULT_EDIT_STRENGTH)
         }),
+        prompt_tags: if r.disable_extra_networks {
+            crate::dto::loras::PromptTags::Strip
+        } else {
+            crate::dto::loras::PromptTags::Apply
+        },
         ..Default::default()
     };
     // Validated once up front, so a bad field fails before any job runs.

@@ -43,6 +43,7 @@ pub fn infotext(image: &Image) -> String {
         model: image.model.clone(),
         denoising_strength: image.params.strength,
         clip_skip: image.params.clip_skip,
+        loras: image.params.loras.clone(),
     }
     .to_a1111(true)
 }

@@ -4,7 +4,9 @@
 //! The web UI's API has some seventy fields, and its clients send most of
 //! them on every call (`webuiapi` sends `eta`, `s_noise`, `hr_scale`, …
 //! even when nobody set them). Each field is one of:
-//! - **honoured**: prompt, negative prompt, seed, sampler and scheduler,
+//! - **honoured**: prompt, negative prompt (their `<lora:NAME:WEIGHT>`
+//!   tags apply LoRAs; with `disable_extra_networks: true` the tags are
+//!   removed and not applied, as in the web UI), seed, sampler and scheduler,
 //!   steps, CFG scale, size, batch size and iterations, the model
 //!   (`override_settings.sd_model_checkpoint`), `send_images`, and for
 //!   image-to-image the initial image, denoising strength and
@@ -83,6 +85,9 @@ pub struct SdRequest {
     /// `inpainting_fill: 0`: paint the masked part with its surroundings
     /// first; `1`: start from the original pixels.
     pub fill: bool,
+    /// `disable_extra_networks`: the prompts' `<lora:…>` tags are removed
+    /// but not applied.
+    pub disable_extra_networks: bool,
 }
 
 /// Largest `mask_blur` accepted, in pixels.
@@ -119,6 +124,7 @@ pub fn parse(route: Route, body: &Value) -> Result<SdRequest, ApiError> {
         mask: None,
         mask_options: Default::default(),
         fill: true,
+        disable_extra_networks: false,
     };
     let masked = route == Route::Img2Img && map.get("mask").is_some_and(|v| !v.is_null());
     let mut blur = None;
@@ -170,7 +176,10 @@ pub fn parse(route: Route, body: &Value) -> Result<SdRequest, ApiError> {
             | "do_not_save_grid" => {
                 flag(key, v)?;
             }
-            "restore_faces" | "tiling" | "disable_extra_networks" => off(key, v)?,
+            "disable_extra_networks" => {
+                r.disable_extra_networks = flag(key, v)?.unwrap_or(false);
+            }
+            "restore_faces" | "tiling" => off(key, v)?,
             "styles" | "script_args" => empty_list(key, v)?,
             "alwayson_scripts" | "comments" => empty_object(key, v)?,
             "script_name" | "infotext" | "refiner_checkpoint" | "firstpass_image" => {

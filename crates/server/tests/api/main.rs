@@ -17,6 +17,7 @@ mod fleet;
 mod generations;
 mod helpers;
 mod jobs;
+mod loras;
 mod metrics;
 mod middleware;
 mod models;
