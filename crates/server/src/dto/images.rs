@@ -33,7 +33,8 @@ pub struct CreateImageRequest {
     /// `png` (default), `jpeg` or `webp`.
     #[serde(default)]
     pub output_format: Option<String>,
-    /// 0–100; for JPEG the quality. Ignored for lossless formats.
+    /// 0–100: JPEG's quality; with `png` or `webp` (lossless here) 400
+    /// `unsupported_parameter`.
     #[serde(default)]
     pub output_compression: Option<i64>,
     /// An end-user id, recorded with the job.
@@ -349,7 +350,7 @@ pub fn parse_output(
             ApiError::invalid("invalid_response_format", "response_format", e.to_string())
         })?,
     };
-    let output_format = match output_format {
+    let output_format: easel_core::OutputFormat = match output_format {
         None | Some("") => Default::default(),
         Some(s) => s.parse().map_err(|e: easel_core::UnknownName| {
             ApiError::invalid("invalid_output_format", "output_format", e.to_string())
@@ -366,6 +367,16 @@ pub fn parse_output(
             ));
         }
     };
+    if output_compression.is_some() && output_format != easel_core::OutputFormat::Jpeg {
+        return Err(ApiError::invalid(
+            "unsupported_parameter",
+            "output_compression",
+            format!(
+                "output_compression applies to jpeg only: Easel's {} images are lossless",
+                output_format.as_str()
+            ),
+        ));
+    }
     Ok(OutputOptions {
         response_format,
         output_format,

@@ -173,13 +173,7 @@ pub async fn create_edit(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
     let form = read_form(multipart?).await?;
-    let image = form.image.ok_or_else(|| {
-        ApiError::invalid(
-            "missing_image",
-            "image",
-            "the form must include an `image` file",
-        )
-    })?;
+    let image = form.image.ok_or_else(missing_image)?;
     let mut request = form.request;
     request.strength.get_or_insert(DEFAULT_EDIT_STRENGTH);
     let valid = request.validate_with_seed(form.seed, &state.models)?;
@@ -259,13 +253,7 @@ pub async fn create_variation(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
     let form = read_form(multipart?).await?;
-    let image = form.image.ok_or_else(|| {
-        ApiError::invalid(
-            "missing_image",
-            "image",
-            "the form must include an `image` file",
-        )
-    })?;
+    let image = form.image.ok_or_else(missing_image)?;
     let mut request = form.request;
     if request.prompt.trim().is_empty() {
         request.prompt = recorded_prompt(&image).ok_or_else(|| {
@@ -315,6 +303,14 @@ fn recorded_prompt(bytes: &[u8]) -> Option<String> {
         .trim()
         .to_string();
     (!prompt.is_empty()).then_some(prompt)
+}
+
+fn missing_image() -> ApiError {
+    ApiError::invalid(
+        "missing_image",
+        "image",
+        "the form must include an `image` file",
+    )
 }
 
 /// Reads an image form (edits, variations) into its text fields and the

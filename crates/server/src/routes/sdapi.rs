@@ -7,8 +7,6 @@
 //! `POST /sdapi/v1/skip` cancels the running job and goes on with the
 //! next; `/interrupt` cancels it and ends the task with what was made.
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
@@ -24,6 +22,7 @@ use crate::dto::images::CreateImageRequest;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, RequestTimeout};
 use crate::realtime::{self, Finished};
+use crate::routes::images::SyncCall;
 use crate::sdapi::info::{Made, info};
 use crate::sdapi::options::CallerOptions;
 use crate::sdapi::request::{self, Route, SdRequest};
@@ -47,15 +46,13 @@ pub async fn txt2img(
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    let parsed = request::parse(Route::Txt2Img, &body)?;
-    let call = Call {
-        state: &state,
+    let call = SyncCall {
         principal: &principal,
         slot: &slot,
         headers: &headers,
         timeout,
     };
-    run(call, parsed, body).await
+    run(&state, call, Route::Txt2Img, body).await
 }
 
 /// Image to image.
@@ -74,15 +71,13 @@ pub async fn img2img(
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    let parsed = request::parse(Route::Img2Img, &body)?;
-    let call = Call {
-        state: &state,
+    let call = SyncCall {
         principal: &principal,
         slot: &slot,
         headers: &headers,
         timeout,
     };
-    run(call, parsed, body).await
+    run(&state, call, Route::Img2Img, body).await
 }
 
 /// Stops the caller's running task after its current job.
@@ -116,15 +111,6 @@ async fn cancel(state: &AppState, stop: crate::sdapi::tasks::Stop) -> Result<(),
     Ok(())
 }
 
-/// What a generation call carries.
-struct Call<'a> {
-    state: &'a AppState,
-    principal: &'a Principal,
-    slot: &'a RateSlot,
-    headers: &'a HeaderMap,
-    timeout: Option<Duration>,
-}
-
 /// Ends the caller's task however the handler ends.
 struct FinishOnDrop<'a> {
     tasks: &'a Tasks,
@@ -138,8 +124,13 @@ impl Drop for FinishOnDrop<'_> {
     }
 }
 
-async fn run(call: Call<'_>, r: SdRequest, mut body: Value) -> Result<Response, ApiError> {
-    let state = call.state;
+async fn run(
+    state: &AppState,
+    call: SyncCall<'_>,
+    route: Route,
+    mut body: Value,
+) -> Result<Response, ApiError> {
+    let r = request::parse(route, &body)?;
     let who = caller(call.principal);
     let options = CallerOptions::load(state, &who).await?;
     let model = r.model.clone().or(options.model.clone());

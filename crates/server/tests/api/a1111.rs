@@ -2,52 +2,14 @@
 //! client unmodified (tools/webuiapi_check.py), keys over HTTP Basic as
 //! A1111 clients send them, per-caller options, and bad input.
 
-use std::path::Path;
-use std::process::Command;
-
 use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-fn has_webuiapi(python: &str) -> bool {
-    Command::new(python)
-        .args(["-c", "import webuiapi"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 #[tokio::test]
 async fn the_webuiapi_client_works_unmodified() {
-    let required = std::env::var("EASEL_REQUIRE_PYTHON").is_ok_and(|v| v == "1");
-    let python = std::env::var("EASEL_PYTHON").unwrap_or_else(|_| "python3".into());
-    if !has_webuiapi(&python) {
-        assert!(
-            !required,
-            "EASEL_REQUIRE_PYTHON=1 but {python} cannot `import webuiapi`"
-        );
-        eprintln!("skipping the webuiapi check: {python} has no webuiapi");
-        return;
-    }
     let app = spawn_app().await;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/webuiapi_check.py");
-    let base = app.base.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
-            .arg(base)
-            .arg(MODEL)
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("python runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "webuiapi check failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    assert!(stdout.contains("all checks passed"), "{stdout}");
+    run_python_check(&app, "webuiapi_check.py", "webuiapi").await;
 }
 
 fn basic(user: &str, password: &str) -> String {

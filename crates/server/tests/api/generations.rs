@@ -117,12 +117,26 @@ async fn an_expired_link_is_refused() {
 }
 
 #[tokio::test]
+async fn output_compression_on_a_lossless_format_is_refused() {
+    let app = spawn_app().await;
+    for format in ["png", "webp"] {
+        let mut req = small_request("a cat");
+        req["output_format"] = json!(format);
+        req["output_compression"] = json!(50);
+        let body = assert_error(app.generate(&req).await, 400, "unsupported_parameter").await;
+        assert_eq!(body["error"]["param"], "output_compression", "{body}");
+    }
+}
+
+#[tokio::test]
 async fn jpeg_and_webp_outputs_have_their_formats() {
     let app = spawn_app().await;
     for (format, magic) in [("jpeg", &b"\xff\xd8"[..]), ("webp", &b"RIFF"[..])] {
         let mut req = small_request("a cat");
         req["output_format"] = json!(format);
-        req["output_compression"] = json!(80);
+        if format == "jpeg" {
+            req["output_compression"] = json!(80);
+        }
         let body: Value = app.generate(&req).await.json().await.unwrap();
         assert_eq!(body["output_format"], format);
         let bytes = base64::engine::general_purpose::STANDARD

@@ -616,3 +616,41 @@ fn gaussian(state: &mut u64) -> f32 {
     let (u, v) = (uniform(), uniform());
     ((-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()) as f32
 }
+
+/// Runs `tools/{script} BASE_URL MODEL` against `app` with `EASEL_PYTHON`
+/// (else `python3`) when that interpreter can `import {module}`, and
+/// asserts it printed "all checks passed". Without such an interpreter it
+/// skips, unless `EASEL_REQUIRE_PYTHON=1` (CI), where that is a failure.
+pub async fn run_python_check(app: &TestApp, script: &str, module: &str) {
+    use std::process::Command;
+    let required = std::env::var("EASEL_REQUIRE_PYTHON").is_ok_and(|v| v == "1");
+    let python = std::env::var("EASEL_PYTHON").unwrap_or_else(|_| "python3".into());
+    let importable = Command::new(&python)
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !importable {
+        assert!(
+            !required,
+            "EASEL_REQUIRE_PYTHON=1 but {python} cannot `import {module}`"
+        );
+        eprintln!("skipping {script}: {python} cannot `import {module}`");
+        return;
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tools")
+        .join(script);
+    let base = app.base.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(python).arg(path).arg(base).arg(MODEL).output()
+    })
+    .await
+    .unwrap()
+    .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("all checks passed"),
+        "{script} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+}
