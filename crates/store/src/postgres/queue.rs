@@ -41,11 +41,15 @@ const CANDIDATES: &str = "SELECT id, tier, user_id, project_id, params, created_
      ORDER BY priority, created_at, id";
 
 // Claims the chosen jobs that are still queued and not locked by another
-// claim. `$4` is a text array of ids.
-const CLAIM_CHOSEN: &str = "UPDATE jobs \
-     SET status = 'running', started_at = COALESCE($1, easel_now_ms()), \
+// claim. `$4` is a text array of ids. The clock is read once, in a
+// materialized CTE, so the jobs of one claim share their start and lease
+// times (`easel_now_ms()` reads `clock_timestamp()`, which moves between
+// rows of one statement).
+const CLAIM_CHOSEN: &str = "WITH claim AS MATERIALIZED (SELECT COALESCE($1, easel_now_ms()) AS now) \
+     UPDATE jobs \
+     SET status = 'running', started_at = (SELECT now FROM claim), \
          attempts = attempts + 1, \
-         lease_owner = $2, lease_expires_at = COALESCE($1, easel_now_ms()) + $3 \
+         lease_owner = $2, lease_expires_at = (SELECT now FROM claim) + $3 \
      WHERE id IN (SELECT id FROM jobs WHERE id = ANY($4) AND status = 'queued' AND hold_reason IS NULL \
                   FOR UPDATE SKIP LOCKED) \
      RETURNING *";
