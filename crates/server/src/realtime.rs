@@ -27,18 +27,34 @@ pub(crate) enum Finished {
     Cancelled(JobRecord),
 }
 
+/// Who asks, and how long they wait.
+#[derive(Clone, Copy)]
+pub(crate) struct SyncCall<'a> {
+    /// The caller.
+    pub principal: &'a Principal,
+    /// Its rate slot.
+    pub slot: &'a RateSlot,
+    /// The request's headers (request id, trace).
+    pub headers: &'a HeaderMap,
+    /// The parsed `X-Easel-Timeout`.
+    pub timeout: Option<Duration>,
+}
+
 /// Checks the prompt against the policy and the request against the
 /// caller's limits, then submits a realtime job. `Ok(Err(response))` is a
 /// refusal already shaped as a response (429 with its headers).
 pub(crate) async fn submit(
     state: &AppState,
-    principal: &Principal,
-    slot: &RateSlot,
-    headers: &HeaderMap,
-    timeout: Option<Duration>,
+    call: SyncCall<'_>,
     valid: ValidRequest,
     init: Option<InitInput>,
 ) -> Result<Result<JobRecord, Response>, ApiError> {
+    let SyncCall {
+        principal,
+        slot,
+        headers,
+        timeout,
+    } = call;
     let mut valid = valid;
     let (init_image, mask) = match init {
         Some(InitInput { image, mask }) => (Some(image), mask),

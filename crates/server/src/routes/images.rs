@@ -3,8 +3,6 @@
 //! A client that disconnects drops the handler, which cancels its job; so
 //! does a request whose `X-Easel-Timeout` deadline passes.
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::extract::{Extension, State};
@@ -19,7 +17,7 @@ use crate::auth::Principal;
 use crate::dto::images::{CreateImageRequest, ImageData, ImagesResponse, ValidRequest};
 use crate::error::{ApiError, ErrorKind};
 use crate::extract::{ApiJson, RequestTimeout};
-use crate::realtime::{self, Finished};
+use crate::realtime::{self, Finished, SyncCall};
 use crate::routes::images_stream::{self, StreamKind};
 use crate::state::AppState;
 use crate::tenancy::rate::RateSlot;
@@ -68,19 +66,6 @@ pub async fn create_generation(
         return images_stream::stream(&state, call, valid, None, StreamKind::Generation).await;
     }
     run_sync(&state, call, valid, None).await
-}
-
-/// Who asks, and how long they wait.
-#[derive(Clone, Copy)]
-pub(crate) struct SyncCall<'a> {
-    /// The caller.
-    pub principal: &'a Principal,
-    /// Its rate slot.
-    pub slot: &'a RateSlot,
-    /// The request's headers (request id, trace).
-    pub headers: &'a HeaderMap,
-    /// The parsed `X-Easel-Timeout`.
-    pub timeout: Option<Duration>,
 }
 
 /// The multipart form of `/v1/images/edits`, as text before validation.
@@ -414,17 +399,7 @@ async fn run_sync(
     valid: ValidRequest,
     init_image: Option<InitInput>,
 ) -> Result<Response, ApiError> {
-    let job = match realtime::submit(
-        state,
-        call.principal,
-        call.slot,
-        call.headers,
-        call.timeout,
-        valid,
-        init_image,
-    )
-    .await?
-    {
+    let job = match realtime::submit(state, call, valid, init_image).await? {
         Ok(job) => job,
         Err(refused) => return Ok(refused),
     };

@@ -46,7 +46,7 @@ impl StreamKind {
 /// Submits `valid` (with `valid.stream` set) and answers with its events.
 pub(crate) async fn stream(
     state: &AppState,
-    call: super::images::SyncCall<'_>,
+    call: crate::realtime::SyncCall<'_>,
     valid: ValidRequest,
     init_image: Option<easel_jobs::InitInput>,
     kind: StreamKind,
@@ -54,17 +54,7 @@ pub(crate) async fn stream(
     let partial_images = valid.stream.unwrap_or(0);
     let format = valid.output.output_format;
     let size = valid.params.size.to_string();
-    let job = match crate::realtime::submit(
-        state,
-        call.principal,
-        call.slot,
-        call.headers,
-        call.timeout,
-        valid,
-        init_image,
-    )
-    .await?
-    {
+    let job = match crate::realtime::submit(state, call, valid, init_image).await? {
         Ok(job) => job,
         Err(refused) => return Ok(refused),
     };

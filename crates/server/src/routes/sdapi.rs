@@ -21,8 +21,8 @@ use crate::auth::Principal;
 use crate::dto::images::CreateImageRequest;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, RequestTimeout};
+use crate::realtime::SyncCall;
 use crate::realtime::{self, Finished};
-use crate::routes::images::SyncCall;
 use crate::sdapi::info::{Made, info};
 use crate::sdapi::options::CallerOptions;
 use crate::sdapi::request::{self, Route, SdRequest};
@@ -209,17 +209,7 @@ async fn run(
         let seed =
             u64::from(first_seed).wrapping_add(u64::from(k) * u64::from(params.n)) % (1u64 << 32);
         valid.params.seed = seed;
-        let job = match realtime::submit(
-            state,
-            call.principal,
-            call.slot,
-            call.headers,
-            call.timeout,
-            valid,
-            init.clone(),
-        )
-        .await?
-        {
+        let job = match realtime::submit(state, call, valid, init.clone()).await? {
             Ok(job) => job,
             Err(refused) => return Ok(refused),
         };
