@@ -504,6 +504,7 @@ fn generate(config_file: Option<PathBuf>, args: GenerateArgs) -> anyhow::Result<
         output_format: format,
         output_compression: args.compression,
         preview_every_steps: None,
+        moderation: easel_core::ModerationLevel::Auto,
     };
     // Drawn only when stderr is a terminal (see `crate::progress`).
     let bar = crate::progress::bar(

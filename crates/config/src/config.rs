@@ -804,6 +804,14 @@ impl Config {
                 )));
             }
         }
+        for (name, thresholds) in [
+            ("moderation.image", Some(&self.moderation.image)),
+            ("moderation.image_low", self.moderation.image_low.as_ref()),
+        ] {
+            if let Some(Err(e)) = thresholds.map(|t| t.validate()) {
+                return Err(ConfigError::Unusable(format!("{name}: {e}")));
+            }
+        }
         self.pool.parsed_device()?;
         self.pool.precision()?;
         if self.pool.memory_budget_mb == 0 {

@@ -33,6 +33,12 @@ pub struct ModerationConfig {
     /// Flag and block thresholds of the image's NSFW probability.
     /// Env: `EASEL_MODERATION__IMAGE__FLAG`, `EASEL_MODERATION__IMAGE__BLOCK`.
     pub image: ImageThresholds,
+    /// The thresholds of a request that asks for `moderation: "low"`
+    /// (OpenAI's "less restrictive filtering"); the prompt policy is not
+    /// relaxed. Default: unset, which refuses `low` with 400
+    /// `unsupported_parameter`: relaxing moderation is the operator's call.
+    /// Env: `EASEL_MODERATION__IMAGE_LOW__FLAG`, `EASEL_MODERATION__IMAGE_LOW__BLOCK`.
+    pub image_low: Option<ImageThresholds>,
     /// Flag an output whose pHash is within this many bits (of 64) of a
     /// training image in the model's `index/phash.json`; unset turns the
     /// check off. Default: 2 (`NEAR_COPY_BITS`, measured on the bundled model; see
@@ -48,6 +54,7 @@ impl Default for ModerationConfig {
             prompt: PromptPolicyConfig::default(),
             image_model: Some(PathBuf::from(easel_policy::image::DEFAULT_NSFW_MODEL)),
             image: ImageThresholds::default(),
+            image_low: None,
             near_copy_max_distance: Some(easel_engine::score::phash::NEAR_COPY_BITS),
         }
     }

@@ -36,7 +36,7 @@ pub use ids::{ImageId, JobId, ParseIdError};
 pub use image::{Mask, MaskError, RgbImage};
 pub use job::JobStatus;
 pub use lora::{LoraRef, MAX_LORA_WEIGHT, MAX_LORAS, check_lora_weight};
-pub use output::{OutputFormat, OutputOptions, ResponseFormat};
+pub use output::{ModerationLevel, OutputFormat, OutputOptions, ResponseFormat};
 pub use params::{GenerationParams, ParamError, RawParams, SeedRequest, Size, Tier, limits};
 pub use prompt::{
     LoraTag, MAX_CLIP_SKIP, MAX_PROMPT_WEIGHT, PromptError, PromptPart, PromptSpan,

@@ -139,6 +139,38 @@ pub struct OutputOptions {
     /// own `preview_every_steps`; `None` (the default): only the worker's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preview_every_steps: Option<u32>,
+    /// Which image moderation thresholds apply (OpenAI's `moderation`);
+    /// default `auto`, the server's.
+    #[serde(default, skip_serializing_if = "ModerationLevel::is_auto")]
+    pub moderation: ModerationLevel,
+}
+
+/// How strictly a job's images are moderated: OpenAI's `moderation`
+/// field. The operator sets what each level means
+/// (`moderation.image` and `moderation.image_low`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModerationLevel {
+    /// The server's image thresholds.
+    #[default]
+    Auto,
+    /// The operator's less restrictive thresholds.
+    Low,
+}
+
+impl ModerationLevel {
+    /// Whether this is the default, `auto`.
+    pub fn is_auto(&self) -> bool {
+        *self == ModerationLevel::Auto
+    }
+
+    /// The level's name, as requested.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModerationLevel::Auto => "auto",
+            ModerationLevel::Low => "low",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use easel_core::{OutputOptions, RgbImage};
+use easel_core::{ModerationLevel, OutputOptions, RgbImage};
 use easel_engine::score::{PhashIndex, Scorer, phash};
 use easel_media::{C2paSigner, MediaError, WatermarkPayload};
 use easel_policy::image::{ImageDecision, ImageThresholds, NsfwClassifier, decide};
@@ -80,6 +80,10 @@ pub struct ImageModeration {
     pub classifier: Arc<NsfwClassifier>,
     /// Flag and block thresholds.
     pub thresholds: ImageThresholds,
+    /// The thresholds of jobs that asked for `moderation: low`; `None`:
+    /// the server offers no such level (requests for it are refused at
+    /// the edge, and a job that still carries it gets `thresholds`).
+    pub low: Option<ImageThresholds>,
 }
 
 /// The near-copy check: a training-set index per model folder, read once.
@@ -295,8 +299,15 @@ impl PostProcess {
 
         if let Some(m) = &self.moderation {
             let score = timed(&mut stages, "moderation", || m.classifier.score(&image))?;
-            let decision = decide(score, &m.thresholds);
-            let value = serde_json::to_value(&decision).unwrap_or_default();
+            let thresholds = match (input.output.moderation, &m.low) {
+                (ModerationLevel::Low, Some(low)) => low,
+                _ => &m.thresholds,
+            };
+            let decision = decide(score, thresholds);
+            let mut value = serde_json::to_value(&decision).unwrap_or_default();
+            if let Some(fields) = value.as_object_mut() {
+                fields.insert("level".into(), input.output.moderation.as_str().into());
+            }
             match decision.action {
                 Action::Block => return Ok(Outcome::Blocked(decision)),
                 Action::Flag => flags.push(FLAG_NSFW.to_string()),

@@ -15,6 +15,7 @@
 //! - [`dto`]: request and response bodies and their validation.
 //! - [`error`]: [`ApiError`], the one error type, mapped to HTTP in one place.
 //! - [`extract`]: extractors with OpenAI-shaped rejections; the API-key check.
+//! - [`compose`]: several input images of an edit as one initial image.
 //! - [`masks`]: inpainting masks from uploads, in OpenAI's and the web
 //!   UI's conventions.
 //! - [`auth`]: who a request acts as; config keys, compared in constant time.
@@ -28,12 +29,14 @@
 //!   synchronous image routes of both APIs).
 //! - [`sdapi`]: the AUTOMATIC1111-compatible API (`/sdapi/v1`): its request
 //!   bodies, sampler names, per-caller options and running tasks.
+//! - [`ui`]: the web UI's files, built in, served at `/` and `/ui/`.
 //! - [`state`]: what handlers share.
 //! - [`openapi`]: the OpenAPI document.
 
 pub mod app;
 pub mod auth;
 pub mod batches;
+pub mod compose;
 pub mod correlation;
 pub mod drift;
 pub mod dto;

@@ -46,6 +46,7 @@ pub fn post_process(config: &Config) -> anyhow::Result<PostProcess> {
                 })
             })?,
             thresholds: m.image,
+            low: m.image_low,
         }),
         None => None,
     };

@@ -134,6 +134,7 @@ fn parse_line(
         .map_err(|e| format!("body is not an image generation request: {e}"))?;
     let mut body = body;
     body.strength = None;
+    body.low_moderation_offered = state.config.moderation.image_low.is_some();
     let valid = body.validate(&state.models).map_err(describe)?;
     if valid.stream.is_some() {
         return Err(

@@ -5,7 +5,9 @@
 //! integers) so that a bad value reaches validation and gets its own stable
 //! code, instead of failing inside serde with a generic message.
 
-use easel_core::{GenerationParams, OutputOptions, ParamError, RawParams, SeedRequest};
+use easel_core::{
+    GenerationParams, ModerationLevel, OutputOptions, ParamError, RawParams, SeedRequest,
+};
 use easel_jobs::{Models, check_for_model};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -111,6 +113,12 @@ pub struct CreateImageRequest {
     #[serde(skip)]
     #[schema(ignore)]
     pub prompt_tags: crate::dto::loras::PromptTags,
+    /// Whether this server offers `moderation: "low"`
+    /// (`moderation.image_low` is set), filled in by the route; not a body
+    /// field. `false` refuses `low`.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub low_moderation_offered: bool,
     /// Any other field: refused with 400 `unsupported_parameter` naming it,
     /// never silently ignored.
     #[serde(flatten, default, skip_serializing)]
@@ -182,10 +190,12 @@ impl CreateImageRequest {
                 ));
             }
         };
-        check_openai_options(
+        let mut output = output;
+        output.moderation = check_openai_options(
             self.style.as_deref(),
             self.background.as_deref(),
             self.moderation.as_deref(),
+            self.low_moderation_offered,
         )?;
         // The description kept from the model's last load: a cold (evicted)
         // model is validated against its real limits and starts warming up.
@@ -222,7 +232,6 @@ impl CreateImageRequest {
         let mut params = params;
         params.loras = crate::dto::loras::resolve(models, &taken.wanted)?;
         let user = self.user.map(|u| u.chars().take(256).collect());
-        let mut output = output;
         if let Some(partial) = stream.filter(|&p| p > 0) {
             // Evenly spaced previews, the last partial image before the end.
             output.preview_every_steps = Some((params.steps / (partial + 1)).max(1));
@@ -241,7 +250,8 @@ fn check_openai_options(
     style: Option<&str>,
     background: Option<&str>,
     moderation: Option<&str>,
-) -> Result<(), ApiError> {
+    low_offered: bool,
+) -> Result<ModerationLevel, ApiError> {
     if let Some(style) = style.filter(|s| !s.is_empty()) {
         return Err(ApiError::invalid(
             "unsupported_parameter",
@@ -275,12 +285,14 @@ fn check_openai_options(
         }
     }
     match moderation {
-        None | Some("" | "auto") => Ok(()),
+        None | Some("" | "auto") => Ok(ModerationLevel::Auto),
+        Some("low") if low_offered => Ok(ModerationLevel::Low),
         Some("low") => Err(ApiError::invalid(
             "unsupported_parameter",
             "moderation",
-            "moderation `low` is not supported: the server's moderation policy is set by \
-             its operator (docs/moderation.md); use `auto`",
+            "moderation `low` is not offered by this server: its operator sets the \
+             moderation policy and has not set `moderation.image_low` (docs/moderation.md); \
+             use `auto`",
         )),
         Some(other) => Err(ApiError::invalid(
             "invalid_moderation",
@@ -382,6 +394,7 @@ pub fn parse_output(
         output_format,
         output_compression,
         preview_every_steps: None,
+        moderation: ModerationLevel::Auto,
     })
 }
 

@@ -14,6 +14,7 @@ use easel_jobs::InitInput;
 use easel_store::Job as JobRecord;
 
 use crate::auth::Principal;
+use crate::compose::MAX_EDIT_IMAGES;
 use crate::dto::images::{CreateImageRequest, ImageData, ImagesResponse, ValidRequest};
 use crate::error::{ApiError, ErrorKind};
 use crate::extract::{ApiJson, RequestTimeout};
@@ -55,6 +56,7 @@ pub async fn create_generation(
     let mut body = body;
     // Text-to-image: strength belongs to edits.
     body.strength = None;
+    body.low_moderation_offered = state.config.moderation.image_low.is_some();
     let valid = body.validate(&state.models)?;
     let call = SyncCall {
         principal: &principal,
@@ -71,7 +73,8 @@ pub async fn create_generation(
 /// The multipart form of `/v1/images/edits`, as text before validation.
 #[derive(Default)]
 struct EditForm {
-    image: Option<bytes::Bytes>,
+    /// The `image` (or `image[]`) files, in the order sent.
+    images: Vec<bytes::Bytes>,
     /// OpenAI's mask: a PNG whose transparent pixels are redrawn.
     mask: Option<bytes::Bytes>,
     request: CreateImageRequest,
@@ -107,7 +110,9 @@ fn short(text: &str) -> String {
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct CreateEditForm {
-    /// The image to edit (PNG, JPEG or WebP).
+    /// The image to edit (PNG, JPEG or WebP). Repeat the field (`image` or
+    /// `image[]`) for up to 16 images: they are laid out as a grid, in
+    /// order, as the one initial image (docs/openai.md).
     #[schema(format = Binary, value_type = String)]
     image: Vec<u8>,
     /// What the result should show.
@@ -157,24 +162,43 @@ pub async fn create_edit(
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
-    let form = read_form(multipart?).await?;
-    let image = form.image.ok_or_else(missing_image)?;
+    let form = read_form(multipart?, MAX_EDIT_IMAGES).await?;
+    if form.images.is_empty() {
+        return Err(missing_image());
+    }
     let mut request = form.request;
     request.strength.get_or_insert(DEFAULT_EDIT_STRENGTH);
+    request.low_moderation_offered = state.config.moderation.image_low.is_some();
     let valid = request.validate_with_seed(form.seed, &state.models)?;
     let size = valid.params.size;
-    let upload = crate::masks::decode(&state, &image)?;
+    let mut uploads = Vec::with_capacity(form.images.len());
+    for bytes in &form.images {
+        uploads.push(crate::masks::decode(&state, bytes)?.image);
+    }
     let mask = match &form.mask {
+        Some(_) if uploads.len() > 1 => {
+            return Err(ApiError::invalid(
+                "unsupported_parameter",
+                "mask",
+                format!(
+                    "a mask edits one image, but the form has {} images: send one `image` \
+                     with the mask",
+                    uploads.len()
+                ),
+            ));
+        }
         Some(bytes) => {
             let mask = crate::masks::decode(&state, bytes)?;
-            Some(crate::masks::openai(mask, &upload.image, size)?)
+            Some(crate::masks::openai(mask, &uploads[0], size)?)
         }
         None => None,
     };
-    let init = InitInput {
-        image: crate::masks::fit(upload.image, size)?,
-        mask,
+    let image = if uploads.len() == 1 {
+        crate::masks::fit(uploads.remove(0), size)?
+    } else {
+        crate::compose::collage(&uploads, size)?
     };
+    let init = InitInput { image, mask };
     let call = SyncCall {
         principal: &principal,
         slot: &slot,
@@ -237,8 +261,11 @@ pub async fn create_variation(
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
-    let form = read_form(multipart?).await?;
-    let image = form.image.ok_or_else(missing_image)?;
+    let mut form = read_form(multipart?, 1).await?;
+    if form.images.is_empty() {
+        return Err(missing_image());
+    }
+    let image = form.images.remove(0);
     let mut request = form.request;
     if request.prompt.trim().is_empty() {
         request.prompt = recorded_prompt(&image).ok_or_else(|| {
@@ -258,6 +285,7 @@ pub async fn create_variation(
         ));
     }
     request.strength.get_or_insert(DEFAULT_VARIATION_STRENGTH);
+    request.low_moderation_offered = state.config.moderation.image_low.is_some();
     let valid = request.validate_with_seed(form.seed, &state.models)?;
     if valid.stream.is_some() {
         return Err(ApiError::invalid(
@@ -298,21 +326,25 @@ fn missing_image() -> ApiError {
     )
 }
 
-/// Reads an image form (edits, variations) into its text fields and the
-/// one image, refusing a second image and a mask.
-async fn read_form(mut multipart: Multipart) -> Result<EditForm, ApiError> {
+/// Reads an image form (edits, variations) into its text fields and its
+/// images (at most `max_images`) and mask.
+async fn read_form(mut multipart: Multipart, max_images: usize) -> Result<EditForm, ApiError> {
     let mut form = EditForm::default();
     while let Some(field) = multipart.next_field().await? {
         let name = field.name().unwrap_or_default().to_string();
         if name == "image" || name == "image[]" {
-            if form.image.is_some() {
+            if form.images.len() == max_images {
                 return Err(ApiError::invalid(
                     "too_many_images",
                     "image",
-                    "exactly one image is supported per edit",
+                    if max_images == 1 {
+                        "this route takes one image".to_string()
+                    } else {
+                        format!("at most {max_images} images per edit")
+                    },
                 ));
             }
-            form.image = Some(field.bytes().await?);
+            form.images.push(field.bytes().await?);
             continue;
         }
         if name == "mask" {

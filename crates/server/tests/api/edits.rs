@@ -134,3 +134,102 @@ async fn a_mask_without_alpha_or_of_another_size_is_refused_and_nothing_is_store
     assert_eq!(app.count_rows("jobs").await, 0);
     assert_eq!(app.count_image_files().await, 0);
 }
+
+fn solid_png(width: u32, height: u32, rgb: [u8; 3]) -> Vec<u8> {
+    let image = easel_core::RgbImage {
+        width,
+        height,
+        pixels: rgb.repeat((width * height) as usize),
+    };
+    easel_media::encode(
+        &image,
+        easel_core::OutputFormat::Png,
+        None,
+        &easel_media::Metadata::none(),
+    )
+    .unwrap()
+}
+
+async fn edit_with(
+    app: &crate::helpers::TestApp,
+    images: &[Vec<u8>],
+    mask: Option<Vec<u8>>,
+) -> reqwest::Response {
+    let part = |bytes: Vec<u8>| {
+        reqwest::multipart::Part::bytes(bytes)
+            .file_name("input.png")
+            .mime_str("image/png")
+            .unwrap()
+    };
+    let mut form = reqwest::multipart::Form::new();
+    for image in images {
+        form = form.part("image[]", part(image.clone()));
+    }
+    if let Some(mask) = mask {
+        form = form.part("mask", part(mask));
+    }
+    let form = form
+        .text("prompt", "two things side by side")
+        .text("model", MODEL)
+        .text("size", "16x16")
+        .text("steps", "20")
+        .text("strength", "0.1")
+        .text("response_format", "b64_json");
+    app.client
+        .post(app.url("/v1/images/edits"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn several_images_are_edited_as_one_grid_in_the_order_sent() {
+    let app = spawn_app().await;
+    let red = solid_png(20, 20, [230, 20, 20]);
+    let blue = solid_png(10, 30, [20, 20, 230]);
+    let r = edit_with(&app, &[red.clone(), blue.clone()], None).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let body: Value = r.json().await.unwrap();
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(body["data"][0]["b64_json"].as_str().unwrap())
+        .unwrap();
+    let out = easel_media::decode_untrusted(&png, &Default::default()).unwrap();
+    // At strength 0.1 the grid shows through: red on the left, blue on
+    // the right.
+    let mean = |x0: u32, x1: u32, channel: usize| {
+        let mut sum = 0.0;
+        let mut n = 0.0;
+        for y in 0..out.height {
+            for x in x0..x1 {
+                sum += f64::from(out.pixels[((y * out.width + x) * 3) as usize + channel]);
+                n += 1.0;
+            }
+        }
+        sum / n
+    };
+    let half = out.width / 2;
+    assert!(mean(0, half, 0) > mean(0, half, 2) + 60.0, "left is red");
+    assert!(
+        mean(half, out.width, 2) > mean(half, out.width, 0) + 60.0,
+        "right is blue"
+    );
+
+    // More than 16, or a mask with several: refused, nothing stored.
+    let many = vec![red.clone(); 17];
+    let err =
+        crate::helpers::assert_error(edit_with(&app, &many, None).await, 400, "too_many_images")
+            .await;
+    assert!(
+        err["error"]["message"].as_str().unwrap().contains("16"),
+        "{err}"
+    );
+    let err = crate::helpers::assert_error(
+        edit_with(&app, &[red, blue], Some(left_half_transparent(20, 20))).await,
+        400,
+        "unsupported_parameter",
+    )
+    .await;
+    assert_eq!(err["error"]["param"], "mask", "{err}");
+    assert_eq!(app.count_rows("jobs").await, 1);
+}

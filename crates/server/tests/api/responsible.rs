@@ -11,7 +11,7 @@ use easel_core::OutputFormat;
 use easel_store::AuditQuery;
 use serde_json::{Value, json};
 
-use crate::helpers::{fixture_model, small_request, spawn_app, spawn_app_with};
+use crate::helpers::{assert_error, fixture_model, small_request, spawn_app, spawn_app_with};
 
 fn b64(body: &Value, i: usize) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
@@ -310,6 +310,48 @@ async fn an_image_above_the_flag_threshold_is_stored_flagged_and_audited() {
     let events = audit(&app, "moderation.image_flagged").await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].subject.as_deref(), Some(id));
+}
+
+#[tokio::test]
+async fn moderation_low_uses_the_operators_low_thresholds_and_is_refused_without_them() {
+    // `auto` blocks everything; `low` only flags.
+    let app = spawn_app_with(|c| {
+        c.moderation.image = serde_json::from_value(json!({ "flag": 0.0, "block": 0.0 })).unwrap();
+        c.moderation.image_low =
+            Some(serde_json::from_value(json!({ "flag": 0.0, "block": 1.0 })).unwrap());
+    })
+    .await;
+    let mut auto = small_request("a red apple");
+    auto["moderation"] = json!("auto");
+    let r = app.generate(&auto).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "image_rejected"
+    );
+
+    let mut low = small_request("a red apple");
+    low["moderation"] = json!("low");
+    let (_, record) = generate_one(&app, &low).await;
+    assert_eq!(record["flags"], json!(["nsfw_flagged"]), "{record}");
+    assert_eq!(record["moderation"]["nsfw"]["action"], "flag");
+    assert_eq!(record["moderation"]["nsfw"]["level"], "low");
+    // Jobs keep the level to the worker.
+    let r = app.create_job(&low, None).await;
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+
+    // Without `moderation.image_low` the server does not offer `low`.
+    let strict = spawn_app().await;
+    let err = assert_error(strict.generate(&low).await, 400, "unsupported_parameter").await;
+    assert_eq!(err["error"]["param"], "moderation", "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("moderation.image_low"),
+        "{err}"
+    );
+    assert_eq!(strict.count_jobs().await, 0);
 }
 
 /// A copy of the fixture model with a training-set index of one entry.

@@ -15,6 +15,7 @@ async fn a_new_job_is_queued_and_reads_back_as_written() {
         output_format: OutputFormat::Webp,
         output_compression: Some(70),
         preview_every_steps: Some(3),
+        moderation: easel_core::ModerationLevel::Low,
     };
     new.request_id = Some("req-1".into());
     new.trace_parent = Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
