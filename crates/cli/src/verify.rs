@@ -138,15 +138,7 @@ pub fn run(config_file: Option<PathBuf>, args: VerifyArgs) -> anyhow::Result<()>
 
 /// The format from the file's first bytes.
 fn sniff(bytes: &[u8]) -> Option<OutputFormat> {
-    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        Some(OutputFormat::Png)
-    } else if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
-        Some(OutputFormat::Jpeg)
-    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
-        Some(OutputFormat::Webp)
-    } else {
-        None
-    }
+    easel_media::sniff_format(bytes)
 }
 
 /// The PNG's `parameters` and `easel` text chunks. A record that is not

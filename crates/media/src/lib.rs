@@ -84,6 +84,7 @@ pub use metadata::{
 };
 pub use png_text::read_png_text;
 pub use resize::resize;
+pub use sniff::sniff_format;
 pub use watermark::{
     WATERMARK_MIN_DETECT_SIDE, WATERMARK_MIN_SIDE, WatermarkMethod, WatermarkPayload,
     WatermarkReading, WatermarkTransform, detect_watermark, embed_compat_watermark,

@@ -7,6 +7,18 @@ use image::ImageFormat;
 
 use crate::error::MediaError;
 
+/// The output format `bytes` are in (PNG, JPEG or WebP, from the magic
+/// bytes); `None` for anything else.
+pub fn sniff_format(bytes: &[u8]) -> Option<easel_core::OutputFormat> {
+    use easel_core::OutputFormat;
+    match sniff(bytes) {
+        Ok(ImageFormat::Png) => Some(OutputFormat::Png),
+        Ok(ImageFormat::Jpeg) => Some(OutputFormat::Jpeg),
+        Ok(ImageFormat::WebP) => Some(OutputFormat::Webp),
+        _ => None,
+    }
+}
+
 /// The decoder to use for `bytes`: PNG, JPEG or WebP. Other image formats
 /// are [`MediaError::UnsupportedFormat`]; anything else is
 /// [`MediaError::InvalidImage`].

@@ -5,8 +5,9 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::routes::{
-    admin, audit, batch_control, batch_results, batches, content, files, health, images, jobs,
-    keys, loras, models, projects, review, rollouts, sdapi, sdapi_info, usage, watermark, workers,
+    admin, audit, batch_control, batch_results, batches, content, files, health, image_list,
+    images, jobs, keys, loras, me, models, projects, review, rollouts, sdapi, sdapi_info, usage,
+    watermark, workers,
 };
 
 /// The API description, built from the handlers' annotations.
@@ -75,6 +76,8 @@ use crate::routes::{
         models::get_model,
         loras::list_loras,
         usage::get_usage,
+        me::get_me,
+        image_list::list_images,
         admin::load_model,
         admin::unload_model,
         audit::list_audit,
@@ -127,6 +130,7 @@ use crate::routes::{
         watermark::DetectResponse,
         watermark::DetectedImage,
         watermark::DetectedTransform,
+        watermark::C2paReport,
         audit::AuditEventDto,
         workers::WorkerList,
         workers::WorkerObject,
@@ -134,6 +138,8 @@ use crate::routes::{
         content::LegalHoldRequest,
         content::LegalHoldState,
         usage::UsageReport,
+        me::Me,
+        image_list::ImageList,
         usage::UsageEntry,
         projects::ProjectObject,
         projects::ProjectList,
@@ -169,6 +175,7 @@ use crate::routes::{
         (name = "review", description = "Human review of sampled and flagged images (scope `review`)"),
         (name = "rollouts", description = "Model versions and guarded canary rollouts (scope `admin`)"),
         (name = "a1111", description = "The AUTOMATIC1111 web UI's API (`/sdapi/v1`) for its existing clients: same keys (bearer, or HTTP Basic with the key as password), limits, policy and pipeline as the rest (docs/a1111.md)"),
+        (name = "auth", description = "Who the caller is: project and scopes"),
         (name = "health", description = "Probes"),
     )
 )]

@@ -86,7 +86,7 @@ mod url;
 pub use blobs::{Blobs, S3Options, ServerSideEncryption, image_key};
 pub use db::{
     CHANNEL_CANCEL, CHANNEL_QUEUED, COST_SAMPLE, Db, DbOptions, HOLD_BUDGET,
-    LAST_USED_PRECISION_MS, Listener, MAX_AUDIT_PAGE, MAX_BATCH_PAGE, MAX_JOB_PAGE,
+    LAST_USED_PRECISION_MS, Listener, MAX_AUDIT_PAGE, MAX_BATCH_PAGE, MAX_IMAGE_PAGE, MAX_JOB_PAGE,
     MAX_SWEEP_BATCH, PromptSample, RateDecision, StoredMoments, WORKER_RETENTION_MS, periods,
 };
 pub use error::{Result, StoreError};
@@ -97,7 +97,7 @@ pub use records::batch::{
 };
 pub use records::catalog::CatalogEntry;
 pub use records::fair_share::{FairShare, FairShares};
-pub use records::image::{Image, NewImage, StageTiming};
+pub use records::image::{Image, ImageFilter, ImagePage, NewImage, StageTiming};
 pub use records::job::{
     BoundedInsert, CancelOutcome, Fence, InsertOutcome, Job, JobFilter, JobPage, NewJob, QueueFull,
 };

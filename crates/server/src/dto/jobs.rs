@@ -17,9 +17,30 @@ pub struct CreateJobRequest {
     /// `batch` (default) or `realtime`.
     #[serde(default)]
     pub tier: Option<String>,
+    /// Extension: a preview of the job's images every this many steps, on
+    /// its event stream's `progress` events (`previews`, PNG data URLs);
+    /// 1 to the job's step count. Default: the server's
+    /// `worker.preview_every_steps`.
+    #[serde(default)]
+    pub preview_every_steps: Option<i64>,
 }
 
 impl CreateJobRequest {
+    /// `preview_every_steps`, checked against the job's `steps`.
+    pub fn previews(&self, steps: u32) -> Result<Option<u32>, ApiError> {
+        match self.preview_every_steps {
+            None => Ok(None),
+            Some(n) if n >= 1 && n <= i64::from(steps) => Ok(Some(n as u32)),
+            Some(n) => Err(ApiError::invalid(
+                "invalid_preview_every_steps",
+                "preview_every_steps",
+                format!(
+                    "preview_every_steps must be between 1 and the job's steps ({steps}), got {n}"
+                ),
+            )),
+        }
+    }
+
     /// The parsed tier.
     pub fn tier(&self) -> Result<Tier, ApiError> {
         match self.tier.as_deref().map(str::trim) {
@@ -155,6 +176,11 @@ pub struct Job {
     /// (project `easel-shadow`, seen by admins).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shadow_of: Option<String>,
+    /// A queued job's place in the queue, 1-based: 1 + the jobs queued
+    /// before it in the queue's base order (tier priority, then age); fair
+    /// sharing between projects and users can still move it. Null unless
+    /// queued (and on the job `POST /v1/jobs` answers).
+    pub queue_position: Option<u64>,
 }
 
 impl Job {
@@ -200,6 +226,7 @@ impl Job {
             request_id: job.request_id.clone(),
             model_version: job.params.version.clone(),
             shadow_of: job.shadow_of.map(|j| j.to_string()),
+            queue_position: None,
         }
     }
 }

@@ -115,6 +115,67 @@ pub struct ImageRecordDto {
     pub legal_hold: bool,
     /// A signed, expiring link to the bytes.
     pub url: String,
+    /// The image's generation parameters as the AUTOMATIC1111 web UI
+    /// writes them (its `parameters` text), for tools that read those.
+    pub parameters: String,
+    /// Whether the stored file carries a C2PA manifest signed by this
+    /// server (it went through the `sign` stage).
+    pub c2pa: bool,
+}
+
+impl ImageRecordDto {
+    /// The record of `r`, with a signed link made for this request.
+    pub async fn from_record(
+        state: &AppState,
+        r: &easel_store::Image,
+        headers: &HeaderMap,
+    ) -> Result<Self, ApiError> {
+        let p = &r.params;
+        Ok(ImageRecordDto {
+            id: r.id.to_string(),
+            object: "image".into(),
+            job_id: r.job_id.to_string(),
+            index: r.index_in_job,
+            created_at: r.created_at.timestamp(),
+            prompt: r.prompt.clone(),
+            negative_prompt: r.negative_prompt.clone(),
+            seed: r.seed,
+            steps: r.steps,
+            guidance_scale: r.guidance,
+            sampler: r.sampler.clone(),
+            schedule: r.schedule.clone(),
+            strength: p.strength,
+            model: r.model.clone(),
+            model_hash: r.model_hash.clone(),
+            width: r.width,
+            height: r.height,
+            format: r.format.as_str().into(),
+            bytes: r.byte_size,
+            sha256: r.sha256.clone(),
+            timings: r
+                .timings
+                .iter()
+                .map(|t| StageTimingDto {
+                    stage: t.stage.clone(),
+                    seconds: t.seconds,
+                })
+                .collect(),
+            warnings: r.warnings.clone(),
+            watermark_id: r.watermark_id.clone(),
+            perceptual_hash: r.perceptual_hash.clone(),
+            moderation: r.moderation.clone(),
+            flags: r.flags.clone(),
+            request_id: r.request_id.clone(),
+            quality_score: r.quality_score,
+            project: r.project.to_string(),
+            device_seconds: r.device_seconds,
+            cost: r.cost,
+            legal_hold: r.legal_hold,
+            url: state.image_url(r, headers).await?,
+            parameters: crate::sdapi::info::infotext(r),
+            c2pa: r.timings.iter().any(|t| t.stage == "sign"),
+        })
+    }
 }
 
 /// An image's record.
@@ -141,49 +202,9 @@ pub async fn get_image(
         .await?
         .filter(|r| principal.sees(&r.project))
         .ok_or_else(|| image_not_found(&id))?;
-    let p = &r.params;
-    Ok(Json(ImageRecordDto {
-        id: r.id.to_string(),
-        object: "image".into(),
-        job_id: r.job_id.to_string(),
-        index: r.index_in_job,
-        created_at: r.created_at.timestamp(),
-        prompt: r.prompt.clone(),
-        negative_prompt: r.negative_prompt.clone(),
-        seed: r.seed,
-        steps: r.steps,
-        guidance_scale: r.guidance,
-        sampler: r.sampler.clone(),
-        schedule: r.schedule.clone(),
-        strength: p.strength,
-        model: r.model.clone(),
-        model_hash: r.model_hash.clone(),
-        width: r.width,
-        height: r.height,
-        format: r.format.as_str().into(),
-        bytes: r.byte_size,
-        sha256: r.sha256.clone(),
-        timings: r
-            .timings
-            .iter()
-            .map(|t| StageTimingDto {
-                stage: t.stage.clone(),
-                seconds: t.seconds,
-            })
-            .collect(),
-        warnings: r.warnings.clone(),
-        watermark_id: r.watermark_id.clone(),
-        perceptual_hash: r.perceptual_hash.clone(),
-        moderation: r.moderation.clone(),
-        flags: r.flags.clone(),
-        request_id: r.request_id.clone(),
-        quality_score: r.quality_score,
-        project: r.project.to_string(),
-        device_seconds: r.device_seconds,
-        cost: r.cost,
-        legal_hold: r.legal_hold,
-        url: state.image_url(&r, &headers).await?,
-    }))
+    Ok(Json(
+        ImageRecordDto::from_record(&state, &r, &headers).await?,
+    ))
 }
 
 /// The query of a signed link.

@@ -59,6 +59,19 @@ async fn visible_job(
     }
 }
 
+/// A queued job's place in the queue (`None` for any other job).
+async fn queue_position(state: &AppState, job: &easel_store::Job) -> Result<Option<u64>, ApiError> {
+    if job.status != JobStatus::Queued {
+        return Ok(None);
+    }
+    state
+        .jobs
+        .db()
+        .queue_position(job.id)
+        .await
+        .map_err(|e| ApiError::store("reading the queue position", e))
+}
+
 fn progress_of(state: &AppState, id: JobId) -> Option<(u32, u32)> {
     match state.jobs.hub().latest(id) {
         Some(JobEvent::Progress { step, total, .. }) => Some((step, total)),
@@ -117,9 +130,13 @@ pub async fn create_job(
         }
     };
     let tier = body.tier()?;
-    let mut request = body.request;
+    let mut request = body.request.clone();
     request.strength = None;
-    let valid = request.validate(&state.models)?;
+    request.low_moderation_offered = state.config.moderation.image_low.is_some();
+    let mut valid = request.validate(&state.models)?;
+    if let Some(every) = body.previews(valid.params.steps)? {
+        valid.output.preview_every_steps = Some(every);
+    }
     if valid.stream.is_some() {
         return Err(ApiError::invalid(
             "unsupported_parameter",
@@ -178,7 +195,9 @@ pub async fn get_job(
 ) -> Result<Json<Job>, ApiError> {
     let job = visible_job(&state, &principal, &id).await?;
     let id = job.id;
-    Ok(Json(Job::from_record(&job, progress_of(&state, id))))
+    let mut dto = Job::from_record(&job, progress_of(&state, id));
+    dto.queue_position = queue_position(&state, &job).await?;
+    Ok(Json(dto))
 }
 
 /// Jobs, newest first, one page at a time.
@@ -232,13 +251,15 @@ pub async fn list_jobs(
             }
             other => other.into(),
         })?;
+    let mut data = Vec::with_capacity(page.jobs.len());
+    for j in &page.jobs {
+        let mut dto = Job::from_record(j, progress_of(&state, j.id));
+        dto.queue_position = queue_position(&state, j).await?;
+        data.push(dto);
+    }
     Ok(Json(JobList {
         object: "list".into(),
-        data: page
-            .jobs
-            .iter()
-            .map(|j| Job::from_record(j, progress_of(&state, j.id)))
-            .collect(),
+        data,
         has_more: page.next_cursor.is_some(),
         next_cursor: page.next_cursor,
     }))
@@ -268,7 +289,9 @@ pub async fn cancel_job(
     {
         job = done?;
     }
-    Ok(Json(Job::from_record(&job, progress_of(&state, id))))
+    let mut dto = Job::from_record(&job, progress_of(&state, id));
+    dto.queue_position = queue_position(&state, &job).await?;
+    Ok(Json(dto))
 }
 
 /// Server-sent events of a job: first its current state, then `started`,

@@ -9,11 +9,13 @@ pub mod batches;
 pub mod content;
 pub mod files;
 pub mod health;
+pub mod image_list;
 pub mod images;
 pub(crate) mod images_stream;
 pub mod jobs;
 pub mod keys;
 pub mod loras;
+pub mod me;
 pub mod metrics;
 pub mod models;
 pub mod projects;
@@ -104,6 +106,7 @@ pub fn table() -> Vec<RouteSpec> {
         route!(GET get "/v1/jobs/{id}", r, Some(Owned), jobs::get_job),
         route!(DELETE delete "/v1/jobs/{id}", g, Some(Owned), jobs::cancel_job),
         route!(GET get "/v1/jobs/{id}/events", r, Some(Owned), jobs::job_events),
+        route!(GET get "/v1/images", r, Some(Listed), image_list::list_images),
         route!(GET get "/v1/images/{id}", r, Some(Owned), content::get_image),
         route!(DELETE delete "/v1/images/{id}", g, Some(Owned), content::delete_image),
         route!(POST post "/v1/watermark/detect", r, Some(Creates), watermark::detect_watermark),
@@ -139,6 +142,7 @@ pub fn table() -> Vec<RouteSpec> {
         route!(GET get "/sdapi/v1/schedulers", r, Some(Shared), sdapi_info::schedulers),
         route!(GET get "/sdapi/v1/scripts", r, Some(Shared), sdapi_info::scripts),
         route!(POST post "/sdapi/v1/png-info", r, Some(Shared), sdapi_info::png_info),
+        route!(GET get "/v1/me", r, Some(Caller), me::get_me),
         route!(GET get "/v1/models", r, Some(Shared), models::list_models),
         route!(GET get "/v1/models/{name}", r, Some(Shared), models::get_model),
         route!(GET get "/v1/loras", r, Some(Shared), loras::list_loras),

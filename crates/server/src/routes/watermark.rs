@@ -54,6 +54,48 @@ pub struct DetectResponse {
     /// The stored image the payload names; null when not watermarked, when
     /// no stored image has this id, or when the caller may not see it.
     pub image: Option<DetectedImage>,
+    /// The file's C2PA manifest, validated (against this server's signing
+    /// CA as trust anchor): null when the file carries none (re-encoded and
+    /// stripped files usually do not).
+    pub c2pa: Option<C2paReport>,
+    /// Why a C2PA manifest that is present could not be read at all; null
+    /// otherwise.
+    pub c2pa_error: Option<String>,
+}
+
+/// A C2PA manifest as read from the uploaded file.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct C2paReport {
+    /// `Trusted` (intact, signed by a certificate chaining to this
+    /// server's CA), `Valid` (intact and well signed, signer not trusted)
+    /// or `Invalid` (for instance a changed byte).
+    pub validation_state: String,
+    /// The claim generator, `"name version"`.
+    pub claim_generator: Option<String>,
+    /// The actions, e.g. `["c2pa.created"]`.
+    pub actions: Vec<String>,
+    /// The digital source type of the first action (an IPTC URI).
+    pub digital_source_type: Option<String>,
+    /// The model hash from Easel's generation assertion.
+    pub model_hash: Option<String>,
+    /// The watermark id of the manifest's soft-binding assertion.
+    pub soft_binding: Option<String>,
+    /// Validation failure codes (`signingCredential.untrusted`, …).
+    pub errors: Vec<String>,
+}
+
+impl From<easel_media::C2paSummary> for C2paReport {
+    fn from(s: easel_media::C2paSummary) -> Self {
+        Self {
+            validation_state: s.validation_state,
+            claim_generator: s.claim_generator,
+            actions: s.actions,
+            digital_source_type: s.digital_source_type,
+            model_hash: s.model_hash,
+            soft_binding: s.soft_binding,
+            errors: s.errors,
+        }
+    }
 }
 
 /// Scale and offset recovered by the watermark search.
@@ -113,7 +155,8 @@ pub async fn detect_watermark(
         max_bytes: state.config.server.body_limit_bytes,
         ..Default::default()
     };
-    let reading = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+    let anchor = trust_anchor(&state).await;
+    let (reading, c2pa, c2pa_error) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
         let image: RgbImage =
             easel_media::decode_untrusted(&bytes, &limits).map_err(from_media_error)?;
         let min = easel_media::WATERMARK_MIN_DETECT_SIDE;
@@ -127,7 +170,14 @@ pub async fn detect_watermark(
                 ),
             ));
         }
-        Ok(easel_media::detect_watermark(&image))
+        let (c2pa, c2pa_error) = match easel_media::sniff_format(&bytes) {
+            None => (None, None),
+            Some(format) => match easel_media::read_c2pa(&bytes, format, anchor.as_deref()) {
+                Ok(summary) => (summary.map(C2paReport::from), None),
+                Err(e) => (None, Some(e.to_string())),
+            },
+        };
+        Ok((easel_media::detect_watermark(&image), c2pa, c2pa_error))
     })
     .await
     .map_err(|e| ApiError::internal("detecting a watermark", e))??;
@@ -145,6 +195,8 @@ pub async fn detect_watermark(
             method: None,
             transform: None,
             image: None,
+            c2pa,
+            c2pa_error,
         }));
     };
     let id = payload.id();
@@ -160,7 +212,20 @@ pub async fn detect_watermark(
             offset_y: t.offset_y,
         }),
         image,
+        c2pa,
+        c2pa_error,
     }))
+}
+
+/// The PEM this server's C2PA manifests chain to: the configured
+/// certificate chain, else the generated CA in `<data_dir>/c2pa/`; `None`
+/// when neither can be read (manifests then read as `Valid` at best).
+async fn trust_anchor(state: &AppState) -> Option<String> {
+    let path = match &state.config.provenance.certificate {
+        Some(chain) => chain.clone(),
+        None => state.config.data_dir.join("c2pa/ca.pem"),
+    };
+    tokio::fs::read_to_string(path).await.ok()
 }
 
 /// The stored image with this watermark id, if the principal may see it.

@@ -667,6 +667,31 @@ async fn no_route_shows_one_project_what_another_owns() {
                     "admins see every project"
                 );
             }
+            (Some(Isolation::Listed), "GET", "/v1/images") => {
+                for (key, sees) in [(&t.alpha, false), (&t.beta, true), (&t.admin, true)] {
+                    let page = ok_json(
+                        send(app, Method::GET, "/v1/images?limit=100", Some(key), None).await,
+                        200,
+                    )
+                    .await;
+                    let ids: Vec<&str> = page["data"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|o| o["id"].as_str().unwrap())
+                        .collect();
+                    assert_eq!(ids.contains(&image_id.as_str()), sees, "{path}: {page}");
+                }
+            }
+            (Some(Isolation::Caller), "GET", "/v1/me") => {
+                let me = ok_json(
+                    send(app, Method::GET, path, Some(&t.alpha), None).await,
+                    200,
+                )
+                .await;
+                assert_eq!(me["project"], "alpha", "{me}");
+                assert_eq!(me["sees_all_projects"], false, "{me}");
+            }
             (Some(Isolation::Listed), "GET", "/v1/files" | "/v1/batches") => {
                 let theirs = if path == "/v1/files" {
                     &beta_file

@@ -3,10 +3,14 @@
 use easel_core::{ImageId, JobId, JobStatus};
 
 use super::{Db, dispatch};
+use crate::cursor::{self, Position};
 use crate::error::{Result, StoreError};
-use crate::records::image::{Image, NewImage};
+use crate::records::image::{Image, ImageFilter, ImagePage, NewImage};
 use crate::records::job::{Fence, Job};
 use crate::rows;
+
+/// The largest page [`Db::list_images`] returns.
+pub const MAX_IMAGE_PAGE: i64 = 100;
 
 impl Db {
     /// Records one image of a job. The job must exist; the (job, index) pair
@@ -57,5 +61,42 @@ impl Db {
     /// A job's images in index order (empty when it has none or does not exist).
     pub async fn images_for_job(&self, job: JobId) -> Result<Vec<Image>> {
         dispatch!(self, b => b.images_for_job(job).await)
+    }
+
+    /// One page of images matching `filter`, newest first.
+    ///
+    /// `cursor` is `None` for the first page, then the previous page's
+    /// `next_cursor`. `limit` must be within 1..=100.
+    pub async fn list_images(
+        &self,
+        filter: &ImageFilter,
+        cursor: Option<&str>,
+        limit: i64,
+    ) -> Result<ImagePage> {
+        if !(1..=MAX_IMAGE_PAGE).contains(&limit) {
+            return Err(StoreError::InvalidLimit {
+                got: limit,
+                max: MAX_IMAGE_PAGE,
+            });
+        }
+        let after = cursor.map(cursor::decode).transpose()?;
+        // One extra row says whether another page follows.
+        let mut images =
+            dispatch!(self, b => b.list_images(filter, after.as_ref(), limit + 1).await)?;
+        let next_cursor = if images.len() as i64 > limit {
+            images.truncate(limit as usize);
+            images.last().map(|last| {
+                cursor::encode(&Position {
+                    created_at: last.created_at.timestamp_millis(),
+                    id: last.id.to_string(),
+                })
+            })
+        } else {
+            None
+        };
+        Ok(ImagePage {
+            images,
+            next_cursor,
+        })
     }
 }

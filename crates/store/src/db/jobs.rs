@@ -100,6 +100,14 @@ impl Db {
         Ok(JobPage { jobs, next_cursor })
     }
 
+    /// Where a queued job stands: 1 + the queued jobs before it in the
+    /// queue's base order (tier priority, then age). Fair sharing between
+    /// projects and users can still move it. `None` when the job is not
+    /// queued (or held for approval, which no worker claims).
+    pub async fn queue_position(&self, id: JobId) -> Result<Option<u64>> {
+        dispatch!(self, b => b.queue_position(id).await)
+    }
+
     /// How many jobs are queued, in one tier or in all (`None`).
     pub async fn queue_depth(&self, tier: Option<Tier>) -> Result<u64> {
         dispatch!(self, b => b.queue_depth(tier).await)

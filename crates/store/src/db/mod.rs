@@ -29,6 +29,7 @@ pub use audit::MAX_AUDIT_PAGE;
 pub use batches::MAX_BATCH_PAGE;
 pub use drift::{PromptSample, StoredMoments};
 pub(crate) use fair_share::{ShareWrites, VtimeWrite};
+pub use images::MAX_IMAGE_PAGE;
 pub use jobs::MAX_JOB_PAGE;
 pub(crate) use jobs::queue_full;
 pub use notify::{CHANNEL_CANCEL, CHANNEL_QUEUED, Listener};

@@ -6,8 +6,9 @@ use sqlx::PgConnection;
 
 use super::PgDb;
 use super::queue::SUCCEED;
+use crate::cursor::Position;
 use crate::error::{Result, StoreError};
-use crate::records::image::{Image, NewImage};
+use crate::records::image::{Image, ImageFilter, NewImage};
 use crate::records::job::{Fence, Job};
 use crate::rows;
 
@@ -22,6 +23,17 @@ const INSERT: &str = "INSERT INTO images \
 
 /// The schema's name for `UNIQUE (job_id, index_in_job)`.
 const UNIQUE_INDEX_IN_JOB: &str = "images_job_index_unique";
+
+/// A page of images, newest first; `NULL` parameters leave their filter open.
+const LIST: &str = "SELECT * FROM images \
+     WHERE ($1::text IS NULL OR project_id = $1) \
+       AND ($2::text IS NULL OR model = $2) \
+       AND ($3::text IS NULL OR strpos(lower(prompt), lower($3)) > 0) \
+       AND ($4::bigint IS NULL OR created_at >= $4) \
+       AND ($5::bigint IS NULL OR created_at < $5) \
+       AND ($6::bigint IS NULL OR (created_at, id) < ($6, $7)) \
+     ORDER BY created_at DESC, id DESC \
+     LIMIT $8";
 
 impl PgDb {
     /// Records one image of `job`.
@@ -96,6 +108,27 @@ impl PgDb {
     pub(crate) async fn images_for_job(&self, job: JobId) -> Result<Vec<Image>> {
         let found = sqlx::query("SELECT * FROM images WHERE job_id = $1 ORDER BY index_in_job")
             .bind(job.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        found.iter().map(rows::image).collect()
+    }
+
+    /// Up to `fetch` images matching `filter` after `after`, newest first.
+    pub(crate) async fn list_images(
+        &self,
+        filter: &ImageFilter,
+        after: Option<&Position>,
+        fetch: i64,
+    ) -> Result<Vec<Image>> {
+        let found = sqlx::query(LIST)
+            .bind(filter.project.as_ref().map(|p| p.as_str()))
+            .bind(&filter.model)
+            .bind(&filter.prompt_contains)
+            .bind(filter.created_from_ms)
+            .bind(filter.created_until_ms)
+            .bind(after.map(|p| p.created_at))
+            .bind(after.map(|p| p.id.as_str()))
+            .bind(fetch)
             .fetch_all(&self.pool)
             .await?;
         found.iter().map(rows::image).collect()

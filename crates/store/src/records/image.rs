@@ -147,3 +147,28 @@ pub struct Image {
     /// Held: never deleted, by request or by retention.
     pub legal_hold: bool,
 }
+
+/// Which images [`Db::list_images`](crate::Db::list_images) returns; every
+/// field narrows the list, `None` leaves it open.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImageFilter {
+    /// Only this project's images.
+    pub project: Option<ProjectId>,
+    /// Only images of this model (its name as requested).
+    pub model: Option<String>,
+    /// Only images whose prompt contains this text, ignoring case.
+    pub prompt_contains: Option<String>,
+    /// Only images created at or after this time (ms since the epoch).
+    pub created_from_ms: Option<i64>,
+    /// Only images created before this time (ms since the epoch).
+    pub created_until_ms: Option<i64>,
+}
+
+/// One page of images, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImagePage {
+    /// The images of this page.
+    pub images: Vec<Image>,
+    /// Pass this to get the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}

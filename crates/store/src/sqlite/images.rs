@@ -5,8 +5,9 @@ use sqlx::SqliteConnection;
 
 use super::SqliteDb;
 use super::queue::SUCCEED;
+use crate::cursor::Position;
 use crate::error::{Result, StoreError};
-use crate::records::image::{Image, NewImage};
+use crate::records::image::{Image, ImageFilter, NewImage};
 use crate::records::job::{Fence, Job};
 use crate::rows;
 
@@ -18,6 +19,17 @@ const INSERT: &str = "INSERT INTO images \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
              ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, (SELECT project_id FROM jobs WHERE id = ?2), ?29, ?30) \
      RETURNING *";
+
+/// A page of images, newest first; `NULL` parameters leave their filter open.
+const LIST: &str = "SELECT * FROM images \
+     WHERE (?1 IS NULL OR project_id = ?1) \
+       AND (?2 IS NULL OR model = ?2) \
+       AND (?3 IS NULL OR instr(lower(prompt), lower(?3)) > 0) \
+       AND (?4 IS NULL OR created_at >= ?4) \
+       AND (?5 IS NULL OR created_at < ?5) \
+       AND (?6 IS NULL OR (created_at, id) < (?6, ?7)) \
+     ORDER BY created_at DESC, id DESC \
+     LIMIT ?8";
 
 impl SqliteDb {
     /// Records one image of `job`.
@@ -89,6 +101,27 @@ impl SqliteDb {
     pub(crate) async fn images_for_job(&self, job: JobId) -> Result<Vec<Image>> {
         let found = sqlx::query("SELECT * FROM images WHERE job_id = ?1 ORDER BY index_in_job")
             .bind(job.to_string())
+            .fetch_all(&self.reader)
+            .await?;
+        found.iter().map(rows::image).collect()
+    }
+
+    /// Up to `fetch` images matching `filter` after `after`, newest first.
+    pub(crate) async fn list_images(
+        &self,
+        filter: &ImageFilter,
+        after: Option<&Position>,
+        fetch: i64,
+    ) -> Result<Vec<Image>> {
+        let found = sqlx::query(LIST)
+            .bind(filter.project.as_ref().map(|p| p.as_str()))
+            .bind(&filter.model)
+            .bind(&filter.prompt_contains)
+            .bind(filter.created_from_ms)
+            .bind(filter.created_until_ms)
+            .bind(after.map(|p| p.created_at))
+            .bind(after.map(|p| p.id.as_str()))
+            .bind(fetch)
             .fetch_all(&self.reader)
             .await?;
         found.iter().map(rows::image).collect()

@@ -34,6 +34,12 @@ const EXPIRE_OVERDUE: &str = "UPDATE jobs \
 // its condition off. The row-value comparison walks `(created_at, id)`
 // strictly downwards from the cursor, so pages never overlap or skip a row,
 // even when several jobs share a millisecond.
+/// A queued job's place in the queue's base order, 1-based.
+const POSITION: &str = "SELECT (SELECT COUNT(*) FROM jobs q \
+         WHERE q.status = 'queued' AND q.hold_reason IS NULL \
+           AND (q.priority, q.created_at, q.id) < (j.priority, j.created_at, j.id)) + 1 AS position \
+     FROM jobs j WHERE j.id = ?1 AND j.status = 'queued' AND j.hold_reason IS NULL";
+
 const LIST: &str = "SELECT * FROM jobs \
      WHERE (?1 IS NULL OR status = ?1) \
        AND (?2 IS NULL OR user_id = ?2) \
@@ -144,6 +150,18 @@ impl SqliteDb {
             .fetch_all(&self.reader)
             .await?;
         found.iter().map(rows::job).collect()
+    }
+
+    /// A queued job's place in the queue, 1-based; `None` if not queued.
+    pub(crate) async fn queue_position(&self, id: JobId) -> Result<Option<u64>> {
+        let row = sqlx::query(POSITION)
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row
+            .map(|r| r.try_get::<i64, _>("position"))
+            .transpose()?
+            .map(|n| n.max(1) as u64))
     }
 
     /// Queued jobs, in one tier or in all.
