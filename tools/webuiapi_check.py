@@ -63,6 +63,8 @@ def main() -> int:
     api = webuiapi.WebUIApi(baseurl=f"{base}/sdapi/v1", sampler="Euler a", steps=4)
 
     # Models, samplers, schedulers, options.
+    refreshed = api.refresh_checkpoints()
+    check(refreshed.status_code == 200, f"refresh-checkpoints: {refreshed.status_code}")
     names = api.util_get_model_names()
     check(any(n.split(" [")[0] == model for n in names), f"{model} not in {names}")
     check("Euler a" in api.util_get_sampler_names(), "no Euler a")

@@ -43,6 +43,8 @@ use crate::routes::{
         sdapi_info::set_options,
         sdapi_info::sd_models,
         loras::sd_loras,
+        loras::refresh_loras,
+        loras::refresh_checkpoints,
         sdapi_info::samplers,
         sdapi_info::schedulers,
         sdapi_info::scripts,

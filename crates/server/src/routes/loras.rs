@@ -125,3 +125,23 @@ pub async fn sd_loras(State(state): State<AppState>) -> Json<Value> {
         .collect();
     Json(Value::Array(list))
 }
+
+/// The web UI's "refresh" of its LoRA list. Easel reads `[pool] lora_dir`
+/// on every listing and reopens a file whose size or time changed, so
+/// there is nothing to reload: a file added to the folder is already
+/// listed. Answers `null`, as the web UI does.
+#[utoipa::path(post, path = "/sdapi/v1/refresh-loras", tag = "a1111",
+    responses((status = 200, description = "`null`: the folder is read live")))]
+pub async fn refresh_loras() -> Json<Value> {
+    Json(Value::Null)
+}
+
+/// The web UI's "refresh" of its checkpoint list. Easel's models are its
+/// configuration (`[[models]]`), which is read at startup; the list
+/// `sd-models` returns is already current. Answers `null`, as the web UI
+/// does.
+#[utoipa::path(post, path = "/sdapi/v1/refresh-checkpoints", tag = "a1111",
+    responses((status = 200, description = "`null`: the configured models are listed as they are")))]
+pub async fn refresh_checkpoints() -> Json<Value> {
+    Json(Value::Null)
+}

@@ -138,6 +138,8 @@ pub fn table() -> Vec<RouteSpec> {
         route!(POST post "/sdapi/v1/options", g, Some(Caller), sdapi_info::set_options),
         route!(GET get "/sdapi/v1/sd-models", r, Some(Shared), sdapi_info::sd_models),
         route!(GET get "/sdapi/v1/loras", r, Some(Shared), loras::sd_loras),
+        route!(POST post "/sdapi/v1/refresh-loras", r, Some(Shared), loras::refresh_loras),
+        route!(POST post "/sdapi/v1/refresh-checkpoints", r, Some(Shared), loras::refresh_checkpoints),
         route!(GET get "/sdapi/v1/samplers", r, Some(Shared), sdapi_info::samplers),
         route!(GET get "/sdapi/v1/schedulers", r, Some(Shared), sdapi_info::schedulers),
         route!(GET get "/sdapi/v1/scripts", r, Some(Shared), sdapi_info::scripts),

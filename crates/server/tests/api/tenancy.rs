@@ -938,6 +938,14 @@ async fn no_route_shows_one_project_what_another_owns() {
                 let r = send(app, method.clone(), path, Some(&t.alpha), None).await;
                 assert!(r.status().is_success(), "{method} {path}: {}", r.status());
             }
+            (
+                Some(Isolation::Shared),
+                "POST",
+                "/sdapi/v1/refresh-loras" | "/sdapi/v1/refresh-checkpoints",
+            ) => {
+                let r = send(app, method.clone(), path, Some(&t.alpha), None).await;
+                assert_eq!(r.status(), 200, "{method} {path}");
+            }
             (Some(Isolation::Shared), "GET", _) => {
                 let path = path.replace("{name}", crate::helpers::MODEL);
                 ok_json(
