@@ -166,6 +166,14 @@ pub struct ServerConfig {
     /// it is cancelled and put back in the queue, in seconds. Default: 30.
     /// Env: `EASEL_SERVER__SHUTDOWN_GRACE_SECONDS`.
     pub shutdown_grace_seconds: u64,
+    /// Whether the web UI is served at `/` (and its files under `/ui/`) by
+    /// processes with the api role. Default: `true`. Env: `EASEL_SERVER__UI`.
+    pub ui: bool,
+    /// Serve the web UI's files from this folder, read on every request,
+    /// instead of the copy built into the binary: for working on the UI
+    /// without rebuilding. Default: unset (the built-in copy).
+    /// Env: `EASEL_SERVER__UI_DIR`.
+    pub ui_dir: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -175,6 +183,8 @@ impl Default for ServerConfig {
             body_limit_bytes: 16 * 1024 * 1024,
             public_url: None,
             shutdown_grace_seconds: 30,
+            ui: true,
+            ui_dir: None,
         }
     }
 }

@@ -52,6 +52,7 @@ pub mod sdapi;
 pub mod signing;
 pub mod state;
 pub mod tenancy;
+pub mod ui;
 
 pub use app::{Application, run, shutdown_signal};
 pub use easel_config::{Config, Overrides};

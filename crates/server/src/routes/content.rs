@@ -115,6 +115,10 @@ pub struct ImageRecordDto {
     pub legal_hold: bool,
     /// A signed, expiring link to the bytes.
     pub url: String,
+    /// The size it was generated at, `WIDTHxHEIGHT` (the request's); the
+    /// file's own `width` and `height` may be larger: small outputs are
+    /// enlarged (nearest neighbour) to carry the watermark.
+    pub size: String,
     /// The image's generation parameters as the AUTOMATIC1111 web UI
     /// writes them (its `parameters` text), for tools that read those.
     pub parameters: String,
@@ -172,6 +176,7 @@ impl ImageRecordDto {
             cost: r.cost,
             legal_hold: r.legal_hold,
             url: state.image_url(r, headers).await?,
+            size: r.params.size.to_string(),
             parameters: crate::sdapi::info::infotext(r),
             c2pa: r.timings.iter().any(|t| t.stage == "sign"),
         })

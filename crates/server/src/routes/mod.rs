@@ -214,6 +214,7 @@ pub fn router(state: AppState) -> Router {
         .iter()
         .fold(Router::new(), add)
         .merge(metrics_route(&state))
+        .merge(crate::ui::routes(&state))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()));
     Router::new()
         .merge(protected)

@@ -27,7 +27,8 @@ pub struct Made<'a> {
 }
 
 /// The A1111 infotext of one stored image (what its PNG's `parameters`
-/// chunk says).
+/// chunk says). `Size` is the generated size, as the web UI writes it:
+/// the file may be larger (small outputs are enlarged for the watermark).
 pub fn infotext(image: &Image) -> String {
     easel_media::GenerationInfo {
         prompt: image.prompt.clone(),
@@ -37,8 +38,8 @@ pub fn infotext(image: &Image) -> String {
         schedule: image.schedule.parse().unwrap_or(ScheduleKind::Default),
         cfg_scale: image.guidance,
         seed: image.seed,
-        width: image.width,
-        height: image.height,
+        width: image.params.size.width,
+        height: image.params.size.height,
         model_hash: image.model_hash.clone(),
         model: image.model.clone(),
         denoising_strength: image.params.strength,

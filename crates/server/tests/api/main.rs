@@ -33,4 +33,5 @@ mod shadow;
 mod tenancy;
 mod tracing;
 mod watermark;
+mod web;
 mod workers;

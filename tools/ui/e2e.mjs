@@ -1,0 +1,488 @@
+// End-to-end test of Easel's web UI in headless Chromium (Debian's
+// `chromium`, driven by playwright-core; no browser download).
+//
+//   EASEL_BASE_URL     the running `easel serve` (required), e.g. http://127.0.0.1:18080
+//   EASEL_SCREENSHOTS  folder for the screenshots (default: a temporary folder)
+//   EASEL_CHROMIUM     the browser (default /usr/bin/chromium)
+//
+// The server must be open (loopback, no API keys) when this starts: the
+// last steps create keys, which turns authentication on. crates/cli/tests/
+// ui.rs starts such a server on the bundled model and runs this script.
+// Each step prints `ok <step>`; the first failure prints `FAILED <step>:
+// <why>`, saves a screenshot named after the step and exits 1.
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '../..');
+const BASE = (process.env.EASEL_BASE_URL || '').replace(/\/$/, '');
+const SHOTS = process.env.EASEL_SCREENSHOTS || fs.mkdtempSync(path.join(os.tmpdir(), 'easel-ui-'));
+const BROWSER = process.env.EASEL_CHROMIUM || '/usr/bin/chromium';
+const VIEWPORT = { width: 1280, height: 800 };
+const T = 30_000;
+
+if (!BASE) {
+  console.error('FAILED setup: set EASEL_BASE_URL to a running easel serve');
+  process.exit(2);
+}
+fs.mkdirSync(SHOTS, { recursive: true });
+
+let browser;
+let page; // the page a failure screenshot is taken of
+const problems = []; // console errors, CSP violations, uncaught exceptions
+
+class StepError extends Error {}
+function check(cond, message) {
+  if (!cond) throw new StepError(message);
+}
+
+async function step(name, fn) {
+  const started = Date.now();
+  try {
+    await fn();
+  } catch (e) {
+    console.error(`FAILED ${name}: ${e.message}`);
+    if (page) {
+      try { await page.screenshot({ path: path.join(SHOTS, `FAILED-${name.replace(/[^a-z0-9]+/gi, '-')}.png`) }); } catch { /* page gone */ }
+    }
+    if (browser) await browser.close().catch(() => {});
+    process.exit(1);
+  }
+  console.log(`ok ${name} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+}
+
+async function shot(p, name) {
+  await p.screenshot({ path: path.join(SHOTS, `${name}.png`) });
+  console.log(`   screenshot ${name}.png`);
+}
+
+/** An API call from Node (the server is open until the auth steps). */
+async function apiCall(method, route, body, key) {
+  const headers = {};
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (key) headers.Authorization = `Bearer ${key}`;
+  const r = await fetch(`${BASE}${route}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await r.text();
+  let json = null;
+  try { json = JSON.parse(text); } catch { /* not JSON */ }
+  if (!r.ok) throw new StepError(`${method} ${route} answered ${r.status}: ${text.slice(0, 300)}`);
+  return json;
+}
+
+async function waitJob(id, pred, what, ms = 60_000) {
+  const until = Date.now() + ms;
+  for (;;) {
+    const job = await apiCall('GET', `/v1/jobs/${id}`);
+    if (pred(job)) return job;
+    if (Date.now() > until) throw new StepError(`job ${id} never became ${what} (status ${job.status})`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** Fails unless every form control on the page has a label. */
+async function checkLabels(p, where) {
+  const bare = await p.$$eval('input, select, textarea', (els) => els
+    .filter((el) => el.type !== 'hidden' && !(el.labels && el.labels.length) && !el.getAttribute('aria-label') && !el.getAttribute('aria-labelledby'))
+    .map((el) => el.id || el.name || el.outerHTML.slice(0, 60)));
+  check(bare.length === 0, `unlabelled controls on ${where}: ${bare.join(', ')}`);
+}
+
+async function newPage(options = {}) {
+  const context = await browser.newContext({ viewport: VIEWPORT, colorScheme: 'light', ...options });
+  const p = await context.newPage();
+  p.on('console', (msg) => {
+    const text = msg.text();
+    // A 4xx the UI asked for on purpose is logged by Chromium as a failed
+    // resource: only script errors and policy violations count.
+    if (/Content.Security.Policy|Refused to/i.test(text) || (msg.type() === 'error' && !/Failed to load resource/.test(text))) {
+      problems.push(`console ${msg.type()}: ${text}`);
+    }
+  });
+  p.on('pageerror', (e) => problems.push(`uncaught: ${e.message}`));
+  page = p;
+  return p;
+}
+
+// ---------------------------------------------------------------------------
+
+await step('metrics arithmetic agrees with easel top', async () => {
+  // The same fixtures and expectations as crates/cli/src/top/frame.rs.
+  const m = await import(path.join(root, 'crates/server/ui/metrics.js'));
+  const fx = (f) => fs.readFileSync(path.join(root, 'crates/cli/tests/fixtures/top', f), 'utf8');
+  const f = m.frameBetween(m.parseExposition(fx('before.prom')), m.parseExposition(fx('after.prom')), 10);
+  const near = (a, b) => a !== null && Math.abs(a - b) < 1e-9;
+  check(f.httpPerS === 3 && f.httpByClass['2xx'] === 2 && f.httpByClass['4xx'] === 1, `HTTP rates ${JSON.stringify(f.httpByClass)}`);
+  check(f.successRatio === 0.9, `success ratio ${f.successRatio}`);
+  check(near(f.errorsByCode.engine_failed, 0.1) && near(f.errorsByCode.image_rejected, 0.1), `errors ${JSON.stringify(f.errorsByCode)}`);
+  check(near(f.imagesPerS, 1.8) && f.costPerImage === 0.5, `images ${f.imagesPerS}, cost ${f.costPerImage}`);
+  const rt = f.tiers[0];
+  check(near(rt.p50, 0.5 + 0.5 * 9 / 10) && near(rt.p95, 1 + (17.1 - 10) / 8), `realtime P50 ${rt.p50} P95 ${rt.p95}`);
+  check(rt.queueDepth === 3 && rt.oldestAge === 4.5 && f.tiers[1].p50 === null, 'queue gauges');
+  check(f.stagesP95[0][0] === 'denoise_step', `slowest stage ${f.stagesP95[0]}`);
+  const om = m.frameBetween(m.emptyExposition(), m.parseExposition(fx('openmetrics.txt')), 1);
+  check(om.version === '0.1.0' && om.httpPerS === 9 && near(om.successRatio, 6 / 7) && om.tiers[0].p50 === 0.375, 'OpenMetrics frame');
+  check(m.quantile(0.95, [[1, 0], [10, 10], [15, 20], [Infinity, 20]]) === 14.5, 'quantile interpolation');
+});
+
+await step('the event-stream parser reads split chunks, CRLF, comments and multi-line data', async () => {
+  const { parseEvents } = await import(path.join(root, 'crates/server/ui/sse.js'));
+  const chunks = [': keep-alive\r\n\r\nevent: prog', 'ress\r\ndata: {"step":1,', '"total":2}\r', '\n\r\n', 'data: a\ndata: b\n\nevent: completed\ndata: {}\n\n'];
+  const body = new ReadableStream({ start(c) { for (const x of chunks) c.enqueue(new TextEncoder().encode(x)); c.close(); } });
+  const got = [];
+  for await (const e of parseEvents(body)) got.push(e);
+  check(JSON.stringify(got) === JSON.stringify([
+    { event: 'progress', data: '{"step":1,"total":2}' },
+    { event: 'message', data: 'a\nb' },
+    { event: 'completed', data: '{}' },
+  ]), `parsed ${JSON.stringify(got)}`);
+});
+
+await step('launch chromium', async () => {
+  browser = await chromium.launch({ executablePath: BROWSER, args: ['--no-sandbox'] });
+});
+
+let p;
+await step('page loads with a strict CSP and the open principal', async () => {
+  const r = await fetch(`${BASE}/`);
+  check(r.ok, `GET / answered ${r.status}`);
+  const csp = r.headers.get('content-security-policy') || '';
+  check(/script-src 'self'/.test(csp) && !/unsafe-inline/.test(csp), `Content-Security-Policy is ${JSON.stringify(csp)}`);
+  p = await newPage();
+  await p.goto(`${BASE}/`);
+  await p.waitForSelector('h1:text("Playground")', { timeout: T });
+  await p.waitForSelector('#pg-model option', { state: 'attached', timeout: T });
+  await checkLabels(p, 'the playground');
+  const who = await p.textContent('#who');
+  check(/Open server/.test(who), `header says ${JSON.stringify(who)}`);
+  check(await p.isVisible('#nav a[data-route="admin"]'), 'Admin tab hidden on an open server');
+});
+
+await step('keyboard: skip link and tabs are reachable with visible focus', async () => {
+  await p.keyboard.press('Tab');
+  check(await p.evaluate(() => document.activeElement.classList.contains('skip')), 'first Tab does not reach the skip link');
+  await p.keyboard.press('Tab');
+  await p.keyboard.press('Tab');
+  const focused = await p.evaluate(() => {
+    const el = document.activeElement;
+    return { text: el.textContent, outline: getComputedStyle(el).outlineStyle };
+  });
+  check(focused.text === 'Playground' && focused.outline !== 'none', `third Tab focuses ${JSON.stringify(focused)}`);
+});
+
+await step('a 400 from the API is shown as a readable message', async () => {
+  await p.fill('#pg-prompt', 'x'.repeat(4001));
+  await p.click('#pg-generate');
+  const box = await p.waitForSelector('#pg-messages .error', { timeout: T });
+  const text = await box.textContent();
+  check(/4000/.test(text) && /prompt/i.test(text), `error box says ${JSON.stringify(text)}`);
+  check(!/\{"error"/.test(text), 'the error box shows raw JSON');
+  check(await p.getAttribute('#pg-prompt', 'aria-invalid') === 'true', 'the prompt is not marked invalid');
+  // An invalid size names the size field.
+  await p.fill('#pg-prompt', 'a cat');
+  await p.fill('#pg-size', '33x33');
+  await p.click('#pg-generate');
+  await p.waitForFunction(() => document.querySelector('#pg-messages .error')?.dataset.code?.includes('size'), null, { timeout: T });
+  check(await p.getAttribute('#pg-size', 'aria-invalid') === 'true', 'the size field is not marked invalid');
+  await shot(p, 'playground-error');
+  await p.fill('#pg-size', '');
+});
+
+let imageId;
+let record;
+await step('generate from the playground: progress, previews, image, provenance', async () => {
+  await p.fill('#pg-prompt', 'a smiling yellow sun');
+  await p.fill('#pg-negative', 'blurry');
+  await p.uncheck('#pg-random');
+  await p.fill('#pg-seed', '42');
+  await p.fill('#pg-steps', '12');
+  // Record every status text and preview the page shows along the way.
+  await p.evaluate(() => {
+    window.seen = { statuses: [], previews: 0, progress: 0 };
+    const status = document.getElementById('pg-status');
+    new MutationObserver(() => window.seen.statuses.push(status.textContent)).observe(status, { childList: true, characterData: true, subtree: true });
+    new MutationObserver(() => { window.seen.previews = Math.max(window.seen.previews, document.querySelectorAll('#pg-previews img').length); })
+      .observe(document.getElementById('pg-previews'), { childList: true });
+    const bar = document.getElementById('pg-progress');
+    new MutationObserver(() => { if (bar.value > 0 && bar.value < bar.max) window.seen.progress += 1; }).observe(bar, { attributes: true });
+  });
+  await p.click('#pg-generate');
+  await p.waitForSelector('#pg-results .result img.shot[src^="blob:"]', { timeout: 120_000 });
+  await p.waitForFunction(() => { const i = document.querySelector('#pg-results img.shot'); return i && i.complete && i.naturalWidth > 0; }, null, { timeout: T });
+  const seen = await p.evaluate(() => window.seen);
+  check(seen.statuses.some((s) => /queued/.test(s)), `no queued status among ${JSON.stringify(seen.statuses)}`);
+  check(seen.statuses.some((s) => /^Step \d+ of 12$/.test(s)), `no step progress among ${JSON.stringify(seen.statuses)}`);
+  check(seen.progress > 0, 'the progress bar never moved');
+  check(seen.previews > 0, 'no per-step preview was shown');
+  imageId = await p.getAttribute('#pg-results .result', 'data-image-id');
+  check(/^img_/.test(imageId || ''), `result has image id ${imageId}`);
+  record = await apiCall('GET', `/v1/images/${imageId}`);
+  const prov = await p.textContent('#pg-results .prov');
+  for (const want of ['Seed42', 'Modeleasel-emoji', 'Model versionblake3:', 'Watermark id', 'C2PA', 'Quality score', 'Moderation', 'Flags']) {
+    check(prov.replace(/\s+/g, '').includes(want.replace(/\s+/g, '')), `provenance lacks ${want}: ${prov}`);
+  }
+  if (record.watermark_id) check(prov.includes(record.watermark_id), 'provenance lacks the watermark id');
+  check(prov.includes(record.c2pa ? 'signed C2PA manifest' : 'no C2PA manifest'), 'provenance C2PA status disagrees with the record');
+  const href = await p.getAttribute('#pg-results .result a[download]', 'href');
+  check(href && href.startsWith('blob:'), `download link is ${href}`);
+  await shot(p, 'playground');
+});
+
+await step('use these settings again fills the form', async () => {
+  await p.fill('#pg-prompt', 'something else');
+  await p.click('#pg-results button:text("Use these settings again")');
+  await p.waitForFunction(() => document.getElementById('pg-prompt')?.value === 'a smiling yellow sun', null, { timeout: T });
+  check(await p.inputValue('#pg-seed') === '42' && !(await p.isChecked('#pg-random')), 'seed not reused');
+  check(await p.inputValue('#pg-steps') === '12', 'steps not reused');
+});
+
+await step('find the image in the gallery and open its details', async () => {
+  await p.goto(`${BASE}/#/gallery`);
+  await p.waitForSelector(`.tile[data-image-id="${imageId}"] img[src^="blob:"]`, { timeout: T });
+  await p.fill('#gal-prompt', 'SMILING');
+  await p.click('form[role=search] button[type=submit]');
+  await p.waitForSelector(`.tile[data-image-id="${imageId}"]`, { timeout: T });
+  await checkLabels(p, 'the gallery');
+  await shot(p, 'gallery');
+  await p.selectOption('#gal-model', 'easel-emoji');
+  // Dates as the page reads them: the browser's local calendar.
+  const localDay = (offsetDays) => p.evaluate((o) => {
+    const d = new Date(Date.now() + o * 86400e3);
+    return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+  }, offsetDays);
+  await p.fill('#gal-from', await localDay(0));
+  await p.click('form[role=search] button[type=submit]');
+  await p.waitForSelector(`.tile[data-image-id="${imageId}"]`, { timeout: T });
+  await p.fill('#gal-prompt', 'no-such-prompt-text');
+  await p.click('form[role=search] button[type=submit]');
+  await p.waitForSelector('text=No images match.', { timeout: T });
+  await p.fill('#gal-prompt', '');
+  await p.fill('#gal-from', await localDay(1));
+  await p.click('form[role=search] button[type=submit]');
+  await p.waitForFunction(() => /No images match/.test(document.querySelector('.view-gallery .status')?.textContent || ''), null, { timeout: T });
+  await p.click('form[role=search] button[type=reset]');
+  await p.waitForSelector(`.tile[data-image-id="${imageId}"]`, { timeout: T });
+  await p.click(`.tile[data-image-id="${imageId}"] a`);
+  await p.waitForSelector('#gal-detail-image img[src^="blob:"]', { timeout: T });
+  const params = await p.textContent('#gal-params');
+  check(/Seed: 42/.test(params) && /Steps: 12/.test(params), `parameters text is ${JSON.stringify(params)}`);
+  const prov = await p.textContent('.prov');
+  check(prov.includes(imageId), 'detail provenance lacks the image id');
+  await shot(p, 'gallery-detail');
+});
+
+await step('verify a file: watermark and C2PA of the downloaded image', async () => {
+  const bytes = Buffer.from(await (await fetch(`${BASE}/v1/images/${imageId}/content`)).arrayBuffer());
+  await p.setInputFiles('.verify input[type=file]', { name: `${imageId}.png`, mimeType: 'image/png', buffer: bytes });
+  const result = await p.waitForSelector('.verify-result, .verify-out .error', { timeout: 60_000 });
+  const text = await result.textContent();
+  if (record.watermark_id) {
+    check(text.includes(record.watermark_id) && text.includes(imageId), `verify result lacks the watermark or image: ${text}`);
+  } else {
+    check(/none found|too small|at least/.test(text), `unexpected verify result without a watermark: ${text}`);
+  }
+  if (record.c2pa) check(/Trusted|Valid/.test(text), `a signed image's C2PA not shown valid: ${text}`);
+  await p.$eval('.verify', (el) => el.scrollIntoView({ block: 'end' }));
+  await shot(p, 'gallery-verify');
+});
+
+await step('cancel a queued job from the jobs page', async () => {
+  // One worker: a long job runs, so the next one waits in the queue.
+  const long = await apiCall('POST', '/v1/jobs', { prompt: 'a long running job', steps: 150, n: 4, size: '64x64', tier: 'batch' });
+  await waitJob(long.id, (j) => j.status === 'running', 'running');
+  const queued = await apiCall('POST', '/v1/jobs', { prompt: 'a job to cancel', steps: 8, tier: 'batch' });
+  // A small batch (a prompt template of two lines), queued behind them.
+  const batch = await apiCall('POST', '/v1/batches', {
+    endpoint: '/v1/images/generations', completion_window: '24h',
+    template: { prompt: 'a {animal} emoji', variables: { animal: ['cat', 'dog'] }, body: { steps: 2 } },
+  });
+  try {
+    await p.goto(`${BASE}/#/jobs`);
+    const row = `tr[data-job-id="${queued.id}"]`;
+    await p.waitForSelector(`${row}[data-status="queued"] button:text("Cancel")`, { timeout: T });
+    const position = (await p.textContent(`${row} td.position`)).trim();
+    check(position === '1', `queue position shown is ${JSON.stringify(position)}`);
+    await p.waitForSelector(`tr[data-job-id="${long.id}"][data-status="running"] progress`, { timeout: T });
+    await p.waitForSelector(`tr[data-batch-id="${batch.id}"] progress`, { timeout: T });
+    await shot(p, 'jobs');
+    await p.click(`${row} button:text("Cancel")`);
+    await waitJob(queued.id, (j) => j.status === 'cancelled', 'cancelled', 15_000);
+    await p.waitForSelector(`${row}[data-status="cancelled"]`, { timeout: T });
+    check(!(await p.$(`${row}[data-status="queued"]`)), 'the cancelled job is still listed as queued');
+  } finally {
+    await apiCall('DELETE', `/v1/jobs/${long.id}`).catch(() => {});
+  }
+  await waitJob(long.id, (j) => !['queued', 'running'].includes(j.status), 'finished', 60_000);
+  // With the worker free, the batch runs: its row shows both lines done.
+  await p.waitForFunction((id) => /2\/2/.test(document.querySelector(`tr[data-batch-id="${id}"]`)?.textContent || ''), batch.id, { timeout: 90_000 });
+});
+
+await step('the operations view updates after traffic', async () => {
+  await p.goto(`${BASE}/#/ops`);
+  await p.waitForFunction(() => Number(document.querySelector('[data-view=ops]')?.dataset.samples) >= 1, null, { timeout: T });
+  const before = await p.evaluate(() => Number(document.querySelector('[data-view=ops]').dataset.images));
+  await apiCall('POST', '/v1/images/generations', { prompt: 'traffic for the operations view', n: 2, steps: 4 });
+  await p.waitForFunction((b) => Number(document.querySelector('[data-view=ops]').dataset.images) >= b + 2, before, { timeout: 45_000 });
+  const tiles = await p.textContent('.sli-grid');
+  for (const want of ['Latency P50 / P95 / P99', 'Success rate', 'Queued jobs', 'Images per second', 'Quality score', 'Moderation', 'Cost per image', 'Models loaded']) {
+    check(tiles.includes(want), `SLI tile ${want} missing`);
+  }
+  check(await p.$$eval('.chart-svg polyline, .chart-svg circle', (els) => els.length) > 0, 'no chart has a line');
+  check(/easel-emoji/.test(await p.textContent('#ops-models-h + .table-wrap')), 'model table lacks easel-emoji');
+  check(/deploy\/grafana\/oncall\.json/.test(await p.textContent('.links')), 'Grafana dashboards not linked');
+  await shot(p, 'ops');
+});
+
+await step('the gallery pages through every image, newest first', async () => {
+  // Pages of one image (the request's limit rewritten), so the few images
+  // made so far need several pages and the server's cursors.
+  const all = [];
+  for (let cursor = null; ;) {
+    const page = await apiCall('GET', `/v1/images?limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+    all.push(...page.data.map((r) => r.id));
+    if (!page.has_more) break;
+    cursor = page.next_cursor;
+  }
+  check(all.length >= 3, `only ${all.length} images stored`);
+  await p.route(/\/v1\/images\?/, (route) => route.continue({ url: route.request().url().replace(/limit=\d+/, 'limit=1') }));
+  try {
+    await p.goto(`${BASE}/#/gallery`);
+    for (let shown = 1; shown <= all.length; shown += 1) {
+      await p.waitForFunction((n) => document.querySelectorAll('#gal-grid .tile').length === n, shown, { timeout: T });
+      if (shown < all.length) {
+        check(await p.isVisible('#gal-more'), `no "Load more" after ${shown} of ${all.length}`);
+        await p.click('#gal-more');
+      }
+    }
+    await p.waitForFunction(() => document.getElementById('gal-more').hidden, null, { timeout: T });
+    const ids = await p.$$eval('#gal-grid .tile', (els) => els.map((el) => el.dataset.imageId));
+    check(JSON.stringify(ids) === JSON.stringify(all), `gallery order ${ids} differs from the API's ${all}`);
+  } finally {
+    await p.unroute(/\/v1\/images\?/);
+  }
+});
+
+await step('review: one image, a verdict by keyboard, the counts', async () => {
+  await p.goto(`${BASE}/#/review`);
+  await p.waitForSelector('#rv-good, #rv-empty', { timeout: T });
+  await p.waitForSelector('#rv-mine', { timeout: T });
+  if (await p.$('#rv-good')) {
+    await p.waitForSelector('#rv-item img[src^="blob:"]', { timeout: T });
+    await checkLabels(p, 'the review page');
+    await shot(p, 'review');
+    await p.keyboard.press('2');
+    check(await p.isChecked('#rv-label-artifact'), 'key 2 did not toggle the artifact label');
+    await p.keyboard.press('b');
+    await p.waitForFunction(() => /1 bad/.test(document.getElementById('rv-mine')?.textContent || ''), null, { timeout: T });
+  } else {
+    await shot(p, 'review');
+    console.log('   (the review queue is empty: no verdict to give)');
+  }
+});
+
+await step('admin: unload and load a model, the key form', async () => {
+  await p.goto(`${BASE}/#/admin`);
+  const model = 'tr[data-model="easel-emoji"]';
+  await p.waitForSelector(`${model} .badge-ready`, { timeout: T });
+  await p.click(`${model} button:text("Unload")`);
+  await p.waitForSelector(`${model} .badge-unloaded`, { timeout: T });
+  await p.click(`${model} button:text("Load")`);
+  await p.waitForSelector(`${model} .badge-ready`, { timeout: 120_000 });
+  await p.waitForSelector('#adm-key-form', { timeout: T });
+  await checkLabels(p, 'the admin page');
+  await shot(p, 'admin');
+});
+
+await step('phone-sized layout (390×844)', async () => {
+  const phone = await newPage({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  await phone.goto(`${BASE}/#/playground`);
+  await phone.waitForSelector('#pg-model option', { state: 'attached', timeout: T });
+  const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(overflow <= 1, `the page is ${overflow}px wider than the phone`);
+  await shot(phone, 'phone-playground');
+  await phone.goto(`${BASE}/#/gallery/${imageId}`);
+  await phone.waitForSelector('#gal-detail-image img[src^="blob:"]', { timeout: T });
+  const overflow2 = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(overflow2 <= 1, `the detail page is ${overflow2}px wider than the phone`);
+  await shot(phone, 'phone-gallery-detail');
+  await phone.context().close();
+  page = p;
+});
+
+await step('dark mode follows the system', async () => {
+  const dark = await newPage({ colorScheme: 'dark' });
+  await dark.goto(`${BASE}/#/gallery/${imageId}`);
+  await dark.waitForSelector('#gal-detail-image img[src^="blob:"]', { timeout: T });
+  const bg = await dark.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  const [r, g, b] = bg.match(/\d+/g).map(Number);
+  check(r + g + b < 120, `dark background is ${bg}`);
+  await shot(dark, 'dark-gallery-detail');
+  await dark.context().close();
+  page = p;
+  // The first tab, switched to dark, has the operations view's history.
+  await p.emulateMedia({ colorScheme: 'dark' });
+  await p.goto(`${BASE}/#/ops`);
+  await p.waitForFunction(() => Number(document.querySelector('[data-view=ops]')?.dataset.samples) >= 3, null, { timeout: T });
+  await shot(p, 'dark-ops');
+  await p.emulateMedia({ colorScheme: 'light' });
+});
+
+let adminKey;
+await step('auth: a key created in the admin page is asked for, kept and used', async () => {
+  await p.goto(`${BASE}/#/admin`);
+  await p.waitForSelector('#adm-key-form', { timeout: T });
+  await p.fill('#adm-key-name', 'ui-admin');
+  for (const s of ['generate', 'read', 'review', 'admin']) await p.check(`#adm-scope-${s}`);
+  await p.click('#adm-key-form button[type=submit]');
+  await p.waitForSelector('#adm-key-secret', { timeout: T });
+  adminKey = await p.inputValue('#adm-key-secret');
+  check(adminKey.length > 20, 'no secret shown');
+  // A fresh tab: no key in its session storage, so the page asks.
+  const fresh = await newPage();
+  await fresh.goto(`${BASE}/`);
+  await fresh.waitForSelector('#key-dialog[open]', { timeout: T });
+  const reason = await fresh.textContent('#key-reason');
+  check(/API key/i.test(reason), `the dialog says ${JSON.stringify(reason)}`);
+  await shot(fresh, 'auth-key-dialog');
+  await fresh.fill('#key-input', adminKey);
+  await fresh.click('#key-dialog button[value=ok]');
+  await fresh.waitForSelector('h1:text("Playground")', { timeout: T });
+  await fresh.waitForSelector('#pg-model option', { state: 'attached', timeout: T });
+  check(/ui-admin/.test(await fresh.textContent('#who')), 'the header does not name the key');
+  check(await fresh.evaluate(() => sessionStorage.getItem('easel.apiKey')) === adminKey, 'the key is not in session storage');
+  // A reload keeps it: no second prompt; image bytes come with the key.
+  await fresh.reload();
+  await fresh.waitForSelector('#pg-model option', { state: 'attached', timeout: T });
+  check(!(await fresh.$('#key-dialog[open]')), 'the key was asked for again after a reload');
+  await fresh.goto(`${BASE}/#/gallery`);
+  await fresh.waitForSelector(`.tile[data-image-id="${imageId}"] img[src^="blob:"]`, { timeout: T });
+  check(!(await fresh.$('#key-dialog[open]')), 'the gallery asked for the key again');
+  await fresh.context().close();
+  page = p;
+});
+
+await step('auth: a key without review or admin scope sees neither tab', async () => {
+  const k = await apiCall('POST', '/v1/admin/keys', { name: 'ui-reader', project: 'default', scopes: ['generate', 'read'] }, adminKey);
+  const reader = await newPage();
+  await reader.goto(`${BASE}/`);
+  await reader.waitForSelector('#key-dialog[open]', { timeout: T });
+  await reader.fill('#key-input', k.key);
+  await reader.click('#key-dialog button[value=ok]');
+  await reader.waitForSelector('#pg-model option', { state: 'attached', timeout: T });
+  check(!(await reader.isVisible('#nav a[data-route="admin"]')), 'Admin tab shown to a key without the admin scope');
+  check(!(await reader.isVisible('#nav a[data-route="review"]')), 'Review tab shown to a key without the review scope');
+  await reader.goto(`${BASE}/#/admin`);
+  await reader.waitForSelector('text=needs an API key with the admin scope', { timeout: T });
+  await reader.context().close();
+  page = p;
+});
+
+await step('no script errors or policy violations', async () => {
+  check(problems.length === 0, problems.join('\n'));
+});
+
+await browser.close();
+console.log(`all UI checks passed; screenshots in ${SHOTS}`);
