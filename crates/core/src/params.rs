@@ -28,6 +28,19 @@ pub mod limits {
     pub const MAX_GUIDANCE: f32 = 50.0;
 }
 
+/// A rectangle of an image, in pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Region {
+    /// Left edge.
+    pub x: u32,
+    /// Top edge.
+    pub y: u32,
+    /// Width, at least 1.
+    pub width: u32,
+    /// Height, at least 1.
+    pub height: u32,
+}
+
 /// Width and height in pixels, each a multiple of 8.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Size {
@@ -248,6 +261,14 @@ pub struct GenerationParams {
     /// image): only the masked part is redrawn.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub masked: bool,
+    /// "Only masked" inpainting (the AUTOMATIC1111 web UI's
+    /// `inpaint_full_res`): this region of the initial image, which is
+    /// stored at its own size, is generated at `size` and pasted back
+    /// through the mask, so the output keeps the initial image's size and
+    /// a small masked area gets the model's full resolution. `None`: the
+    /// initial image is already at `size`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inpaint_area: Option<Region>,
     /// LoRA adapters merged into the model, sorted by name, each named at
     /// most once; empty (and left out of the JSON, so records from before
     /// LoRAs load) for the base model. Set by the edge after
@@ -423,6 +444,7 @@ impl GenerationParams {
             strength,
             clip_skip,
             masked: false,
+            inpaint_area: None,
             loras: Vec::new(),
         })
     }

@@ -39,6 +39,8 @@
 //!   runtime's threads).
 //! - [`pipeline`]: one job's work without a queue (engine, then encoding with
 //!   metadata); `easel generate` uses it too.
+//! - [`inpaint_area`]: "only masked" inpainting: a region of the initial
+//!   image to the engine at the job's size, and its result pasted back.
 //! - [`postprocess`]: every image after the engine, in one order: upscale,
 //!   watermark, moderation, near-copy check, encode with metadata, C2PA.
 //! - `recording`: what the worker counts into the metrics (stages, engine
@@ -69,6 +71,7 @@ pub mod error;
 pub mod events;
 pub mod handle;
 mod housekeeping;
+pub mod inpaint_area;
 pub mod metadata;
 pub mod models;
 pub mod pipeline;

@@ -35,7 +35,8 @@ pub fn check_for_model(params: &GenerationParams, info: &ModelInfo) -> Result<()
     Ok(())
 }
 
-/// An image-to-image job's input: the initial image (at the output size)
+/// An image-to-image job's input: the initial image (at the output size,
+/// or at its own with an `inpaint_area`)
 /// and, for inpainting, its mask (white: redraw).
 #[derive(Debug, Clone, PartialEq)]
 pub struct InitInput {
@@ -52,8 +53,24 @@ impl From<RgbImage> for InitInput {
 }
 
 /// The engine requests of a job: one per image, image `i` with seed `seed + i`.
-pub fn image_requests(params: &GenerationParams, init: Option<&InitInput>) -> Vec<ImageRequest> {
-    (0..params.n)
+/// With an [`inpaint_area`](GenerationParams::inpaint_area) the engine
+/// gets that region of the initial image and mask, at the job's size.
+pub fn image_requests(
+    params: &GenerationParams,
+    init: Option<&InitInput>,
+) -> Result<Vec<ImageRequest>, RenderError> {
+    let start = match (init, params.strength) {
+        (Some(init), Some(strength)) => {
+            let (image, mask) = match params.inpaint_area {
+                Some(area) => crate::inpaint_area::engine_input(init, area, params.size)
+                    .map_err(|e| RenderError::Post(e.into()))?,
+                None => (init.image.clone(), init.mask.clone()),
+            };
+            Some((image, strength, mask))
+        }
+        _ => None,
+    };
+    Ok((0..params.n)
         .map(|i| ImageRequest {
             prompt: params.prompt.clone(),
             negative_prompt: params.negative_prompt.clone(),
@@ -64,13 +81,10 @@ pub fn image_requests(params: &GenerationParams, init: Option<&InitInput>) -> Ve
             sampler: params.sampler,
             schedule: params.schedule,
             clip_skip: params.clip_skip,
-            init_image: match (init, params.strength) {
-                (Some(init), Some(strength)) => Some((init.image.clone(), strength)),
-                _ => None,
-            },
-            mask: init.and_then(|i| i.mask.clone()),
+            init_image: start.as_ref().map(|(image, s, _)| (image.clone(), *s)),
+            mask: start.as_ref().and_then(|(_, _, mask)| mask.clone()),
         })
-        .collect()
+        .collect())
 }
 
 /// One encoded image, ready to store.
@@ -168,10 +182,10 @@ pub fn render_batch(
     progress: &mut dyn ProgressSink,
     cancel: &CancelToken,
 ) -> Result<Vec<Result<Vec<RenderedImage>, RenderError>>, RenderError> {
-    let requests: Vec<ImageRequest> = parts
-        .iter()
-        .flat_map(|p| image_requests(p.params, p.init_image))
-        .collect();
+    let mut requests: Vec<ImageRequest> = Vec::new();
+    for p in parts {
+        requests.extend(image_requests(p.params, p.init_image)?);
+    }
     let info = model.info();
     // One engine call for the batch: traced under its first job, linked
     // from the others (a span has one parent).
@@ -219,8 +233,13 @@ fn finish_job(
         // Built here, from the model that made these pixels: whatever
         // happens to the pool later cannot change what the image records.
         let record = GenerationRecord::new(part.params, info, g.seed, g.sampler, id);
+        let image = match (part.params.inpaint_area, part.init_image) {
+            (Some(area), Some(init)) => crate::inpaint_area::paste(init, area, &g.image)
+                .map_err(|e| RenderError::Post(e.into()))?,
+            _ => g.image,
+        };
         let input = ImageInput {
-            image: g.image,
+            image,
             record,
             output: part.output,
             model_dir: &info.path,
@@ -311,6 +330,7 @@ mod tests {
     #[test]
     fn each_image_gets_seed_plus_its_index() {
         let seeds: Vec<u64> = image_requests(&params("16x16", 3), None)
+            .unwrap()
             .iter()
             .map(|r| r.seed)
             .collect();

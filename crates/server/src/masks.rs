@@ -14,7 +14,7 @@
 //! A mask of another size than its image, or an OpenAI mask without
 //! transparency, is 400 `invalid_mask` naming the field; nothing is stored.
 
-use easel_core::{Mask, RgbImage, Size};
+use easel_core::{Mask, Region, RgbImage, Size};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -223,6 +223,75 @@ pub fn fill(image: &RgbImage, mask: &Mask) -> RgbImage {
     out
 }
 
+/// The region "only masked" inpainting generates (the web UI's
+/// `inpaint_full_res`): the bounding box of the mask's nonzero pixels,
+/// `padding` pixels wider on each side, then grown on its short side to
+/// the output's aspect ratio (shifted, not cut, at the image's edges), all
+/// within the image. An empty mask gives the whole image.
+pub fn only_masked_region(mask: &Mask, padding: u32, size: Size) -> Region {
+    let (w, h) = (mask.width(), mask.height());
+    let values = mask.values();
+    let (mut left, mut top, mut right, mut bottom) = (w, h, 0, 0);
+    for y in 0..h {
+        for x in 0..w {
+            if values[(y * w + x) as usize] > 0.5 / 255.0 {
+                left = left.min(x);
+                right = right.max(x + 1);
+                top = top.min(y);
+                bottom = bottom.max(y + 1);
+            }
+        }
+    }
+    if right == 0 {
+        return Region {
+            x: 0,
+            y: 0,
+            width: w,
+            height: h,
+        };
+    }
+    let (mut x0, mut x1) = (left.saturating_sub(padding), (right + padding).min(w));
+    let (mut y0, mut y1) = (top.saturating_sub(padding), (bottom + padding).min(h));
+    // Grow the short side to the output's aspect ratio, centred.
+    let target = f64::from(size.width) / f64::from(size.height);
+    let (rw, rh) = (f64::from(x1 - x0), f64::from(y1 - y0));
+    if rw / rh > target {
+        let want = ((rw / target).round() as u32).min(h);
+        (y0, y1) = widen(y0, y1, want, h);
+    } else {
+        let want = ((rh * target).round() as u32).min(w);
+        (x0, x1) = widen(x0, x1, want, w);
+    }
+    Region {
+        x: x0,
+        y: y0,
+        width: x1 - x0,
+        height: y1 - y0,
+    }
+}
+
+/// `[lo, hi)` grown to `want` (at most `limit`) around its centre, shifted
+/// back inside `[0, limit)` where it would cross an edge.
+fn widen(lo: u32, hi: u32, want: u32, limit: u32) -> (u32, u32) {
+    let have = hi - lo;
+    if want <= have {
+        return (lo, hi);
+    }
+    let grow = want - have;
+    let lo = i64::from(lo) - i64::from(grow / 2);
+    let mut hi = lo + i64::from(want);
+    let mut lo = lo;
+    if hi > i64::from(limit) {
+        lo -= hi - i64::from(limit);
+        hi = i64::from(limit);
+    }
+    if lo < 0 {
+        hi -= lo;
+        lo = 0;
+    }
+    (lo as u32, hi.min(i64::from(limit)) as u32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,5 +394,50 @@ mod tests {
         assert_eq!(&filled.pixels[..12], &image.pixels[..12]);
         // The masked pixels took the kept red.
         assert_eq!(&filled.pixels[21..24], &[200, 0, 0]);
+    }
+
+    fn block_mask(w: u32, h: u32, xs: std::ops::Range<u32>, ys: std::ops::Range<u32>) -> Mask {
+        let values: Vec<u8> = (0..w * h)
+            .map(|i| {
+                if xs.contains(&(i % w)) && ys.contains(&(i / w)) {
+                    255
+                } else {
+                    0
+                }
+            })
+            .collect();
+        Mask::from_u8(w, h, &values).unwrap()
+    }
+
+    fn region(x: u32, y: u32, width: u32, height: u32) -> Region {
+        Region {
+            x,
+            y,
+            width,
+            height,
+        }
+    }
+
+    #[test]
+    fn the_only_masked_region_pads_the_box_and_takes_the_outputs_shape() {
+        let square = Size {
+            width: 16,
+            height: 16,
+        };
+        let mask = block_mask(40, 30, 20..26, 10..14);
+        // Box 20..26 × 10..14, padded by 2: 18..28 × 8..16, then as tall as wide.
+        assert_eq!(only_masked_region(&mask, 2, square), region(18, 7, 10, 10));
+        // At an edge the region shifts inside instead of shrinking.
+        let wide = Size {
+            width: 16,
+            height: 8,
+        };
+        let edge = block_mask(40, 30, 36..40, 10..20);
+        assert_eq!(only_masked_region(&edge, 0, wide), region(20, 10, 20, 10));
+        // Never larger than the image; an empty mask is the whole image.
+        let big = block_mask(40, 30, 0..40, 0..30);
+        assert_eq!(only_masked_region(&big, 50, square), region(0, 0, 40, 30));
+        let empty = block_mask(40, 30, 0..0, 0..0);
+        assert_eq!(only_masked_region(&empty, 4, square), region(0, 0, 40, 30));
     }
 }

@@ -181,7 +181,11 @@ async fn run(
         first.output.preview_every_steps = Some(options.preview_every);
     }
     let init = match &r.init_image {
-        Some(b64) => Some(init_input(state, &r, b64, first.params.size)?),
+        Some(b64) => {
+            let (init, area) = init_input(state, &r, b64, first.params.size)?;
+            first.params.inpaint_area = area;
+            Some(init)
+        }
         None => None,
     };
     let task_id = r
@@ -333,28 +337,39 @@ fn b64_bytes(field: &'static str, b64: &str) -> Result<Vec<u8>, ApiError> {
 /// The initial image (the web UI's `init_images[0]`) and its mask,
 /// checked like any upload and brought to the output size; with
 /// `inpainting_fill: 0` the masked part is first painted with its
-/// surroundings.
+/// surroundings. "Only masked" (`inpaint_full_res`, with a mask) keeps
+/// the image and mask at their own size and returns the region to
+/// generate.
 fn init_input(
     state: &AppState,
     r: &SdRequest,
     b64: &str,
     size: easel_core::Size,
-) -> Result<InitInput, ApiError> {
+) -> Result<(InitInput, Option<easel_core::Region>), ApiError> {
     let upload = crate::masks::decode(state, &b64_bytes("init_images", b64)?)?;
     let Some(mask_b64) = &r.mask else {
-        return Ok(InitInput {
-            image: crate::masks::fit(upload.image, size)?,
-            mask: None,
-        });
+        let image = crate::masks::fit(upload.image, size)?;
+        return Ok((InitInput { image, mask: None }, None));
     };
     let mask_upload = crate::masks::decode(state, &b64_bytes("mask", mask_b64)?)?;
-    let mask = crate::masks::a1111(mask_upload, &upload.image, size, r.mask_options)?;
-    let mut image = crate::masks::fit(upload.image, size)?;
+    let own = easel_core::Size {
+        width: upload.image.width,
+        height: upload.image.height,
+    };
+    let at = if r.only_masked { own } else { size };
+    let mask = crate::masks::a1111(mask_upload, &upload.image, at, r.mask_options)?;
+    let mut image = crate::masks::fit(upload.image, at)?;
     if r.fill {
         image = crate::masks::fill(&image, &mask);
     }
-    Ok(InitInput {
-        image,
-        mask: Some(mask),
-    })
+    let area = r
+        .only_masked
+        .then(|| crate::masks::only_masked_region(&mask, r.only_masked_padding, size));
+    Ok((
+        InitInput {
+            image,
+            mask: Some(mask),
+        },
+        area,
+    ))
 }

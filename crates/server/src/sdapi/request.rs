@@ -85,10 +85,21 @@ pub struct SdRequest {
     /// `inpainting_fill: 0`: paint the masked part with its surroundings
     /// first; `1`: start from the original pixels.
     pub fill: bool,
+    /// `inpaint_full_res` ("only masked", the web UI API's default):
+    /// only a region around the mask is generated, at the output size, and
+    /// pasted back into the initial image, which keeps its own size.
+    pub only_masked: bool,
+    /// `inpaint_full_res_padding`: pixels of context around the mask's
+    /// bounding box in that region, 0 (the API's default) to 256.
+    pub only_masked_padding: u32,
     /// `disable_extra_networks`: the prompts' `<lora:…>` tags are removed
     /// but not applied.
     pub disable_extra_networks: bool,
 }
+
+/// Largest `inpaint_full_res_padding` accepted, in pixels (the web UI's
+/// slider's end).
+pub const MAX_ONLY_MASKED_PADDING: i64 = 256;
 
 /// Largest `mask_blur` accepted, in pixels.
 pub const MAX_MASK_BLUR: f64 = 64.0;
@@ -124,6 +135,8 @@ pub fn parse(route: Route, body: &Value) -> Result<SdRequest, ApiError> {
         mask: None,
         mask_options: Default::default(),
         fill: true,
+        only_masked: true,
+        only_masked_padding: 0,
         disable_extra_networks: false,
     };
     let masked = route == Route::Img2Img && map.get("mask").is_some_and(|v| !v.is_null());
@@ -249,15 +262,19 @@ pub fn parse(route: Route, body: &Value) -> Result<SdRequest, ApiError> {
                 }
             },
             "inpaint_full_res" if route == Route::Img2Img => {
-                if flag(key, v)? == Some(true) {
-                    return Err(unsupported(
-                        key,
-                        "\"only masked\" inpainting is not supported; use false (the whole picture)",
-                    ));
-                }
+                r.only_masked = flag(key, v)?.unwrap_or(true);
             }
             "inpaint_full_res_padding" if route == Route::Img2Img => {
-                int(key, v)?;
+                r.only_masked_padding = match int(key, v)? {
+                    None => 0,
+                    Some(p @ 0..=MAX_ONLY_MASKED_PADDING) => p as u32,
+                    Some(_) => {
+                        return Err(wrong_type(
+                            key,
+                            &format!("an integer from 0 to {MAX_ONLY_MASKED_PADDING}"),
+                        ));
+                    }
+                };
             }
             "inpainting_mask_invert" if route == Route::Img2Img => {
                 r.mask_options.invert = match int(key, v)? {

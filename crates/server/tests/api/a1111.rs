@@ -189,16 +189,16 @@ async fn bad_a1111_bodies_get_a_400_naming_the_field_and_store_nothing() {
         let r = app.post_json("/sdapi/v1/img2img", &body).await;
         assert_error(r, 400, code).await;
     }
-    // Masks: another size, "only masked", latent fills, a blur over the limit.
+    // Masks: another size, latent fills, a blur or padding over the limit.
     use base64::Engine as _;
     let b64 = |png: Vec<u8>| base64::engine::general_purpose::STANDARD.encode(png);
     let image = b64(png_image(16, 16));
     for (extra, code, needle) in [
         (json!({"mask": b64(png_image(8, 8))}), "invalid_mask", "8x8"),
         (
-            json!({"mask": image, "inpaint_full_res": true}),
-            "unsupported_parameter",
-            "inpaint_full_res",
+            json!({"mask": image, "inpaint_full_res": true, "inpaint_full_res_padding": 300}),
+            "invalid_parameter",
+            "inpaint_full_res_padding",
         ),
         (
             json!({"mask": image, "inpainting_fill": 2}),
@@ -252,4 +252,65 @@ async fn a_weighted_prompt_is_accepted_and_recorded_as_written() {
             .starts_with("a (red:1.4) [apple] BREAK"),
         "{info}"
     );
+}
+
+#[tokio::test]
+async fn only_masked_inpainting_redraws_around_the_mask_and_keeps_the_rest_exactly() {
+    use base64::Engine as _;
+    let b64 = |png: Vec<u8>| base64::engine::general_purpose::STANDARD.encode(png);
+    // The watermark would touch every pixel (and enlarge the picture).
+    let app = crate::helpers::spawn_app_with(|c| c.provenance.watermark = false).await;
+    let (w, h) = (40u32, 32u32);
+    let picture = png_image(w, h);
+    let inside = |x: u32, y: u32| (24..32).contains(&x) && (8..16).contains(&y);
+    let mask = easel_core::RgbImage {
+        width: w,
+        height: h,
+        pixels: (0..w * h)
+            .flat_map(|i| {
+                let v = if inside(i % w, i / w) { 255 } else { 0 };
+                [v, v, v]
+            })
+            .collect(),
+    };
+    let mask = easel_media::encode(
+        &mask,
+        easel_core::OutputFormat::Png,
+        None,
+        &easel_media::Metadata::none(),
+    )
+    .unwrap();
+    let body = json!({
+        "prompt": "a yellow sun", "init_images": [b64(picture.clone())], "mask": b64(mask),
+        "width": 16, "height": 16, "steps": 4, "denoising_strength": 1.0, "seed": 3,
+        "mask_blur": 0, "inpainting_fill": 1, "inpaint_full_res_padding": 4,
+    });
+    let r = app.post_json("/sdapi/v1/img2img", &body).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let answer: Value = r.json().await.unwrap();
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(answer["images"][0].as_str().unwrap())
+        .unwrap();
+    let out = easel_media::decode_untrusted(&png, &Default::default()).unwrap();
+    let before = easel_media::decode_untrusted(&picture, &Default::default()).unwrap();
+    // The initial picture's size, not the generated 16×16.
+    assert_eq!((out.width, out.height), (w, h));
+    let mut changed_inside = 0;
+    for y in 0..h {
+        for x in 0..w {
+            let i = ((y * w + x) * 3) as usize;
+            let (a, b) = (&before.pixels[i..i + 3], &out.pixels[i..i + 3]);
+            if inside(x, y) {
+                changed_inside += usize::from(a != b);
+            } else {
+                assert_eq!(a, b, "({x}, {y}) outside the mask changed");
+            }
+        }
+    }
+    assert!(
+        changed_inside > 32,
+        "only {changed_inside} of 64 masked pixels changed"
+    );
+    let info: Value = serde_json::from_str(answer["info"].as_str().unwrap()).unwrap();
+    assert_eq!(info["width"], 16, "{info}");
 }
