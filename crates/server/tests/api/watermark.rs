@@ -213,7 +213,7 @@ async fn an_unmarked_image_and_an_unknown_mark_find_nothing() {
         plain,
         serde_json::json!({
             "watermarked": false, "watermark_id": null, "confidence": null,
-            "method": null, "transform": null, "image": null,
+            "method": null, "transform": null, "image": null, "c2pa": null, "c2pa_error": null,
         })
     );
     let payload = WatermarkPayload {
