@@ -1,14 +1,23 @@
-//! Inpainting against diffusers' `StableDiffusionInpaintPipeline`
-//! (references recorded by `tools/golden/inpaint.py`), plus the properties
-//! the references cannot show: what is kept stays kept on the pixel models,
-//! masks are per request, and bad masks are refused.
+//! Inpainting against diffusers' `StableDiffusionInpaintPipeline` (SD 1.x,
+//! references recorded by `tools/golden/inpaint.py`) and
+//! `StableDiffusionXLInpaintPipeline` (SDXL, `tools/golden/inpaint_sdxl.py`),
+//! plus the properties the references cannot show: what is kept stays kept
+//! on the pixel models, masks are per request (SD 1.x and SDXL), and bad
+//! masks are refused.
 //!
-//! Fixtures: `tiny-sd1` (a 4-channel UNet: latent blending) and
-//! `tiny-sd1-inpaint`, which stores only a 9-channel inpainting UNet; the
-//! model is assembled in a temporary folder from a copy of `tiny-sd1` with
-//! that UNet in place of its own. Two images per run, each with its own
-//! mask (image 0 repaints its left half, image 1 its top half and the one
-//! bottom-right pixel), guidance 5 with a negative prompt, 4 steps.
+//! Fixtures: `tiny-sd1` and `tiny-sdxl` (4-channel UNets: latent blending),
+//! and `tiny-sd1-inpaint` and `tiny-sdxl-inpaint`, which store only a
+//! 9-channel inpainting UNet each; such a model is assembled in a temporary
+//! folder from a copy of `tiny-sd1` (or `tiny-sdxl`) with that UNet in
+//! place of its own. Two images per run, each with its own mask (image 0
+//! repaints its left half, image 1 its top half and the one bottom-right
+//! pixel), guidance 5 with a negative prompt, 4 steps.
+//!
+//! Covered, for SD 1.x (`inpaint`) and SDXL (`inpaint-sdxl`, time ids from
+//! the requested size, no aesthetic score): latent blending at strength
+//! 0.75 and 1 with Euler and at 0.75 with DPM++ 2M (SD 1.x also Heun and
+//! DDIM); the 9-channel UNet at strength 0.75 and 1; text to image on the
+//! 9-channel UNet (diffusers with a white mask at strength 1).
 //!
 //! Tolerance: at most 1 level of 255 per 8-bit channel against the
 //! reference images, from the reference's own random draws replayed in the
@@ -25,16 +34,25 @@ use easel_engine::candle_core::{DType, Device, IndexOp, Tensor};
 use easel_engine::sampling::ReplayNoise;
 use easel_engine::{CancelToken, ImageRequest, Mask, Model, Progress, RgbImage};
 
+/// The SD 1.x references.
 const GOLDEN: &str = "inpaint";
+/// The SDXL references.
+const GOLDEN_SDXL: &str = "inpaint-sdxl";
 
 /// `tiny-sd1` with the 9-channel UNet of `tiny-sd1-inpaint`, in a
 /// temporary folder (kept alive by the returned guard).
 fn inpainting_model() -> (tempfile::TempDir, Model) {
-    let dir = copy_fixture("tiny-sd1");
+    inpainting_model_of("tiny-sd1", "tiny-sd1-inpaint")
+}
+
+/// Fixture `base` with the UNet of fixture `unet_only`, in a temporary
+/// folder (kept alive by the returned guard).
+fn inpainting_model_of(base: &str, unet_only: &str) -> (tempfile::TempDir, Model) {
+    let dir = copy_fixture(base);
     let unet = dir.path().join("unet");
     std::fs::remove_dir_all(&unet).unwrap();
     std::fs::create_dir(&unet).unwrap();
-    let from = fixture("tiny-sd1-inpaint").join("unet");
+    let from = fixture(unet_only).join("unet");
     for file in ["config.json", "diffusion_pytorch_model.safetensors"] {
         std::fs::copy(from.join(file), unet.join(file)).unwrap();
     }
@@ -42,11 +60,16 @@ fn inpainting_model() -> (tempfile::TempDir, Model) {
     (dir, model)
 }
 
-/// The reference masks, one per image.
+/// The SD 1.x reference masks, one per image.
 fn masks() -> Vec<Mask> {
-    let g = golden(GOLDEN);
+    masks_of(GOLDEN)
+}
+
+/// The reference masks of the references `name`, one per image.
+fn masks_of(name: &str) -> Vec<Mask> {
+    let g = golden(name);
     let m = &g["masks"]; // [2, 1, H, W] in {0, 1}
-    let side = meta(GOLDEN)["size"].as_u64().unwrap() as u32;
+    let side = meta(name)["size"].as_u64().unwrap() as u32;
     (0..2)
         .map(|i| {
             let v: Vec<f32> = m.i(i).unwrap().flatten_all().unwrap().to_vec1().unwrap();
@@ -55,14 +78,24 @@ fn masks() -> Vec<Mask> {
         .collect()
 }
 
-/// The reference's two requests: init image and strength (if any), masks
-/// (if any), sampler.
+/// The SD 1.x reference's two requests: init image and strength (if any),
+/// masks (if any), sampler.
 fn requests(
     strength: Option<f32>,
     masks: Option<Vec<Mask>>,
     sampler: SamplerKind,
 ) -> Vec<ImageRequest> {
-    let m = meta(GOLDEN);
+    requests_of(GOLDEN, strength, masks, sampler)
+}
+
+/// The two requests of the references `name` (see [`requests`]).
+fn requests_of(
+    name: &str,
+    strength: Option<f32>,
+    masks: Option<Vec<Mask>>,
+    sampler: SamplerKind,
+) -> Vec<ImageRequest> {
+    let m = meta(name);
     let side = m["size"].as_u64().unwrap() as u32;
     let steps = m["steps"].as_u64().unwrap() as u32;
     let mut masks = masks.map(Vec::into_iter);
@@ -96,11 +129,16 @@ fn levels(img: &RgbImage) -> Tensor {
     .unwrap()
 }
 
-/// Runs `requests` on `model` with the draws `keys` of run `run` replayed
-/// in order, and checks the images against the reference within 1 level;
-/// returns the number of progress reports.
+/// Runs `requests` on `model` with the draws `keys` of SD 1.x run `run`
+/// replayed in order, and checks the images against the reference within
+/// 1 level; returns the number of progress reports.
 fn check(model: &Model, run: &str, requests: &[ImageRequest], keys: &[&str]) -> u32 {
-    let g = golden(GOLDEN);
+    check_of(GOLDEN, model, run, requests, keys)
+}
+
+/// [`check`] against run `run` of the references `name`.
+fn check_of(name: &str, model: &Model, run: &str, requests: &[ImageRequest], keys: &[&str]) -> u32 {
+    let g = golden(name);
     let mut noise = ReplayNoise::new(keys.iter().map(|k| g[&format!("{run}_{k}")].clone()));
     let mut steps = 0;
     let mut sink = |_: Progress| steps += 1;
@@ -120,8 +158,12 @@ fn check(model: &Model, run: &str, requests: &[ImageRequest], keys: &[&str]) -> 
 }
 
 fn check_blend(run: &str, strength: f32, sampler: SamplerKind, model: &Model) {
-    let reqs = requests(Some(strength), Some(masks()), sampler);
-    check(model, run, &reqs, &["noise", "image_eps"]);
+    check_blend_of(GOLDEN, run, strength, sampler, model);
+}
+
+fn check_blend_of(name: &str, run: &str, strength: f32, sampler: SamplerKind, model: &Model) {
+    let reqs = requests_of(name, Some(strength), Some(masks_of(name)), sampler);
+    check_of(name, model, run, &reqs, &["noise", "image_eps"]);
 }
 
 #[test]
@@ -186,6 +228,49 @@ fn text_to_image_on_an_inpainting_unet_is_diffusers_with_a_white_mask() {
     check(&model, "cond_white_s1", &unmasked, &["noise", "masked_eps"]);
 }
 
+#[test]
+fn sdxl_latent_blending_matches_diffusers_sdxl_inpaint_pipeline() {
+    let model = load("tiny-sdxl");
+    assert!(!model.info().inpainting);
+    check_blend_of(GOLDEN_SDXL, "blend_s075", 0.75, SamplerKind::Euler, &model);
+    check_blend_of(GOLDEN_SDXL, "blend_s1", 1.0, SamplerKind::Euler, &model);
+    check_blend_of(
+        GOLDEN_SDXL,
+        "blend_dpmpp_2m_s075",
+        0.75,
+        SamplerKind::DpmPp2m,
+        &model,
+    );
+}
+
+#[test]
+fn an_sdxl_inpainting_unet_matches_diffusers_with_its_mask_and_masked_image_inputs() {
+    let (_dir, model) = inpainting_model_of("tiny-sdxl", "tiny-sdxl-inpaint");
+    assert!(model.info().inpainting);
+    let sdxl = |strength, masks| requests_of(GOLDEN_SDXL, strength, masks, SamplerKind::Euler);
+    let reqs = sdxl(Some(0.75), Some(masks_of(GOLDEN_SDXL)));
+    let keys = ["noise", "image_eps", "masked_eps"];
+    let steps = check_of(GOLDEN_SDXL, &model, "cond_s075", &reqs, &keys);
+    assert_eq!(steps, 3, "strength 0.75 of 4 steps");
+    let reqs = sdxl(Some(1.0), Some(masks_of(GOLDEN_SDXL)));
+    check_of(
+        GOLDEN_SDXL,
+        &model,
+        "cond_s1",
+        &reqs,
+        &["noise", "masked_eps"],
+    );
+    // Text to image: diffusers with a white mask at strength 1.
+    let t2i = sdxl(None, None);
+    check_of(
+        GOLDEN_SDXL,
+        &model,
+        "cond_white_s1",
+        &t2i,
+        &["noise", "masked_eps"],
+    );
+}
+
 /// Each image's pixels: (repainted, kept), as (the largest difference from
 /// the init image, over the pixels of each kind).
 fn kept_and_repainted(img: &RgbImage, init: &RgbImage, mask: &Mask) -> (u8, u8) {
@@ -248,9 +333,12 @@ fn the_bundled_model_keeps_the_unmasked_pixels_of_the_init_image() {
 #[test]
 fn masked_and_unmasked_requests_share_a_batch_and_match_each_alone() {
     let (_dir, inpainting) = inpainting_model();
+    let (_dir_xl, inpainting_xl) = inpainting_model_of("tiny-sdxl", "tiny-sdxl-inpaint");
     for (name, model) in [
         ("tiny-sd1", &load("tiny-sd1")),
         ("tiny-sd1-inpaint", &inpainting),
+        ("tiny-sdxl", &load("tiny-sdxl")),
+        ("tiny-sdxl-inpaint", &inpainting_xl),
     ] {
         let mut reqs = requests(Some(0.75), Some(masks()), SamplerKind::Euler);
         reqs[1].mask = None;

@@ -1,0 +1,230 @@
+#!/usr/bin/env python3
+"""SDXL inpainting references for the engine's golden tests
+(crates/engine/tests/inpaint.rs, the `sdxl_*` tests).
+
+Run by developers, not by CI (it needs torch and diffusers), after
+make_models.py has built tiny-sdxl:
+
+    .venv/bin/python tools/golden/inpaint_sdxl.py
+
+The SDXL counterpart of inpaint.py, with the same inputs (init image, one
+mask per image, prompts with a negative prompt, guidance, 4 steps) and the
+same conventions. It writes, under crates/engine/tests/fixtures/:
+
+- models/tiny-sdxl-inpaint/unet/  a tiny random 9-channel SDXL inpainting
+  UNet in f16 (tiny-sdxl's architecture: `text_time` added conditioning,
+  per-block transformer depth, 64-wide context; latents + mask +
+  masked-image latents in, 4 channels out). Only the UNet is stored: the
+  test assembles the model folder from a copy of tiny-sdxl (two text
+  encoders and tokenizers, VAE, scheduler) with this UNet in place of its
+  own.
+- golden/inpaint-sdxl.safetensors + golden/inpaint-sdxl.json: outputs of
+  diffusers' StableDiffusionXLInpaintPipeline (`requires_aesthetics_score`
+  off, as SDXL base and its inpainting model ship; time ids from the
+  requested size):
+  * blend_*: tiny-sdxl (4-channel UNet, latent blending), strength 0.75 and
+    1 with Euler, and 0.75 with DPM++ 2M (a variance-preserving scheduler);
+  * cond_*: the 9-channel UNet, strength 0.75 and 1;
+  * cond_white_s1: the 9-channel UNet with a white mask at strength 1, the
+    reference for text-to-image on an SDXL inpainting UNet.
+  Each run's random draws are recorded as in inpaint.py (`*_noise`,
+  `*_image_eps`, `*_masked_eps`).
+"""
+
+import json
+import shutil
+
+import torch
+from safetensors.torch import save_file
+
+import diffusers
+import transformers
+from diffusers import (
+    AutoencoderKL,
+    DPMSolverMultistepScheduler,
+    EulerDiscreteScheduler,
+    StableDiffusionXLInpaintPipeline,
+    UNet2DConditionModel,
+)
+from diffusers.models.autoencoders import vae as vae_module
+from diffusers.pipelines.stable_diffusion_xl import (
+    pipeline_stable_diffusion_xl_inpaint as inpaint_module,
+)
+
+from inpaint import SIDE, STRENGTHS, masks
+from make_models import (
+    GOLDEN,
+    GUIDANCE,
+    MODELS,
+    NEGATIVE,
+    PROMPTS,
+    STEPS,
+    gradient,
+    randomize,
+    save_component,
+    write_json,
+)
+
+NAME = "inpaint-sdxl"
+
+# The pipeline moves the VAE to f32 around every encode (`force_upcast`, a
+# no-op here, all in f32) and diffusers warns each time.
+diffusers.utils.logging.set_verbosity_error()
+
+
+def tiny_sdxl_inpaint_unet():
+    """tiny-sdxl's UNet with 9 input channels and half its width."""
+    return UNet2DConditionModel(
+        sample_size=8,
+        in_channels=9,
+        out_channels=4,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=64,
+        norm_num_groups=4,
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        transformer_layers_per_block=(1, 2),
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=32 + 6 * 8,
+    )
+
+
+class Draws:
+    """Records every standard-normal draw of the pipeline and the VAE, in
+    order, tagged by who drew it (inpaint.py's, on the SDXL pipeline)."""
+
+    def __init__(self):
+        self.draws = []
+        self.orig = inpaint_module.randn_tensor
+
+    def __enter__(self):
+        def tagged(tag):
+            def draw(*args, **kwargs):
+                t = self.orig(*args, **kwargs)
+                self.draws.append((tag, t.clone()))
+                return t
+
+            return draw
+
+        inpaint_module.randn_tensor = tagged("noise")
+        vae_module.randn_tensor = tagged("vae")
+        return self
+
+    def __exit__(self, *exc):
+        inpaint_module.randn_tensor = self.orig
+        vae_module.randn_tensor = self.orig
+
+
+@torch.no_grad()
+def run(pipe, ref, key, mask, strength, four_channel):
+    init = (gradient(SIDE) / 255.0).unsqueeze(0).repeat(2, 1, 1, 1)
+    with Draws() as d:
+        out = pipe(
+            prompt=PROMPTS,
+            negative_prompt=[NEGATIVE] * 2,
+            image=init,
+            mask_image=mask,
+            height=SIDE,
+            width=SIDE,
+            strength=strength,
+            num_inference_steps=STEPS,
+            guidance_scale=GUIDANCE,
+            generator=torch.Generator().manual_seed(11),
+            output_type="pt",
+        ).images.float()
+    tags = [t for t, _ in d.draws]
+    # As in SD 1.x: the init image's posterior (unless a 9-channel UNet
+    # runs at strength 1), the noise, the masked image's posterior (used by
+    # 9-channel UNets only).
+    want = (["vae"] if four_channel or strength < 1.0 else []) + ["noise", "vae"]
+    assert tags == want, (key, tags)
+    vae_draws = [t for tag, t in d.draws if tag == "vae"]
+    ref[f"{key}_noise"] = next(t for tag, t in d.draws if tag == "noise")
+    if four_channel or strength < 1.0:
+        ref[f"{key}_image_eps"] = vae_draws[0]
+    if not four_channel:
+        ref[f"{key}_masked_eps"] = vae_draws[-1]
+    ref[f"{key}_image"] = out
+
+
+def main():
+    src = MODELS / "tiny-sdxl"
+    text = transformers.CLIPTextModel.from_pretrained(src / "text_encoder").eval()
+    text2 = transformers.CLIPTextModelWithProjection.from_pretrained(src / "text_encoder_2").eval()
+    tokenizer = transformers.CLIPTokenizer.from_pretrained(src / "tokenizer")
+    tokenizer2 = transformers.CLIPTokenizer.from_pretrained(src / "tokenizer_2")
+    vae = AutoencoderKL.from_pretrained(src / "vae").eval()
+    unet4 = UNet2DConditionModel.from_pretrained(src / "unet").eval()
+    sched_cfg = json.loads((src / "scheduler" / "scheduler_config.json").read_text())
+    index = json.loads((src / "model_index.json").read_text())
+
+    torch.manual_seed(0)
+    # Stored in f16 (half the bytes); the reference runs the same rounded
+    # weights in f32, as the engine does.
+    unet9 = randomize(tiny_sdxl_inpaint_unet(), 0.1).half().float().eval()
+    out = MODELS / "tiny-sdxl-inpaint"
+    shutil.rmtree(out, ignore_errors=True)
+    save_component(unet9, out / "unet", dtype=torch.float16)
+
+    def pipe(unet, scheduler=None):
+        p = StableDiffusionXLInpaintPipeline(
+            vae=vae,
+            text_encoder=text,
+            text_encoder_2=text2,
+            tokenizer=tokenizer,
+            tokenizer_2=tokenizer2,
+            unet=unet,
+            scheduler=scheduler or EulerDiscreteScheduler.from_config(sched_cfg),
+            requires_aesthetics_score=False,
+            force_zeros_for_empty_prompt=index["force_zeros_for_empty_prompt"],
+        )
+        p.set_progress_bar_config(disable=True)
+        return p
+
+    m = masks(SIDE)
+    processed = pipe(unet4).mask_processor.preprocess(m, height=SIDE, width=SIDE)
+    assert torch.equal(processed, m), "the mask processor changed a binary mask"
+
+    ref = {"masks": m}
+    for name, s in STRENGTHS.items():
+        run(pipe(unet4), ref, f"blend_{name}", m, s, four_channel=True)
+        run(pipe(unet9), ref, f"cond_{name}", m, s, four_channel=False)
+    run(pipe(unet9), ref, "cond_white_s1", torch.ones_like(m), 1.0, four_channel=False)
+    dpm = DPMSolverMultistepScheduler.from_config(sched_cfg)
+    run(pipe(unet4, dpm), ref, "blend_dpmpp_2m_s075", m, 0.75, four_channel=True)
+
+    ref = {k: v.contiguous() for k, v in ref.items()}
+    GOLDEN.mkdir(parents=True, exist_ok=True)
+    save_file(ref, GOLDEN / f"{NAME}.safetensors")
+    write_json(
+        GOLDEN / f"{NAME}.json",
+        {
+            "prompts": PROMPTS,
+            "negative_prompt": NEGATIVE,
+            "steps": STEPS,
+            "guidance_scale": GUIDANCE,
+            "size": SIDE,
+            "strengths": STRENGTHS,
+            "sampler": "euler",
+            "versions": {
+                "torch": torch.__version__,
+                "diffusers": diffusers.__version__,
+                "transformers": transformers.__version__,
+            },
+        },
+    )
+    print({k: tuple(v.shape) for k, v in ref.items()})
+    sizes = {
+        str(f.relative_to(GOLDEN.parent)): f.stat().st_size
+        for f in list(out.rglob("*")) + list(GOLDEN.glob(f"{NAME}.*"))
+        if f.is_file()
+    }
+    print(sizes, f"total {sum(sizes.values()) / 1e3:.1f} kB")
+
+
+if __name__ == "__main__":
+    main()
