@@ -40,6 +40,8 @@
 //! - `loader`: the background loader thread and one load's steps.
 //! - `loras`: the LoRA folder ([`LoraLibrary`]) and the pool names of LoRA
 //!   combinations.
+//! - [`lora_metadata`]: a LoRA file's training metadata (its safetensors
+//!   header's `__metadata__`).
 //! - `audit`: `model.loaded`, `model.load_failed` and `model.unloaded`
 //!   events for the store's audit log, and loaded models' descriptions for
 //!   its model catalog ([`Models::attach_audit_log`]).
@@ -50,6 +52,7 @@ mod budget;
 pub mod catalog;
 mod estimate;
 mod loader;
+pub mod lora_metadata;
 mod loras;
 mod types;
 

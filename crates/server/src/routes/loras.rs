@@ -107,22 +107,33 @@ pub async fn list_loras(State(state): State<AppState>) -> Json<LoraList> {
 #[utoipa::path(get, path = "/sdapi/v1/loras", tag = "a1111",
     responses((status = 200, description = "`[{name, alias, path, metadata}]`")))]
 pub async fn sd_loras(State(state): State<AppState>) -> Json<Value> {
-    // `metadata` is the training metadata the web UI reads from the file
-    // header (`ss_*` keys); Easel does not read it and answers `{}`.
-    let list = state
-        .models
-        .loras()
-        .list()
-        .into_iter()
-        .map(|f| {
-            json!({
-                "name": f.name,
-                "alias": f.name,
-                "path": f.path.display().to_string(),
-                "metadata": {},
+    // `metadata` is the training metadata in each file's header (kohya's
+    // `ss_*` keys), as the web UI lists it; a file whose header cannot be
+    // read lists `{}` (using it gives the error). Headers only, off the
+    // async runtime.
+    let models = state.models.clone();
+    let list = tokio::task::spawn_blocking(move || {
+        models
+            .loras()
+            .list()
+            .into_iter()
+            .map(|f| {
+                let metadata = easel_jobs::models::lora_metadata::training_metadata(&f.path)
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "a LoRA's metadata could not be read");
+                        Default::default()
+                    });
+                json!({
+                    "name": f.name,
+                    "alias": f.name,
+                    "path": f.path.display().to_string(),
+                    "metadata": metadata,
+                })
             })
-        })
-        .collect();
+            .collect()
+    })
+    .await
+    .unwrap_or_default();
     Json(Value::Array(list))
 }
 

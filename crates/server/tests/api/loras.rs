@@ -202,6 +202,30 @@ async fn the_pool_keeps_a_lora_combination_as_its_own_entry_with_its_memory() {
             .ends_with("grain.safetensors")
     );
     assert_eq!(sd[1]["metadata"], json!({}));
+
+    // Kohya's training metadata comes from the header, JSON values parsed.
+    let header = json!({"__metadata__": {
+        "ss_network_dim": "2",
+        "ss_tag_frequency": "{\"set\": {\"cat\": 3}}",
+    }});
+    let text = serde_json::to_vec(&header).unwrap();
+    let mut bytes = (text.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(&text);
+    let tagged =
+        std::path::Path::new(sd[1]["path"].as_str().unwrap()).with_file_name("tagged.safetensors");
+    std::fs::write(&tagged, bytes).unwrap();
+    let sd: Value = app.get("/sdapi/v1/loras").await.json().await.unwrap();
+    let listed = sd
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "tagged")
+        .unwrap_or_else(|| panic!("{sd}"));
+    assert_eq!(listed["metadata"]["ss_network_dim"], "2", "{listed}");
+    assert_eq!(
+        listed["metadata"]["ss_tag_frequency"]["set"]["cat"], 3,
+        "{listed}"
+    );
 }
 
 #[tokio::test]
