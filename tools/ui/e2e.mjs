@@ -430,6 +430,41 @@ await step('dark mode follows the system', async () => {
   await p.emulateMedia({ colorScheme: 'light' });
 });
 
+await step('text keeps a 4.5:1 contrast on its backgrounds, light and dark', async () => {
+  // WCAG 2 relative luminance of the stylesheet's own colour variables, as
+  // the browser resolves them for each scheme.
+  const pairs = [
+    ...['text', 'muted', 'accent', 'good', 'bad', 'warn'].flatMap((t) => [[t, 'bg'], [t, 'card']]),
+    ['accent-text', 'accent'], ['text', 'accent-soft'], ['accent', 'accent-soft'],
+    ['bad', 'bad-soft'], ['text', 'bad-soft'],
+  ];
+  for (const scheme of ['light', 'dark']) {
+    await p.emulateMedia({ colorScheme: scheme });
+    const colours = await p.evaluate(() => {
+      const style = getComputedStyle(document.documentElement);
+      const out = {};
+      for (const name of ['text', 'muted', 'accent', 'good', 'bad', 'warn', 'bg', 'card',
+        'accent-text', 'accent-soft', 'bad-soft']) {
+        out[name] = style.getPropertyValue(`--${name}`).trim();
+      }
+      return out;
+    });
+    const lum = (hex) => {
+      const c = [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16) / 255)
+        .map((x) => (x <= 0.03928 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4));
+      return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
+    };
+    for (const [fg, bg] of pairs) {
+      check(/^#[0-9a-f]{6}$/i.test(colours[fg]) && /^#[0-9a-f]{6}$/i.test(colours[bg]),
+        `--${fg} / --${bg} are not #rrggbb colours in ${scheme}: ${colours[fg]} ${colours[bg]}`);
+      const [hi, lo] = [lum(colours[fg]), lum(colours[bg])].sort((a, b) => b - a);
+      const ratio = (hi + 0.05) / (lo + 0.05);
+      check(ratio >= 4.5, `--${fg} on --${bg} in ${scheme}: contrast ${ratio.toFixed(2)} < 4.5`);
+    }
+  }
+  await p.emulateMedia({ colorScheme: 'light' });
+});
+
 let adminKey;
 await step('auth: a key created in the admin page is asked for, kept and used', async () => {
   await p.goto(`${BASE}/#/admin`);
