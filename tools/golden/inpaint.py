@@ -93,12 +93,14 @@ def tiny_inpaint_unet():
 
 
 class Draws:
-    """Records every standard-normal draw of the pipeline and the VAE, in
+    """Records every standard-normal draw of the pipeline (whose module is
+    `pipeline_module`: SD 1.x's by default, or SDXL's) and the VAE, in
     order, tagged by who drew it."""
 
-    def __init__(self):
+    def __init__(self, pipeline_module=inpaint_module):
         self.draws = []
-        self.orig = inpaint_module.randn_tensor
+        self.pipeline_module = pipeline_module
+        self.orig = pipeline_module.randn_tensor
 
     def __enter__(self):
         def tagged(tag):
@@ -109,19 +111,22 @@ class Draws:
 
             return draw
 
-        inpaint_module.randn_tensor = tagged("noise")
+        self.pipeline_module.randn_tensor = tagged("noise")
         vae_module.randn_tensor = tagged("vae")
         return self
 
     def __exit__(self, *exc):
-        inpaint_module.randn_tensor = self.orig
+        self.pipeline_module.randn_tensor = self.orig
         vae_module.randn_tensor = self.orig
 
 
 @torch.no_grad()
-def run(pipe, ref, key, mask, strength, four_channel):
+def run(pipe, ref, key, mask, strength, four_channel, pipeline_module=inpaint_module):
+    """Runs `pipe` on the two reference requests and records its output and
+    every random draw under `key`; `pipeline_module` is the module whose
+    `randn_tensor` the pipeline calls."""
     init = (gradient(SIDE) / 255.0).unsqueeze(0).repeat(2, 1, 1, 1)
-    with Draws() as d:
+    with Draws(pipeline_module) as d:
         out = pipe(
             prompt=PROMPTS,
             negative_prompt=[NEGATIVE] * 2,

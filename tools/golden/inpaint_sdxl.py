@@ -46,11 +46,11 @@ from diffusers import (
     StableDiffusionXLInpaintPipeline,
     UNet2DConditionModel,
 )
-from diffusers.models.autoencoders import vae as vae_module
 from diffusers.pipelines.stable_diffusion_xl import (
     pipeline_stable_diffusion_xl_inpaint as inpaint_module,
 )
 
+import inpaint
 from inpaint import SIDE, STRENGTHS, masks
 from make_models import (
     GOLDEN,
@@ -59,7 +59,6 @@ from make_models import (
     NEGATIVE,
     PROMPTS,
     STEPS,
-    gradient,
     randomize,
     save_component,
     write_json,
@@ -93,62 +92,9 @@ def tiny_sdxl_inpaint_unet():
     )
 
 
-class Draws:
-    """Records every standard-normal draw of the pipeline and the VAE, in
-    order, tagged by who drew it (inpaint.py's, on the SDXL pipeline)."""
-
-    def __init__(self):
-        self.draws = []
-        self.orig = inpaint_module.randn_tensor
-
-    def __enter__(self):
-        def tagged(tag):
-            def draw(*args, **kwargs):
-                t = self.orig(*args, **kwargs)
-                self.draws.append((tag, t.clone()))
-                return t
-
-            return draw
-
-        inpaint_module.randn_tensor = tagged("noise")
-        vae_module.randn_tensor = tagged("vae")
-        return self
-
-    def __exit__(self, *exc):
-        inpaint_module.randn_tensor = self.orig
-        vae_module.randn_tensor = self.orig
-
-
-@torch.no_grad()
 def run(pipe, ref, key, mask, strength, four_channel):
-    init = (gradient(SIDE) / 255.0).unsqueeze(0).repeat(2, 1, 1, 1)
-    with Draws() as d:
-        out = pipe(
-            prompt=PROMPTS,
-            negative_prompt=[NEGATIVE] * 2,
-            image=init,
-            mask_image=mask,
-            height=SIDE,
-            width=SIDE,
-            strength=strength,
-            num_inference_steps=STEPS,
-            guidance_scale=GUIDANCE,
-            generator=torch.Generator().manual_seed(11),
-            output_type="pt",
-        ).images.float()
-    tags = [t for t, _ in d.draws]
-    # As in SD 1.x: the init image's posterior (unless a 9-channel UNet
-    # runs at strength 1), the noise, the masked image's posterior (used by
-    # 9-channel UNets only).
-    want = (["vae"] if four_channel or strength < 1.0 else []) + ["noise", "vae"]
-    assert tags == want, (key, tags)
-    vae_draws = [t for tag, t in d.draws if tag == "vae"]
-    ref[f"{key}_noise"] = next(t for tag, t in d.draws if tag == "noise")
-    if four_channel or strength < 1.0:
-        ref[f"{key}_image_eps"] = vae_draws[0]
-    if not four_channel:
-        ref[f"{key}_masked_eps"] = vae_draws[-1]
-    ref[f"{key}_image"] = out
+    """inpaint.py's run, drawing through the SDXL pipeline's module."""
+    inpaint.run(pipe, ref, key, mask, strength, four_channel, pipeline_module=inpaint_module)
 
 
 def main():

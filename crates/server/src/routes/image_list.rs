@@ -69,15 +69,7 @@ pub async fn list_images(
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<ListImagesQuery>,
 ) -> Result<Json<ImageList>, ApiError> {
-    let max = i64::from(state.config.limits.max_page_size);
-    let limit = query.limit.unwrap_or(20.min(max));
-    if !(1..=max).contains(&limit) {
-        return Err(ApiError::invalid(
-            "invalid_limit",
-            "limit",
-            format!("limit must be between 1 and {max}, got {limit}"),
-        ));
-    }
+    let limit = crate::dto::page_limit(query.limit, state.config.limits.max_page_size)?;
     let prompt = query.prompt.filter(|p| !p.is_empty());
     if let Some(p) = &prompt
         && p.chars().count() > MAX_PROMPT_FILTER

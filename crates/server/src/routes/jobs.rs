@@ -223,15 +223,7 @@ pub async fn list_jobs(
                 .map_err(|e| ApiError::invalid("invalid_status", "status", e.to_string()))?,
         ),
     };
-    let max = i64::from(state.config.limits.max_page_size);
-    let limit = query.limit.unwrap_or(20.min(max));
-    if !(1..=max).contains(&limit) {
-        return Err(ApiError::invalid(
-            "invalid_limit",
-            "limit",
-            format!("limit must be between 1 and {max}, got {limit}"),
-        ));
-    }
+    let limit = crate::dto::page_limit(query.limit, state.config.limits.max_page_size)?;
     let page = state
         .jobs
         .list(
