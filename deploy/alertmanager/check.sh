@@ -40,7 +40,9 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 "$am" --config.file=alertmanager.yml --storage.path="$work" \
   --web.listen-address="127.0.0.1:$port" --cluster.listen-address= >"$work/log" 2>&1 &
 am_pid=$!
-trap 'kill $am_pid 2>/dev/null || true; rm -rf "$work"' EXIT
+# Alertmanager writes its snapshots while it shuts down: wait for it to
+# exit before removing its folder, or `rm -rf` races with those writes.
+trap 'kill $am_pid 2>/dev/null || true; wait $am_pid 2>/dev/null || true; rm -rf "$work"' EXIT
 url="--alertmanager.url=http://127.0.0.1:$port"
 for _ in $(seq 1 50); do
   amtool "$url" alert query >/dev/null 2>&1 && break
