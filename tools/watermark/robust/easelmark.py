@@ -38,6 +38,11 @@ HEAD_K = 2.5           # headroom (in units of m) below which the pattern become
 SSIM_LOSS = 0.012      # global budget: predicted mean SSIM loss of the picture
 MSE_MAX = 255.0 ** 2 / 10 ** (38.2 / 10)  # global budget: MSE of the delivered uint8 output (PSNR >= 38.2 dB)
 MSE_STEP = 0.95        # factor on k^2 per step while the rounded output is over MSE_MAX
+SSIM_MIN = 0.981       # calibration: the delivered output's SSIM (ssim() below) is at least this
+SSIM_AIM = 0.9813      # calibration: the first try aims here (a little above SSIM_MIN)
+CAL_G_MIN, CAL_G_MAX = 0.25, 4.0  # calibration: bounds of the factor on k^2
+CAL_STEP = 0.9         # calibration: factor on the k^2 factor after a try that fails
+CAL_TRIES = 8          # calibration: tries at most
 WHITE_K = 0.8          # strength factor of the one-sided pattern near white (SSIM cost of one-sided is higher)
 ACT_R = 2              # activity: box radius of the local mean / mean square
 MASK_R = 2             # mask smoothing box radius
@@ -401,7 +406,41 @@ def embed(rgb, server: int, image: int):
         if np.mean((out - f) ** 2) <= MSE_MAX:
             break
         k2 *= MSE_STEP
+    # calibration: the prediction above is pessimistic by a picture-dependent factor (rounding,
+    # the luminance term); measure the delivered output's SSIM and rescale k^2 so that it lands
+    # just above SSIM_MIN, assuming the loss 1 - SSIM grows like k^2; a try that fails SSIM_MIN or
+    # MSE_MAX is followed by one CAL_STEP smaller, at most CAL_TRIES tries; none passing keeps out.
+    s0 = ssim(Y, luma(out))
+    g = min(max((1.0 - SSIM_AIM) / max(1.0 - s0, 1e-12), CAL_G_MIN), CAL_G_MAX)
+    for _ in range(CAL_TRIES):
+        if g <= 1.0 and s0 >= SSIM_MIN:
+            break
+        tried = np.clip(np.rint(f + D * np.sqrt(k2 * g)), 0, 255)
+        if np.mean((tried - f) ** 2) <= MSE_MAX and ssim(Y, luma(tried)) >= SSIM_MIN:
+            out = tried
+            break
+        g *= CAL_STEP
     return out.astype(np.uint8)
+
+
+def _gauss_valid(a):
+    """SSIM's 11-tap Gaussian over the valid windows only (no padding): (H-10) x (W-10)."""
+    n0, n1 = a.shape
+    a = sum(w * a[k:k + n0 - 10, :] for k, w in enumerate(GAUSS))
+    return sum(w * a[:, k:k + n1 - 10] for k, w in enumerate(GAUSS))
+
+
+def ssim(x, y):
+    """Mean SSIM of two luma planes: Gaussian window (11 taps, sigma 1.5), C1 = (0.01 * 255)^2,
+    C2 = (0.03 * 255)^2, over the valid windows (the measure bench.py and `easel bench watermark`
+    report)."""
+    c1, c2 = (0.01 * 255) ** 2, C2_SSIM
+    mx, my = _gauss_valid(x), _gauss_valid(y)
+    sxx = _gauss_valid(x * x) - mx * mx
+    syy = _gauss_valid(y * y) - my * my
+    sxy = _gauss_valid(x * y) - mx * my
+    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+    return float(np.mean(s))
 
 
 # ----------------------------------------------------------------------------- detect

@@ -86,7 +86,7 @@ fn the_mark_survives_each_family_of_transformations() {
         ("none", 2, Box::new(|i, _| i.clone())),
         ("jpeg 70", 3, Box::new(|i, _| jpeg(i, 70))),
         ("jpeg 90", 2, Box::new(|i, _| jpeg(i, 90))),
-        ("webp 75", 11, Box::new(|i, _| webp(i, 75.0))),
+        ("webp 75", 4, Box::new(|i, _| webp(i, 75.0))),
         (
             "resize 0.5 bilinear",
             3,

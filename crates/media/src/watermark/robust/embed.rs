@@ -7,9 +7,12 @@
 //! the same change on R, G and B, one-sided near white (so clipping does
 //! not erase it) and fading out near black. Then the whole pattern is
 //! scaled down, never up, to a global budget of predicted SSIM loss and
-//! MSE.
+//! MSE, and finally calibrated on the rounded output's measured SSIM
+//! (`calibrate`), so every picture spends the same invisibility budget.
+//! The per-pixel work runs on two threads, a half of the rows each.
 
-use super::plane::Plane;
+use super::calibrate::{calibrate, mse_max, render};
+use super::plane::{Plane, both, gauss_height, gauss_rows};
 use super::tile::{P, message_tile};
 
 /// The SSIM loss per window the strength aims at.
@@ -26,11 +29,6 @@ const HEAD_K: f64 = 2.5;
 const WHITE_K: f64 = 0.8;
 /// The global budget: predicted mean SSIM loss of the picture.
 const SSIM_LOSS: f64 = 0.012;
-/// The global budget: the MSE of PSNR 38.2 dB, checked on the delivered
-/// 8-bit output.
-fn mse_max() -> f64 {
-    255.0 * 255.0 / 10f64.powf(3.82)
-}
 /// The factor on k² per step while the rounded output is over budget.
 const MSE_STEP: f64 = 0.95;
 /// Steps at most.
@@ -59,14 +57,6 @@ fn strength(y: &Plane) -> Plane {
         .box_mean(MASK_R)
 }
 
-/// The local variance in SSIM's Gaussian window.
-fn local_variance(a: &Plane) -> Plane {
-    let mean = a.gauss();
-    a.map(|v| v * v)
-        .gauss()
-        .zip(&mean, |sq, m| (sq - m * m).max(0.0))
-}
-
 /// Marks packed RGB `pixels` (`width`×`height`, both ≥ 256) with the
 /// 64-bit `message` in place.
 pub(crate) fn embed(pixels: &mut [u8], width: usize, height: usize, message: u64) {
@@ -74,74 +64,97 @@ pub(crate) fn embed(pixels: &mut [u8], width: usize, height: usize, message: u64
     let luma = Plane::luma(pixels, width, height);
     let m = strength(&luma);
     // The change of each channel (`change`, 3 per pixel) and of the luma
-    // (`dy`).
+    // (`dy`), a half of the rows on each thread.
     let mut change = vec![0.0; 3 * width * height];
     let mut dy = Plane::new(width, height);
-    for y in 0..height {
-        for x in 0..width {
-            let i = y * width + x;
-            let px = &pixels[3 * i..3 * i + 3];
-            let w = tile[(y % P) * P + x % P];
-            let mi = m.data[i];
-            let hi = f64::from(*px.iter().max().expect("three channels"));
-            let lo = f64::from(*px.iter().min().expect("three channels"));
-            let a_up = (1.0 - (255.0 - hi) / (HEAD_K * mi)).clamp(0.0, 1.0);
-            let a_dn = (1.0 - lo / (HEAD_K * mi)).clamp(0.0, 1.0);
-            // The pattern on all three channels, as far as headroom allows.
-            let d = mi * (1.0 - a_dn) * (1.0 - (1.0 - WHITE_K) * a_up) * (w - a_up * w.abs());
-            // How well each channel carries a symmetric change: ramps of
-            // width HEAD_K·m below CH_HI and HEAD_K·m/U_MIN above CH_LO (so
-            // the largest gain never clips at 0); `u` is their luma weight.
-            let hm = HEAD_K * mi;
-            let hl = hm / U_MIN;
-            let rho = [0, 1, 2].map(|c| {
-                let f = f64::from(px[c]);
-                ((CH_HI - f) / hm).clamp(0.0, 1.0) * ((f - CH_LO) / hl).clamp(0.0, 1.0)
-            });
-            let u = rho[0] * LUMA_W[0] + rho[1] * LUMA_W[1] + rho[2] * LUMA_W[2];
-            let lam = (u / U_MIN).min(1.0);
-            let carried = mi * w / u.max(U_MIN);
-            let rest = (1.0 - lam) * d;
-            let dc = [0, 1, 2].map(|c| carried * rho[c] + rest);
-            change[3 * i..3 * i + 3].copy_from_slice(&dc);
-            dy.data[i] = dc[0] * LUMA_W[0] + dc[1] * LUMA_W[1] + dc[2] * LUMA_W[2];
-        }
+    let mid = height / 2;
+    {
+        let (c0, c1) = change.split_at_mut(3 * mid * width);
+        let (d0, d1) = dy.data.split_at_mut(mid * width);
+        let (pixels, tile, m) = (&*pixels, &tile, &m);
+        both(
+            || pattern(pixels, width, 0, tile, m, c0, d0),
+            || pattern(pixels, width, mid, tile, m, c1, d1),
+        );
     }
     // Scale down to the budget: SSIM's predicted structure loss
     // mean(σ_dY² / (2σ_Y² + C2)) and the MSE over the three channels.
-    let dvar = local_variance(&dy);
-    let yvar = local_variance(&luma);
-    let n = dy.data.len() as f64;
-    let loss = dvar
-        .data
-        .iter()
-        .zip(&yvar.data)
-        .map(|(dv, yv)| dv / (2.0 * yv + C2_SSIM))
-        .sum::<f64>()
-        / n;
+    let dy2 = dy.map(|v| v * v);
+    let y2 = luma.map(|v| v * v);
+    let loss_rows = |rows: std::ops::Range<usize>| {
+        let mut loss = 0.0;
+        gauss_rows(
+            [&dy, &dy2, &luma, &y2],
+            false,
+            rows,
+            |_, [md, dd, my, yy]| {
+                for i in 0..md.len() {
+                    let dvar = (dd[i] - md[i] * md[i]).max(0.0);
+                    let yvar = (yy[i] - my[i] * my[i]).max(0.0);
+                    loss += dvar / (2.0 * yvar + C2_SSIM);
+                }
+            },
+        );
+        loss
+    };
+    let rows = gauss_height(height, false);
+    let (top, bottom) = both(|| loss_rows(0..rows / 2), || loss_rows(rows / 2..rows));
+    let loss = (top + bottom) / dy.data.len() as f64;
     let mse = change.iter().map(|v| v * v).sum::<f64>() / change.len() as f64;
-    let k2 = 1f64
+    let mut k2 = 1f64
         .min(SSIM_LOSS / loss.max(1e-30))
         .min(mse_max() / mse.max(1e-30));
     // Rounding can raise the MSE over the pattern's (on textured pictures
     // it takes few values): check the output itself and shrink until it is
     // within budget.
     let original = pixels.to_vec();
-    let budget = mse_max();
-    let mut k2 = k2;
     for _ in 0..MSE_TRIES {
-        let k = k2.sqrt();
-        let mut err = 0.0;
-        for ((c, &o), &delta) in pixels.iter_mut().zip(&original).zip(&change) {
-            let v = (f64::from(o) + delta * k)
-                .round_ties_even()
-                .clamp(0.0, 255.0);
-            err += (v - f64::from(o)) * (v - f64::from(o));
-            *c = v as u8;
-        }
-        if err / original.len() as f64 <= budget {
+        if render(&original, &change, k2, pixels) <= mse_max() {
             break;
         }
         k2 *= MSE_STEP;
+    }
+    calibrate(&original, &luma, &change, k2, pixels);
+}
+
+/// The change of each channel and of the luma for the rows from `y0` on
+/// that `change` (3 per pixel) and `dy` (1 per pixel) hold.
+fn pattern(
+    pixels: &[u8],
+    width: usize,
+    y0: usize,
+    tile: &[f64],
+    m: &Plane,
+    change: &mut [f64],
+    dy: &mut [f64],
+) {
+    for (j, (dc_out, dy_out)) in change.chunks_exact_mut(3).zip(dy).enumerate() {
+        let i = y0 * width + j;
+        let (y, x) = (i / width, i % width);
+        let px = &pixels[3 * i..3 * i + 3];
+        let w = tile[(y % P) * P + x % P];
+        let mi = m.data[i];
+        let hi = f64::from(px[0].max(px[1]).max(px[2]));
+        let lo = f64::from(px[0].min(px[1]).min(px[2]));
+        let a_up = (1.0 - (255.0 - hi) / (HEAD_K * mi)).clamp(0.0, 1.0);
+        let a_dn = (1.0 - lo / (HEAD_K * mi)).clamp(0.0, 1.0);
+        // The pattern on all three channels, as far as headroom allows.
+        let d = mi * (1.0 - a_dn) * (1.0 - (1.0 - WHITE_K) * a_up) * (w - a_up * w.abs());
+        // How well each channel carries a symmetric change: ramps of
+        // width HEAD_K·m below CH_HI and HEAD_K·m/U_MIN above CH_LO (so
+        // the largest gain never clips at 0); `u` is their luma weight.
+        let hm = HEAD_K * mi;
+        let hl = hm / U_MIN;
+        let rho = [0, 1, 2].map(|c| {
+            let f = f64::from(px[c]);
+            ((CH_HI - f) / hm).clamp(0.0, 1.0) * ((f - CH_LO) / hl).clamp(0.0, 1.0)
+        });
+        let u = rho[0] * LUMA_W[0] + rho[1] * LUMA_W[1] + rho[2] * LUMA_W[2];
+        let lam = (u / U_MIN).min(1.0);
+        let carried = mi * w / u.max(U_MIN);
+        let rest = (1.0 - lam) * d;
+        let dc = [0, 1, 2].map(|c| carried * rho[c] + rest);
+        dc_out.copy_from_slice(&dc);
+        *dy_out = dc[0] * LUMA_W[0] + dc[1] * LUMA_W[1] + dc[2] * LUMA_W[2];
     }
 }

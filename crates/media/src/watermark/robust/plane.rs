@@ -1,5 +1,9 @@
 //! A plane of f64 samples and the few filters the mark needs: luma, the
-//! edge-replicated box mean, and the central window.
+//! edge-replicated box mean, SSIM's Gaussian (padded and valid), and the
+//! central window. The filters run a row at a time so their loops
+//! vectorise, with each output's operations in the reference's order.
+
+use std::ops::Range;
 
 /// A row-major plane of samples.
 #[derive(Clone, Debug, PartialEq)]
@@ -56,64 +60,58 @@ impl Plane {
     }
 
     /// The mean over the (2r+1)×(2r+1) window around each sample, edges
-    /// replicated; columns first, then rows.
+    /// replicated; columns first, then rows. Each output is
+    /// (prefix[i + 2r + 2] − prefix[i + 1]) / (2r + 1) over the padded
+    /// line's running sum, the reference's operations in its order; the
+    /// columns are summed a row at a time so the loops vectorise.
     pub(crate) fn box_mean(&self, r: usize) -> Self {
         if r == 0 {
             return self.clone();
         }
         let (w, h) = (self.width, self.height);
         let n = (2 * r + 1) as f64;
-        let mut vertical = Plane::new(w, h);
-        let mut column = vec![0.0; h];
-        let mut prefix = vec![0.0; h + 2 * r + 2];
-        for x in 0..w {
-            for (y, c) in column.iter_mut().enumerate() {
-                *c = self.data[y * w + x];
+        // prefix row i+1 = prefix row i + padded row i; the padded column
+        // is r+1 copies of the first row, the rows, then r of the last.
+        let rows = h + 2 * r + 1;
+        let mut prefix = vec![0.0; (rows + 1) * w];
+        for i in 0..rows {
+            let src = i.saturating_sub(r + 1).min(h - 1);
+            let (done, next) = prefix.split_at_mut((i + 1) * w);
+            let before = &done[i * w..];
+            let row = &self.data[src * w..(src + 1) * w];
+            for ((p, &b), &v) in next[..w].iter_mut().zip(before).zip(row) {
+                *p = b + v;
             }
-            running_mean(&column, r, n, &mut prefix, |y, v| {
-                vertical.data[y * w + x] = v
-            });
         }
         let mut out = Plane::new(w, h);
-        let mut prefix = vec![0.0; w + 2 * r + 2];
+        let mut line = vec![0.0; w + 2 * r + 2];
         for y in 0..h {
-            let row = &vertical.data[y * w..(y + 1) * w];
-            let target = &mut out.data[y * w..(y + 1) * w];
-            running_mean(row, r, n, &mut prefix, |x, v| target[x] = v);
+            let hi = &prefix[(y + 2 * r + 2) * w..][..w];
+            let lo = &prefix[(y + 1) * w..][..w];
+            let vertical = &mut out.data[y * w..(y + 1) * w];
+            for ((v, &a), &b) in vertical.iter_mut().zip(hi).zip(lo) {
+                *v = (a - b) / n;
+            }
+            running_mean(vertical, r, n, &mut line);
         }
         out
     }
 
     /// The separable 11-tap Gaussian (σ = 1.5, SSIM's window; taps
-    /// exp(−k²/4.5) normalised), edges replicated; columns first.
-    pub(crate) fn gauss(&self) -> Self {
-        let taps: Vec<f64> = (-5i32..=5)
-            .map(|k| (-f64::from(k * k) / 4.5).exp())
-            .collect();
-        let total: f64 = taps.iter().sum();
-        let taps: Vec<f64> = taps.iter().map(|t| t / total).collect();
-        let (w, h) = (self.width, self.height);
-        let clamp = |i: i64, n: usize| i.clamp(0, n as i64 - 1) as usize;
-        let mut vertical = Plane::new(w, h);
-        for y in 0..h {
-            for x in 0..w {
-                vertical.data[y * w + x] = taps
-                    .iter()
-                    .enumerate()
-                    .map(|(k, t)| t * self.data[clamp(y as i64 + k as i64 - 5, h) * w + x])
-                    .sum();
-            }
-        }
+    /// exp(−k²/4.5) normalised), columns first, edges replicated
+    /// (`valid` false) or over the valid windows only, where the plane
+    /// shrinks by 10 samples a side. See [`gauss_rows`].
+    pub(crate) fn gauss(&self, valid: bool) -> Self {
+        let w = if valid {
+            self.width.saturating_sub(10)
+        } else {
+            self.width
+        };
+        let h = gauss_height(self.height, valid);
         let mut out = Plane::new(w, h);
-        for y in 0..h {
-            for x in 0..w {
-                out.data[y * w + x] = taps
-                    .iter()
-                    .enumerate()
-                    .map(|(k, t)| t * vertical.data[y * w + clamp(x as i64 + k as i64 - 5, w)])
-                    .sum();
-            }
-        }
+        gauss_rows([self], valid, 0..h, |y, [row]| {
+            out.data[y * w..(y + 1) * w].copy_from_slice(row);
+        });
         out
     }
 
@@ -161,34 +159,111 @@ impl Plane {
     }
 }
 
-/// The edge-replicated running mean of `line` over 2r+1 samples, through
-/// a prefix sum.
-fn running_mean(
-    line: &[f64],
-    r: usize,
-    n: f64,
-    prefix: &mut [f64],
-    mut put: impl FnMut(usize, f64),
-) {
+/// Replaces `line` by its edge-replicated running mean over 2r+1 samples,
+/// through a prefix sum of the padded line (r+1 copies of the first
+/// sample, the line, r copies of the last).
+fn running_mean(line: &mut [f64], r: usize, n: f64, prefix: &mut [f64]) {
     let len = line.len();
-    // prefix[i] = sum of the padded line's first i samples; the padded
-    // line is r+1 copies of the first sample (the first is never summed
-    // alone), the line, then r copies of the last.
-    let padded = |i: usize| -> f64 {
-        if i <= r {
-            line[0]
-        } else if i - (r + 1) < len {
-            line[i - (r + 1)]
-        } else {
-            line[len - 1]
-        }
-    };
     prefix[0] = 0.0;
     for i in 0..len + 2 * r + 1 {
-        prefix[i + 1] = prefix[i] + padded(i);
+        let v = line[i.saturating_sub(r + 1).min(len - 1)];
+        prefix[i + 1] = prefix[i] + v;
     }
-    for i in 0..len {
-        put(i, (prefix[i + 2 * r + 2] - prefix[i + 1]) / n);
+    for (i, v) in line.iter_mut().enumerate() {
+        *v = (prefix[i + 2 * r + 2] - prefix[i + 1]) / n;
+    }
+}
+
+/// The 11 Gaussian taps of [`Plane::gauss`], normalised, computed once.
+fn gauss_taps() -> &'static [f64; 11] {
+    static TAPS: std::sync::OnceLock<[f64; 11]> = std::sync::OnceLock::new();
+    TAPS.get_or_init(|| {
+        let taps: Vec<f64> = (-5i32..=5)
+            .map(|k| (-f64::from(k * k) / 4.5).exp())
+            .collect();
+        let total: f64 = taps.iter().sum();
+        std::array::from_fn(|i| taps[i] / total)
+    })
+}
+
+/// SSIM's Gaussian of several planes of one size, a row at a time: calls
+/// `each(row, rows)` with that output row of every plane, in order, and
+/// stores no plane. Each output sums its 11 products in tap order, down
+/// the column first, then along the row (the reference's operations).
+/// `valid`: over the valid windows only; otherwise edges replicated.
+pub(crate) fn gauss_rows<const N: usize>(
+    planes: [&Plane; N],
+    valid: bool,
+    rows: Range<usize>,
+    mut each: impl FnMut(usize, &[Vec<f64>; N]),
+) {
+    let taps = gauss_taps();
+    let (w, h) = (planes[0].width, planes[0].height);
+    let ow = if valid { w.saturating_sub(10) } else { w };
+    let mut column: [Vec<f64>; N] = std::array::from_fn(|_| vec![0.0; w]);
+    let mut padded = vec![0.0; w + 10];
+    let mut out_rows: [Vec<f64>; N] = std::array::from_fn(|_| vec![0.0; ow]);
+    for y in rows {
+        for ((plane, col), out) in planes.iter().zip(&mut column).zip(&mut out_rows) {
+            for (k, &t) in taps.iter().enumerate() {
+                let src = if valid {
+                    y + k
+                } else {
+                    (y as i64 + k as i64 - 5).clamp(0, h as i64 - 1) as usize
+                };
+                accumulate(col, &plane.data[src * w..(src + 1) * w], t, k == 0);
+            }
+            let line: &[f64] = if valid {
+                col
+            } else {
+                for (i, p) in padded.iter_mut().enumerate() {
+                    *p = col[(i as i64 - 5).clamp(0, w as i64 - 1) as usize];
+                }
+                &padded
+            };
+            for (k, &t) in taps.iter().enumerate() {
+                accumulate(out, &line[k..k + ow], t, k == 0);
+            }
+        }
+        each(y, &out_rows);
+    }
+}
+
+/// The output rows of [`gauss_rows`] for a plane of `height` rows.
+pub(crate) fn gauss_height(height: usize, valid: bool) -> usize {
+    if valid {
+        height.saturating_sub(10)
+    } else {
+        height
+    }
+}
+
+/// Runs `a` here and `b` on a second thread (the embedder splits its
+/// rows in two halves); both results. A panic in `b` resumes here.
+pub(crate) fn both<A: Send, B: Send>(
+    a: impl FnOnce() -> A + Send,
+    b: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    std::thread::scope(|scope| {
+        let second = scope.spawn(b);
+        let first = a();
+        let second = second
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (first, second)
+    })
+}
+
+/// `out = t·src` (`first`) or `out += t·src`, element by element.
+fn accumulate(out: &mut [f64], src: &[f64], t: f64, first: bool) {
+    if first {
+        for (o, &v) in out.iter_mut().zip(src) {
+            *o = t * v;
+        }
+    } else {
+        for (o, &v) in out.iter_mut().zip(src) {
+            *o += t * v;
+        }
     }
 }
 
@@ -215,6 +290,47 @@ mod tests {
 #[cfg(test)]
 mod brute {
     use super::*;
+
+    /// The Gaussian as a direct windowed sum per output, columns first:
+    /// the row-at-a-time version gives the same bits.
+    #[test]
+    fn the_gaussian_is_the_direct_windowed_sum_bit_for_bit() {
+        let (w, h) = (37usize, 21usize);
+        let mut state = 5u64;
+        let p = Plane {
+            width: w,
+            height: h,
+            data: (0..w * h)
+                .map(|_| {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    (state >> 40) as f64 / 997.0
+                })
+                .collect(),
+        };
+        let taps = gauss_taps();
+        let clamp = |i: i64, n: usize| i.clamp(0, n as i64 - 1) as usize;
+        let mut vertical = Plane::new(w, h);
+        for y in 0..h {
+            for x in 0..w {
+                vertical.data[y * w + x] = taps
+                    .iter()
+                    .enumerate()
+                    .map(|(k, t)| t * p.data[clamp(y as i64 + k as i64 - 5, h) * w + x])
+                    .sum();
+            }
+        }
+        let g = p.gauss(false);
+        for y in 0..h {
+            for x in 0..w {
+                let want: f64 = taps
+                    .iter()
+                    .enumerate()
+                    .map(|(k, t)| t * vertical.data[y * w + clamp(x as i64 + k as i64 - 5, w)])
+                    .sum();
+                assert_eq!(g.data[y * w + x].to_bits(), want.to_bits(), "at {x},{y}");
+            }
+        }
+    }
 
     #[test]
     fn the_box_mean_is_the_windowed_mean_with_edges_replicated() {
