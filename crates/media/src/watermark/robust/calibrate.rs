@@ -7,7 +7,7 @@
 //! delivered output's SSIM is measured and k² rescaled to land just above
 //! [`SSIM_MIN`] (SPEC.md §4 step 5d).
 
-use super::plane::{Plane, both};
+use super::plane::{Plane, both, wide};
 use super::ssim::Reference;
 
 /// The delivered output's SSIM ([`Reference::ssim`]) is at least this ...
@@ -34,9 +34,14 @@ pub(crate) fn mse_max() -> f64 {
 /// try whose output fails [`SSIM_MIN`] or the MSE budget is followed by
 /// one [`STEP`] smaller, at most [`TRIES`] tries. When none passes,
 /// `pixels` keeps the output rendered with `k2`.
-pub(crate) fn calibrate(original: &[u8], luma: &Plane, change: &[f64], k2: f64, pixels: &mut [u8]) {
-    let (width, height) = (luma.width, luma.height);
-    let reference = Reference::new(luma);
+pub(crate) fn calibrate(
+    original: &[u8],
+    reference: &Reference,
+    change: &[f64],
+    k2: f64,
+    pixels: &mut [u8],
+) {
+    let (width, height) = reference.size();
     let s0 = reference.ssim(&Plane::luma(pixels, width, height));
     let mut g = ((1.0 - SSIM_AIM) / (1.0 - s0).max(1e-12)).clamp(G_MIN, G_MAX);
     let mut tried = vec![0u8; pixels.len()];
@@ -55,18 +60,21 @@ pub(crate) fn calibrate(original: &[u8], luma: &Plane, change: &[f64], k2: f64, 
 }
 
 /// Writes round(original + change·√k2), clamped to [0, 255], into `out`
-/// (a half on each of two threads); the mean squared difference (of an
-/// exact sum of integers, so the halves change nothing).
+/// (a half on each of two threads); the mean squared difference (summed
+/// exactly, in integers).
 pub(crate) fn render(original: &[u8], change: &[f64], k2: f64, out: &mut [u8]) -> f64 {
     let k = k2.sqrt();
     let half = |original: &[u8], change: &[f64], out: &mut [u8]| {
-        let mut err = 0.0;
-        for ((c, &o), &delta) in out.iter_mut().zip(original).zip(change) {
-            let v = round_ties_even(f64::from(o) + delta * k).clamp(0.0, 255.0);
-            err += (v - f64::from(o)) * (v - f64::from(o));
-            *c = v as u8;
-        }
-        err
+        wide(|| {
+            let mut err = 0u64;
+            for ((c, &o), &delta) in out.iter_mut().zip(original).zip(change) {
+                let v = round_ties_even(f64::from(o) + delta * k).clamp(0.0, 255.0) as u8;
+                let d = i32::from(v) - i32::from(o);
+                err += d.unsigned_abs() as u64 * d.unsigned_abs() as u64;
+                *c = v;
+            }
+            err
+        })
     };
     let mid = out.len() / 2;
     let (o0, o1) = out.split_at_mut(mid);
@@ -74,13 +82,14 @@ pub(crate) fn render(original: &[u8], change: &[f64], k2: f64, out: &mut [u8]) -
         || half(&original[..mid], &change[..mid], o0),
         || half(&original[mid..], &change[mid..], o1),
     );
-    (a + b) / original.len() as f64
+    (a + b) as f64 / original.len() as f64
 }
 
 /// Rounds to the nearest integer, ties to even (`f64::round_ties_even`,
 /// NumPy's `rint`) for |v| < 2⁵¹, by adding and removing 1.5·2⁵²: the
 /// addition rounds in the default mode. Branch-free, so the loop above
 /// vectorises on the baseline x86-64, where `round_ties_even` is a call.
+#[inline(always)]
 fn round_ties_even(v: f64) -> f64 {
     const MAGIC: f64 = 6_755_399_441_055_744.0;
     (v + MAGIC) - MAGIC

@@ -9,10 +9,13 @@
 //! scaled down, never up, to a global budget of predicted SSIM loss and
 //! MSE, and finally calibrated on the rounded output's measured SSIM
 //! (`calibrate`), so every picture spends the same invisibility budget.
-//! The per-pixel work runs on two threads, a half of the rows each.
+//! The per-pixel work runs on two threads, a half of the rows each; the
+//! budget pass keeps the Gaussians of Y and Y² that calibration's SSIM
+//! needs, so they are computed once.
 
 use super::calibrate::{calibrate, mse_max, render};
-use super::plane::{Plane, both, gauss_height, gauss_rows};
+use super::plane::{Plane, Src, both, buffer, gauss_height, gauss_rows, recycle, wide};
+use super::ssim::Reference;
 use super::tile::{P, message_tile};
 
 /// The SSIM loss per window the strength aims at.
@@ -52,9 +55,11 @@ const MASK_R: usize = 2;
 fn strength(y: &Plane) -> Plane {
     let mu = y.box_mean(ACT_R);
     let dev2 = y.zip(&mu, |v, m| (v - m) * (v - m));
-    let act2 = dev2.box_mean(ACT_R).map(|v| v.max(0.0));
-    act2.map(|a| (Q_SSIM * (2.0 * a + C2_SSIM)).sqrt().min(M_MAX))
-        .box_mean(MASK_R)
+    dev2.box_mean_map(ACT_R, |v| {
+        let a = v.max(0.0);
+        (Q_SSIM * (2.0 * a + C2_SSIM)).sqrt().min(M_MAX)
+    })
+    .box_mean(MASK_R)
 }
 
 /// Marks packed RGB `pixels` (`width`×`height`, both ≥ 256) with the
@@ -65,7 +70,7 @@ pub(crate) fn embed(pixels: &mut [u8], width: usize, height: usize, message: u64
     let m = strength(&luma);
     // The change of each channel (`change`, 3 per pixel) and of the luma
     // (`dy`), a half of the rows on each thread.
-    let mut change = vec![0.0; 3 * width * height];
+    let mut change = buffer(3 * width * height);
     let mut dy = Plane::new(width, height);
     let mid = height / 2;
     {
@@ -79,26 +84,46 @@ pub(crate) fn embed(pixels: &mut [u8], width: usize, height: usize, message: u64
     }
     // Scale down to the budget: SSIM's predicted structure loss
     // mean(σ_dY² / (2σ_Y² + C2)) and the MSE over the three channels.
-    let dy2 = dy.map(|v| v * v);
-    let y2 = luma.map(|v| v * v);
-    let loss_rows = |rows: std::ops::Range<usize>| {
+    // The Gaussians of Y and Y² away from the edges are the valid ones
+    // calibration's SSIM needs (the same sums in the same order): kept.
+    let (vw, vh) = (width - 10, height - 10);
+    let mut mu = Plane::new(vw, vh);
+    let mut sq = Plane::new(vw, vh);
+    let loss_rows = |rows: std::ops::Range<usize>, mu: &mut [f64], sq: &mut [f64]| {
+        let first = rows.start.max(5);
         let mut loss = 0.0;
-        gauss_rows(
-            [&dy, &dy2, &luma, &y2],
-            false,
-            rows,
-            |_, [md, dd, my, yy]| {
+        let planes = [
+            Src::Plane(&dy),
+            Src::Square(&dy),
+            Src::Plane(&luma),
+            Src::Square(&luma),
+        ];
+        gauss_rows(planes, false, rows, |y, [md, dd, my, yy]| {
+            wide(|| {
                 for i in 0..md.len() {
                     let dvar = (dd[i] - md[i] * md[i]).max(0.0);
                     let yvar = (yy[i] - my[i] * my[i]).max(0.0);
                     loss += dvar / (2.0 * yvar + C2_SSIM);
                 }
-            },
-        );
+            });
+            if (5..height - 5).contains(&y) {
+                let at = (y - first) * vw;
+                mu[at..at + vw].copy_from_slice(&my[5..5 + vw]);
+                sq[at..at + vw].copy_from_slice(&yy[5..5 + vw]);
+            }
+        });
         loss
     };
     let rows = gauss_height(height, false);
-    let (top, bottom) = both(|| loss_rows(0..rows / 2), || loss_rows(rows / 2..rows));
+    let split = (rows / 2).clamp(5, height - 5) - 5;
+    let (top, bottom) = {
+        let (mu0, mu1) = mu.data.split_at_mut(split * vw);
+        let (sq0, sq1) = sq.data.split_at_mut(split * vw);
+        both(
+            || loss_rows(0..split + 5, mu0, sq0),
+            || loss_rows(split + 5..rows, mu1, sq1),
+        )
+    };
     let loss = (top + bottom) / dy.data.len() as f64;
     let mse = change.iter().map(|v| v * v).sum::<f64>() / change.len() as f64;
     let mut k2 = 1f64
@@ -114,7 +139,14 @@ pub(crate) fn embed(pixels: &mut [u8], width: usize, height: usize, message: u64
         }
         k2 *= MSE_STEP;
     }
-    calibrate(&original, &luma, &change, k2, pixels);
+    calibrate(
+        &original,
+        &Reference::with_stats(&luma, mu, sq),
+        &change,
+        k2,
+        pixels,
+    );
+    recycle(change);
 }
 
 /// The change of each channel and of the luma for the rows from `y0` on
@@ -128,33 +160,49 @@ fn pattern(
     change: &mut [f64],
     dy: &mut [f64],
 ) {
-    for (j, (dc_out, dy_out)) in change.chunks_exact_mut(3).zip(dy).enumerate() {
-        let i = y0 * width + j;
-        let (y, x) = (i / width, i % width);
-        let px = &pixels[3 * i..3 * i + 3];
-        let w = tile[(y % P) * P + x % P];
-        let mi = m.data[i];
-        let hi = f64::from(px[0].max(px[1]).max(px[2]));
-        let lo = f64::from(px[0].min(px[1]).min(px[2]));
-        let a_up = (1.0 - (255.0 - hi) / (HEAD_K * mi)).clamp(0.0, 1.0);
-        let a_dn = (1.0 - lo / (HEAD_K * mi)).clamp(0.0, 1.0);
-        // The pattern on all three channels, as far as headroom allows.
-        let d = mi * (1.0 - a_dn) * (1.0 - (1.0 - WHITE_K) * a_up) * (w - a_up * w.abs());
-        // How well each channel carries a symmetric change: ramps of
-        // width HEAD_K·m below CH_HI and HEAD_K·m/U_MIN above CH_LO (so
-        // the largest gain never clips at 0); `u` is their luma weight.
-        let hm = HEAD_K * mi;
-        let hl = hm / U_MIN;
-        let rho = [0, 1, 2].map(|c| {
-            let f = f64::from(px[c]);
-            ((CH_HI - f) / hm).clamp(0.0, 1.0) * ((f - CH_LO) / hl).clamp(0.0, 1.0)
-        });
-        let u = rho[0] * LUMA_W[0] + rho[1] * LUMA_W[1] + rho[2] * LUMA_W[2];
-        let lam = (u / U_MIN).min(1.0);
-        let carried = mi * w / u.max(U_MIN);
-        let rest = (1.0 - lam) * d;
-        let dc = [0, 1, 2].map(|c| carried * rho[c] + rest);
-        dc_out.copy_from_slice(&dc);
-        *dy_out = dc[0] * LUMA_W[0] + dc[1] * LUMA_W[1] + dc[2] * LUMA_W[2];
+    let rows = change
+        .chunks_exact_mut(3 * width)
+        .zip(dy.chunks_exact_mut(width));
+    for (r, (change_row, dy_row)) in rows.enumerate() {
+        let y = y0 + r;
+        let tile_row = &tile[(y % P) * P..][..P];
+        let cells = change_row.chunks_exact_mut(3).zip(dy_row.iter_mut());
+        for (x, (dc_out, dy_out)) in cells.enumerate() {
+            pixel(
+                &pixels[3 * (y * width + x)..][..3],
+                tile_row[x % P],
+                m.data[y * width + x],
+                dc_out,
+                dy_out,
+            );
+        }
     }
+}
+
+/// The change of each channel (`dc_out`) and of the luma (`dy_out`) of
+/// one pixel `px`, with tile value `w` and strength `mi`.
+#[inline(always)]
+fn pixel(px: &[u8], w: f64, mi: f64, dc_out: &mut [f64], dy_out: &mut f64) {
+    let hi = f64::from(px[0].max(px[1]).max(px[2]));
+    let lo = f64::from(px[0].min(px[1]).min(px[2]));
+    let a_up = (1.0 - (255.0 - hi) / (HEAD_K * mi)).clamp(0.0, 1.0);
+    let a_dn = (1.0 - lo / (HEAD_K * mi)).clamp(0.0, 1.0);
+    // The pattern on all three channels, as far as headroom allows.
+    let d = mi * (1.0 - a_dn) * (1.0 - (1.0 - WHITE_K) * a_up) * (w - a_up * w.abs());
+    // How well each channel carries a symmetric change: ramps of
+    // width HEAD_K·m below CH_HI and HEAD_K·m/U_MIN above CH_LO (so
+    // the largest gain never clips at 0); `u` is their luma weight.
+    let hm = HEAD_K * mi;
+    let hl = hm / U_MIN;
+    let rho = [0, 1, 2].map(|c| {
+        let f = f64::from(px[c]);
+        ((CH_HI - f) / hm).clamp(0.0, 1.0) * ((f - CH_LO) / hl).clamp(0.0, 1.0)
+    });
+    let u = rho[0] * LUMA_W[0] + rho[1] * LUMA_W[1] + rho[2] * LUMA_W[2];
+    let lam = (u / U_MIN).min(1.0);
+    let carried = mi * w / u.max(U_MIN);
+    let rest = (1.0 - lam) * d;
+    let dc = [0, 1, 2].map(|c| carried * rho[c] + rest);
+    dc_out.copy_from_slice(&dc);
+    *dy_out = dc[0] * LUMA_W[0] + dc[1] * LUMA_W[1] + dc[2] * LUMA_W[2];
 }

@@ -1,9 +1,14 @@
 //! A plane of f64 samples and the few filters the mark needs: luma, the
 //! edge-replicated box mean, SSIM's Gaussian (padded and valid), and the
 //! central window. The filters run a row at a time so their loops
-//! vectorise, with each output's operations in the reference's order.
+//! vectorise (in the widest vectors the CPU has, [`wide`]), with each
+//! output's operations in the reference's order, so every build and CPU
+//! gives the reference's bits. Planes take their buffers from a bounded
+//! pool of freed ones ([`buffer`]): page faults on fresh 2 MiB buffers
+//! cost the embedder more than its arithmetic did.
 
 use std::ops::Range;
+use std::sync::{Mutex, PoisonError};
 
 /// A row-major plane of samples.
 #[derive(Clone, Debug, PartialEq)]
@@ -14,93 +19,132 @@ pub(crate) struct Plane {
 }
 
 impl Plane {
+    /// A plane of zeros (its buffer from [`buffer`]).
     pub(crate) fn new(width: usize, height: usize) -> Self {
         Self {
             width,
             height,
-            data: vec![0.0; width * height],
+            data: buffer(width * height),
         }
     }
 
     /// BT.601 luma Y = 0.299 R + 0.587 G + 0.114 B of packed RGB pixels.
     pub(crate) fn luma(pixels: &[u8], width: usize, height: usize) -> Self {
-        Self {
-            width,
-            height,
-            data: pixels
-                .chunks_exact(3)
-                .map(|p| {
-                    0.299 * f64::from(p[0]) + 0.587 * f64::from(p[1]) + 0.114 * f64::from(p[2])
-                })
-                .collect(),
+        let mut out = Plane::new(width, height);
+        for (y, p) in out.data.iter_mut().zip(pixels.chunks_exact(3)) {
+            *y = 0.299 * f64::from(p[0]) + 0.587 * f64::from(p[1]) + 0.114 * f64::from(p[2]);
         }
+        out
     }
 
     /// Applies `f` to every sample.
     pub(crate) fn map(&self, f: impl Fn(f64) -> f64) -> Self {
-        Self {
-            width: self.width,
-            height: self.height,
-            data: self.data.iter().map(|&v| f(v)).collect(),
+        let mut out = Plane::new(self.width, self.height);
+        for (o, &v) in out.data.iter_mut().zip(&self.data) {
+            *o = f(v);
         }
+        out
     }
 
     /// Combines two planes of the same size sample by sample.
     pub(crate) fn zip(&self, other: &Self, f: impl Fn(f64, f64) -> f64) -> Self {
-        Self {
-            width: self.width,
-            height: self.height,
-            data: self
-                .data
-                .iter()
-                .zip(&other.data)
-                .map(|(&a, &b)| f(a, b))
-                .collect(),
+        let mut out = Plane::new(self.width, self.height);
+        for ((o, &a), &b) in out.data.iter_mut().zip(&self.data).zip(&other.data) {
+            *o = f(a, b);
         }
+        out
     }
 
     /// The mean over the (2r+1)×(2r+1) window around each sample, edges
-    /// replicated; columns first, then rows. Each output is
-    /// (prefix[i + 2r + 2] − prefix[i + 1]) / (2r + 1) over the padded
-    /// line's running sum, the reference's operations in its order; the
-    /// columns are summed a row at a time so the loops vectorise.
+    /// replicated; columns first, then rows. See [`Plane::box_mean_map`].
     pub(crate) fn box_mean(&self, r: usize) -> Self {
-        if r == 0 {
-            return self.clone();
-        }
+        self.box_mean_map(r, |v| v)
+    }
+
+    /// `f` of the box mean of every sample. Each mean is
+    /// (prefix[i + 2r + 2] − prefix[i + 1]) / (2r + 1) over the padded
+    /// line's running sum, the reference's operations in its order: the
+    /// columns' running sums go down a row at a time (so the loops
+    /// vectorise), a half of the rows on each of two threads (the lower
+    /// half first sums the rows above it, in the same order).
+    pub(crate) fn box_mean_map(&self, r: usize, f: impl Fn(f64) -> f64 + Sync) -> Self {
         let (w, h) = (self.width, self.height);
+        let mut out = Plane::new(w, h);
+        let mid = h / 2;
+        let (top, bottom) = out.data.split_at_mut(mid * w);
+        both(
+            || self.box_rows(r, 0..mid, top, &f),
+            || self.box_rows(r, mid..h, bottom, &f),
+        );
+        out
+    }
+
+    /// The rows `rows` of [`Plane::box_mean_map`] into `out`.
+    fn box_rows(&self, r: usize, rows: Range<usize>, out: &mut [f64], f: &impl Fn(f64) -> f64) {
+        wide(|| self.box_rows_plain(r, rows, out, f));
+    }
+
+    #[inline(always)]
+    fn box_rows_plain(
+        &self,
+        r: usize,
+        rows: Range<usize>,
+        out: &mut [f64],
+        f: &impl Fn(f64) -> f64,
+    ) {
+        let (w, h) = (self.width, self.height);
+        if r == 0 {
+            for (o, &v) in out.iter_mut().zip(&self.data[rows.start * w..rows.end * w]) {
+                *o = f(v);
+            }
+            return;
+        }
         let n = (2 * r + 1) as f64;
         // prefix row i+1 = prefix row i + padded row i; the padded column
         // is r+1 copies of the first row, the rows, then r of the last.
-        let rows = h + 2 * r + 1;
-        let mut prefix = vec![0.0; (rows + 1) * w];
-        for i in 0..rows {
+        // Output row y reads prefix rows y+1 and y+2r+2: a ring of 2r+2.
+        let ring = 2 * r + 2;
+        let mut prefix = vec![vec![0.0; w]; ring];
+        let padded = |i: usize| {
             let src = i.saturating_sub(r + 1).min(h - 1);
-            let (done, next) = prefix.split_at_mut((i + 1) * w);
-            let before = &done[i * w..];
-            let row = &self.data[src * w..(src + 1) * w];
-            for ((p, &b), &v) in next[..w].iter_mut().zip(before).zip(row) {
-                *p = b + v;
-            }
-        }
-        let mut out = Plane::new(w, h);
+            &self.data[src * w..(src + 1) * w]
+        };
         let mut line = vec![0.0; w + 2 * r + 2];
-        for y in 0..h {
-            let hi = &prefix[(y + 2 * r + 2) * w..][..w];
-            let lo = &prefix[(y + 1) * w..][..w];
-            let vertical = &mut out.data[y * w..(y + 1) * w];
+        // prefix[i % ring] holds prefix row i, for i up to `made`.
+        let mut made = 0;
+        for (y, vertical) in rows.zip(out.chunks_exact_mut(w)) {
+            while made < y + 2 * r + 2 {
+                let (before, next) = (made % ring, (made + 1) % ring);
+                let (a, b) = if before < next {
+                    let (lo, hi) = prefix.split_at_mut(next);
+                    (&lo[before], &mut hi[0])
+                } else {
+                    let (lo, hi) = prefix.split_at_mut(before);
+                    (&hi[0], &mut lo[next])
+                };
+                for ((p, &s), &v) in b.iter_mut().zip(a.iter()).zip(padded(made)) {
+                    *p = s + v;
+                }
+                made += 1;
+            }
+            let hi = &prefix[(y + 2 * r + 2) % ring];
+            let lo = &prefix[(y + 1) % ring];
             for ((v, &a), &b) in vertical.iter_mut().zip(hi).zip(lo) {
                 *v = (a - b) / n;
             }
             running_mean(vertical, r, n, &mut line);
+            for v in vertical.iter_mut() {
+                *v = f(*v);
+            }
         }
-        out
     }
 
     /// The separable 11-tap Gaussian (σ = 1.5, SSIM's window; taps
     /// exp(−k²/4.5) normalised), columns first, edges replicated
     /// (`valid` false) or over the valid windows only, where the plane
-    /// shrinks by 10 samples a side. See [`gauss_rows`].
+    /// shrinks by 10 samples a side. See [`gauss_rows`], which the
+    /// embedder uses; this whole-plane form is for tests.
+    #[cfg(test)]
     pub(crate) fn gauss(&self, valid: bool) -> Self {
         let w = if valid {
             self.width.saturating_sub(10)
@@ -109,7 +153,7 @@ impl Plane {
         };
         let h = gauss_height(self.height, valid);
         let mut out = Plane::new(w, h);
-        gauss_rows([self], valid, 0..h, |y, [row]| {
+        gauss_rows([Src::Plane(self)], valid, 0..h, |y, [row]| {
             out.data[y * w..(y + 1) * w].copy_from_slice(row);
         });
         out
@@ -159,9 +203,58 @@ impl Plane {
     }
 }
 
+impl Drop for Plane {
+    fn drop(&mut self) {
+        recycle(std::mem::take(&mut self.data));
+    }
+}
+
+/// Buffers of dropped planes, kept for the next ones: a fresh
+/// allocation of a 512×512 plane (2 MiB) costs about 1 ms in page
+/// faults, more than most filters that fill it, and an embed uses a
+/// dozen. At most [`POOL_BYTES`] are kept, buffers of at least
+/// [`POOL_MIN`] samples only.
+static POOL: Mutex<Vec<Vec<f64>>> = Mutex::new(Vec::new());
+const POOL_BYTES: usize = 64 << 20;
+const POOL_MIN: usize = 1 << 15;
+
+/// `len` zeros, in the smallest kept buffer that holds them, or new.
+pub(crate) fn buffer(len: usize) -> Vec<f64> {
+    if len >= POOL_MIN {
+        let mut pool = POOL.lock().unwrap_or_else(PoisonError::into_inner);
+        let fits = pool
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.capacity() >= len)
+            .min_by_key(|(_, b)| b.capacity())
+            .map(|(i, _)| i);
+        if let Some(i) = fits {
+            let mut kept = pool.swap_remove(i);
+            drop(pool);
+            kept.clear();
+            kept.resize(len, 0.0);
+            return kept;
+        }
+    }
+    vec![0.0; len]
+}
+
+/// Keeps `data` for a later [`buffer`], within the pool's bounds.
+pub(crate) fn recycle(data: Vec<f64>) {
+    if data.capacity() < POOL_MIN {
+        return;
+    }
+    let mut pool = POOL.lock().unwrap_or_else(PoisonError::into_inner);
+    let held: usize = pool.iter().map(Vec::capacity).sum();
+    if (held + data.capacity()) * size_of::<f64>() <= POOL_BYTES {
+        pool.push(data);
+    }
+}
+
 /// Replaces `line` by its edge-replicated running mean over 2r+1 samples,
 /// through a prefix sum of the padded line (r+1 copies of the first
 /// sample, the line, r copies of the last).
+#[inline(always)]
 fn running_mean(line: &mut [f64], r: usize, n: f64, prefix: &mut [f64]) {
     let len = line.len();
     prefix[0] = 0.0;
@@ -186,46 +279,189 @@ fn gauss_taps() -> &'static [f64; 11] {
     })
 }
 
+/// A plane [`gauss_rows`] filters: a stored one, or the square or the
+/// product of stored ones, formed a row at a time (the same bits as
+/// storing `a·a` or `a·b` first, without the plane).
+#[derive(Clone, Copy)]
+pub(crate) enum Src<'a> {
+    Plane(&'a Plane),
+    Square(&'a Plane),
+    Product(&'a Plane, &'a Plane),
+}
+
+impl<'a> From<&'a Plane> for Src<'a> {
+    fn from(plane: &'a Plane) -> Self {
+        Src::Plane(plane)
+    }
+}
+
+impl Src<'_> {
+    fn size(&self) -> (usize, usize) {
+        let plane = match self {
+            Src::Plane(p) | Src::Square(p) | Src::Product(p, _) => p,
+        };
+        (plane.width, plane.height)
+    }
+}
+
+/// The source rows of one [`Src`] a Gaussian is reading: a stored
+/// plane's rows are borrowed; a square's or a product's are formed once
+/// each and kept while the 11 output rows that read them are computed
+/// (slot `row % 11`, so a window of 11 consecutive rows never collides).
+struct Rows<'a> {
+    src: Src<'a>,
+    slots: Vec<Vec<f64>>,
+    tags: [usize; 11],
+}
+
+impl<'a> Rows<'a> {
+    fn new(src: Src<'a>) -> Self {
+        let slots = match src {
+            Src::Plane(_) => Vec::new(),
+            Src::Square(_) | Src::Product(..) => vec![vec![0.0; src.size().0]; 11],
+        };
+        Self {
+            src,
+            slots,
+            tags: [usize::MAX; 11],
+        }
+    }
+
+    /// Forms row `y` (of a square or a product) unless it is kept.
+    fn row(&mut self, y: usize) {
+        let w = self.src.size().0;
+        let (a, b) = match self.src {
+            Src::Plane(_) => return,
+            Src::Square(p) => (p, p),
+            Src::Product(p, q) => (p, q),
+        };
+        let slot = y % 11;
+        if self.tags[slot] != y {
+            let (ra, rb) = (&a.data[y * w..(y + 1) * w], &b.data[y * w..(y + 1) * w]);
+            for ((o, &u), &v) in self.slots[slot].iter_mut().zip(ra).zip(rb) {
+                *o = u * v;
+            }
+            self.tags[slot] = y;
+        }
+    }
+
+    /// Row `y`, formed by [`Rows::row`] for a square or a product.
+    fn get(&self, y: usize) -> &[f64] {
+        let w = self.src.size().0;
+        match self.src {
+            Src::Plane(p) => &p.data[y * w..(y + 1) * w],
+            _ => {
+                debug_assert_eq!(self.tags[y % 11], y);
+                &self.slots[y % 11]
+            }
+        }
+    }
+}
+
 /// SSIM's Gaussian of several planes of one size, a row at a time: calls
 /// `each(row, rows)` with that output row of every plane, in order, and
 /// stores no plane. Each output sums its 11 products in tap order, down
 /// the column first, then along the row (the reference's operations).
 /// `valid`: over the valid windows only; otherwise edges replicated.
-pub(crate) fn gauss_rows<const N: usize>(
-    planes: [&Plane; N],
+pub(crate) fn gauss_rows<'a, const N: usize>(
+    planes: [Src<'a>; N],
     valid: bool,
     rows: Range<usize>,
     mut each: impl FnMut(usize, &[Vec<f64>; N]),
 ) {
     let taps = gauss_taps();
-    let (w, h) = (planes[0].width, planes[0].height);
+    let (w, h) = planes[0].size();
     let ow = if valid { w.saturating_sub(10) } else { w };
-    let mut column: [Vec<f64>; N] = std::array::from_fn(|_| vec![0.0; w]);
+    let mut sources = planes.map(Rows::new);
+    let mut column = vec![0.0; w];
     let mut padded = vec![0.0; w + 10];
     let mut out_rows: [Vec<f64>; N] = std::array::from_fn(|_| vec![0.0; ow]);
     for y in rows {
-        for ((plane, col), out) in planes.iter().zip(&mut column).zip(&mut out_rows) {
-            for (k, &t) in taps.iter().enumerate() {
-                let src = if valid {
+        for (source, out) in sources.iter_mut().zip(&mut out_rows) {
+            let src = |k: usize| {
+                if valid {
                     y + k
                 } else {
                     (y as i64 + k as i64 - 5).clamp(0, h as i64 - 1) as usize
-                };
-                accumulate(col, &plane.data[src * w..(src + 1) * w], t, k == 0);
-            }
-            let line: &[f64] = if valid {
-                col
-            } else {
-                for (i, p) in padded.iter_mut().enumerate() {
-                    *p = col[(i as i64 - 5).clamp(0, w as i64 - 1) as usize];
                 }
+            };
+            // Form the rows first (a square's or a product's), then read.
+            for k in 0..11 {
+                source.row(src(k));
+            }
+            let inputs: [&[f64]; 11] = std::array::from_fn(|k| source.get(src(k)));
+            taps11(inputs, taps, &mut column);
+            let line: &[f64] = if valid {
+                &column
+            } else {
+                padded[5..5 + w].copy_from_slice(&column);
+                let (first, last) = (column[0], column[w - 1]);
+                padded[..5].fill(first);
+                padded[5 + w..].fill(last);
                 &padded
             };
-            for (k, &t) in taps.iter().enumerate() {
-                accumulate(out, &line[k..k + ow], t, k == 0);
-            }
+            taps11(std::array::from_fn(|k| &line[k..k + ow]), taps, out);
         }
         each(y, &out_rows);
+    }
+}
+
+/// `out[x] = t₀·in₀[x] + t₁·in₁[x] + … + t₁₀·in₁₀[x]`, summed left to
+/// right: the 11 taps of a Gaussian, down a column (`inᵢ` the rows) or
+/// along a row (`inᵢ` the row shifted by i), in [`wide`] vectors.
+fn taps11(inputs: [&[f64]; 11], taps: &[f64; 11], out: &mut [f64]) {
+    wide(|| taps11_plain(inputs, taps, out));
+}
+
+/// Runs `f` compiled for the widest vectors the CPU has (AVX-512 or
+/// AVX2 on x86-64, detected at run time), for the loops it inlines.
+/// Only the vector width changes: the same IEEE operations in the same
+/// order (Rust never fuses a multiply and an add), so the same bits.
+#[inline(always)]
+pub(crate) fn wide<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, checked above.
+            return unsafe { wide_avx512(f) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked above.
+            return unsafe { wide_avx2(f) };
+        }
+    }
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn wide_avx512<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn wide_avx2<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+#[inline(always)]
+fn taps11_plain(inputs: [&[f64]; 11], taps: &[f64; 11], out: &mut [f64]) {
+    let n = out.len();
+    let i = inputs.map(|row| &row[..n]);
+    for x in 0..n {
+        let mut acc = taps[0] * i[0][x];
+        acc += taps[1] * i[1][x];
+        acc += taps[2] * i[2][x];
+        acc += taps[3] * i[3][x];
+        acc += taps[4] * i[4][x];
+        acc += taps[5] * i[5][x];
+        acc += taps[6] * i[6][x];
+        acc += taps[7] * i[7][x];
+        acc += taps[8] * i[8][x];
+        acc += taps[9] * i[9][x];
+        acc += taps[10] * i[10][x];
+        out[x] = acc;
     }
 }
 
@@ -254,22 +490,20 @@ pub(crate) fn both<A: Send, B: Send>(
     })
 }
 
-/// `out = t·src` (`first`) or `out += t·src`, element by element.
-fn accumulate(out: &mut [f64], src: &[f64], t: f64, first: bool) {
-    if first {
-        for (o, &v) in out.iter_mut().zip(src) {
-            *o = t * v;
-        }
-    } else {
-        for (o, &v) in out.iter_mut().zip(src) {
-            *o += t * v;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plane_on_a_reused_buffer_starts_at_zero() {
+        let mut dirty = Plane::new(256, 256);
+        dirty.data.fill(7.0);
+        drop(dirty);
+        for _ in 0..4 {
+            let plane = Plane::new(250, 250);
+            assert!(plane.data.iter().all(|&v| v == 0.0));
+        }
+    }
 
     #[test]
     fn the_box_mean_replicates_edges() {

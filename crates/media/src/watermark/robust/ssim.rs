@@ -6,7 +6,7 @@
 
 use std::ops::Range;
 
-use super::plane::{Plane, both, gauss_rows};
+use super::plane::{Plane, Src, both, gauss_rows, wide};
 
 const C1: f64 = (0.01 * 255.0) * (0.01 * 255.0);
 const C2: f64 = (0.03 * 255.0) * (0.03 * 255.0);
@@ -21,6 +21,7 @@ pub(crate) struct Reference<'a> {
 }
 
 impl<'a> Reference<'a> {
+    #[cfg(test)]
     pub(crate) fn new(x: &'a Plane) -> Self {
         Self {
             x,
@@ -29,25 +30,38 @@ impl<'a> Reference<'a> {
         }
     }
 
+    /// The statistics computed elsewhere: `mu` and `sq` are the valid
+    /// Gaussians of x and x² (the embedder's budget pass has them).
+    pub(crate) fn with_stats(x: &'a Plane, mu: Plane, sq: Plane) -> Self {
+        debug_assert_eq!((mu.width, mu.height), (x.width - 10, x.height - 10));
+        Self { x, mu, sq }
+    }
+
+    /// The original's width and height.
+    pub(crate) fn size(&self) -> (usize, usize) {
+        (self.x.width, self.x.height)
+    }
+
     /// The mean SSIM of `y` against the original (same size, each side
     /// over 10 samples).
     pub(crate) fn ssim(&self, y: &Plane) -> f64 {
-        let yy = y.map(|v| v * v);
-        let xy = self.x.zip(y, |a, b| a * b);
         let vw = self.mu.width;
         let half = |rows: Range<usize>| {
             let mut total = 0.0;
-            gauss_rows([y, &yy, &xy], true, rows, |r, [mu_y, yy, xy]| {
+            let planes = [Src::Plane(y), Src::Square(y), Src::Product(self.x, y)];
+            gauss_rows(planes, true, rows, |r, [mu_y, yy, xy]| {
                 let mu_x = &self.mu.data[r * vw..(r + 1) * vw];
                 let sq_x = &self.sq.data[r * vw..(r + 1) * vw];
-                for i in 0..vw {
-                    let (mx, my) = (mu_x[i], mu_y[i]);
-                    let sxx = sq_x[i] - mx * mx;
-                    let syy = yy[i] - my * my;
-                    let sxy = xy[i] - mx * my;
-                    total += ((2.0 * mx * my + C1) * (2.0 * sxy + C2))
-                        / ((mx * mx + my * my + C1) * (sxx + syy + C2));
-                }
+                wide(|| {
+                    for i in 0..vw {
+                        let (mx, my) = (mu_x[i], mu_y[i]);
+                        let sxx = sq_x[i] - mx * mx;
+                        let syy = yy[i] - my * my;
+                        let sxy = xy[i] - mx * my;
+                        total += ((2.0 * mx * my + C1) * (2.0 * sxy + C2))
+                            / ((mx * mx + my * my + C1) * (sxx + syy + C2));
+                    }
+                });
             });
             total
         };
