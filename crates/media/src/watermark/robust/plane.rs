@@ -102,30 +102,21 @@ impl Plane {
         let n = (2 * r + 1) as f64;
         // prefix row i+1 = prefix row i + padded row i; the padded column
         // is r+1 copies of the first row, the rows, then r of the last.
-        // Output row y reads prefix rows y+1 and y+2r+2: a ring of 2r+2.
+        // Output row y reads prefix rows y+1 and y+2r+2: the running row
+        // `sum` (prefix row `made`) is kept in a ring of the last 2r+2.
         let ring = 2 * r + 2;
         let mut prefix = vec![vec![0.0; w]; ring];
-        let padded = |i: usize| {
-            let src = i.saturating_sub(r + 1).min(h - 1);
-            &self.data[src * w..(src + 1) * w]
-        };
-        let mut line = vec![0.0; w + 2 * r + 2];
-        // prefix[i % ring] holds prefix row i, for i up to `made`.
+        let mut sum = vec![0.0; w];
         let mut made = 0;
+        let mut line = vec![0.0; w + 2 * r + 2];
         for (y, vertical) in rows.zip(out.chunks_exact_mut(w)) {
             while made < y + 2 * r + 2 {
-                let (before, next) = (made % ring, (made + 1) % ring);
-                let (a, b) = if before < next {
-                    let (lo, hi) = prefix.split_at_mut(next);
-                    (&lo[before], &mut hi[0])
-                } else {
-                    let (lo, hi) = prefix.split_at_mut(before);
-                    (&hi[0], &mut lo[next])
-                };
-                for ((p, &s), &v) in b.iter_mut().zip(a.iter()).zip(padded(made)) {
-                    *p = s + v;
+                let src = made.saturating_sub(r + 1).min(h - 1);
+                for (s, &v) in sum.iter_mut().zip(&self.data[src * w..(src + 1) * w]) {
+                    *s += v;
                 }
                 made += 1;
+                prefix[made % ring].copy_from_slice(&sum);
             }
             let hi = &prefix[(y + 2 * r + 2) % ring];
             let lo = &prefix[(y + 1) % ring];
@@ -287,12 +278,6 @@ pub(crate) enum Src<'a> {
     Plane(&'a Plane),
     Square(&'a Plane),
     Product(&'a Plane, &'a Plane),
-}
-
-impl<'a> From<&'a Plane> for Src<'a> {
-    fn from(plane: &'a Plane) -> Self {
-        Src::Plane(plane)
-    }
 }
 
 impl Src<'_> {

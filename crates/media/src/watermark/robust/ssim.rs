@@ -21,6 +21,7 @@ pub(crate) struct Reference<'a> {
 }
 
 impl<'a> Reference<'a> {
+    /// The statistics computed here (tests; the embedder has them).
     #[cfg(test)]
     pub(crate) fn new(x: &'a Plane) -> Self {
         Self {
