@@ -25,7 +25,7 @@ CELL = 4               # cell side in canonical pixels
 P = T * CELL           # tile period in canonical pixels (64)
 N_CODE = 127           # BCH(127,64) code length
 K_MSG = 64             # message bits = 48 data + 16 CRC
-T_ERR = 10             # BCH correction radius
+T_ERR = 10             # BCH designed radius: the generator has the roots alpha^1 .. alpha^(2 T_ERR) (distance 21)
 N_SYNC = T * T - N_CODE  # 129 sync cells
 SMOOTH = np.array([0.25, 0.5, 0.25])  # pattern smoothing kernel [1,2,1]/4 (centred: tap k at offset k - 1)
 S_C = 1                # centre index of SMOOTH
@@ -64,7 +64,8 @@ S_MIN, S_MAX = 0.45, 2.2
 S_STEP = 1.008         # geometric step of the scale grid
 N_CAND = 3             # scale candidates decoded
 Z_MIN = 4.0            # minimum sync z-score to attempt decoding
-CHASE_P = 6            # Chase-II: number of least reliable positions tried (2^6 patterns)
+OSD_ORDER = 3          # ordered-statistics decoding: flips of up to 3 of the 64 most reliable independent positions
+RANK_SUM_MAX = 560     # acceptance: the rank-weighted distance (sum of the reliability ranks + 1 where the word differs)
 EQ_LAMBDA = 0.01       # Wiener regularisation of the cell equaliser
 LS_K = 1               # adaptive equaliser: (2 LS_K + 1)^2 taps fitted on the sync cells
 LS_EPS = 1e-6          # its ridge regularisation (relative to the mean diagonal)
@@ -176,67 +177,6 @@ def bch_encode(msg_bits):
             rem ^= G_POLY << (d - 63)
     word = (m << 63) | rem
     return np.array([(word >> (126 - i)) & 1 for i in range(N_CODE)], dtype=np.int64)
-
-
-def bch_decode(bits):
-    """Bounded-distance decoding (t = 10).  Returns (msg_bits, n_errors) or None."""
-    bits = [int(b) for b in bits]
-    # syndromes S_j = r(alpha^j), j = 1..2t, r(x) = sum_i bits[i] x^(126-i)
-    pos = [126 - i for i, b in enumerate(bits) if b]
-    S = []
-    for j in range(1, 2 * T_ERR + 1):
-        s = 0
-        for p in pos:
-            s ^= EXP[(p * j) % 127]
-        S.append(s)
-    if not any(S):
-        return np.array(bits[:K_MSG], dtype=np.int64), 0
-    # Berlekamp-Massey
-    C, B, L, m, b = [1], [1], 0, 1, 1
-    for n in range(2 * T_ERR):
-        d = S[n]
-        for i in range(1, L + 1):
-            if i < len(C) and C[i]:
-                d ^= gf_mul(C[i], S[n - i])
-        if d == 0:
-            m += 1
-            continue
-        coef = gf_mul(d, EXP[(127 - LOG[b]) % 127])
-        Tt = C[:]
-        need = len(B) + m
-        if len(C) < need:
-            C = C + [0] * (need - len(C))
-        for i, Bi in enumerate(B):
-            C[i + m] ^= gf_mul(coef, Bi)
-        if 2 * L <= n:
-            L, B, b, m = n + 1 - L, Tt, d, 1
-        else:
-            m += 1
-    C = C[:L + 1] + [0] * max(0, L + 1 - len(C))
-    if L > T_ERR:
-        return None
-    # Chien search: error at power p iff Lambda(alpha^-p) = 0
-    errs = []
-    for p in range(127):
-        s = 0
-        for i, c in enumerate(C):
-            if c:
-                s ^= EXP[(LOG[c] + i * (127 - p)) % 127]
-        if s == 0:
-            errs.append(p)
-    if len(errs) != L:
-        return None
-    for p in errs:
-        bits[126 - p] ^= 1
-    # verify (all syndromes zero)
-    pos = [126 - i for i, b in enumerate(bits) if b]
-    for j in range(1, 2 * T_ERR + 1):
-        s = 0
-        for p in pos:
-            s ^= EXP[(p * j) % 127]
-        if s:
-            return None
-    return np.array(bits[:K_MSG], dtype=np.int64), L
 
 
 # ----------------------------------------------------------------------------- payload
@@ -590,23 +530,92 @@ def soft_bits(F, dy, dx):
     return ls_equalise(x)[DATA_CELLS]
 
 
-def chase_decode(soft):
-    """Chase-II: flip every subset of the CHASE_P least reliable positions (masks 0 .. 2^p - 1,
-    bit j of the mask flips the j-th least reliable position), BCH-decode, accept the first word
-    whose CRC matches.  Returns ((server, image), n_flipped_vs_hard) or None."""
+def _rank_subsets(theta):
+    """Number of subsets of {1 .. N_CODE} whose sum is at most theta (the false-positive count, §7)."""
+    dp = [0] * (theta + 1)
+    dp[0] = 1
+    for x in range(1, N_CODE + 1):
+        for t in range(theta, x - 1, -1):
+            dp[t] += dp[t - x]
+    return sum(dp)
+
+
+def _gen_matrix():
+    """The 64 x 127 generator matrix: row k is the codeword of the unit message e_k."""
+    return np.array([bch_encode(np.eye(K_MSG, dtype=np.int64)[k]) for k in range(K_MSG)], dtype=np.int64)
+
+
+def _gf2_inverse(a):
+    """Inverse of a square 0/1 matrix over GF(2) (Gauss-Jordan; the matrix is known to be regular)."""
+    n = a.shape[0]
+    m = np.concatenate([a % 2, np.eye(n, dtype=np.int64)], axis=1)
+    for col in range(n):
+        piv = col + int(np.nonzero(m[col:, col])[0][0])
+        m[[col, piv]] = m[[piv, col]]
+        rows = np.nonzero(m[:, col])[0]
+        rows = rows[rows != col]
+        m[rows] ^= m[col]
+    return m[:, n:]
+
+
+def _osd_patterns():
+    """The MRIP flip patterns of orders 0 .. OSD_ORDER, in their fixed order: weight by weight, and
+    within a weight the index tuples (j1 < j2 < ...) in lexicographic order (j = 0 is the most
+    reliable MRIP position).  Returned as an index array padded with K_MSG (a zero row)."""
+    from itertools import combinations
+    pats = [()]
+    for wgt in range(1, OSD_ORDER + 1):
+        pats += list(combinations(range(K_MSG), wgt))
+    out = np.full((len(pats), OSD_ORDER), K_MSG, dtype=np.int64)
+    for i, t in enumerate(pats):
+        out[i, :len(t)] = t
+    return out
+
+
+GEN = _gen_matrix()
+OSD_PATTERNS = _osd_patterns()
+
+
+def osd_decode(soft):
+    """Ordered-statistics decoding of order OSD_ORDER with a rank-sum acceptance (SPEC.md §1).
+
+    Ranks: position i has rank r_i = its index in the stable ascending sort of |soft| (0 = least
+    reliable) and weight r_i + 1.  The MRIP (most reliable independent positions) are taken
+    greedily in decreasing rank: a position joins when its generator column is independent of
+    those already taken, until there are 64.  Every codeword that differs from the hard word in at
+    most OSD_ORDER MRIP positions is a candidate; its cost is the sum of the weights of the
+    positions where it differs from the hard word.  The answer is the candidate of least cost
+    (ties: the first in pattern order) among those whose message passes the CRC, if that cost is
+    at most RANK_SUM_MAX.  Returns ((server, image), hamming distance, cost) or None."""
     hard = (soft < 0).astype(np.int64) ^ WHITEN
-    weak = np.argsort(np.abs(soft), kind="stable")[:CHASE_P]
-    for mask in range(1 << CHASE_P):
-        word = hard.copy()
-        for j in range(CHASE_P):
-            if mask >> j & 1:
-                word[weak[j]] ^= 1
-        dec = bch_decode(word)
-        if dec is None:
-            continue
-        ids = parse_payload(dec[0])
+    rank = np.empty(N_CODE, dtype=np.int64)
+    rank[np.argsort(np.abs(soft), kind="stable")] = np.arange(N_CODE)
+    weight = rank + 1
+    mrip, basis = [], []  # basis: (pivot bit, reduced column) pairs
+    for i in np.argsort(-rank, kind="stable"):
+        v = int("".join(str(b) for b in GEN[:, i]), 2)
+        for piv, b in basis:
+            if v >> piv & 1:
+                v ^= b
+        if v:
+            basis.append((v.bit_length() - 1, v))
+            mrip.append(int(i))
+            if len(mrip) == K_MSG:
+                break
+    mrip = np.array(mrip)
+    inv = _gf2_inverse(GEN[:, mrip].T)          # message = inv @ (codeword bits on the MRIP)
+    c0 = (inv @ hard[mrip] % 2) @ GEN % 2       # re-encoded hard decisions
+    delta = np.concatenate([(inv.T @ GEN) % 2, np.zeros((1, N_CODE), dtype=np.int64)])  # row j: flip MRIP j
+    cands = c0 ^ delta[OSD_PATTERNS[:, 0]]
+    for k in range(1, OSD_ORDER):
+        cands ^= delta[OSD_PATTERNS[:, k]]
+    cost = (cands ^ hard) @ weight
+    for idx in np.argsort(cost, kind="stable"):
+        if cost[idx] > RANK_SUM_MAX:
+            break
+        ids = parse_payload(cands[idx, :K_MSG])
         if ids is not None:
-            return ids, int((bch_encode(dec[0]) != hard).sum())
+            return ids, int((cands[idx] != hard).sum()), int(cost[idx])
     return None
 
 
@@ -646,17 +655,17 @@ def detect(rgb, return_debug=False):
         z, s, (dy, dx) = max(cands, key=lambda t: t[0])
         F = fold(Rd, s)
         soft = soft_bits(F, dy, dx)
-        found = chase_decode(soft)
+        found = osd_decode(soft)
         tried.append((float(s), float(z), found is not None))
         if found is None:
             continue
-        ids, nerr = found
+        ids, nerr, cost = found
         oy = (dy + 0.5) * s + Yd.shape[0] // 2 - 0.5 + y0
         ox = (dx + 0.5) * s + Yd.shape[1] // 2 - 0.5 + x0
-        conf = 1.0 - 0.5 * min(nerr, T_ERR + CHASE_P) / (T_ERR + CHASE_P + 1.0) - 0.5 * np.exp(-max(0.0, z - Z_MIN))
+        conf = 1.0 - 0.5 * cost / (RANK_SUM_MAX + 1.0) - 0.5 * np.exp(-max(0.0, z - Z_MIN))
         best = dict(server=ids[0], image=ids[1], confidence=round(float(conf), 4), scale=round(float(s), 4),
                     offset_x=round(float(ox % (P * s)), 2), offset_y=round(float(oy % (P * s)), 2),
-                    sync_z=round(float(z), 2), bit_errors=int(nerr))
+                    sync_z=round(float(z), 2), bit_errors=int(nerr), rank_sum=int(cost))
         break
     if return_debug:
         return best, dict(scales=scales, zs=zs, tried=tried)

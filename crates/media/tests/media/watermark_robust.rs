@@ -4,8 +4,8 @@
 //! pictures of `fixtures/natural/` at 256 pixels. Every read must name
 //! the right image; a family may miss at most the number of images
 //! stated with it, which is what easelmark v1 misses on this set today
-//! (two of the natural pictures, a dense texture among them, are not read
-//! even untouched): the bound catches a regression, and the benchmark's
+//! (one of the natural pictures, a dense texture, is not read even
+//! untouched): the bound catches a regression, and the benchmark's
 //! table in `docs/watermark.md` has the rates on more images.
 
 use std::path::Path;
@@ -83,18 +83,18 @@ fn the_mark_survives_each_family_of_transformations() {
     let images = marked();
     assert_eq!(images.len(), 20);
     let families: Vec<(&str, usize, Transform)> = vec![
-        ("none", 2, Box::new(|i, _| i.clone())),
-        ("jpeg 70", 3, Box::new(|i, _| jpeg(i, 70))),
-        ("jpeg 90", 2, Box::new(|i, _| jpeg(i, 90))),
-        ("webp 75", 4, Box::new(|i, _| webp(i, 75.0))),
+        ("none", 1, Box::new(|i, _| i.clone())),
+        ("jpeg 70", 2, Box::new(|i, _| jpeg(i, 70))),
+        ("jpeg 90", 1, Box::new(|i, _| jpeg(i, 90))),
+        ("webp 75", 2, Box::new(|i, _| webp(i, 75.0))),
         (
             "resize 0.5 bilinear",
-            3,
+            2,
             Box::new(|i, _| resize(i, 0.5, FilterType::Triangle)),
         ),
         (
             "resize 2 bicubic",
-            2,
+            1,
             Box::new(|i, _| resize(i, 2.0, FilterType::CatmullRom)),
         ),
         (
@@ -107,12 +107,12 @@ fn the_mark_survives_each_family_of_transformations() {
                 crop(i, x, y, side, side)
             }),
         ),
-        ("brightness +15 %", 2, Box::new(|i, _| brightness(i, 1.15))),
-        ("contrast +15 %", 2, Box::new(|i, _| contrast(i, 1.15))),
-        ("contrast -15 %", 2, Box::new(|i, _| contrast(i, 0.85))),
+        ("brightness +15 %", 1, Box::new(|i, _| brightness(i, 1.15))),
+        ("contrast +15 %", 1, Box::new(|i, _| contrast(i, 1.15))),
+        ("contrast -15 %", 1, Box::new(|i, _| contrast(i, 0.85))),
         (
             "resize 0.75 then jpeg 85",
-            3,
+            2,
             Box::new(|i, _| jpeg(&resize(i, 0.75, FilterType::CatmullRom), 85)),
         ),
     ];

@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 use rustfft::num_complex::Complex;
 use rustfft::{Fft, FftPlanner};
 
-use super::bch::{self, CHASE_P, N, T_ERR};
+use super::bch::{self, N, RANK_SUM_MAX};
 use super::plane::Plane;
 use super::tile::{CELL, P, SMOOTH_C, T, layout};
 
@@ -62,7 +62,7 @@ pub(crate) struct Found<T> {
     pub sync_z: f64,
     /// Bits the decoder corrected.
     pub bit_errors: usize,
-    /// 0 to 1, from the corrections and the sync peak.
+    /// 0 to 1, from the corrections' reliability ranks and the sync peak.
     pub confidence: f64,
 }
 
@@ -399,23 +399,22 @@ pub(crate) fn detect<V>(y: &Plane, accept: impl Fn(u64) -> Option<V>) -> Option<
         }
         let (z, s, dy, dx) = best.expect("three scales tried");
         let soft = soft_bits(&fold(&rd, s), dy, dx);
-        let Some((value, bit_errors)) = bch::chase(&soft, &layout().whiten, &accept) else {
+        let Some(decoded) = bch::osd(&soft, &layout().whiten, &accept) else {
             continue;
         };
         let period = P as f64 * s;
         let oy = (dy as f64 + 0.5) * s + (window.height / 2) as f64 - 0.5 + y0 as f64;
         let ox = (dx as f64 + 0.5) * s + (window.width / 2) as f64 - 0.5 + x0 as f64;
-        let limit = (T_ERR + CHASE_P) as f64;
         let confidence = 1.0
-            - 0.5 * (bit_errors as f64).min(limit) / (limit + 1.0)
+            - 0.5 * f64::from(decoded.rank_sum) / (f64::from(RANK_SUM_MAX) + 1.0)
             - 0.5 * (-(z - Z_MIN).max(0.0)).exp();
         return Some(Found {
-            value,
+            value: decoded.value,
             scale: s,
             offset_x: ox.rem_euclid(period),
             offset_y: oy.rem_euclid(period),
             sync_z: z,
-            bit_errors,
+            bit_errors: decoded.bit_errors,
             confidence,
         });
     }
