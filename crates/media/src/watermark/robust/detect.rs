@@ -4,7 +4,7 @@
 //! also gives the tile's offset, so a crop at any position is read), then
 //! the code cells read by a matched filter and two equalisers (a fixed one
 //! for the smoothing and the high-pass, an adaptive one fitted on the sync
-//! cells), and decoded (BCH with Chase-II, then the CRC).
+//! cells), and decoded (BCH by ordered statistics, then the CRC).
 
 use std::sync::{Arc, OnceLock};
 

@@ -4,7 +4,8 @@
 //!
 //! # Layout
 //! - `keys`: the SHA-256 tables (cell layout, sync chips, whitening).
-//! - `bch`: BCH(127, 64) with Chase-II soft decoding.
+//! - `bch`: BCH(127, 64) with ordered-statistics soft decoding and a
+//!   rank-sum acceptance.
 //! - `tile`: the 64×64 periodic tile of sync and code cells.
 //! - `plane`: luma, box means, SSIM's Gaussian, windows, and the split
 //!   of the embedder's work on two threads.
