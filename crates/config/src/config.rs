@@ -174,6 +174,14 @@ pub struct ServerConfig {
     /// without rebuilding. Default: unset (the built-in copy).
     /// Env: `EASEL_SERVER__UI_DIR`.
     pub ui_dir: Option<PathBuf>,
+    /// Base URL of the Grafana where the dashboards of `deploy/grafana/`
+    /// are imported (they keep their uids), e.g.
+    /// `https://grafana.example.com`: the web UI's operations view links
+    /// each dashboard to `<grafana_url>/d/<uid>`. Anyone who can load the
+    /// page can read it (`/ui/config.json`), as they can the page. Default:
+    /// unset, and the view names the files to import. Must be an `http://`
+    /// or `https://` URL. Env: `EASEL_SERVER__GRAFANA_URL`.
+    pub grafana_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -185,6 +193,7 @@ impl Default for ServerConfig {
             shutdown_grace_seconds: 30,
             ui: true,
             ui_dir: None,
+            grafana_url: None,
         }
     }
 }
@@ -856,6 +865,14 @@ impl Config {
         if let Some(problem) = self.storage.problem() {
             return Err(ConfigError::Unusable(problem));
         }
+        if let Some(url) = &self.server.grafana_url
+            && !crate::http::is_http_url(url)
+        {
+            return Err(ConfigError::Unusable(format!(
+                "server.grafana_url: {url:?} is not an http:// or https:// URL, e.g. \
+                 \"https://grafana.example.com\""
+            )));
+        }
         self.telemetry.check()?;
         self.check_role()?;
         if let Err(e) = self.tenancy.default_limits.validate() {
@@ -1098,6 +1115,23 @@ mod tests {
             assert_eq!(c.server.listen.port(), 9002);
             assert_eq!(c.models.len(), 1);
             assert_eq!(c.default_model_name(), Some("tiny-model"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_grafana_url_is_unset_by_default_and_must_be_http() {
+        assert_eq!(Config::default().server.grafana_url, None);
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("EASEL_SERVER__GRAFANA_URL", "https://grafana.example.com/");
+            let c = Config::load(&Overrides::default()).unwrap();
+            assert_eq!(
+                c.server.grafana_url.as_deref(),
+                Some("https://grafana.example.com/")
+            );
+            jail.set_env("EASEL_SERVER__GRAFANA_URL", "javascript:alert(1)");
+            let err = Config::load(&Overrides::default()).unwrap_err().to_string();
+            assert!(err.contains("server.grafana_url"), "{err}");
             Ok(())
         });
     }

@@ -86,6 +86,22 @@ fn is_origin(s: &str) -> bool {
         && is_header_value(s)
 }
 
+/// An absolute `http://` or `https://` URL with a host and no query or
+/// fragment: what the web UI may put in a link's `href` (never
+/// `javascript:`).
+pub(crate) fn is_http_url(s: &str) -> bool {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"));
+    let Some(rest) = rest else {
+        return false;
+    };
+    let host = rest.split('/').next().unwrap_or_default();
+    !host.is_empty()
+        && !s.contains(['?', '#', ' ', '"', '<', '>', '\\'])
+        && s.bytes().all(|b| (b'!'..=b'~').contains(&b))
+}
+
 /// What an HTTP header value may hold (visible ASCII, spaces and tabs): an
 /// origin outside it could never match a browser's `Origin` header.
 fn is_header_value(s: &str) -> bool {
@@ -118,6 +134,29 @@ mod tests {
             ..HttpConfig::default()
         };
         assert_eq!(c.request_timeout(), None);
+    }
+
+    #[test]
+    fn link_urls_are_http_with_a_host() {
+        for good in [
+            "https://grafana.example.com",
+            "http://127.0.0.1:3000/",
+            "https://ops.example.com/grafana",
+        ] {
+            assert!(is_http_url(good), "{good}");
+        }
+        for bad in [
+            "grafana.example.com",
+            "javascript:alert(1)",
+            "https://",
+            "https:///d",
+            "ftp://grafana.example.com",
+            "https://grafana.example.com/?orgId=1",
+            "https://a b",
+            "https://caf\u{e9}.example",
+        ] {
+            assert!(!is_http_url(bad), "{bad}");
+        }
     }
 
     #[test]

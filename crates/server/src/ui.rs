@@ -1,7 +1,8 @@
 //! The web UI: static files served at `/` (the page) and `/ui/{path}`
 //! (its scripts, styles and icons), built into the binary from
 //! `crates/server/ui/` by the build script, or read from `server.ui_dir`
-//! on every request while the UI is being worked on.
+//! on every request while the UI is being worked on; and
+//! `/ui/config.json`, the few settings of the page that are not the API's.
 //!
 //! The page is a client of the public API and nothing else: every call
 //! it makes carries the user's key, so it can do nothing the key cannot.
@@ -36,7 +37,26 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     }
     Router::new()
         .route("/", get(index))
+        .route("/ui/config.json", get(page_config))
         .route("/ui/{*path}", get(asset))
+}
+
+/// `/ui/config.json`: the settings the page reads that are not the API's,
+/// today the Grafana base URL its operations view links the dashboards to
+/// (`server.grafana_url`, without a trailing slash; `null` when unset).
+async fn page_config(State(state): State<AppState>) -> Response {
+    let grafana_url = state
+        .config
+        .server
+        .grafana_url
+        .as_deref()
+        .map(|u| u.trim_end_matches('/'));
+    let mut response =
+        axum::Json(serde_json::json!({ "grafana_url": grafana_url })).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
 }
 
 /// The built-in file at `path` (relative to `ui/`), if any.

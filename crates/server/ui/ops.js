@@ -5,6 +5,8 @@
 // moderation block and flag ratios, cost per image, model states and
 // memory. An hour of frames is kept in the page (it keeps scraping while
 // the tab is visible, whichever view is open) and drawn as small charts.
+// The Grafana dashboards are linked where the server names its Grafana
+// (`server.grafana_url`, read from /ui/config.json).
 
 import { api } from './api.js';
 import { h, replace, dl, fmtSecs, fmtPct, fmtNum, fmtBytes, fmtAgo, badge, thead } from './dom.js';
@@ -14,10 +16,12 @@ import { errorBox } from './widgets.js';
 
 const SCRAPE_MS = 5000;
 const KEEP_MS = 3600e3;
+// The dashboards of deploy/grafana/ with the uids their JSON gives them, so
+// a Grafana they were imported into serves each at /d/<uid>.
 const DASHBOARDS = [
-  ['deploy/grafana/executive.json', 'Executive: success ratio, error budget, images per hour, cost per image, quality, moderation'],
-  ['deploy/grafana/oncall.json', 'On-call: error ratios, queues, latency by tier, HTTP, models, rollouts'],
-  ['deploy/grafana/debug.json', 'Debug: stages, batch sizes, HTTP by route, model load and memory, GPU'],
+  ['executive', 'easel-executive', 'Executive', 'success ratio, error budget, images per hour, cost per image, quality, moderation'],
+  ['oncall', 'easel-oncall', 'On-call', 'error ratios, queues, latency by tier, HTTP, models, rollouts'],
+  ['debug', 'easel-debug', 'Debug', 'stages, batch sizes, HTTP by route, model load and memory, GPU'],
 ];
 
 // Module state: survives leaving and reopening the tab.
@@ -148,11 +152,34 @@ async function modelsSection() {
   return section;
 }
 
-function dashboards() {
-  return h('section', { class: 'card', attrs: { 'aria-labelledby': 'ops-grafana-h' } },
+/** The page's settings (`/ui/config.json`, no key needed); {} if unreadable. */
+async function pageConfig() {
+  try {
+    const r = await fetch('/ui/config.json');
+    return r.ok ? await r.json() : {};
+  } catch {
+    return {};
+  }
+}
+
+/**
+ * The Grafana dashboards: links into the operator's Grafana when the server
+ * names it (`server.grafana_url`), else the files to import.
+ */
+function dashboards(grafana) {
+  const file = (name) => `deploy/grafana/${name}.json`;
+  const items = DASHBOARDS.map(([name, uid, title, what]) => h('li', { data: { dashboard: uid } },
+    grafana
+      ? [h('a', { href: `${grafana}/d/${encodeURIComponent(uid)}`, target: '_blank', rel: 'noopener noreferrer', text: title }),
+        ` — ${what} (`, h('code', { text: file(name) }), ')']
+      : [h('code', { text: file(name) }), ` — ${title}: ${what}`]));
+  const hint = grafana
+    ? `For longer windows and alerts: the dashboards in Grafana at ${grafana} (server.grafana_url), imported from these files of the Easel repository; the alert rules are in deploy/prometheus/rules.yml.`
+    : 'For longer windows and alerts: import these files of the Easel repository into Grafana (datasource ${DS_PROMETHEUS}), and set server.grafana_url to link them here; the alert rules are in deploy/prometheus/rules.yml.';
+  return h('section', { class: 'card', id: 'ops-grafana', attrs: { 'aria-labelledby': 'ops-grafana-h' } },
     h('h2', { id: 'ops-grafana-h', text: 'Grafana dashboards' }),
-    h('p', { class: 'hint', text: 'For longer windows and alerts: import these files of the Easel repository into Grafana (datasource ${DS_PROMETHEUS}); the alert rules are in deploy/prometheus/rules.yml.' }),
-    h('ul', { class: 'links' }, DASHBOARDS.map(([path, what]) => h('li', {}, h('code', { text: path }), ` — ${what}`))));
+    h('p', { class: 'hint', text: hint }),
+    h('ul', { class: 'links' }, items));
 }
 
 /** Mounts the operations view. */
@@ -160,7 +187,9 @@ export async function mount(root) {
   const status = h('p', { class: 'status', id: 'ops-status', attrs: { role: 'status' } });
   const live = h('div', { id: 'ops-live' });
   const models = h('div');
-  replace(root, h('h1', { text: 'Operations' }), status, live, models, dashboards());
+  const grafana = h('div');
+  replace(root, h('h1', { text: 'Operations' }), status, live, models, grafana);
+  pageConfig().then((c) => replace(grafana, dashboards(typeof c.grafana_url === 'string' ? c.grafana_url : null)));
   let modelsAt = 0;
 
   async function refreshModels() {

@@ -1,5 +1,6 @@
 //! What the web UI stands on: the page and its files (`/`, `/ui/…`) with
-//! their security headers and revalidation, `GET /v1/me`, the gallery's
+//! their security headers and revalidation, its settings
+//! (`/ui/config.json`), `GET /v1/me`, the gallery's
 //! `GET /v1/images`, a job's queue position and per-job previews, and the
 //! C2PA half of `POST /v1/watermark/detect`. The UI itself is driven in a
 //! real browser by `crates/cli/tests/ui.rs`.
@@ -99,6 +100,30 @@ async fn the_ui_can_be_turned_off_and_served_from_a_folder() {
             .starts_with("text/javascript")
     );
     assert_eq!(r.text().await.unwrap(), "export const x = 1;");
+}
+
+#[tokio::test]
+async fn the_page_config_gives_the_grafana_url_without_a_key() {
+    let unset = spawn_app().await;
+    let config: Value = unset.get("/ui/config.json").await.json().await.unwrap();
+    assert_eq!(config, json!({"grafana_url": null}));
+
+    // Behind keys too (the page reads it before it has one); the trailing
+    // slash is dropped, so the page appends `/d/<uid>`.
+    let (_keys, auth) = crate::helpers::auth_with_keys(&[("viewer", &[Scope::Read])]);
+    let app = spawn_app_with(move |c| {
+        c.auth = auth;
+        c.server.grafana_url = Some("https://grafana.example.com/ops/".into());
+    })
+    .await;
+    let r = app.get("/ui/config.json").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-cache");
+    let config: Value = r.json().await.unwrap();
+    assert_eq!(
+        config,
+        json!({"grafana_url": "https://grafana.example.com/ops"})
+    );
 }
 
 #[tokio::test]
