@@ -73,6 +73,42 @@ async function apiCall(method, route, body, key) {
   return json;
 }
 
+/** An API call that may fail: its status and parsed body. */
+async function apiAnswer(method, route, body, key) {
+  const headers = {};
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (key) headers.Authorization = `Bearer ${key}`;
+  const r = await fetch(`${BASE}${route}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await r.text();
+  let json = null;
+  try { json = JSON.parse(text); } catch { /* not JSON */ }
+  return { status: r.status, json, text };
+}
+
+/**
+ * A copy of the model folder `from` whose UNet header gains metadata: the
+ * same weights under a new content hash (the hash covers the weight files'
+ * bytes), so it registers as a new version. Like model_variant in
+ * crates/server/tests/api/helpers.rs.
+ */
+function modelVariant(from, variant) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'easel-ui-candidate-'));
+  // The engine's hash cache belongs to the original's files.
+  fs.cpSync(from, dir, { recursive: true, filter: (src) => !path.basename(src).startsWith('.easel') });
+  const file = path.join(dir, 'unet/diffusion_pytorch_model.safetensors');
+  const bytes = fs.readFileSync(file);
+  const len = Number(bytes.readBigUInt64LE(0));
+  const header = JSON.parse(bytes.subarray(8, 8 + len).toString('utf8'));
+  header.__metadata__ = { ...(header.__metadata__ || {}), variant };
+  // Padded with spaces to a multiple of 8, so the tensors stay aligned.
+  let json = Buffer.from(JSON.stringify(header));
+  json = Buffer.concat([json, Buffer.alloc((8 - (json.length % 8)) % 8, ' ')]);
+  const head = Buffer.alloc(8);
+  head.writeBigUInt64LE(BigInt(json.length));
+  fs.writeFileSync(file, Buffer.concat([head, json, bytes.subarray(8 + len)]));
+  return dir;
+}
+
 async function waitJob(id, pred, what, ms = 60_000) {
   const until = Date.now() + ms;
   for (;;) {
@@ -239,6 +275,38 @@ await step('use these settings again fills the form', async () => {
   check(await p.inputValue('#pg-steps') === '12', 'steps not reused');
 });
 
+await step('cancel a running generation from the playground, then reuse its seed', async () => {
+  // A long job (150 steps, 4 images) with a random seed, cancelled while
+  // its steps are running.
+  await p.fill('#pg-prompt', 'a generation to cancel');
+  await p.check('#pg-random');
+  await p.fill('#pg-steps', '150');
+  await p.fill('#pg-n', '4');
+  await p.fill('#pg-size', '64x64');
+  check(await p.isDisabled('#pg-cancel'), 'Cancel is enabled before anything runs');
+  await p.click('#pg-generate');
+  await p.waitForFunction(() => /^Step \d+ of 150$/.test(document.getElementById('pg-status')?.textContent || ''), null, { timeout: 60_000 });
+  const jobId = await p.getAttribute('#pg-status', 'data-job-id');
+  check(/^job_/.test(jobId || ''), `the status names job ${jobId}`);
+  check(await p.isEnabled('#pg-cancel') && await p.isDisabled('#pg-generate'), 'Cancel is not the enabled button while the job runs');
+  await p.click('#pg-cancel');
+  await p.waitForFunction((id) => document.getElementById('pg-status')?.textContent === `Job ${id} cancelled.`, jobId, { timeout: 30_000 });
+  const job = await apiCall('GET', `/v1/jobs/${jobId}`);
+  check(job.status === 'cancelled', `the job is ${job.status} after Cancel`);
+  check(!(await p.$('#pg-results .result')), 'a cancelled job shows results');
+  check(await p.isDisabled('#pg-cancel') && await p.isEnabled('#pg-generate'), 'the buttons are not reset after the cancel');
+  // "Reuse last seed": the seed the server drew for that job, fixed.
+  check(await p.isChecked('#pg-random') && await p.isDisabled('#pg-seed'), 'the seed is not random before the reuse');
+  await p.click('#pg-reuse');
+  const seed = await p.inputValue('#pg-seed');
+  check(seed === String(job.params.seed), `Reuse last seed gave ${seed}, the job's seed is ${job.params.seed}`);
+  check(!(await p.isChecked('#pg-random')) && await p.isEnabled('#pg-seed'), 'the reused seed is not fixed in the form');
+  // Back to a small request for the steps that follow.
+  await p.fill('#pg-steps', '12');
+  await p.fill('#pg-n', '1');
+  await p.fill('#pg-size', '');
+});
+
 await step('find the image in the gallery and open its details', async () => {
   await p.goto(`${BASE}/#/gallery`);
   await p.waitForSelector(`.tile[data-image-id="${imageId}"] img[src^="blob:"]`, { timeout: T });
@@ -293,12 +361,14 @@ await step('cancel a queued job from the jobs page', async () => {
   // One worker: a long job runs, so the next one waits in the queue.
   const long = await apiCall('POST', '/v1/jobs', { prompt: 'a long running job', steps: 150, n: 4, size: '64x64', tier: 'batch' });
   await waitJob(long.id, (j) => j.status === 'running', 'running');
-  const queued = await apiCall('POST', '/v1/jobs', { prompt: 'a job to cancel', steps: 8, tier: 'batch' });
+  // Realtime, so the tier column has both tiers to tell apart.
+  const queued = await apiCall('POST', '/v1/jobs', { prompt: 'a job to cancel', steps: 8, tier: 'realtime' });
   // A small batch (a prompt template of two lines), queued behind them.
   const batch = await apiCall('POST', '/v1/batches', {
     endpoint: '/v1/images/generations', completion_window: '24h',
     template: { prompt: 'a {animal} emoji', variables: { animal: ['cat', 'dog'] }, body: { steps: 2 } },
   });
+  const tierOf = async (sel) => (await p.textContent(`${sel} td.tier`)).trim();
   try {
     await p.goto(`${BASE}/#/jobs`);
     const row = `tr[data-job-id="${queued.id}"]`;
@@ -306,12 +376,21 @@ await step('cancel a queued job from the jobs page', async () => {
     const position = (await p.textContent(`${row} td.position`)).trim();
     check(position === '1', `queue position shown is ${JSON.stringify(position)}`);
     await p.waitForSelector(`tr[data-job-id="${long.id}"][data-status="running"] progress`, { timeout: T });
+    // The tier column: each job's own tier, under the Tier heading.
+    const tierColumn = await p.$eval('#jobs-active-h + .table-wrap table', (t) => ({
+      heading: [...t.querySelectorAll('thead th')].findIndex((th) => th.textContent === 'Tier'),
+      cells: [...t.querySelectorAll('tbody tr')].map((tr) => tr.querySelector('td.tier')?.cellIndex),
+    }));
+    check(tierColumn.heading >= 0 && tierColumn.cells.every((i) => i === tierColumn.heading), `tier cells ${JSON.stringify(tierColumn)} are not under the Tier heading`);
+    check(await tierOf(`tr[data-job-id="${long.id}"]`) === 'batch', 'the running job is not shown in the batch tier');
+    check(await tierOf(row) === 'realtime', 'the queued job is not shown in the realtime tier');
     await p.waitForSelector(`tr[data-batch-id="${batch.id}"] progress`, { timeout: T });
     await shot(p, 'jobs');
     await p.click(`${row} button:text("Cancel")`);
     await waitJob(queued.id, (j) => j.status === 'cancelled', 'cancelled', 15_000);
     await p.waitForSelector(`${row}[data-status="cancelled"]`, { timeout: T });
     check(!(await p.$(`${row}[data-status="queued"]`)), 'the cancelled job is still listed as queued');
+    check(await tierOf(row) === 'realtime', 'the finished job lost its tier');
   } finally {
     await apiCall('DELETE', `/v1/jobs/${long.id}`).catch(() => {});
   }
@@ -332,7 +411,27 @@ await step('the operations view updates after traffic', async () => {
   }
   check(await p.$$eval('.chart-svg polyline, .chart-svg circle', (els) => els.length) > 0, 'no chart has a line');
   check(/easel-emoji/.test(await p.textContent('#ops-models-h + .table-wrap')), 'model table lacks easel-emoji');
-  check(/deploy\/grafana\/oncall\.json/.test(await p.textContent('.links')), 'Grafana dashboards not linked');
+  // The dashboards of deploy/grafana/, by the uids their files give them:
+  // links into Grafana where the server names it (server.grafana_url; ui.rs
+  // sets one), else the files to import.
+  const { grafana_url: grafana } = await apiCall('GET', '/ui/config.json');
+  await p.waitForSelector('#ops-grafana li', { timeout: T });
+  const listed = await p.$$eval('#ops-grafana li', (els) => els.map((li) => {
+    const a = li.querySelector('a');
+    return { uid: li.dataset.dashboard, text: li.textContent, link: a && { href: a.href, target: a.target } };
+  }));
+  const files = fs.readdirSync(path.join(root, 'deploy/grafana')).filter((f) => f.endsWith('.json')).sort();
+  check(listed.length === files.length, `${listed.length} dashboards listed for ${files.length} files`);
+  for (const f of files) {
+    const { uid } = JSON.parse(fs.readFileSync(path.join(root, 'deploy/grafana', f), 'utf8'));
+    const item = listed.find((l) => l.uid === uid);
+    check(item && item.text.includes(`deploy/grafana/${f}`), `dashboard ${f} (uid ${uid}) not listed: ${JSON.stringify(listed)}`);
+    if (grafana) {
+      check(item.link && item.link.href === `${grafana}/d/${uid}` && item.link.target === '_blank', `dashboard ${uid} links to ${JSON.stringify(item.link)}, not ${grafana}/d/${uid}`);
+    } else {
+      check(!item.link, `dashboard ${uid} is a link with no server.grafana_url`);
+    }
+  }
   await shot(p, 'ops');
 });
 
@@ -365,21 +464,41 @@ await step('the gallery pages through every image, newest first', async () => {
   }
 });
 
-await step('review: one image, a verdict by keyboard, the counts', async () => {
+await step('review: two images, good and bad by keyboard, the counts', async () => {
+  // Every image made so far entered the queue (ui.rs serves with
+  // review.sample_percent = 100): the playground's, the batch's and the
+  // operations view's at least are waiting.
+  const before = await apiCall('GET', '/v1/review/stats');
+  const pending = before.versions.reduce((a, v) => a + v.pending, 0);
+  check(pending >= 2, `the review queue holds ${pending} items, the step needs 2: serve with EASEL_REVIEW__SAMPLE_PERCENT=100`);
+  const counts = (good, bad) => `Your verdicts: ${good} good, ${bad} bad.`;
+  const waitCounts = (text) => p.waitForFunction((t) => document.getElementById('rv-mine')?.textContent === t, text, { timeout: T });
+  const shown = () => p.textContent('#rv-item a[href^="#/gallery/"]');
   await p.goto(`${BASE}/#/review`);
   await p.waitForSelector('#rv-good, #rv-empty', { timeout: T });
-  await p.waitForSelector('#rv-mine', { timeout: T });
-  if (await p.$('#rv-good')) {
-    await p.waitForSelector('#rv-item img[src^="blob:"]', { timeout: T });
-    await checkLabels(p, 'the review page');
-    await shot(p, 'review');
-    await p.keyboard.press('2');
-    check(await p.isChecked('#rv-label-artifact'), 'key 2 did not toggle the artifact label');
-    await p.keyboard.press('b');
-    await p.waitForFunction(() => /1 bad/.test(document.getElementById('rv-mine')?.textContent || ''), null, { timeout: T });
-  } else {
-    await shot(p, 'review');
-    console.log('   (the review queue is empty: no verdict to give)');
+  check(!(await p.$('#rv-empty')), `the page says the queue is empty with ${pending} items pending`);
+  await p.waitForSelector('#rv-item img[src^="blob:"]', { timeout: T });
+  await waitCounts(counts(before.mine.good, before.mine.bad));
+  await checkLabels(p, 'the review page');
+  await shot(p, 'review');
+  const first = await shown();
+  check(/^img_/.test(first), `the item shown is ${first}`);
+  await p.keyboard.press('g');
+  await waitCounts(counts(before.mine.good + 1, before.mine.bad));
+  // The next item replaces it: a label, then bad.
+  await p.waitForFunction((f) => { const a = document.querySelector('#rv-item a[href^="#/gallery/"]'); return a && a.textContent !== f; }, first, { timeout: T });
+  await p.waitForSelector('#rv-item img[src^="blob:"]', { timeout: T });
+  const second = await shown();
+  await p.keyboard.press('2');
+  check(await p.isChecked('#rv-label-artifact'), 'key 2 did not toggle the artifact label');
+  await p.keyboard.press('b');
+  await waitCounts(counts(before.mine.good + 1, before.mine.bad + 1));
+  const after = await apiCall('GET', '/v1/review/stats');
+  check(after.mine.good === before.mine.good + 1 && after.mine.bad === before.mine.bad + 1, `the API counts ${JSON.stringify(after.mine)}`);
+  // The verdicts are on the images shown: each refuses a second one.
+  for (const id of [first, second]) {
+    const again = await apiAnswer('POST', `/v1/review/${id}`, { verdict: 'good' });
+    check(again.status === 409 && again.json?.error?.code === 'already_reviewed', `a second verdict on ${id} answered ${again.status}: ${again.text.slice(0, 200)}`);
   }
 });
 
@@ -393,7 +512,44 @@ await step('admin: unload and load a model, the key form', async () => {
   await p.waitForSelector(`${model} .badge-ready`, { timeout: 120_000 });
   await p.waitForSelector('#adm-key-form', { timeout: T });
   await checkLabels(p, 'the admin page');
-  await shot(p, 'admin');
+});
+
+await step('admin: a rollout is listed with its mode, share and start', async () => {
+  // A candidate version of easel-emoji (same weights, new hash) in a canary
+  // of 10 %, started through the API (the page lists rollouts), then aborted.
+  const model = await apiCall('GET', '/v1/models/easel-emoji');
+  const serving = model.versions.find((v) => v.serving);
+  check(serving, `no version of easel-emoji is serving: ${JSON.stringify(model.versions)}`);
+  const folder = modelVariant(serving.path, 'ui-e2e-candidate');
+  try {
+    const version = await apiCall('POST', '/v1/admin/models/easel-emoji/versions', { path: folder });
+    const rollout = await apiCall('POST', '/v1/admin/rollouts', {
+      model: 'easel-emoji', candidate: version.version, mode: 'canary', percent: 10, guards: { min_requests: 10 },
+    });
+    try {
+      // The page is on #/admin already: a reload reads the rollouts again.
+      await p.goto(`${BASE}/#/admin`);
+      await p.reload();
+      const row = `#adm-rollouts tr[data-rollout-id="${rollout.id}"]`;
+      await p.waitForSelector(`${row}[data-state="running"] .badge-running`, { timeout: T });
+      const text = await p.textContent(row);
+      for (const want of ['easel-emoji', 'canary', '10%', version.version.slice(7, 15)]) {
+        check(text.includes(want), `the rollout row lacks ${want}: ${text}`);
+      }
+      // Its start is today's date, not a millisecond count read as seconds.
+      const started = await p.textContent(`${row} td.created`);
+      const expected = await p.evaluate((ms) => new Date(ms).toLocaleString(), rollout.created_at);
+      check(started === expected, `the rollout started ${JSON.stringify(started)}, not ${JSON.stringify(expected)}`);
+      await p.$eval('#adm-rollouts', (el) => el.scrollIntoView({ block: 'end' }));
+      await shot(p, 'admin');
+    } finally {
+      await apiCall('POST', `/v1/admin/rollouts/${rollout.id}/abort`);
+    }
+    await p.reload();
+    await p.waitForSelector(`#adm-rollouts tr[data-rollout-id="${rollout.id}"][data-state="aborted"]`, { timeout: T });
+  } finally {
+    fs.rmSync(folder, { recursive: true, force: true });
+  }
 });
 
 await step('phone-sized layout (390×844)', async () => {
@@ -499,6 +655,7 @@ await step('auth: a key created in the admin page is asked for, kept and used', 
   page = p;
 });
 
+let readerKey;
 await step('auth: a key without review or admin scope sees neither tab', async () => {
   const k = await apiCall('POST', '/v1/admin/keys', { name: 'ui-reader', project: 'default', scopes: ['generate', 'read'] }, adminKey);
   const reader = await newPage();
@@ -512,6 +669,34 @@ await step('auth: a key without review or admin scope sees neither tab', async (
   await reader.goto(`${BASE}/#/admin`);
   await reader.waitForSelector('text=needs an API key with the admin scope', { timeout: T });
   await reader.context().close();
+  page = p;
+  readerKey = k;
+});
+
+await step('admin: revoke a key from the key list', async () => {
+  const admin = await newPage();
+  await admin.goto(`${BASE}/`);
+  await admin.waitForSelector('#key-dialog[open]', { timeout: T });
+  await admin.fill('#key-input', adminKey);
+  await admin.click('#key-dialog button[value=ok]');
+  await admin.waitForSelector('#pg-model option', { state: 'attached', timeout: T });
+  await admin.goto(`${BASE}/#/admin`);
+  const row = `#adm-keys tr[data-key-id="${readerKey.id}"]`;
+  await admin.waitForSelector(`${row} .badge-active`, { timeout: T });
+  const me = () => apiAnswer('GET', '/v1/me', undefined, readerKey.key);
+  // Dismissing the confirmation revokes nothing.
+  admin.once('dialog', (d) => d.dismiss());
+  await admin.click(`${row} button:text("Revoke")`);
+  check((await me()).status === 200, 'the key stopped working though the revoke was dismissed');
+  let asked = '';
+  admin.once('dialog', (d) => { asked = d.message(); d.accept(); });
+  await admin.click(`${row} button:text("Revoke")`);
+  await admin.waitForSelector(`${row} .badge-revoked`, { timeout: T });
+  check(/Revoke key ui-reader\?/.test(asked), `the confirmation said ${JSON.stringify(asked)}`);
+  check(!(await admin.$(`${row} button:text("Revoke")`)), 'a revoked key still has a Revoke button');
+  const after = await me();
+  check(after.status === 401, `the revoked key is answered ${after.status} on /v1/me`);
+  await admin.context().close();
   page = p;
 });
 

@@ -3,10 +3,12 @@
 //! - In a browser: `tools/ui/e2e.mjs` drives headless Chromium (Debian's
 //!   `chromium`, through the `playwright-core` pinned in
 //!   `tools/ui/package-lock.json`) through every page: a generation with
-//!   its progress, previews, image and provenance; the gallery and an
-//!   image's details; cancelling a queued job; the operations view after
-//!   traffic; a 400 shown as a readable message; review, admin, the key
-//!   prompt; a phone-sized and a dark-mode screenshot. It skips, saying
+//!   its progress, previews, image and provenance; cancelling one and
+//!   reusing its seed; the gallery and an image's details; cancelling a
+//!   queued job and each job's tier; the operations view after traffic,
+//!   with its Grafana links; a 400 shown as a readable message; two
+//!   verdicts in review; admin's models, rollouts and key revocation; the
+//!   key prompt; a phone-sized and a dark-mode screenshot. It skips, saying
 //!   why, when Node, the browser or `tools/ui/node_modules` is missing,
 //!   unless `EASEL_REQUIRE_BROWSER=1` (CI), where that fails. Screenshots
 //!   go to `EASEL_UI_SCREENSHOTS` (docs/ui.md: how to refresh
@@ -34,8 +36,9 @@ const FIRST_LOAD_BUDGET: usize = 250 * 1000;
 const E2E_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// `easel serve` on the bundled model with the settings the UI scenario
-/// needs: every image sampled into the review queue, and a price per
-/// device second so the cost figures move.
+/// needs: every image sampled into the review queue (so the review steps
+/// always have items), a price per device second so the cost figures move,
+/// and a Grafana base URL so the operations view links the dashboards.
 fn serve_bundled(data: &Path, port: u16) -> Killed {
     let child = Command::new(env!("CARGO_BIN_EXE_easel"))
         .current_dir(workspace())
@@ -47,6 +50,7 @@ fn serve_bundled(data: &Path, port: u16) -> Killed {
         .env("EASEL_LOG", "warn")
         .env("EASEL_REVIEW__SAMPLE_PERCENT", "100")
         .env("EASEL_METRICS__PRICE_PER_DEVICE_SECOND", "0.0005")
+        .env("EASEL_SERVER__GRAFANA_URL", "https://grafana.example.com")
         .env_remove("EASEL_SERVER__UI_DIR")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

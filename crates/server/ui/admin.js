@@ -91,12 +91,13 @@ export async function mount(root, _arg, ctx) {
     try {
       const list = await api('/v1/admin/rollouts');
       replace(rollouts, table(['Rollout', 'Model', 'State', 'Mode', 'Share', 'Baseline → candidate', 'Created'],
-        list.data.map((r) => h('tr', {},
+        list.data.map((r) => h('tr', { data: { rolloutId: r.id, state: r.state } },
           h('td', {}, h('code', { text: r.id })), h('td', { text: r.model }),
           h('td', {}, badge(r.state), r.reason ? h('small', { text: ` ${r.reason}` }) : null),
           h('td', { text: r.mode }), h('td', { class: 'num', text: `${r.percent}%` }),
           h('td', {}, h('code', { text: `${shortHash(r.baseline)} → ${shortHash(r.candidate)}` })),
-          h('td', { text: fmtTime(r.created_at) }))),
+          // A rollout's times are Unix milliseconds (the API's other times are seconds).
+          h('td', { class: 'created', text: fmtTime(r.created_at / 1000) }))),
         'No rollouts. Start one with POST /v1/admin/rollouts (docs/rollouts.md).'));
     } catch (e) {
       replace(rollouts, errorBox(e));

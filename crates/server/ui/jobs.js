@@ -63,7 +63,7 @@ export async function mount(root) {
     return h('tr', { data: { jobId: job.id, status: job.status } },
       h('td', {}, h('code', { text: job.id })),
       h('td', {}, badge(job.status)),
-      h('td', { text: job.tier }),
+      h('td', { class: 'tier', text: job.tier }),
       h('td', { class: 'num position', text: job.queue_position ?? '—' }),
       h('td', {}, progressCell(job)),
       h('td', { class: 'prompt-cell', title: job.params.prompt, text: truncate(job.params.prompt, 60) }),
@@ -77,7 +77,7 @@ export async function mount(root) {
     return h('tr', { data: { jobId: job.id, status: job.status } },
       h('td', {}, h('code', { text: job.id })),
       h('td', {}, badge(job.status)),
-      h('td', { text: job.tier }),
+      h('td', { class: 'tier', text: job.tier }),
       h('td', { class: 'prompt-cell', title: job.params.prompt, text: truncate(job.params.prompt, 60) }),
       h('td', { text: fmtAgo(job.finished_at || job.created_at) }),
       h('td', {}, outcome));
