@@ -179,3 +179,70 @@ async fn a_generation_stores_the_job_as_succeeded() {
     assert_eq!(job["tier"], "realtime");
     assert_eq!(job["image_ids"][0], body["data"][0]["id"]);
 }
+
+/// Steps of a finished generation as its job and its first image record them.
+async fn recorded_steps(app: &crate::helpers::TestApp, body: &Value) -> (Value, Value) {
+    let r = app.generate(body).await;
+    assert_eq!(r.status(), 200, "{body}");
+    let answer: Value = r.json().await.unwrap();
+    let job: Value = app
+        .get_job(answer["job_id"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let record: Value = app
+        .get_image(answer["data"][0]["id"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    (job["params"]["steps"].clone(), record["steps"].clone())
+}
+
+#[tokio::test]
+async fn each_quality_preset_sets_the_steps_its_job_and_images_use() {
+    let app = spawn_app().await;
+    let model: Value = app
+        .get(&format!("/v1/models/{MODEL}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let default = model["defaults"]["steps"].as_u64().unwrap();
+    // Below 2 the low preset would equal the default and prove nothing.
+    assert!(default >= 2, "the fixture's default steps: {default}");
+    for (quality, want) in [
+        ("low", default / 2),
+        ("medium", default),
+        ("standard", default),
+        ("auto", default),
+        ("high", (default * 2).min(150)),
+        ("hd", (default * 2).min(150)),
+    ] {
+        let mut body = small_request("a red apple");
+        body.as_object_mut().unwrap().remove("steps");
+        body["quality"] = json!(quality);
+        let (job, record) = recorded_steps(&app, &body).await;
+        assert_eq!(job, want, "quality {quality}: the job's steps");
+        assert_eq!(record, want, "quality {quality}: the image's steps");
+    }
+    // `auto` leaves explicit steps alone; any other preset with steps, or
+    // an unknown preset, is refused naming `quality`.
+    let mut body = small_request("a red apple");
+    body["quality"] = json!("auto");
+    assert_eq!(recorded_steps(&app, &body).await, (json!(2), json!(2)));
+    let jobs = app.count_jobs().await;
+    body["quality"] = json!("high");
+    let err = assert_error(app.generate(&body).await, 400, "conflicting_parameters").await;
+    assert_eq!(err["error"]["param"], "quality", "{err}");
+    body.as_object_mut().unwrap().remove("steps");
+    body["quality"] = json!("ultra");
+    let err = assert_error(app.generate(&body).await, 400, "invalid_quality").await;
+    assert_eq!(err["error"]["param"], "quality", "{err}");
+    assert_eq!(
+        app.count_jobs().await,
+        jobs,
+        "a refused request stored a job"
+    );
+}
