@@ -41,6 +41,10 @@ pub struct NewJob {
     /// Who asked: the API key's name, or the request's `user` field when
     /// authentication is off. Idempotency keys are unique per user.
     pub user_id: Option<String>,
+    /// The end-user id the request named (OpenAI's `user`), with keys on
+    /// or off: recorded on the job and its images, nothing more. `None`
+    /// without one.
+    pub end_user: Option<String>,
     /// Client-chosen key: a retry with the same key returns the first job.
     pub idempotency_key: Option<String>,
     /// Image-to-image: the initial image, already at `params.size`.
@@ -293,6 +297,7 @@ impl Jobs {
             tier: job.tier,
             project: job.project,
             user_id: job.user_id,
+            end_user: job.end_user,
             params,
             options: job.output,
             idempotency_key: job.idempotency_key,
@@ -375,6 +380,7 @@ impl Jobs {
             tier: Tier::Batch,
             project: ProjectId::shadow(),
             user_id: None,
+            end_user: None,
             params,
             options: of.options,
             idempotency_key: None,

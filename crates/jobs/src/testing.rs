@@ -106,6 +106,7 @@ pub(crate) fn fake_job(size: &str, n: i64) -> NewJob {
         tier: Tier::Batch,
         project: easel_core::ProjectId::default_project(),
         user_id: None,
+        end_user: None,
         idempotency_key: None,
         init_image: None,
         mask: None,

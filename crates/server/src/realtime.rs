@@ -81,6 +81,7 @@ pub(crate) async fn submit(
             output: valid.output,
             tier: Tier::Realtime,
             project: principal.project(),
+            end_user: valid.user.clone(),
             user_id: crate::auth::user_id(principal, valid.user),
             idempotency_key: None,
             init_image,

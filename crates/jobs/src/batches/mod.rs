@@ -52,6 +52,10 @@ pub struct ItemRequest {
     pub params: GenerationParams,
     /// How to deliver it.
     pub output: OutputOptions,
+    /// The line's `user` (OpenAI's end-user id), recorded on its job;
+    /// absent in items stored before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_user: Option<String>,
 }
 
 /// What a batch is expected to cost, made when it is created from the
@@ -419,6 +423,7 @@ impl BatchDriver {
                     tier: Tier::Batch,
                     project: batch.project.clone(),
                     user_id: batch.user_id.clone(),
+                    end_user: request.end_user,
                     idempotency_key: Some(item_key(&batch.id, item.line, item.attempts + 1)),
                     init_image: None,
                     mask: None,

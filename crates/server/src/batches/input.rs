@@ -151,6 +151,7 @@ fn parse_line(
     let request = ItemRequest {
         params: valid.params,
         output: valid.output,
+        end_user: valid.user,
     };
     let item = NewBatchItem {
         custom_id: line.custom_id,

@@ -39,7 +39,9 @@ pub struct CreateImageRequest {
     /// `unsupported_parameter`.
     #[serde(default)]
     pub output_compression: Option<i64>,
-    /// An end-user id, recorded with the job.
+    /// An end-user id (at most 256 characters kept), recorded with the job
+    /// and its images as `end_user`, with API keys on or off; with keys
+    /// off it is also the job's `user`.
     #[serde(default)]
     pub user: Option<String>,
     /// A preset for `steps` (docs/openai.md): `low` half the model's
@@ -133,7 +135,8 @@ pub struct ValidRequest {
     pub params: GenerationParams,
     /// Encoding and delivery.
     pub output: OutputOptions,
-    /// End-user id.
+    /// End-user id (OpenAI's `user`), at most 256 characters; `None` when
+    /// absent or empty.
     pub user: Option<String>,
     /// `stream: true`: the partial images wanted (0–3); `None`: no stream.
     pub stream: Option<u32>,
@@ -231,7 +234,10 @@ impl CreateImageRequest {
         check_for_model(&params, &info)?;
         let mut params = params;
         params.loras = crate::dto::loras::resolve(models, &taken.wanted)?;
-        let user = self.user.map(|u| u.chars().take(256).collect());
+        let user = self
+            .user
+            .filter(|u| !u.is_empty())
+            .map(|u| u.chars().take(256).collect());
         if let Some(partial) = stream.filter(|&p| p > 0) {
             // Evenly spaced previews, the last partial image before the end.
             output.preview_every_steps = Some((params.steps / (partial + 1)).max(1));

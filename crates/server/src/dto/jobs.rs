@@ -153,6 +153,9 @@ pub struct Job {
     pub params: JobParams,
     /// Who created it: the API key's name, or the request's `user`.
     pub user: Option<String>,
+    /// The end-user id the request named (OpenAI's `user`), recorded with
+    /// API keys on or off; null without one.
+    pub end_user: Option<String>,
     /// The project that owns it and its images.
     pub project: String,
     /// Why a queued job is not being run: `budget_exhausted` while its
@@ -215,6 +218,7 @@ impl Job {
                 masked: p.masked,
             },
             user: job.user_id.clone(),
+            end_user: job.end_user.clone(),
             project: job.project.to_string(),
             hold_reason: job.hold_reason.clone(),
             image_ids: job.image_ids.iter().map(|i| i.to_string()).collect(),

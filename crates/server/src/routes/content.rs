@@ -100,6 +100,9 @@ pub struct ImageRecordDto {
     /// (the correlation id in logs and traces); null for jobs created
     /// before it was recorded.
     pub request_id: Option<String>,
+    /// The end-user id its job's request named (OpenAI's `user`), with API
+    /// keys on or off; null without one.
+    pub end_user: Option<String>,
     /// How well the image shows its prompt: the cosine of the quality
     /// scorer's image and prompt embeddings, in [-1, 1] (higher is better;
     /// compare scores of one scorer only), or null when not scored.
@@ -170,6 +173,7 @@ impl ImageRecordDto {
             moderation: r.moderation.clone(),
             flags: r.flags.clone(),
             request_id: r.request_id.clone(),
+            end_user: r.end_user.clone(),
             quality_score: r.quality_score,
             project: r.project.to_string(),
             device_seconds: r.device_seconds,

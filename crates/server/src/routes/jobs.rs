@@ -164,6 +164,7 @@ pub async fn create_job(
             output: valid.output,
             tier,
             project: principal.project(),
+            end_user: valid.user.clone(),
             user_id: crate::auth::user_id(&principal, valid.user),
             idempotency_key,
             init_image: None,

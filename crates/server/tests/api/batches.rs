@@ -214,6 +214,7 @@ async fn the_driver_keeps_a_window_of_jobs_and_never_submits_an_item_twice() {
             tier: easel_core::Tier::Batch,
             project: job.project.clone(),
             user_id: job.user_id.clone(),
+            end_user: job.end_user.clone(),
             idempotency_key: Some(easel_jobs::batches::item_key(&id, 0, 1)),
             init_image: None,
             mask: None,

@@ -246,3 +246,102 @@ async fn each_quality_preset_sets_the_steps_its_job_and_images_use() {
         "a refused request stored a job"
     );
 }
+
+/// The `user`, `end_user` of a job and `end_user` of its first image, for a
+/// generation and a queued job sent with `key` (or none).
+async fn users_recorded(
+    app: &crate::helpers::TestApp,
+    key: Option<&str>,
+    user: &str,
+) -> Vec<Value> {
+    let send = |path: &str, body: Value| {
+        let mut req = app.client.post(app.url(path)).json(&body);
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        req.send()
+    };
+    let get = |path: String| {
+        let mut req = app.client.get(app.url(&path));
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let mut body = small_request("a red apple");
+    body["user"] = json!(user);
+    let r = send("/v1/images/generations", body.clone()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.unwrap();
+    let job = get(format!("/v1/jobs/{}", answer["job_id"].as_str().unwrap())).await;
+    let image = get(format!(
+        "/v1/images/{}",
+        answer["data"][0]["id"].as_str().unwrap()
+    ))
+    .await;
+    // The gallery shows the image's record, `end_user` included.
+    let gallery = get("/v1/images".into()).await;
+    let listed = gallery["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == image["id"])
+        .expect("the image is in the gallery")
+        .clone();
+    // A queued job (POST /v1/jobs) records it too.
+    let r = send("/v1/jobs", body).await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let queued: Value = r.json().await.unwrap();
+    vec![
+        job["user"].clone(),
+        job["end_user"].clone(),
+        image["end_user"].clone(),
+        listed["end_user"].clone(),
+        queued["end_user"].clone(),
+    ]
+}
+
+#[tokio::test]
+async fn the_requests_user_is_recorded_with_its_job_and_images_with_keys_on_or_off() {
+    // Keys off: the request's `user` is the job's user and its end user.
+    let app = spawn_app().await;
+    assert_eq!(
+        users_recorded(&app, None, "end-user-7").await,
+        vec![json!("end-user-7"); 5]
+    );
+
+    // Keys on: the job's user is the key's name, the end user is still
+    // the request's `user`, on the job and on its images.
+    use easel_server::auth::Scope;
+    let (keys, auth) =
+        crate::helpers::auth_with_keys(&[("painter", &[Scope::Generate, Scope::Read])]);
+    let app = crate::helpers::spawn_app_with(move |c| c.auth = auth).await;
+    let mut recorded = users_recorded(&app, Some(&keys[0]), "end-user-7").await;
+    assert_eq!(recorded.remove(0), "painter", "the job's user is the key");
+    assert_eq!(recorded, vec![json!("end-user-7"); 4]);
+
+    // Without one (or an empty one), nothing is recorded.
+    let r: Value = app
+        .client
+        .post(app.url("/v1/images/generations"))
+        .bearer_auth(&keys[0])
+        .json(&json!({"prompt": "a boat", "size": "16x16", "steps": 1, "user": ""}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let job: Value = app
+        .client
+        .get(app.url(&format!("/v1/jobs/{}", r["job_id"].as_str().unwrap())))
+        .bearer_auth(&keys[0])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(job["end_user"], Value::Null, "{job}");
+    assert_eq!(job["user"], "painter");
+}

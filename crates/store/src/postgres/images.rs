@@ -16,9 +16,10 @@ const INSERT: &str = "INSERT INTO images \
      (id, job_id, index_in_job, prompt, negative_prompt, seed, params, model, model_hash, \
       sampler, schedule, steps, guidance, width, height, format, byte_size, sha256, \
       object_key, timings, warnings, watermark_id, perceptual_hash, moderation, flags, quality_score, \
-      created_at, request_id, project_id, device_seconds, cost) \
+      created_at, request_id, project_id, device_seconds, cost, end_user) \
      VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-             $19, $20::jsonb, $21::jsonb, $22, $23, $24::jsonb, $25::jsonb, $26, $27, $28, (SELECT project_id FROM jobs WHERE id = $2), $29, $30) \
+             $19, $20::jsonb, $21::jsonb, $22, $23, $24::jsonb, $25::jsonb, $26, $27, $28, (SELECT project_id FROM jobs WHERE id = $2), $29, $30, \
+             (SELECT end_user FROM jobs WHERE id = $2)) \
      RETURNING *";
 
 /// The schema's name for `UNIQUE (job_id, index_in_job)`.

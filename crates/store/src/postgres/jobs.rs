@@ -19,8 +19,8 @@ const SELECT_BY_IDEMPOTENCY: &str = "SELECT * FROM jobs \
 const INSERT: &str = "INSERT INTO jobs \
      (id, status, tier, priority, user_id, model, params, options, idempotency_key, \
       request_id, created_at, deadline_at, policy, trace_parent, project_id, \
-      model_version, fallback_version, shadow_of) \
-     VALUES ($1, 'queued', $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $9, $10, $11, $12::jsonb, $13, $14, $15, $16, $17) \
+      model_version, fallback_version, shadow_of, end_user) \
+     VALUES ($1, 'queued', $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $9, $10, $11, $12::jsonb, $13, $14, $15, $16, $17, $18) \
      ON CONFLICT (project_id, (COALESCE(user_id, '')), idempotency_key) \
          WHERE idempotency_key IS NOT NULL DO NOTHING \
      RETURNING *";
@@ -115,6 +115,7 @@ impl PgDb {
             .bind(&new.params.version)
             .bind(&new.fallback_version)
             .bind(new.shadow_of.map(|j| j.to_string()))
+            .bind(&new.end_user)
             .fetch_optional(&mut *tx)
             .await?;
         let outcome = match row {

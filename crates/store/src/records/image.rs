@@ -134,6 +134,9 @@ pub struct Image {
     pub flags: Vec<String>,
     /// The `x-request-id` of the request that created the image's job.
     pub request_id: Option<String>,
+    /// The end-user id its job's request named (OpenAI's `user`), copied
+    /// from the job when the image is stored.
+    pub end_user: Option<String>,
     /// How well the image shows its prompt, when scored.
     pub quality_score: Option<f32>,
     /// Its share of device time, in seconds.

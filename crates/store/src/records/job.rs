@@ -15,6 +15,10 @@ pub struct NewJob {
     pub project: ProjectId,
     /// The requesting user or API key name; `None` for anonymous use.
     pub user_id: Option<String>,
+    /// The end-user id the request named (OpenAI's `user`), recorded on
+    /// the job and copied onto its images; only recorded, never used to
+    /// decide anything. Default `None`.
+    pub end_user: Option<String>,
     /// The validated parameters; the job's `model` column is `params.model`.
     pub params: GenerationParams,
     /// Delivery options (response and output format, compression).
@@ -50,6 +54,7 @@ impl NewJob {
             tier,
             project: ProjectId::default_project(),
             user_id: None,
+            end_user: None,
             params,
             options: OutputOptions::default(),
             idempotency_key: None,
@@ -88,6 +93,8 @@ pub struct Job {
     pub shadow_of: Option<JobId>,
     /// The requesting user, if any.
     pub user_id: Option<String>,
+    /// The end-user id the request named (OpenAI's `user`), if any.
+    pub end_user: Option<String>,
     /// The validated parameters.
     pub params: GenerationParams,
     /// Delivery options.

@@ -16,8 +16,8 @@ const SELECT_BY_IDEMPOTENCY: &str = "SELECT * FROM jobs \
 const INSERT: &str = "INSERT INTO jobs \
      (id, status, tier, priority, user_id, model, params, options, idempotency_key, \
       request_id, created_at, deadline_at, policy, trace_parent, project_id, \
-      model_version, fallback_version, shadow_of) \
-     VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
+      model_version, fallback_version, shadow_of, end_user) \
+     VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
      RETURNING *";
 
 // Queued jobs per priority (0 = realtime, 1 = batch), from the claim index.
@@ -108,6 +108,7 @@ impl SqliteDb {
             .bind(&new.params.version)
             .bind(&new.fallback_version)
             .bind(new.shadow_of.map(|j| j.to_string()))
+            .bind(&new.end_user)
             .fetch_one(&mut *tx)
             .await?;
         let job = rows::job(&row)?;

@@ -18,6 +18,7 @@ async fn a_new_job_is_queued_and_reads_back_as_written() {
         moderation: easel_core::ModerationLevel::Low,
     };
     new.request_id = Some("req-1".into());
+    new.end_user = Some("end-user-7".into());
     new.trace_parent = Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
     let created = t.db.insert_job(new.clone()).await.unwrap();
     assert!(created.is_created());
@@ -29,6 +30,7 @@ async fn a_new_job_is_queued_and_reads_back_as_written() {
     assert_eq!(job.options, new.options);
     assert_eq!(job.user_id.as_deref(), Some("alice"));
     assert_eq!(job.request_id.as_deref(), Some("req-1"));
+    assert_eq!(job.end_user.as_deref(), Some("end-user-7"));
     assert_eq!(job.trace_parent, new.trace_parent);
     assert_eq!(
         (job.attempts, job.started_at, job.finished_at),
