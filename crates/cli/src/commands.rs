@@ -491,6 +491,7 @@ fn generate(config_file: Option<PathBuf>, args: GenerateArgs) -> anyhow::Result<
             schedule: args.schedule,
             strength: None,
             clip_skip: None,
+            prompt_rule: easel_core::PromptRule::Required,
         },
         info.default_size,
         info.default_steps,

@@ -38,7 +38,7 @@ pub use job::JobStatus;
 pub use lora::{LoraRef, MAX_LORA_WEIGHT, MAX_LORAS, check_lora_weight};
 pub use output::{ModerationLevel, OutputFormat, OutputOptions, ResponseFormat};
 pub use params::{
-    GenerationParams, ParamError, RawParams, Region, SeedRequest, Size, Tier, limits,
+    GenerationParams, ParamError, PromptRule, RawParams, Region, SeedRequest, Size, Tier, limits,
 };
 pub use prompt::{
     LoraTag, MAX_CLIP_SKIP, MAX_PROMPT_WEIGHT, PromptError, PromptPart, PromptSpan,

@@ -230,7 +230,8 @@ pub struct GenerationParams {
     /// before versions, and outside a server (`easel generate`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
-    /// The prompt, trimmed, non-empty.
+    /// The prompt, trimmed; non-empty unless validated with
+    /// [`PromptRule::MayBeEmpty`].
     pub prompt: String,
     /// Optional negative prompt (empty string when absent).
     pub negative_prompt: String,
@@ -307,6 +308,20 @@ pub struct RawParams {
     pub strength: Option<f64>,
     /// Clip skip, 1 to [`crate::MAX_CLIP_SKIP`]; `None`: the last layer.
     pub clip_skip: Option<i64>,
+    /// Whether the prompt may be empty; default [`PromptRule::Required`].
+    pub prompt_rule: PromptRule,
+}
+
+/// Whether a request must have a prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PromptRule {
+    /// An empty or blank prompt is `invalid_prompt` (every route but one).
+    #[default]
+    Required,
+    /// An empty prompt is accepted and kept empty: a variation of an image
+    /// that records no prompt (OpenAI's variations take any image), which
+    /// is then guided by the image alone.
+    MayBeEmpty,
 }
 
 impl GenerationParams {
@@ -321,7 +336,7 @@ impl GenerationParams {
         fresh_seed: impl FnOnce() -> u32,
     ) -> Result<Self, ParamError> {
         let prompt = raw.prompt.trim().to_string();
-        if prompt.is_empty() {
+        if prompt.is_empty() && raw.prompt_rule == PromptRule::Required {
             return Err(ParamError::new(
                 "prompt",
                 "invalid_prompt",
@@ -638,5 +653,15 @@ mod tests {
             let e = validate(r).unwrap_err();
             assert_eq!((e.field, e.code), (field, code), "{e}");
         }
+    }
+    #[test]
+    fn an_empty_prompt_is_accepted_only_where_the_rule_allows_it() {
+        assert_eq!(validate(raw("")).unwrap_err().code, "invalid_prompt");
+        let p = validate(RawParams {
+            prompt_rule: PromptRule::MayBeEmpty,
+            ..raw("  ")
+        })
+        .unwrap();
+        assert_eq!(p.prompt, "");
     }
 }

@@ -6,7 +6,8 @@
 //! code, instead of failing inside serde with a generic message.
 
 use easel_core::{
-    GenerationParams, ModerationLevel, OutputOptions, ParamError, RawParams, SeedRequest,
+    GenerationParams, ModerationLevel, OutputOptions, ParamError, PromptRule, RawParams,
+    SeedRequest,
 };
 use easel_jobs::{Models, check_for_model};
 use serde::{Deserialize, Serialize};
@@ -115,6 +116,12 @@ pub struct CreateImageRequest {
     #[serde(skip)]
     #[schema(ignore)]
     pub prompt_tags: crate::dto::loras::PromptTags,
+    /// Whether the prompt may be empty: [`PromptRule::MayBeEmpty`] for a
+    /// variation of an image that records no prompt, set by the route; not
+    /// a body field. Default: required.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub prompt_rule: PromptRule,
     /// Whether this server offers `moderation: "low"`
     /// (`moderation.image_low` is set), filled in by the route; not a body
     /// field. `false` refuses `low`.
@@ -223,6 +230,7 @@ impl CreateImageRequest {
             schedule: self.schedule,
             strength: self.strength,
             clip_skip: self.clip_skip,
+            prompt_rule: self.prompt_rule,
         };
         let params = GenerationParams::validate(
             raw,

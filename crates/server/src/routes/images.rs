@@ -9,7 +9,7 @@ use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use easel_core::{ResponseFormat, RgbImage, SeedRequest};
+use easel_core::{PromptRule, ResponseFormat, RgbImage, SeedRequest};
 use easel_jobs::InitInput;
 use easel_store::Job as JobRecord;
 
@@ -232,7 +232,7 @@ pub struct CreateVariationForm {
     response_format: Option<String>,
     /// Extension: what the image shows; default: the prompt recorded in
     /// the image's own `parameters` (any image Easel or the AUTOMATIC1111
-    /// web UI made).
+    /// web UI made), or an empty prompt for an image that records none.
     prompt: Option<String>,
     /// Extension: how far from the image, 0–1; default 0.6.
     strength: Option<f64>,
@@ -241,7 +241,8 @@ pub struct CreateVariationForm {
 }
 
 /// Variations of an image: image-to-image at `strength` 0.6 guided by the
-/// prompt the image records (or the `prompt` field).
+/// prompt the image records (or the `prompt` field; with neither, by an
+/// empty prompt).
 #[utoipa::path(
     post,
     path = "/v1/images/variations",
@@ -249,7 +250,7 @@ pub struct CreateVariationForm {
     request_body(content = CreateVariationForm, content_type = "multipart/form-data"),
     responses(
         (status = 200, description = "The images", body = ImagesResponse),
-        (status = 400, description = "Invalid input or image; `missing_prompt` when the image records no prompt and the form gives none", body = crate::error::ErrorBody),
+        (status = 400, description = "Invalid input or image", body = crate::error::ErrorBody),
         (status = 429, description = "The realtime queue is full (`queue_full`)", body = crate::error::ErrorBody),
     )
 )]
@@ -268,14 +269,16 @@ pub async fn create_variation(
     let image = form.images.remove(0);
     let mut request = form.request;
     if request.prompt.trim().is_empty() {
-        request.prompt = recorded_prompt(&image).ok_or_else(|| {
-            ApiError::invalid(
-                "missing_prompt",
-                "prompt",
-                "the image records no prompt (no `parameters` text chunk); send `prompt` \
-                 describing it",
-            )
-        })?;
+        // OpenAI's variations take any image: one that records no prompt
+        // (a photograph, a drawing) is varied with an empty prompt, guided
+        // by the image alone.
+        match recorded_prompt(&image) {
+            Some(prompt) => request.prompt = prompt,
+            None => {
+                request.prompt.clear();
+                request.prompt_rule = PromptRule::MayBeEmpty;
+            }
+        }
     }
     if form.mask.is_some() {
         return Err(ApiError::invalid(

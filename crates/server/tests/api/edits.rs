@@ -233,3 +233,79 @@ async fn several_images_are_edited_as_one_grid_in_the_order_sent() {
     assert_eq!(err["error"]["param"], "mask", "{err}");
     assert_eq!(app.count_rows("jobs").await, 1);
 }
+
+/// `POST /v1/images/variations` with one image and text fields.
+async fn vary(
+    app: &crate::helpers::TestApp,
+    image: Vec<u8>,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut form = reqwest::multipart::Form::new().part(
+        "image",
+        reqwest::multipart::Part::bytes(image)
+            .file_name("photo.png")
+            .mime_str("image/png")
+            .unwrap(),
+    );
+    for (k, v) in fields {
+        form = form.text(k.to_string(), v.to_string());
+    }
+    app.client
+        .post(app.url("/v1/images/variations"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_image_that_records_no_prompt_is_varied_with_an_empty_prompt() {
+    let app = spawn_app().await;
+    // A plain PNG: no `parameters` text, so no recorded prompt.
+    let plain = png_image(16, 16);
+    assert!(easel_media::read_png_text(&plain).unwrap().is_empty());
+    let r = vary(
+        &app,
+        plain,
+        &[("size", "16x16"), ("steps", "2"), ("seed", "4")],
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let body: Value = r.json().await.unwrap();
+    let record: Value = app
+        .get_image(body["data"][0]["id"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(record["prompt"], "", "{record}");
+    assert!((record["strength"].as_f64().unwrap() - 0.6).abs() < 1e-6);
+    let job: Value = app
+        .get_job(body["job_id"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(job["params"]["prompt"], "");
+
+    // An image Easel made is varied with the prompt it records.
+    let made: Value = app
+        .generate(&crate::helpers::small_request("a green pear"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let made = base64::engine::general_purpose::STANDARD
+        .decode(made["data"][0]["b64_json"].as_str().unwrap())
+        .unwrap();
+    let r = vary(&app, made, &[("size", "16x16"), ("steps", "2")]).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let body: Value = r.json().await.unwrap();
+    let record: Value = app
+        .get_image(body["data"][0]["id"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(record["prompt"], "a green pear");
+}
