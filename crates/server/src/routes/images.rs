@@ -102,6 +102,23 @@ fn parse_float(field: &'static str, code: &'static str, text: &str) -> Result<f6
     })
 }
 
+/// A form's boolean: `true` or `false` (any case, as clients write them);
+/// anything else is refused rather than read as `false`.
+fn parse_bool(field: &'static str, code: &'static str, text: &str) -> Result<bool, ApiError> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("true") {
+        Ok(true)
+    } else if text.eq_ignore_ascii_case("false") {
+        Ok(false)
+    } else {
+        Err(ApiError::invalid(
+            code,
+            field,
+            format!("{field} must be true or false, got `{}`", short(text)),
+        ))
+    }
+}
+
 fn short(text: &str) -> String {
     text.chars().take(40).collect()
 }
@@ -397,7 +414,7 @@ async fn read_form(mut multipart: Multipart, max_images: usize) -> Result<EditFo
             "background" => r.background = Some(text),
             "moderation" => r.moderation = Some(text),
             "style" => r.style = Some(text),
-            "stream" => r.stream = Some(text.trim() == "true"),
+            "stream" => r.stream = Some(parse_bool("stream", "invalid_stream", &text)?),
             "partial_images" => {
                 r.partial_images = Some(parse_int(
                     "partial_images",

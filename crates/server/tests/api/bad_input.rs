@@ -225,3 +225,84 @@ async fn unknown_routes_and_methods_answer_in_the_error_shape() {
     let r = app.client.put(app.url("/v1/jobs")).send().await.unwrap();
     assert_error(r, 405, "method_not_allowed").await;
 }
+
+#[tokio::test]
+async fn unknown_fields_style_and_bad_partial_images_are_refused_naming_the_field() {
+    let app = spawn_app().await;
+    let mut unknown = small_request("a red apple");
+    unknown["frobnicate"] = json!(1);
+    let mut no_stream = with("partial_images", json!(2));
+    no_stream["stream"] = json!(false);
+    let mut too_many = with("partial_images", json!(4));
+    too_many["stream"] = json!(true);
+    let mut negative = with("partial_images", json!(-1));
+    negative["stream"] = json!(true);
+    let cases: Vec<(Value, &str, &str, &str)> = vec![
+        (unknown, "unsupported_parameter", "body", "frobnicate"),
+        (
+            with("style", json!("vivid")),
+            "unsupported_parameter",
+            "style",
+            "vivid",
+        ),
+        (
+            with("partial_images", json!(2)),
+            "invalid_partial_images",
+            "partial_images",
+            "stream",
+        ),
+        (
+            no_stream,
+            "invalid_partial_images",
+            "partial_images",
+            "stream",
+        ),
+        (too_many, "invalid_partial_images", "partial_images", "4"),
+        (negative, "invalid_partial_images", "partial_images", "-1"),
+    ];
+    for (body, code, param, needle) in cases {
+        let err = assert_error(app.generate(&body).await, 400, code).await;
+        assert_eq!(err["error"]["param"], param, "{err}");
+        let message = err["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{body}: {message}");
+    }
+    assert_nothing_stored(&app).await;
+}
+
+#[tokio::test]
+async fn an_edit_form_stream_other_than_true_or_false_is_refused() {
+    let app = spawn_app().await;
+    for value in ["yes", "1", "", "flase"] {
+        let r = app
+            .edit(png_image(16, 16), &[("prompt", "a cat"), ("stream", value)])
+            .await;
+        let err = assert_error(r, 400, "invalid_stream").await;
+        assert_eq!(err["error"]["param"], "stream", "{err}");
+        assert!(
+            err["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("true or false"),
+            "{err}"
+        );
+    }
+    assert_nothing_stored(&app).await;
+    // `false` (in any case) is an ordinary edit.
+    let r = app
+        .edit(
+            png_image(16, 16),
+            &[
+                ("prompt", "a cat"),
+                ("size", "16x16"),
+                ("steps", "1"),
+                ("stream", "False"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/json",
+        "not a stream"
+    );
+}
