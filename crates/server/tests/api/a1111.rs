@@ -254,6 +254,74 @@ async fn a_weighted_prompt_is_accepted_and_recorded_as_written() {
     );
 }
 
+/// The pixels of the first image of a `txt2img` answer.
+fn first_pixels(answer: &Value) -> Vec<u8> {
+    use base64::Engine as _;
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(answer["images"][0].as_str().unwrap())
+        .unwrap();
+    easel_media::decode_untrusted(&png, &Default::default())
+        .unwrap()
+        .pixels
+}
+
+#[tokio::test]
+async fn an_unclosed_bracket_weights_the_rest_of_the_prompt_as_the_web_ui_does() {
+    // The bundled model (the pixel-space fixture draws saturated noise that
+    // a 1.1 weight rarely flips). The watermark differs per image; without
+    // it equal conditioning gives equal pixels.
+    let app = spawn_app_with(|c| {
+        c.models = vec![easel_config::ModelEntry {
+            name: "emoji".into(),
+            path: bundled_model(),
+        }];
+        c.default_model = Some("emoji".into());
+        c.provenance.watermark = false;
+    })
+    .await;
+    let txt2img = |prompt: &str| {
+        let body = json!({"prompt": prompt, "width": 32, "height": 32, "steps": 4, "seed": 9});
+        let app = &app;
+        async move {
+            let r = app.post_json("/sdapi/v1/txt2img", &body).await;
+            assert_eq!(r.status(), 200, "{body}");
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let unclosed = txt2img("a (red apple on a table").await;
+    // Accepted, and recorded as written, brackets and all.
+    let info: Value = serde_json::from_str(unclosed["info"].as_str().unwrap()).unwrap();
+    assert_eq!(info["prompt"], "a (red apple on a table");
+    let jobs: Value = app.list_jobs("limit=1").await.json().await.unwrap();
+    assert_eq!(
+        jobs["data"][0]["params"]["prompt"],
+        "a (red apple on a table"
+    );
+    let image: Value = app
+        .get_image(jobs["data"][0]["image_ids"][0].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(image["prompt"], "a (red apple on a table");
+    assert!(
+        image["parameters"]
+            .as_str()
+            .unwrap()
+            .starts_with("a (red apple on a table\n"),
+        "{image}"
+    );
+    // The `(` runs to the end: the same picture as the bracket closed
+    // there, not the one of the brackets read as text, nor the unweighted one.
+    let pixels = first_pixels(&unclosed);
+    let closed = first_pixels(&txt2img("a (red apple on a table)").await);
+    assert_eq!(pixels, closed, "an unclosed ( weights the rest ×1.1");
+    let literal = first_pixels(&txt2img(r"a \(red apple on a table").await);
+    assert_ne!(pixels, literal, "the ( is not read as text");
+    let plain = first_pixels(&txt2img("a red apple on a table").await);
+    assert_ne!(pixels, plain, "the rest is weighted");
+}
+
 #[tokio::test]
 async fn only_masked_inpainting_redraws_around_the_mask_and_keeps_the_rest_exactly() {
     use base64::Engine as _;
