@@ -1,20 +1,24 @@
 //! Inpainting against diffusers' `StableDiffusionInpaintPipeline` (SD 1.x,
 //! references recorded by `tools/golden/inpaint.py`) and
 //! `StableDiffusionXLInpaintPipeline` (SDXL, `tools/golden/inpaint_sdxl.py`),
-//! plus the properties the references cannot show: what is kept stays kept
-//! on the pixel models, masks are per request (SD 1.x and SDXL), and bad
-//! masks are refused.
+//! and again `StableDiffusionInpaintPipeline` on the SD 2.x architecture
+//! (v-prediction, `tools/golden/inpaint_sd2.py`), plus the properties the
+//! references cannot show: what is kept stays kept on the pixel models,
+//! masks are per request (SD 1.x, SD 2.x and SDXL), and bad masks are
+//! refused.
 //!
-//! Fixtures: `tiny-sd1` and `tiny-sdxl` (4-channel UNets: latent blending),
-//! and `tiny-sd1-inpaint` and `tiny-sdxl-inpaint`, which store only a
-//! 9-channel inpainting UNet each; such a model is assembled in a temporary
-//! folder from a copy of `tiny-sd1` (or `tiny-sdxl`) with that UNet in
-//! place of its own. Two images per run, each with its own mask (image 0
+//! Fixtures: `tiny-sd1`, `tiny-sd2` and `tiny-sdxl` (4-channel UNets:
+//! latent blending), and `tiny-sd1-inpaint`, `tiny-sd2-inpaint` and
+//! `tiny-sdxl-inpaint`, which store only a 9-channel inpainting UNet each;
+//! such a model is assembled in a temporary folder from a copy of
+//! `tiny-sd1` (or `tiny-sd2`, `tiny-sdxl`) with that UNet in place of its
+//! own. Two images per run, each with its own mask (image 0
 //! repaints its left half, image 1 its top half and the one bottom-right
 //! pixel), guidance 5 with a negative prompt, 4 steps.
 //!
-//! Covered, for SD 1.x (`inpaint`) and SDXL (`inpaint-sdxl`, time ids from
-//! the requested size, no aesthetic score): latent blending at strength
+//! Covered, for SD 1.x (`inpaint`), SD 2.x (`inpaint-sd2`, v-prediction)
+//! and SDXL (`inpaint-sdxl`, time ids from the requested size, no aesthetic
+//! score): latent blending at strength
 //! 0.75 and 1 with Euler and at 0.75 with DPM++ 2M (SD 1.x also Heun and
 //! DDIM); the 9-channel UNet at strength 0.75 and 1; text to image on the
 //! 9-channel UNet (diffusers with a white mask at strength 1).
@@ -38,6 +42,8 @@ use easel_engine::{CancelToken, ImageRequest, Mask, Model, Progress, RgbImage};
 const GOLDEN: &str = "inpaint";
 /// The SDXL references.
 const GOLDEN_SDXL: &str = "inpaint-sdxl";
+/// The SD 2.x references (v-prediction).
+const GOLDEN_SD2: &str = "inpaint-sd2";
 
 /// `tiny-sd1` with the 9-channel UNet of `tiny-sd1-inpaint`, in a
 /// temporary folder (kept alive by the returned guard).
@@ -271,6 +277,49 @@ fn an_sdxl_inpainting_unet_matches_diffusers_with_its_mask_and_masked_image_inpu
     );
 }
 
+#[test]
+fn sd2_latent_blending_matches_diffusers_with_v_prediction() {
+    let model = load("tiny-sd2");
+    assert!(!model.info().inpainting);
+    check_blend_of(GOLDEN_SD2, "blend_s075", 0.75, SamplerKind::Euler, &model);
+    check_blend_of(GOLDEN_SD2, "blend_s1", 1.0, SamplerKind::Euler, &model);
+    check_blend_of(
+        GOLDEN_SD2,
+        "blend_dpmpp_2m_s075",
+        0.75,
+        SamplerKind::DpmPp2m,
+        &model,
+    );
+}
+
+#[test]
+fn an_sd2_inpainting_unet_matches_diffusers_with_its_mask_and_masked_image_inputs() {
+    let (_dir, model) = inpainting_model_of("tiny-sd2", "tiny-sd2-inpaint");
+    assert!(model.info().inpainting);
+    let sd2 = |strength, masks| requests_of(GOLDEN_SD2, strength, masks, SamplerKind::Euler);
+    let reqs = sd2(Some(0.75), Some(masks_of(GOLDEN_SD2)));
+    let keys = ["noise", "image_eps", "masked_eps"];
+    let steps = check_of(GOLDEN_SD2, &model, "cond_s075", &reqs, &keys);
+    assert_eq!(steps, 3, "strength 0.75 of 4 steps");
+    let reqs = sd2(Some(1.0), Some(masks_of(GOLDEN_SD2)));
+    check_of(
+        GOLDEN_SD2,
+        &model,
+        "cond_s1",
+        &reqs,
+        &["noise", "masked_eps"],
+    );
+    // Text to image: diffusers with a white mask at strength 1.
+    let t2i = sd2(None, None);
+    check_of(
+        GOLDEN_SD2,
+        &model,
+        "cond_white_s1",
+        &t2i,
+        &["noise", "masked_eps"],
+    );
+}
+
 /// Each image's pixels: (repainted, kept), as (the largest difference from
 /// the init image, over the pixels of each kind).
 fn kept_and_repainted(img: &RgbImage, init: &RgbImage, mask: &Mask) -> (u8, u8) {
@@ -333,10 +382,13 @@ fn the_bundled_model_keeps_the_unmasked_pixels_of_the_init_image() {
 #[test]
 fn masked_and_unmasked_requests_share_a_batch_and_match_each_alone() {
     let (_dir, inpainting) = inpainting_model();
+    let (_dir_2, inpainting_2) = inpainting_model_of("tiny-sd2", "tiny-sd2-inpaint");
     let (_dir_xl, inpainting_xl) = inpainting_model_of("tiny-sdxl", "tiny-sdxl-inpaint");
     for (name, model) in [
         ("tiny-sd1", &load("tiny-sd1")),
         ("tiny-sd1-inpaint", &inpainting),
+        ("tiny-sd2", &load("tiny-sd2")),
+        ("tiny-sd2-inpaint", &inpainting_2),
         ("tiny-sdxl", &load("tiny-sdxl")),
         ("tiny-sdxl-inpaint", &inpainting_xl),
     ] {
