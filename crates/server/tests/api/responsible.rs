@@ -417,3 +417,59 @@ async fn a_missing_signing_certificate_stops_startup_naming_the_file() {
     let text = crate::helpers::startup_error(config).await;
     assert!(text.contains("nope/chain.pem"), "{text}");
 }
+
+/// The AUTOMATIC1111 routes share the OpenAI routes' path: the same prompt
+/// moderation (a blocked prompt is refused and stores nothing), and every
+/// image they return carries the watermark and a trusted C2PA manifest
+/// bound to it, and has its moderation record.
+#[tokio::test]
+async fn the_a1111_routes_get_the_same_moderation_watermark_and_c2pa() {
+    let app = spawn_app_with(|c| {
+        c.moderation.prompt =
+            rules(json!([{ "category": "test_category", "term": "forbiddenword" }]));
+    })
+    .await;
+    let r = app
+        .post_json(
+            "/sdapi/v1/txt2img",
+            &json!({"prompt": "a forbiddenword apple", "width": 16, "height": 16, "steps": 2}),
+        )
+        .await;
+    let body = assert_error(r, 400, "prompt_rejected").await;
+    assert_eq!(body["error"]["param"], "prompt");
+    assert_eq!(
+        app.count_rows("jobs").await,
+        0,
+        "a blocked prompt stores no job"
+    );
+    assert_eq!(audit(&app, "moderation.prompt_blocked").await.len(), 1);
+
+    let r = app
+        .post_json(
+            "/sdapi/v1/txt2img",
+            &json!({"prompt": "a red apple", "width": 16, "height": 16, "steps": 2, "seed": 3}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.unwrap();
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(answer["images"][0].as_str().unwrap())
+        .unwrap();
+    let jobs: Value = app.list_jobs("limit=1").await.json().await.unwrap();
+    let record: Value = app
+        .get_image(jobs["data"][0]["image_ids"][0].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let pixels = easel_media::decode_untrusted(&png, &Default::default()).unwrap();
+    let reading = easel_media::detect_watermark(&pixels).expect("the watermark reads back");
+    assert_eq!(json!(reading.payload.id()), record["watermark_id"]);
+    let ca = std::fs::read_to_string(app.data_dir.path().join("c2pa/ca.pem")).unwrap();
+    let summary = easel_media::read_c2pa(&png, OutputFormat::Png, Some(&ca))
+        .unwrap()
+        .expect("a manifest");
+    assert_eq!(summary.validation_state, "Trusted", "{summary:?}");
+    assert_eq!(json!(summary.soft_binding), record["watermark_id"]);
+    assert_eq!(record["moderation"]["nsfw"]["action"], "allow", "{record}");
+}
