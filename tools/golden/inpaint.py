@@ -29,7 +29,6 @@ It writes, under crates/engine/tests/fixtures/:
 """
 
 import json
-import pathlib
 import shutil
 
 import torch
@@ -153,6 +152,64 @@ def run(pipe, ref, key, mask, strength, four_channel, pipeline_module=inpaint_mo
     if not four_channel:
         ref[f"{key}_masked_eps"] = vae_draws[-1]
     ref[f"{key}_image"] = out
+
+
+
+def standard_cases(pipe, unet4, unet9, sched_cfg, side, pipeline_module=inpaint_module):
+    """The runs the SD 2.x and SDXL scripts share: latent blending with the
+    4-channel UNet at every strength, the 9-channel UNet at every strength
+    and with a white mask at strength 1, and DPM++ 2M blending at 0.75.
+    `pipe(unet, scheduler=None)` builds the pipeline; its draws are recorded
+    through `pipeline_module`. Returns the references."""
+
+    def run_one(p, ref, key, mask, strength, four_channel):
+        run(p, ref, key, mask, strength, four_channel, pipeline_module=pipeline_module)
+
+    m = masks(side)
+    processed = pipe(unet4).mask_processor.preprocess(m, height=side, width=side)
+    assert torch.equal(processed, m), "the mask processor changed a binary mask"
+
+    ref = {"masks": m}
+    for name, s in STRENGTHS.items():
+        run_one(pipe(unet4), ref, f"blend_{name}", m, s, four_channel=True)
+        run_one(pipe(unet9), ref, f"cond_{name}", m, s, four_channel=False)
+    run_one(pipe(unet9), ref, "cond_white_s1", torch.ones_like(m), 1.0, four_channel=False)
+    dpm = DPMSolverMultistepScheduler.from_config(sched_cfg)
+    run_one(pipe(unet4, dpm), ref, "blend_dpmpp_2m_s075", m, 0.75, four_channel=True)
+    return {k: v.contiguous() for k, v in ref.items()}
+
+
+def save_references(ref, name, model_dir, side, extra=None):
+    """Writes golden/<name>.safetensors and its JSON (the inputs' settings,
+    `extra` after the sampler, then the library versions), and prints the
+    fixtures' sizes."""
+    GOLDEN.mkdir(parents=True, exist_ok=True)
+    save_file(ref, GOLDEN / f"{name}.safetensors")
+    write_json(
+        GOLDEN / f"{name}.json",
+        {
+            "prompts": PROMPTS,
+            "negative_prompt": NEGATIVE,
+            "steps": STEPS,
+            "guidance_scale": GUIDANCE,
+            "size": side,
+            "strengths": STRENGTHS,
+            "sampler": "euler",
+            **(extra or {}),
+            "versions": {
+                "torch": torch.__version__,
+                "diffusers": diffusers.__version__,
+                "transformers": transformers.__version__,
+            },
+        },
+    )
+    print({k: tuple(v.shape) for k, v in ref.items()})
+    sizes = {
+        str(f.relative_to(GOLDEN.parent)): f.stat().st_size
+        for f in list(model_dir.rglob("*")) + list(GOLDEN.glob(f"{name}.*"))
+        if f.is_file()
+    }
+    print(sizes, f"total {sum(sizes.values()) / 1e3:.1f} kB")
 
 
 def main():

@@ -35,30 +35,17 @@ import json
 import shutil
 
 import torch
-from safetensors.torch import save_file
 
-import diffusers
 import transformers
 from diffusers import (
     AutoencoderKL,
-    DPMSolverMultistepScheduler,
     EulerDiscreteScheduler,
     StableDiffusionInpaintPipeline,
     UNet2DConditionModel,
 )
 
-from inpaint import SIDE, STRENGTHS, masks, run
-from make_models import (
-    GOLDEN,
-    GUIDANCE,
-    MODELS,
-    NEGATIVE,
-    PROMPTS,
-    STEPS,
-    randomize,
-    save_component,
-    write_json,
-)
+from inpaint import SIDE, save_references, standard_cases
+from make_models import MODELS, randomize, save_component
 
 NAME = "inpaint-sd2"
 
@@ -111,46 +98,8 @@ def main():
         p.set_progress_bar_config(disable=True)
         return p
 
-    m = masks(SIDE)
-    processed = pipe(unet4).mask_processor.preprocess(m, height=SIDE, width=SIDE)
-    assert torch.equal(processed, m), "the mask processor changed a binary mask"
-
-    ref = {"masks": m}
-    for name, s in STRENGTHS.items():
-        run(pipe(unet4), ref, f"blend_{name}", m, s, four_channel=True)
-        run(pipe(unet9), ref, f"cond_{name}", m, s, four_channel=False)
-    run(pipe(unet9), ref, "cond_white_s1", torch.ones_like(m), 1.0, four_channel=False)
-    dpm = DPMSolverMultistepScheduler.from_config(sched_cfg)
-    run(pipe(unet4, dpm), ref, "blend_dpmpp_2m_s075", m, 0.75, four_channel=True)
-
-    ref = {k: v.contiguous() for k, v in ref.items()}
-    GOLDEN.mkdir(parents=True, exist_ok=True)
-    save_file(ref, GOLDEN / f"{NAME}.safetensors")
-    write_json(
-        GOLDEN / f"{NAME}.json",
-        {
-            "prompts": PROMPTS,
-            "negative_prompt": NEGATIVE,
-            "steps": STEPS,
-            "guidance_scale": GUIDANCE,
-            "size": SIDE,
-            "strengths": STRENGTHS,
-            "sampler": "euler",
-            "prediction_type": sched_cfg["prediction_type"],
-            "versions": {
-                "torch": torch.__version__,
-                "diffusers": diffusers.__version__,
-                "transformers": transformers.__version__,
-            },
-        },
-    )
-    print({k: tuple(v.shape) for k, v in ref.items()})
-    sizes = {
-        str(f.relative_to(GOLDEN.parent)): f.stat().st_size
-        for f in list(out.rglob("*")) + list(GOLDEN.glob(f"{NAME}.*"))
-        if f.is_file()
-    }
-    print(sizes, f"total {sum(sizes.values()) / 1e3:.1f} kB")
+    ref = standard_cases(pipe, unet4, unet9, sched_cfg, SIDE)
+    save_references(ref, NAME, out, SIDE, {"prediction_type": sched_cfg["prediction_type"]})
 
 
 if __name__ == "__main__":
