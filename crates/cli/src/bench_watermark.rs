@@ -438,34 +438,7 @@ fn unmarked_pool(
     let mut rng = seed ^ 0x5eed;
     let mut k = 0usize;
     while pool.len() < n {
-        let side = 256u32;
-        let mut pixels = Vec::with_capacity((side * side * 3) as usize);
-        let base = [
-            attacks::draw(&mut rng, 256),
-            attacks::draw(&mut rng, 256),
-            attacks::draw(&mut rng, 256),
-        ];
-        for y in 0..side {
-            for x in 0..side {
-                for (c, &b) in base.iter().enumerate() {
-                    let v = match k % 3 {
-                        0 => attacks::draw(&mut rng, 256),
-                        1 => b,
-                        _ => (b + x * (c as u32 + 1) / 2 + y / 3) % 256,
-                    };
-                    pixels.push(v as u8);
-                }
-            }
-        }
-        let kind = ["noise", "flat", "gradient"][k % 3];
-        pool.push((
-            RgbImage {
-                width: side,
-                height: side,
-                pixels,
-            },
-            kind,
-        ));
+        pool.push(attacks::synthetic(&mut rng, k));
         k += 1;
     }
     pool.truncate(n.max(outputs.len()));

@@ -78,6 +78,34 @@ pub fn draw(rng: &mut u64, n: u32) -> u32 {
     ((*rng >> 33) % u64::from(n.max(1))) as u32
 }
 
+/// The `k`-th synthetic unmarked picture of a false-positive pool, 256×256:
+/// uniform noise, a flat colour or a colour gradient (`k` mod 3), drawn
+/// from `rng`; with its kind's name. `easel bench watermark` and the
+/// `watermark_fp` example build their pools with it.
+pub fn synthetic(rng: &mut u64, k: usize) -> (RgbImage, &'static str) {
+    let side = 256u32;
+    let mut pixels = Vec::with_capacity((side * side * 3) as usize);
+    let base = [draw(rng, 256), draw(rng, 256), draw(rng, 256)];
+    for y in 0..side {
+        for x in 0..side {
+            for (c, &b) in base.iter().enumerate() {
+                let v = match k % 3 {
+                    0 => draw(rng, 256),
+                    1 => b,
+                    _ => (b + x * (c as u32 + 1) / 2 + y / 3) % 256,
+                };
+                pixels.push(v as u8);
+            }
+        }
+    }
+    let image = RgbImage {
+        width: side,
+        height: side,
+        pixels,
+    };
+    (image, ["noise", "flat", "gradient"][k % 3])
+}
+
 /// Pillow's `ImageEnhance.Brightness`: every channel times `factor`.
 pub fn brightness(image: &RgbImage, factor: f64) -> RgbImage {
     map(image, |v, _| v * factor)
