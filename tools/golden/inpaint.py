@@ -155,6 +155,27 @@ def run(pipe, ref, key, mask, strength, four_channel, pipeline_module=inpaint_mo
 
 
 
+def sd_pipe_builder(vae, text, tokenizer, sched_cfg):
+    """`pipe(unet, scheduler=None)`: an SD 1.x/2.x inpainting pipeline on these
+    components, Euler from `sched_cfg` unless another scheduler is given."""
+
+    def pipe(unet, scheduler=None):
+        p = StableDiffusionInpaintPipeline(
+            vae=vae,
+            text_encoder=text,
+            tokenizer=tokenizer,
+            unet=unet,
+            scheduler=scheduler or EulerDiscreteScheduler.from_config(sched_cfg),
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+        p.set_progress_bar_config(disable=True)
+        return p
+
+    return pipe
+
+
 def standard_cases(pipe, unet4, unet9, sched_cfg, side, pipeline_module=inpaint_module):
     """The runs the SD 2.x and SDXL scripts share: latent blending with the
     4-channel UNet at every strength, the 9-channel UNet at every strength
@@ -228,19 +249,7 @@ def main():
     shutil.rmtree(out, ignore_errors=True)
     save_component(unet9, out / "unet", dtype=torch.float16)
 
-    def pipe(unet, scheduler=None):
-        p = StableDiffusionInpaintPipeline(
-            vae=vae,
-            text_encoder=text,
-            tokenizer=tokenizer,
-            unet=unet,
-            scheduler=scheduler or EulerDiscreteScheduler.from_config(sched_cfg),
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        )
-        p.set_progress_bar_config(disable=True)
-        return p
+    pipe = sd_pipe_builder(vae, text, tokenizer, sched_cfg)
 
     m = masks(SIDE)
     processed = pipe(unet4).mask_processor.preprocess(m, height=SIDE, width=SIDE)
@@ -260,32 +269,7 @@ def main():
         run(pipe(unet4, scheduler), ref, f"blend_{name}_s075", m, 0.75, four_channel=True)
 
     ref = {k: v.contiguous() for k, v in ref.items()}
-    GOLDEN.mkdir(parents=True, exist_ok=True)
-    save_file(ref, GOLDEN / "inpaint.safetensors")
-    write_json(
-        GOLDEN / "inpaint.json",
-        {
-            "prompts": PROMPTS,
-            "negative_prompt": NEGATIVE,
-            "steps": STEPS,
-            "guidance_scale": GUIDANCE,
-            "size": SIDE,
-            "strengths": STRENGTHS,
-            "sampler": "euler",
-            "versions": {
-                "torch": torch.__version__,
-                "diffusers": diffusers.__version__,
-                "transformers": transformers.__version__,
-            },
-        },
-    )
-    print({k: tuple(v.shape) for k, v in ref.items()})
-    sizes = {
-        str(f.relative_to(GOLDEN.parent)): f.stat().st_size
-        for f in list(out.rglob("*")) + list(GOLDEN.glob("inpaint.*"))
-        if f.is_file()
-    }
-    print(sizes, f"total {sum(sizes.values()) / 1e3:.1f} kB")
+    save_references(ref, "inpaint", out, SIDE)
 
 
 if __name__ == "__main__":

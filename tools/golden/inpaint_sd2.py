@@ -39,12 +39,10 @@ import torch
 import transformers
 from diffusers import (
     AutoencoderKL,
-    EulerDiscreteScheduler,
-    StableDiffusionInpaintPipeline,
     UNet2DConditionModel,
 )
 
-from inpaint import SIDE, save_references, standard_cases
+from inpaint import SIDE, save_references, sd_pipe_builder, standard_cases
 from make_models import MODELS, randomize, save_component
 
 NAME = "inpaint-sd2"
@@ -84,19 +82,7 @@ def main():
     shutil.rmtree(out, ignore_errors=True)
     save_component(unet9, out / "unet", dtype=torch.float16)
 
-    def pipe(unet, scheduler=None):
-        p = StableDiffusionInpaintPipeline(
-            vae=vae,
-            text_encoder=text,
-            tokenizer=tokenizer,
-            unet=unet,
-            scheduler=scheduler or EulerDiscreteScheduler.from_config(sched_cfg),
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        )
-        p.set_progress_bar_config(disable=True)
-        return p
+    pipe = sd_pipe_builder(vae, text, tokenizer, sched_cfg)
 
     ref = standard_cases(pipe, unet4, unet9, sched_cfg, SIDE)
     save_references(ref, NAME, out, SIDE, {"prediction_type": sched_cfg["prediction_type"]})
